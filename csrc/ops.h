@@ -1,0 +1,7 @@
+// Registration hooks of the torch-facing operators; each lives in its own translation unit.
+#pragma once
+
+#include <torch/extension.h>
+
+void register_sampler_ops(pybind11::module_& m);  // sampler_ops.cpp
+void register_topk_ops(pybind11::module_& m);     // topk_ops.cpp
