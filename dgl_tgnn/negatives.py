@@ -1,0 +1,372 @@
+"""Negative destinations for link prediction, behind one interface.
+
+Every sampler draws, for each event of an :class:`~dgl_tgnn.events.EventBatch`, ``num_negatives``
+destination node ids from a candidate pool, with its own seeded ``torch.Generator`` (its state is
+part of :meth:`NegativeSampler.state_dict`, so a resumed run draws what an uninterrupted one would):
+
+* :class:`UniformNegatives`: uniformly from the pool.
+* :class:`HistoricalNegatives`: as DyGLib's "historical" strategy: half of the batch's negatives
+  are destinations the source interacted with before the batch (and not in the batch), the
+  rest, and every slot whose source has no such history, uniform.
+* :class:`InductiveNegatives`: as DyGLib's "inductive" strategy: destinations the source met
+  before the batch but never in training, topped up with uniform ones. Over a training stream
+  nothing precedes the batch outside training, so it draws uniform negatives there.
+* :class:`DegreeNegatives`: with probability proportional to each candidate's degree.
+* :class:`TopKNegatives`: hard negatives (Gupta and Bedathur, arXiv 2402.09239): the ``K``
+  candidates most similar to the (detached) source embedding, from a table of candidate
+  embeddings refreshed every ``refresh`` batches and fed by each batch's embeddings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from dgl_tgnn.events import EventBatch, PairHistory
+
+NEGATIVES = ("uniform", "historical", "inductive", "degree", "topk")
+SIMILARITIES = ("dot", "cosine", "decoder")
+
+EmbedFn = Callable[[torch.Tensor, float], torch.Tensor]
+"""``embed(nodes [N] int64, time) -> [N, d]``: embeddings of ``nodes`` at ``time`` (seconds)."""
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``score(queries [B, d], candidates [C, d]) -> [B, C]``: link logits of every (query, candidate)."""
+
+
+class NegativeSampler:
+    """Base class: a candidate pool, a count and a seeded generator.
+
+    Args:
+        candidates: ``[N_c]`` int64 node ids negatives are drawn from (distinct).
+        num_negatives: negatives per event (``>= 1``).
+        seed: seed of the sampler's generator.
+    """
+
+    def __init__(self, candidates: torch.Tensor, num_negatives: int, seed: int) -> None:
+        candidates = torch.as_tensor(candidates, dtype=torch.int64).cpu()
+        if candidates.dim() != 1 or candidates.numel() == 0:
+            raise ValueError(f"candidates must be non-empty and 1-D, got shape {tuple(candidates.shape)}")
+        if num_negatives < 1:
+            raise ValueError(f"num_negatives must be >= 1, got {num_negatives}")
+        self.candidates = candidates
+        self.num_negatives = num_negatives
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch = 0
+
+    @property
+    def wants_queries(self) -> bool:
+        """True when :meth:`sample` needs the batch's source embeddings as ``queries``."""
+        return False
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before the first batch of each training epoch (0-based)."""
+        self.epoch = epoch
+
+    def sample(self, batch: EventBatch, queries: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, num_negatives]`` int64 negative destination ids for the ``B`` events of ``batch``."""
+        return self.uniform(len(batch), self.num_negatives)
+
+    def observe(self, nodes: torch.Tensor, embeddings: torch.Tensor) -> None:
+        """Receives the embeddings ``[n, d]`` a training batch computed for ``nodes [n]``."""
+
+    def uniform(self, rows: int, cols: int) -> torch.Tensor:
+        """``[rows, cols]`` candidates drawn uniformly with replacement."""
+        index = torch.randint(self.candidates.numel(), (rows, cols), generator=self.generator)
+        return self.candidates[index]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.epoch = state["epoch"]
+
+
+class UniformNegatives(NegativeSampler):
+    """Destinations drawn uniformly (with replacement) from the pool; the true one is not excluded."""
+
+
+def _pick_valid(valid: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``[B, count]`` column indices drawn uniformly without replacement among the True entries of
+    ``valid [B, m]`` (``-1`` where a row has fewer than ``count``)."""
+    keys = torch.rand(valid.shape, generator=generator, dtype=torch.float64)
+    keys = torch.where(valid, keys, 2.0)
+    chosen_keys, chosen = torch.topk(keys, min(count, valid.shape[1]), dim=1, largest=False)
+    chosen = torch.where(chosen_keys < 2.0, chosen, -1)
+    if chosen.shape[1] < count:
+        pad = torch.full((valid.shape[0], count - chosen.shape[1]), -1, dtype=torch.int64)
+        chosen = torch.cat([chosen, pad], dim=1)
+    return chosen
+
+
+class _PairNegatives(NegativeSampler):
+    """Shared by the historical and inductive samplers: half the slots (at random) are drawn among
+    the eligible destinations of the event's source, the rest uniformly."""
+
+    def __init__(self, candidates: torch.Tensor, num_negatives: int, seed: int, history: PairHistory) -> None:
+        super().__init__(candidates, num_negatives, seed)
+        self.history = history
+
+    def eligible(self, batch: EventBatch, known: torch.Tensor) -> torch.Tensor:
+        """``[B, m]`` bool: which of ``known`` (the sources' earlier destinations) may be drawn."""
+        raise NotImplementedError
+
+    def sample(self, batch: EventBatch, queries: torch.Tensor | None = None) -> torch.Tensor:
+        rows, n = len(batch), self.num_negatives
+        negatives = self.uniform(rows, n)
+        slots = torch.randperm(rows * n, generator=self.generator)[: rows * n // 2]
+        if slots.numel() == 0:
+            return negatives
+        src = batch.src.cpu()
+        known = self.history.known(src, batch.start)
+        # A pair of the current batch is not a negative; neither is a node outside the pool.
+        batch_keys = (src << 32) + batch.dst.cpu()
+        valid = (known >= 0) & ~torch.isin((src[:, None] << 32) + known, batch_keys)
+        valid &= torch.isin(known, self.candidates) & self.eligible(batch, known)
+        slot_rows = slots // n
+        pick = _pick_valid(valid[slot_rows], 1, self.generator)[:, 0]
+        drawn = known[slot_rows, pick.clamp(min=0)]
+        flat = negatives.reshape(-1)
+        flat[slots] = torch.where(pick >= 0, drawn, flat[slots])
+        return flat.reshape(rows, n)
+
+
+class HistoricalNegatives(_PairNegatives):
+    """DyGLib's historical negatives over a stream.
+
+    Args:
+        history: the (src, dst) pairs of the stream the batches are cut from.
+    """
+
+    def eligible(self, batch: EventBatch, known: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(known, dtype=torch.bool)
+
+
+class InductiveNegatives(_PairNegatives):
+    """DyGLib's inductive negatives: earlier destinations of the source never seen with it in training.
+
+    Args:
+        history: the (src, dst) pairs of the stream the batches are cut from.
+        training: the (src, dst) pairs of the training stream.
+    """
+
+    def __init__(
+        self,
+        candidates: torch.Tensor,
+        num_negatives: int,
+        seed: int,
+        history: PairHistory,
+        training: PairHistory,
+    ) -> None:
+        super().__init__(candidates, num_negatives, seed, history)
+        self.training = training
+
+    def eligible(self, batch: EventBatch, known: torch.Tensor) -> torch.Tensor:
+        trained = self.training.known(batch.src.cpu(), self.training.length)
+        seen = (known[:, :, None] == trained[:, None, :]) & (trained[:, None, :] >= 0)
+        return ~seen.any(dim=2)
+
+
+class DegreeNegatives(NegativeSampler):
+    """Candidates drawn (with replacement) with probability proportional to their degree.
+
+    Args:
+        degree: ``[num_nodes]`` degree of every node (e.g. its number of training events); the
+            pool's total degree must be positive.
+    """
+
+    def __init__(self, candidates: torch.Tensor, num_negatives: int, seed: int, degree: torch.Tensor) -> None:
+        super().__init__(candidates, num_negatives, seed)
+        weights = torch.as_tensor(degree, dtype=torch.float64).cpu()[self.candidates]
+        if (weights < 0).any() or not weights.sum() > 0:
+            raise ValueError("degree must be >= 0 with a positive total over the candidates")
+        cdf = torch.cumsum(weights, 0)
+        self._cdf = cdf / cdf[-1]
+
+    def sample(self, batch: EventBatch, queries: torch.Tensor | None = None) -> torch.Tensor:
+        u = torch.rand((len(batch), self.num_negatives), generator=self.generator, dtype=torch.float64)
+        index = torch.searchsorted(self._cdf, u, right=True).clamp(max=self.candidates.numel() - 1)
+        return self.candidates[index]
+
+
+def topk_by_score(
+    score: ScoreFn, queries: torch.Tensor, table: torch.Tensor, k: int, exclude: torch.Tensor, chunk: int
+) -> torch.Tensor:
+    """``[B, k]`` rows of ``table`` with the largest ``score(queries, rows)``, ``exclude [B, m]``
+    rows (``-1`` padded) left out, scanning ``chunk`` rows of ``table`` at a time; ``-1`` where a
+    query has fewer than ``k`` rows left."""
+    best_values = torch.full((queries.shape[0], 0), float("-inf"), device=queries.device)
+    best_index = torch.zeros((queries.shape[0], 0), dtype=torch.int64, device=queries.device)
+    exclude = exclude.to(queries.device)
+    for lo in range(0, table.shape[0], chunk):
+        hi = min(lo + chunk, table.shape[0])
+        values = score(queries, table[lo:hi]).float()
+        columns = torch.arange(lo, hi, device=queries.device)
+        excluded = (exclude[:, :, None] == columns[None, None, :]).any(dim=1)
+        values = values.masked_fill(excluded, float("-inf"))
+        values = torch.cat([best_values, values], dim=1)
+        index = torch.cat([best_index, columns.expand(queries.shape[0], -1)], dim=1)
+        best_values, pos = torch.topk(values, min(k, values.shape[1]), dim=1)
+        best_index = torch.gather(index, 1, pos)
+    return torch.where(torch.isfinite(best_values), best_index, -1)
+
+
+class TopKNegatives(NegativeSampler):
+    """Hard negatives from the ``k`` candidates nearest to each source (arXiv 2402.09239).
+
+    Each batch draws ``n_hard`` negatives uniformly without replacement among the ``k`` candidates
+    most similar to the batch's (detached) source embeddings, and ``n_rand`` uniform ones. The
+    candidates' embeddings live in a table ``[N_c, d]`` that is recomputed with ``embed`` (no
+    gradient) at the batch's first event time every ``refresh`` batches and at each epoch's first
+    batch, and between refreshes is fed by :meth:`observe` with the embeddings each training batch
+    computes anyway. The true destination is never a hard negative; with ``exclude_known``,
+    neither is any destination the source interacted with up to the end of the batch. During the
+    first ``warmup_epochs`` epochs all ``n_hard + n_rand`` negatives are uniform.
+
+    Args:
+        candidates: ``[N_c]`` int64 pool node ids.
+        n_hard, n_rand: hard and uniform negatives per event.
+        k: size of the nearest set (``n_hard <= k <= N_c``).
+        refresh: full table refresh every this many batches (``>= 1``).
+        warmup_epochs: epochs of uniform negatives before hard ones.
+        similarity: ``"dot"``, ``"cosine"`` (both through the fused ``topk_dot``), or ``"decoder"``
+            (``score``, the model's own link logits, in chunks of ``chunk`` candidates).
+        embed: embeddings of the pool at a time, for the refresh.
+        history: the (src, dst) pairs of the training stream (needed by ``exclude_known``).
+        score: link logits of queries against candidates (needed by ``similarity="decoder"``).
+    """
+
+    def __init__(
+        self,
+        candidates: torch.Tensor,
+        *,
+        n_hard: int,
+        n_rand: int,
+        k: int,
+        refresh: int,
+        warmup_epochs: int,
+        similarity: str,
+        exclude_known: bool,
+        embed: EmbedFn,
+        seed: int,
+        history: PairHistory | None = None,
+        score: ScoreFn | None = None,
+        chunk: int = 4096,
+    ) -> None:
+        super().__init__(candidates, n_hard + n_rand, seed)
+        num_candidates = self.candidates.numel()
+        if not 1 <= n_hard <= k:
+            raise ValueError(f"n_hard must be in [1, k={k}], got {n_hard}")
+        if n_rand < 0:
+            raise ValueError(f"n_rand must be >= 0, got {n_rand}")
+        if k > num_candidates:
+            raise ValueError(f"k must be <= the {num_candidates} candidates, got {k}")
+        if refresh < 1:
+            raise ValueError(f"refresh must be >= 1, got {refresh}")
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        if similarity == "decoder" and score is None:
+            raise ValueError("similarity='decoder' needs the score function")
+        if exclude_known and history is None:
+            raise ValueError("exclude_known needs the training stream's history")
+        self.n_hard, self.n_rand, self.k = n_hard, n_rand, k
+        self.refresh, self.warmup_epochs = refresh, warmup_epochs
+        self.similarity, self.exclude_known = similarity, exclude_known
+        self.embed, self.score, self.history, self.chunk = embed, score, history, chunk
+        self.row_of = torch.full((int(self.candidates.max()) + 1,), -1, dtype=torch.int64)
+        self.row_of[self.candidates] = torch.arange(num_candidates)
+        self.table: torch.Tensor | None = None
+        self.batches_since_refresh = 0
+        self.refreshes = 0
+        self.refresh_seconds = 0.0
+
+    @property
+    def warming_up(self) -> bool:
+        return self.epoch < self.warmup_epochs
+
+    @property
+    def wants_queries(self) -> bool:
+        return not self.warming_up
+
+    def start_epoch(self, epoch: int) -> None:
+        super().start_epoch(epoch)
+        self.batches_since_refresh = 0
+
+    def rows(self, nodes: torch.Tensor) -> torch.Tensor:
+        """Table row of each node id (``-1`` for nodes outside the pool or ``-1`` ids)."""
+        nodes = nodes.cpu()
+        inside = (nodes >= 0) & (nodes < self.row_of.numel())
+        return torch.where(inside, self.row_of[nodes.clamp(0, self.row_of.numel() - 1)], -1)
+
+    def _refresh(self, time_s: float) -> None:
+        began = time.perf_counter()
+        with torch.no_grad():
+            self.table = self.embed(self.candidates, time_s).detach()
+        self.refreshes += 1
+        self.refresh_seconds += time.perf_counter() - began
+
+    def _nearest(self, queries: torch.Tensor, exclude: torch.Tensor) -> torch.Tensor:
+        from dgl_tgnn.topk import topk_dot
+
+        assert self.table is not None
+        queries = queries.detach().to(self.table.dtype)
+        if self.similarity == "decoder":
+            assert self.score is not None
+            with torch.no_grad():
+                return topk_by_score(self.score, queries, self.table, self.k, exclude, self.chunk)
+        cosine = self.similarity == "cosine"
+        _, index = topk_dot(queries, self.table, self.k, exclude=exclude.to(queries.device), normalize=cosine)
+        return index
+
+    def sample(self, batch: EventBatch, queries: torch.Tensor | None = None) -> torch.Tensor:
+        rows = len(batch)
+        if self.warming_up:
+            return self.uniform(rows, self.num_negatives)
+        if queries is None or queries.shape[0] != rows:
+            got = None if queries is None else tuple(queries.shape)
+            raise ValueError(f"topk negatives need queries [{rows}, d], got {got}")
+        if self.batches_since_refresh % self.refresh == 0:
+            self._refresh(float(batch.t[0]))
+        self.batches_since_refresh += 1
+        exclude = self.rows(batch.dst)[:, None]
+        if self.exclude_known:
+            assert self.history is not None
+            known = self.history.known(batch.src, batch.stop)
+            exclude = torch.cat([exclude, torch.where(known >= 0, self.rows(known), -1)], dim=1)
+        nearest = self._nearest(queries, exclude).cpu()
+        pick = _pick_valid(nearest >= 0, self.n_hard, self.generator)
+        hard_rows = torch.gather(nearest, 1, pick.clamp(min=0))
+        fallback = self.uniform(rows, self.n_hard)
+        hard = torch.where(pick >= 0, self.candidates[hard_rows.clamp(min=0)], fallback)
+        return torch.cat([hard, self.uniform(rows, self.n_rand)], dim=1)
+
+    def observe(self, nodes: torch.Tensor, embeddings: torch.Tensor) -> None:
+        """Writes ``embeddings [n, d]`` (detached) into the table rows of ``nodes [n]`` in the pool."""
+        if self.table is None or self.warming_up:
+            return
+        rows = self.rows(nodes)
+        # Where a node occurs more than once, its last occurrence wins (deterministically).
+        unique_rows, inverse = torch.unique(rows, return_inverse=True)
+        last = torch.zeros_like(unique_rows).scatter_reduce(
+            0, inverse, torch.arange(rows.numel()), reduce="amax", include_self=False
+        )
+        last = last[unique_rows >= 0]
+        source = embeddings.detach()[last.to(embeddings.device)].to(self.table.dtype)
+        self.table[rows[last].to(self.table.device)] = source
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {
+            "table": self.table,
+            "batches_since_refresh": self.batches_since_refresh,
+            "refreshes": self.refreshes,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.table = state["table"]
+        self.batches_since_refresh = state["batches_since_refresh"]
+        self.refreshes = state["refreshes"]
