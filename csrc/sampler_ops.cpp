@@ -1,3 +1,208 @@
+// Torch glue of the temporal sampler: the T-CSR as a Python object, and multi-hop sampling on
+// CPU (csrc/core) and CUDA (csrc/cuda). Every input is checked here; value errors raise ValueError.
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "core/rng.h"
+#include "core/sample.h"
+#include "core/tcsr.h"
 #include "ops.h"
 
-void register_sampler_ops(pybind11::module_& m) {}
+#ifdef WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "cuda/sample.h"
+#endif
+
+namespace py = pybind11;
+
+namespace {
+
+using tgnn::TCSR;
+// One hop: nbr_nodes [R, k] int64, nbr_eids [R, k] int64, nbr_times [R, k] float64, mask [R, k] bool.
+using Hop = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+void check_vector(const at::Tensor& x, const char* name, at::ScalarType dtype) {
+  TORCH_CHECK_VALUE(x.dim() == 1, name, ": expected a 1-D tensor, got shape ", x.sizes());
+  TORCH_CHECK_VALUE(x.scalar_type() == dtype, name, ": expected dtype ", dtype, ", got ", x.scalar_type());
+  TORCH_CHECK_VALUE(x.is_contiguous(), name, ": expected a contiguous tensor");
+}
+
+void check_cpu_events(const at::Tensor& src, const at::Tensor& dst, const at::Tensor& t) {
+  check_vector(src, "src", at::kLong);
+  check_vector(dst, "dst", at::kLong);
+  check_vector(t, "t", at::kDouble);
+  for (const at::Tensor* x : {&src, &dst, &t}) TORCH_CHECK_VALUE(x->is_cpu(), "events must be CPU tensors");
+  TORCH_CHECK_VALUE(src.numel() == dst.numel() && src.numel() == t.numel(),
+                    "src, dst, t: length mismatch ", src.numel(), ", ", dst.numel(), ", ", t.numel());
+}
+
+void check_sampling_args(const at::Tensor& nodes, const at::Tensor& times, const std::vector<int64_t>& fanouts,
+                         int64_t strategy, int64_t num_threads) {
+  check_vector(nodes, "nodes", at::kLong);
+  check_vector(times, "times", at::kDouble);
+  TORCH_CHECK_VALUE(nodes.device() == times.device(), "nodes and times: on different devices ", nodes.device(),
+                    " and ", times.device());
+  TORCH_CHECK_VALUE(nodes.numel() == times.numel(), "nodes and times: length mismatch ", nodes.numel(), " vs ",
+                    times.numel());
+  TORCH_CHECK_VALUE(!fanouts.empty(), "fanouts: expected at least one hop");
+  for (size_t i = 0; i < fanouts.size(); ++i)
+    TORCH_CHECK_VALUE(fanouts[i] > 0, "fanouts: fanout ", fanouts[i], " at position ", i, " must be > 0");
+  TORCH_CHECK_VALUE(strategy == 0 || strategy == 1, "strategy: expected 0 (recent) or 1 (uniform), got ",
+                    strategy);
+  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: OpenMP default), got ", num_threads);
+}
+
+std::shared_ptr<TCSR> build(const at::Tensor& src, const at::Tensor& dst, const at::Tensor& t, int64_t num_nodes,
+                            bool undirected, int64_t num_threads) {
+  check_cpu_events(src, dst, t);
+  TORCH_CHECK_VALUE(num_nodes >= 0, "num_nodes: expected >= 0, got ", num_nodes);
+  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: OpenMP default), got ", num_threads);
+  const int64_t n = src.numel();
+  const std::string error = tgnn::validate_events(src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(),
+                                                  t.data_ptr<double>(), n, num_nodes,
+                                                  -std::numeric_limits<double>::infinity());
+  TORCH_CHECK_VALUE(error.empty(), error);
+  py::gil_scoped_release no_gil;
+  return std::make_shared<TCSR>(TCSR::build(src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(), t.data_ptr<double>(),
+                                            n, num_nodes, undirected, static_cast<int>(num_threads)));
+}
+
+void append(TCSR& g, const at::Tensor& src, const at::Tensor& dst, const at::Tensor& t) {
+  check_cpu_events(src, dst, t);
+  const std::string error = tgnn::validate_events(src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(),
+                                                  t.data_ptr<double>(), src.numel(), g.num_nodes(), g.max_time());
+  TORCH_CHECK_VALUE(error.empty(), error);
+  py::gil_scoped_release no_gil;
+  g.append(src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(), t.data_ptr<double>(), src.numel());
+}
+
+// Packed copy (indptr [N + 1], nbr [M], eid [M], ts [M]), e.g. to move to a GPU.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pack(const TCSR& g, int64_t num_threads) {
+  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: OpenMP default), got ", num_threads);
+  auto indptr = at::empty({g.num_nodes() + 1}, at::kLong);
+  auto nbr = at::empty({g.num_entries()}, at::kLong);
+  auto eid = at::empty({g.num_entries()}, at::kLong);
+  auto ts = at::empty({g.num_entries()}, at::kDouble);
+  py::gil_scoped_release no_gil;
+  g.pack(indptr.data_ptr<int64_t>(), nbr.data_ptr<int64_t>(), eid.data_ptr<int64_t>(), ts.data_ptr<double>(),
+         static_cast<int>(num_threads));
+  return {indptr, nbr, eid, ts};
+}
+
+Hop empty_hop(int64_t num_roots, int64_t fanout, const at::TensorOptions& on) {
+  return {at::empty({num_roots, fanout}, on.dtype(at::kLong)), at::empty({num_roots, fanout}, on.dtype(at::kLong)),
+          at::empty({num_roots, fanout}, on.dtype(at::kDouble)), at::empty({num_roots, fanout}, on.dtype(at::kBool))};
+}
+
+// Hop i samples fanouts[i] neighbours of hop i's roots; hop i + 1's roots are hop i's neighbours
+// (flattened, -1 padding included). Hop h of call c draws from rng::hop_key(seed, c, h).
+std::vector<Hop> sample_cpu(const TCSR& g, const at::Tensor& nodes, const at::Tensor& times,
+                            const std::vector<int64_t>& fanouts, int64_t strategy, bool replace, uint64_t seed,
+                            uint64_t call, int64_t num_threads) {
+  check_sampling_args(nodes, times, fanouts, strategy, num_threads);
+  TORCH_CHECK_VALUE(nodes.is_cpu(), "nodes: expected a CPU tensor for the CPU sampler, got ", nodes.device());
+  const std::string error = tgnn::validate_roots(nodes.data_ptr<int64_t>(), times.data_ptr<double>(),
+                                                 nodes.numel(), g.num_nodes(), false);
+  TORCH_CHECK_VALUE(error.empty(), error);
+  py::gil_scoped_release no_gil;
+  std::vector<Hop> hops;
+  at::Tensor roots = nodes, root_times = times;
+  for (size_t h = 0; h < fanouts.size(); ++h) {
+    Hop hop = empty_hop(roots.numel(), fanouts[h], at::TensorOptions());
+    auto& [nbr_nodes, nbr_eids, nbr_times, mask] = hop;
+    tgnn::sample_hop(g, roots.data_ptr<int64_t>(), root_times.data_ptr<double>(), roots.numel(), fanouts[h],
+                     static_cast<tgnn::Strategy>(strategy), replace, tgnn::rng::hop_key(seed, call, h),
+                     static_cast<int>(num_threads),
+                     {nbr_nodes.data_ptr<int64_t>(), nbr_eids.data_ptr<int64_t>(), nbr_times.data_ptr<double>(),
+                      mask.data_ptr<bool>()});
+    roots = nbr_nodes.view({-1});
+    root_times = nbr_times.view({-1});
+    hops.push_back(std::move(hop));
+  }
+  return hops;
+}
+
+#ifdef WITH_CUDA
+// As sample_cpu, on the device of nodes, with a packed T-CSR on that device. No host
+// synchronisation: invalid roots (ids out of range, NaN times) get empty rows and, when error
+// (int32 [1], zeroed) is given, OR 1 / 2 into it for the caller to read.
+std::vector<Hop> sample_cuda(const at::Tensor& indptr, const at::Tensor& nbr, const at::Tensor& eid,
+                             const at::Tensor& ts, const at::Tensor& nodes, const at::Tensor& times,
+                             const std::vector<int64_t>& fanouts, int64_t strategy, bool replace, uint64_t seed,
+                             uint64_t call, const std::optional<at::Tensor>& error) {
+  check_sampling_args(nodes, times, fanouts, strategy, 0);
+  TORCH_CHECK_VALUE(nodes.is_cuda(), "nodes: expected a CUDA tensor for the CUDA sampler, got ", nodes.device());
+  check_vector(indptr, "indptr", at::kLong);
+  check_vector(nbr, "nbr", at::kLong);
+  check_vector(eid, "eid", at::kLong);
+  check_vector(ts, "ts", at::kDouble);
+  for (const at::Tensor* x : {&indptr, &nbr, &eid, &ts})
+    TORCH_CHECK_VALUE(x->device() == nodes.device(), "T-CSR arrays must be on ", nodes.device(), ", got ",
+                      x->device());
+  TORCH_CHECK_VALUE(indptr.numel() >= 1 && nbr.numel() == eid.numel() && nbr.numel() == ts.numel(),
+                    "T-CSR arrays: inconsistent sizes");
+  for (size_t i = 0; i < fanouts.size(); ++i)
+    TORCH_CHECK_VALUE(fanouts[i] <= tgnn::cuda::kMaxFanout, "fanouts: fanout ", fanouts[i], " at position ", i,
+                      " exceeds ", tgnn::cuda::kMaxFanout, ", the largest the CUDA sampler supports");
+  int* error_ptr = nullptr;
+  if (error.has_value()) {
+    TORCH_CHECK_VALUE(error->scalar_type() == at::kInt && error->numel() == 1 && error->device() == nodes.device(),
+                      "error: expected an int32 tensor of one element on ", nodes.device());
+    error_ptr = error->data_ptr<int>();
+  }
+  const c10::cuda::CUDAGuard guard(nodes.device());
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  std::vector<Hop> hops;
+  at::Tensor roots = nodes, root_times = times;
+  for (size_t h = 0; h < fanouts.size(); ++h) {
+    Hop hop = empty_hop(roots.numel(), fanouts[h], nodes.options());
+    auto& [nbr_nodes, nbr_eids, nbr_times, mask] = hop;
+    tgnn::cuda::launch_sample_hop(indptr.data_ptr<int64_t>(), nbr.data_ptr<int64_t>(), eid.data_ptr<int64_t>(),
+                                  ts.data_ptr<double>(), indptr.numel() - 1, roots.data_ptr<int64_t>(),
+                                  root_times.data_ptr<double>(), roots.numel(), fanouts[h],
+                                  static_cast<int>(strategy), replace, tgnn::rng::hop_key(seed, call, h),
+                                  h == 0 ? error_ptr : nullptr, nbr_nodes.data_ptr<int64_t>(),
+                                  nbr_eids.data_ptr<int64_t>(), nbr_times.data_ptr<double>(),
+                                  mask.data_ptr<bool>(), stream);
+    roots = nbr_nodes.view({-1});
+    root_times = nbr_times.view({-1});
+    hops.push_back(std::move(hop));
+  }
+  return hops;
+}
+#endif
+
+}  // namespace
+
+void register_sampler_ops(pybind11::module_& m) {
+  py::class_<TCSR, std::shared_ptr<TCSR>>(
+      m, "TCSR", "Time-sorted CSR: per node, its incident events sorted by (time, eid). See csrc/core/tcsr.h.")
+      .def_static("build", &build, py::arg("src"), py::arg("dst"), py::arg("t"), py::arg("num_nodes"),
+                  py::arg("undirected"), py::arg("num_threads") = 0,
+                  "Builds from int64 src/dst and float64 t (CPU, 1-D); event id = position.")
+      .def("append", &append, py::arg("src"), py::arg("dst"), py::arg("t"),
+           "Adds events no older than max_time; their ids continue after num_events.")
+      .def("pack", &pack, py::arg("num_threads") = 0, "Packed copy: (indptr, nbr, eid, ts) CPU tensors.")
+      .def_property_readonly("num_nodes", &TCSR::num_nodes)
+      .def_property_readonly("num_events", &TCSR::num_events)
+      .def_property_readonly("num_entries", &TCSR::num_entries)
+      .def_property_readonly("storage_size", &TCSR::storage_size)
+      .def_property_readonly("undirected", &TCSR::undirected)
+      .def_property_readonly("max_time", &TCSR::max_time);
+  m.def("sample_cpu", &sample_cpu, py::arg("tcsr"), py::arg("nodes"), py::arg("times"), py::arg("fanouts"),
+        py::arg("strategy"), py::arg("replace"), py::arg("seed"), py::arg("call"), py::arg("num_threads"),
+        "Multi-hop temporal sampling on CPU: a list of (nbr_nodes, nbr_eids, nbr_times, mask) per hop.");
+#ifdef WITH_CUDA
+  m.def("sample_cuda", &sample_cuda, py::arg("indptr"), py::arg("nbr"), py::arg("eid"), py::arg("ts"),
+        py::arg("nodes"), py::arg("times"), py::arg("fanouts"), py::arg("strategy"), py::arg("replace"),
+        py::arg("seed"), py::arg("call"), py::arg("error"),
+        "Multi-hop temporal sampling on CUDA (same draws as sample_cpu); no host synchronisation.");
+#endif
+}

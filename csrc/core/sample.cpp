@@ -1,0 +1,109 @@
+#include "core/sample.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <sstream>
+
+#include "core/rng.h"
+
+namespace tgnn {
+
+namespace {
+
+void sort_decreasing(int64_t* v, int64_t k) {
+  if (k > 32) {
+    std::sort(v, v + k, std::greater<int64_t>());
+    return;
+  }
+  for (int64_t i = 1; i < k; ++i) {
+    const int64_t x = v[i];
+    int64_t j = i;
+    for (; j > 0 && v[j - 1] < x; --j) v[j] = v[j - 1];
+    v[j] = x;
+  }
+}
+
+}  // namespace
+
+std::string validate_roots(const int64_t* nodes, const double* times, int64_t num_roots, int64_t num_nodes,
+                           bool allow_padding) {
+  const int64_t lowest = allow_padding ? -1 : 0;
+  for (int64_t i = 0; i < num_roots; ++i) {
+    if (nodes[i] < lowest || nodes[i] >= num_nodes) {
+      std::ostringstream msg;
+      msg << "nodes: id " << nodes[i] << " at position " << i << " is out of range [" << lowest << ", "
+          << num_nodes << ")";
+      return msg.str();
+    }
+    if (std::isnan(times[i])) {
+      std::ostringstream msg;
+      msg << "times: NaN at position " << i;
+      return msg.str();
+    }
+  }
+  return "";
+}
+
+int64_t choose(int64_t n, int64_t k, Strategy strategy, bool replace, uint64_t root_key, int64_t* out) {
+  if (strategy == Strategy::kUniform && replace) {
+    if (n == 0) return 0;
+    for (int64_t j = 0; j < k; ++j) out[j] = static_cast<int64_t>(rng::below(rng::word(root_key, j), n));
+    sort_decreasing(out, k);
+    return k;
+  }
+  if (strategy == Strategy::kRecent || n <= k) {
+    const int64_t count = std::min(n, k);
+    for (int64_t s = 0; s < count; ++s) out[s] = n - 1 - s;
+    return count;
+  }
+  // Floyd: step j draws r in [0, n - k + j]; if r was already taken, takes n - k + j (never taken yet).
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t top = n - k + j;
+    const int64_t r = static_cast<int64_t>(rng::below(rng::word(root_key, j), top + 1));
+    out[j] = std::find(out, out + j, r) == out + j ? r : top;
+  }
+  sort_decreasing(out, k);
+  return k;
+}
+
+void sample_hop(const TCSR& g, const int64_t* nodes, const double* times, int64_t num_roots, int64_t fanout,
+                Strategy strategy, bool replace, uint64_t hop_key, int num_threads, HopOutput out) {
+  const int threads = num_threads > 0 ? num_threads : omp_get_max_threads();
+  const int64_t chunk = std::clamp<int64_t>(num_roots / (8 * threads), 16, 1024);
+  const uint64_t num_nodes = static_cast<uint64_t>(g.num_nodes());
+  const double* ts = g.ts();
+  const int64_t* nbr = g.nbr();
+  const int64_t* eid = g.eid();
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(threads) if (num_roots >= 64)
+  for (int64_t i = 0; i < num_roots; ++i) {
+    const int64_t v = nodes[i];
+    int64_t n = 0, first = 0;  // the root's past events are storage [first, first + n)
+    if (static_cast<uint64_t>(v) < num_nodes) {
+      first = g.begin(v);
+      const double* last = ts + g.end(v);
+      n = std::lower_bound(ts + first, last, times[i]) - (ts + first);
+    }
+    const int64_t row = i * fanout;
+    int64_t* offsets = out.eids + row;  // scratch: each slot's offset is read before its eid is written
+    const int64_t count = choose(n, fanout, strategy, replace,
+                                 strategy == Strategy::kUniform ? rng::root_key(hop_key, i) : 0, offsets);
+    for (int64_t s = 0; s < count; ++s) {
+      const int64_t p = first + offsets[s];
+      out.nodes[row + s] = nbr[p];
+      out.eids[row + s] = eid[p];
+      out.times[row + s] = ts[p];
+      out.mask[row + s] = true;
+    }
+    for (int64_t s = count; s < fanout; ++s) {
+      out.nodes[row + s] = -1;
+      out.eids[row + s] = -1;
+      out.times[row + s] = 0.0;
+      out.mask[row + s] = false;
+    }
+  }
+}
+
+}  // namespace tgnn

@@ -1,0 +1,39 @@
+// Temporal neighbour sampling on a T-CSR, one hop at a time. Torch-free, OpenMP over roots.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/tcsr.h"
+
+namespace tgnn {
+
+enum class Strategy : int32_t { kRecent = 0, kUniform = 1 };
+
+// "" when every root is a node id in [0, num_nodes) (or -1, a padding root, if allow_padding)
+// and every time is not NaN; else a message naming the argument and the offending value.
+std::string validate_roots(const int64_t* nodes, const double* times, int64_t num_roots, int64_t num_nodes,
+                           bool allow_padding);
+
+// Which of a root's n past events to take, as offsets in [0, n) into its time-ordered row
+// (offset n - 1 = most recent). Writes them to out in decreasing order (most recent first) and
+// returns how many: recent: min(n, k) latest; uniform: min(n, k) distinct offsets, uniform without
+// replacement (Floyd's algorithm, draw j from rng::word(root_key, j)); uniform with replacement:
+// k independent offsets if n > 0. out must hold k values.
+int64_t choose(int64_t n, int64_t k, Strategy strategy, bool replace, uint64_t root_key, int64_t* out);
+
+// Dense [num_roots, fanout] row-major output of one hop.
+struct HopOutput {
+  int64_t* nodes;  // neighbour id, -1 in empty slots
+  int64_t* eids;   // event id, -1 in empty slots
+  double* times;   // event time, 0 in empty slots
+  bool* mask;      // true where a slot holds a neighbour
+};
+
+// Samples up to fanout events strictly older than times[i] for each root nodes[i]; root i uses
+// rng::root_key(hop_key, i), so the result does not depend on num_threads (0: OpenMP default).
+// A root outside [0, num_nodes) (e.g. -1 padding) gets an empty row. NaN times get empty rows.
+void sample_hop(const TCSR& g, const int64_t* nodes, const double* times, int64_t num_roots, int64_t fanout,
+                Strategy strategy, bool replace, uint64_t hop_key, int num_threads, HopOutput out);
+
+}  // namespace tgnn

@@ -1,0 +1,205 @@
+#include "core/tcsr.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <sstream>
+
+namespace tgnn {
+
+namespace {
+
+struct Entry {
+  double ts;
+  int64_t eid;
+  int64_t nbr;
+};
+
+int64_t room_for(int64_t len) { return len + len / 2 + 4; }
+
+int threads_or_default(int num_threads) { return num_threads > 0 ? num_threads : omp_get_max_threads(); }
+
+}  // namespace
+
+std::string validate_events(const int64_t* src, const int64_t* dst, const double* t, int64_t num_events,
+                            int64_t num_nodes, double min_time) {
+  for (int64_t i = 0; i < num_events; ++i) {
+    const int64_t* ids[2] = {src, dst};
+    const char* names[2] = {"src", "dst"};
+    for (int a = 0; a < 2; ++a) {
+      int64_t v = ids[a][i];
+      if (v < 0 || v >= num_nodes) {
+        std::ostringstream msg;
+        msg << names[a] << ": id " << v << " at position " << i << " is out of range [0, " << num_nodes << ")";
+        return msg.str();
+      }
+    }
+    if (!std::isfinite(t[i])) {
+      std::ostringstream msg;
+      msg << "t: time " << t[i] << " at position " << i << " is not finite";
+      return msg.str();
+    }
+    if (t[i] < min_time) {
+      std::ostringstream msg;
+      msg.precision(17);
+      msg << "t: time " << t[i] << " at position " << i << " is older than the graph's latest event ("
+          << min_time << "); appended events must not go back in time";
+      return msg.str();
+    }
+  }
+  return "";
+}
+
+TCSR::TCSR(int64_t num_nodes, bool undirected)
+    : undirected_(undirected),
+      max_time_(-std::numeric_limits<double>::infinity()),
+      begin_(num_nodes, 0),
+      end_(num_nodes, 0),
+      cap_(num_nodes, 0) {}
+
+TCSR TCSR::build(const int64_t* src, const int64_t* dst, const double* t, int64_t num_events,
+                 int64_t num_nodes, bool undirected, int num_threads) {
+  TCSR g(num_nodes, undirected);
+  g.num_events_ = num_events;
+
+  // Counting pass: row lengths, then row starts.
+  std::vector<int64_t>& cursor = g.end_;
+  for (int64_t e = 0; e < num_events; ++e) {
+    ++cursor[src[e]];
+    if (undirected && dst[e] != src[e]) ++cursor[dst[e]];
+  }
+  int64_t total = 0;
+  for (int64_t v = 0; v < num_nodes; ++v) {
+    g.begin_[v] = total;
+    total += cursor[v];
+    cursor[v] = g.begin_[v];
+  }
+  g.num_entries_ = total;
+  g.nbr_.resize(total);
+  g.eid_.resize(total);
+  g.ts_.resize(total);
+
+  // Scatter in eid order: within a row, eids increase, so equal times are already eid-ordered.
+  for (int64_t e = 0; e < num_events; ++e) {
+    int64_t p = cursor[src[e]]++;
+    g.nbr_[p] = dst[e];
+    g.eid_[p] = e;
+    g.ts_[p] = t[e];
+    if (undirected && dst[e] != src[e]) {
+      p = cursor[dst[e]]++;
+      g.nbr_[p] = src[e];
+      g.eid_[p] = e;
+      g.ts_[p] = t[e];
+    }
+  }
+  g.cap_ = g.end_;
+  for (int64_t e = 0; e < num_events; ++e) g.max_time_ = std::max(g.max_time_, t[e]);
+
+  // Sort each row that is out of time order by (time, eid), rows in parallel.
+#pragma omp parallel num_threads(threads_or_default(num_threads))
+  {
+    std::vector<Entry> buffer;
+#pragma omp for schedule(dynamic, 1024)
+    for (int64_t v = 0; v < num_nodes; ++v) {
+      const int64_t b = g.begin_[v], e = g.end_[v];
+      if (std::is_sorted(g.ts_.begin() + b, g.ts_.begin() + e)) continue;
+      buffer.resize(e - b);
+      for (int64_t p = b; p < e; ++p) buffer[p - b] = {g.ts_[p], g.eid_[p], g.nbr_[p]};
+      std::sort(buffer.begin(), buffer.end(), [](const Entry& x, const Entry& y) {
+        return x.ts < y.ts || (x.ts == y.ts && x.eid < y.eid);
+      });
+      for (int64_t p = b; p < e; ++p) {
+        g.ts_[p] = buffer[p - b].ts;
+        g.eid_[p] = buffer[p - b].eid;
+        g.nbr_[p] = buffer[p - b].nbr;
+      }
+    }
+  }
+  return g;
+}
+
+void TCSR::append(const int64_t* src, const int64_t* dst, const double* t, int64_t n) {
+  // All new events are no older than every stored one and have larger eids, so taking them in
+  // (time, eid) order and pushing each at the end of its rows keeps every row sorted.
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [t](int64_t a, int64_t b) { return t[a] < t[b]; });
+  for (int64_t i : order) {
+    const int64_t e = num_events_ + i;
+    push(src[i], dst[i], e, t[i]);
+    if (undirected_ && dst[i] != src[i]) push(dst[i], src[i], e, t[i]);
+    max_time_ = std::max(max_time_, t[i]);
+  }
+  num_events_ += n;
+  if (dead_ > num_entries_) repack();
+}
+
+void TCSR::push(int64_t v, int64_t u, int64_t e, double time) {
+  if (end_[v] == cap_[v]) move_row(v);
+  const int64_t p = end_[v]++;
+  nbr_[p] = u;
+  eid_[p] = e;
+  ts_[p] = time;
+  ++num_entries_;
+}
+
+void TCSR::move_row(int64_t v) {
+  const int64_t len = end_[v] - begin_[v];
+  const int64_t at = storage_size();
+  const int64_t room = room_for(len);
+  nbr_.resize(at + room);  // std::vector grows geometrically: amortised O(1) per slot
+  eid_.resize(at + room);
+  ts_.resize(at + room);
+  std::copy(nbr_.begin() + begin_[v], nbr_.begin() + end_[v], nbr_.begin() + at);
+  std::copy(eid_.begin() + begin_[v], eid_.begin() + end_[v], eid_.begin() + at);
+  std::copy(ts_.begin() + begin_[v], ts_.begin() + end_[v], ts_.begin() + at);
+  dead_ += cap_[v] - begin_[v];
+  begin_[v] = at;
+  end_[v] = at + len;
+  cap_[v] = at + room;
+}
+
+void TCSR::repack() {
+  const int64_t n = num_nodes();
+  std::vector<int64_t> begin(n), end(n), cap(n);
+  int64_t total = 0;
+  for (int64_t v = 0; v < n; ++v) {
+    const int64_t len = end_[v] - begin_[v];
+    begin[v] = total;
+    end[v] = total + len;
+    total += len > 0 ? room_for(len) : 0;
+    cap[v] = total;
+  }
+  std::vector<int64_t> nbr(total), eid(total);
+  std::vector<double> ts(total);
+#pragma omp parallel for schedule(dynamic, 1024)
+  for (int64_t v = 0; v < n; ++v) {
+    std::copy(nbr_.begin() + begin_[v], nbr_.begin() + end_[v], nbr.begin() + begin[v]);
+    std::copy(eid_.begin() + begin_[v], eid_.begin() + end_[v], eid.begin() + begin[v]);
+    std::copy(ts_.begin() + begin_[v], ts_.begin() + end_[v], ts.begin() + begin[v]);
+  }
+  begin_.swap(begin);
+  end_.swap(end);
+  cap_.swap(cap);
+  nbr_.swap(nbr);
+  eid_.swap(eid);
+  ts_.swap(ts);
+  dead_ = 0;
+}
+
+void TCSR::pack(int64_t* indptr, int64_t* nbr, int64_t* eid, double* ts, int num_threads) const {
+  const int64_t n = num_nodes();
+  indptr[0] = 0;
+  for (int64_t v = 0; v < n; ++v) indptr[v + 1] = indptr[v] + (end_[v] - begin_[v]);
+#pragma omp parallel for schedule(dynamic, 1024) num_threads(threads_or_default(num_threads))
+  for (int64_t v = 0; v < n; ++v) {
+    std::copy(nbr_.begin() + begin_[v], nbr_.begin() + end_[v], nbr + indptr[v]);
+    std::copy(eid_.begin() + begin_[v], eid_.begin() + end_[v], eid + indptr[v]);
+    std::copy(ts_.begin() + begin_[v], ts_.begin() + end_[v], ts + indptr[v]);
+  }
+}
+
+}  // namespace tgnn
