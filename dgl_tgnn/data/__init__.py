@@ -1,0 +1,16 @@
+"""Temporal interaction datasets: file loaders, built-in datasets, splits, synthetic workloads."""
+
+from dgl_tgnn.data.dataset import DataError, TemporalDataset
+from dgl_tgnn.data.registry import builtin_names, load_dataset
+from dgl_tgnn.data.splits import Split, split_events
+from dgl_tgnn.data.synthetic import zipf_events
+
+__all__ = [
+    "DataError",
+    "Split",
+    "TemporalDataset",
+    "builtin_names",
+    "load_dataset",
+    "split_events",
+    "zipf_events",
+]

@@ -1,0 +1,55 @@
+"""`dgl-tgnn datasets`."""
+
+import pytest
+from click.testing import CliRunner
+
+from dgl_tgnn.cli import main
+from dgl_tgnn.data.summary import format_span
+
+
+@pytest.fixture(autouse=True)
+def tmp_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DGL_TGNN_CACHE", str(tmp_path / "cache"))
+
+
+def test_datasets_table_has_published_counts():
+    result = CliRunner().invoke(main, ["datasets"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.output.splitlines()[1:]}
+    assert rows["wikipedia"][1:7] == ["jodie", "157,474", "9,227", "0", "yes", "31.0"]
+    assert rows["uci"][2:4] == ["59,835", "1,899"]
+    assert rows["bitcoinotc"][2:5] == ["35,592", "5,881", "1"]
+    assert rows["enron"][2:4] == ["125,235", "184"]
+    assert rows["mathoverflow"][2:4] == ["506,550", "24,818"]
+    assert rows["zipf-1m"][2:4] == ["1,000,000", "100,000"]
+    assert rows["zipf-1m"][-2:] == ["30.0", "days"]
+
+
+def test_datasets_on_a_file(tmp_path):
+    path = tmp_path / "e.txt"
+    path.write_text("1 2 0\n2 3 5400\n")
+    result = CliRunner().invoke(main, ["datasets", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1].split() == ["e", "edgelist", "2", "3", "0", "no", "1.5", "hours"]
+
+
+def test_bad_file_is_one_error_line(tmp_path):
+    path = tmp_path / "e.txt"
+    path.write_text("1 2 0\n2 x 5400\n")
+    result = CliRunner().invoke(main, ["datasets", str(path)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {path}:2: dst is not an integer node id: 'x'\n"
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (42, "42.0 seconds"),
+        (90, "1.5 minutes"),
+        (2 * 86400 + 43200, "2.5 days"),
+        (30 * 86400, "30.0 days"),
+        (3 * 365.25 * 86400, "3.0 years"),
+    ],
+)
+def test_format_span(seconds, text):
+    assert format_span(seconds) == text
