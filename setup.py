@@ -51,6 +51,6 @@ setup(
     package_data={"dgl_tgnn.data": ["builtin/*"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension},
-    install_requires=["torch>=2.1", "dgl>=2.1", "numpy", "click", "tqdm", "pyyaml", "matplotlib"],
+    install_requires=["torch>=2.1", "dgl>=2.1", "numpy", "pandas", "click", "tqdm", "pyyaml", "matplotlib"],
     entry_points={"console_scripts": ["dgl-tgnn=dgl_tgnn.cli:main"]},
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,8 +44,9 @@ def split_events(
 
     ``val_time`` and ``test_time`` are the ``1 - val_ratio - test_ratio`` and ``1 - test_ratio`` quantiles of
     ``ds.t`` (linear interpolation). The candidates for new nodes are the nodes of the val and test events;
-    ``round(new_node_ratio * #candidates)`` of them, drawn without replacement with ``seed``, become
-    ``new_nodes``, and every event with ``t <= val_time`` touching one of them is dropped from training.
+    as in TGN, ``int(new_node_ratio * #nodes occurring in ds)`` of them (at most all candidates), drawn
+    without replacement with ``seed``, become ``new_nodes``, and every event with ``t <= val_time``
+    touching one of them is dropped from training.
     """
     if not (0 <= val_ratio < 1 and 0 <= test_ratio < 1 and val_ratio + test_ratio < 1):
         raise ValueError(
@@ -64,7 +64,8 @@ def split_events(
 
     late = ~before_val
     candidates = np.unique(np.concatenate([ds.src[late], ds.dst[late]]))
-    n_new = math.floor(new_node_ratio * len(candidates) + 0.5)
+    num_occurring = np.unique(np.concatenate([ds.src, ds.dst])).size
+    n_new = min(len(candidates), int(new_node_ratio * num_occurring))
     rng = np.random.default_rng(seed)
     new_nodes = np.sort(rng.choice(candidates, size=n_new, replace=False)).astype(np.int64)
 
