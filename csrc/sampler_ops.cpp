@@ -14,7 +14,7 @@
 #include "ops.h"
 
 #ifdef WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "cuda/sample.h"
@@ -158,19 +158,20 @@ std::vector<Hop> sample_cuda(const at::Tensor& indptr, const at::Tensor& nbr, co
     error_ptr = error->data_ptr<int>();
   }
   const c10::cuda::CUDAGuard guard(nodes.device());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   std::vector<Hop> hops;
   at::Tensor roots = nodes, root_times = times;
   for (size_t h = 0; h < fanouts.size(); ++h) {
     Hop hop = empty_hop(roots.numel(), fanouts[h], nodes.options());
     auto& [nbr_nodes, nbr_eids, nbr_times, mask] = hop;
-    tgnn::cuda::launch_sample_hop(indptr.data_ptr<int64_t>(), nbr.data_ptr<int64_t>(), eid.data_ptr<int64_t>(),
+    const cudaError_t status = tgnn::cuda::launch_sample_hop(indptr.data_ptr<int64_t>(), nbr.data_ptr<int64_t>(), eid.data_ptr<int64_t>(),
                                   ts.data_ptr<double>(), indptr.numel() - 1, roots.data_ptr<int64_t>(),
                                   root_times.data_ptr<double>(), roots.numel(), fanouts[h],
                                   static_cast<int>(strategy), replace, tgnn::rng::hop_key(seed, call, h),
                                   h == 0 ? error_ptr : nullptr, nbr_nodes.data_ptr<int64_t>(),
                                   nbr_eids.data_ptr<int64_t>(), nbr_times.data_ptr<double>(),
                                   mask.data_ptr<bool>(), stream);
+    TORCH_CHECK(status == cudaSuccess, "CUDA sampler: kernel launch failed: ", cudaGetErrorString(status));
     roots = nbr_nodes.view({-1});
     root_times = nbr_times.view({-1});
     hops.push_back(std::move(hop));

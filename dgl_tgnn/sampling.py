@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+from dgl_tgnn import _C
+from dgl_tgnn.graph import ArrayLike, TemporalGraph, as_ids, as_times
+
+MAX_CUDA_FANOUT = 256  # tgnn::cuda::kMaxFanout
 
 
 @dataclass(frozen=True)
@@ -69,5 +76,134 @@ class TemporalBlock:
 
 
 class TemporalSampler:
-    def __init__(self, *args, **kwargs) -> None:
-        raise NotImplementedError("TemporalSampler is being written")
+    """Samples temporal neighbourhoods, hop by hop, from a :class:`TemporalGraph`.
+
+    For a root ``(v, t)`` only events of ``v`` strictly before ``t`` are candidates.
+
+    * ``recent``: the ``k`` latest candidates, most recent first (ties: larger event id first).
+    * ``uniform``: ``k`` distinct candidates drawn uniformly without replacement (all of them when
+      there are at most ``k``), or ``k`` independent draws with ``replace=True``; returned most
+      recent first.
+
+    Hop ``i + 1``'s roots are hop ``i``'s ``nbr_nodes.flatten()`` at ``nbr_times.flatten()`` (empty
+    slots become padding roots ``-1`` with fully masked rows), so hop ``i`` is dense
+    ``[R * k_0 * ... * k_{i-1}, k_i]``.
+
+    Random draws are a pure function of ``(seed, call number, hop, root index, draw)`` (a
+    counter-based hash, csrc/core/rng.h): the same seed gives the same samples whatever
+    ``num_threads`` and on CPU or CUDA alike; each call of :meth:`sample` draws new ones.
+
+    Args:
+        graph: the events to sample from.
+        fanouts: ``k`` per hop, each ``>= 1`` (``<= 256`` on CUDA).
+        strategy: ``"recent"`` or ``"uniform"``.
+        replace: draw with replacement (``uniform`` only).
+        seed: int in ``[0, 2**64)``.
+        num_threads: OpenMP threads of the CPU sampler; None: the OpenMP default.
+    """
+
+    STRATEGIES = ("recent", "uniform")
+
+    def __init__(
+        self,
+        graph: TemporalGraph,
+        fanouts: Sequence[int] = (10, 10),
+        strategy: str = "recent",
+        replace: bool = False,
+        seed: int = 0,
+        num_threads: int | None = None,
+    ) -> None:
+        if not isinstance(graph, TemporalGraph):
+            raise ValueError(f"graph: expected a TemporalGraph, got {type(graph).__name__}")
+        if isinstance(fanouts, str) or not isinstance(fanouts, Sequence):
+            raise ValueError(f"fanouts: expected a sequence of ints, got {fanouts!r}")
+        if not fanouts:
+            raise ValueError("fanouts: expected at least one hop, got []")
+        for i, k in enumerate(fanouts):
+            if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
+                raise ValueError(f"fanouts: fanout {k!r} at position {i} must be an int > 0")
+        if strategy not in self.STRATEGIES:
+            raise ValueError(f"strategy: unknown {strategy!r}, expected one of {self.STRATEGIES}")
+        if not isinstance(replace, bool):
+            raise ValueError(f"replace: expected a bool, got {replace!r}")
+        if replace and strategy != "uniform":
+            raise ValueError(f"replace: True applies only to strategy 'uniform', got strategy {strategy!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed: expected an int in [0, 2**64), got {seed!r}")
+        if num_threads is not None and (
+            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads <= 0
+        ):
+            raise ValueError(f"num_threads: expected None or an int > 0, got {num_threads!r}")
+        self.graph = graph
+        self.fanouts = [int(k) for k in fanouts]
+        self.strategy = strategy
+        self.replace = replace
+        self.seed = int(seed)
+        self.num_threads = num_threads
+        self._calls = 0
+
+    def sample(self, nodes: ArrayLike, times: ArrayLike, check: bool = True) -> list[TemporalBlock]:
+        """Samples ``len(fanouts)`` hops around roots ``(nodes[i], times[i])``.
+
+        Args:
+            nodes: ``[R]`` integer node ids in ``[0, num_nodes)``, numpy or torch. CUDA tensors are
+                sampled on their GPU (outputs stay there).
+            times: ``[R]`` float or integer root times (not NaN), on the same device as ``nodes``.
+            check: CUDA only: read back the kernel's validity flag to raise on bad ids or NaN times
+                (one host synchronisation). With False nothing synchronises and bad roots silently
+                get empty rows. CPU inputs are always checked (at no measurable cost).
+
+        Returns:
+            One :class:`TemporalBlock` per hop; ``blocks[0]`` holds the given roots.
+
+        Raises:
+            ValueError: naming the argument and the offending value.
+        """
+        nodes, times = as_ids(nodes, "nodes"), as_times(times, "times")
+        if nodes.shape[0] != times.shape[0]:
+            raise ValueError(f"nodes and times: length mismatch {nodes.shape[0]} vs {times.shape[0]}")
+        if nodes.device != times.device:
+            raise ValueError(f"times: on {times.device}, expected the device of nodes ({nodes.device})")
+        call = self._calls
+        self._calls += 1
+        strategy = self.STRATEGIES.index(self.strategy)
+        if nodes.device.type == "cpu":
+            hops = _C.sample_cpu(
+                self.graph._tcsr, nodes, times, self.fanouts, strategy, self.replace, self.seed, call,
+                self.num_threads or 0,
+            )
+        elif nodes.is_cuda:
+            hops = self._sample_cuda(nodes, times, strategy, call, check)
+        else:
+            raise ValueError(f"nodes: unsupported device {nodes.device}, expected cpu or cuda")
+        blocks = []
+        for nbr_nodes, nbr_eids, nbr_times, mask in hops:
+            blocks.append(TemporalBlock(nodes, times, nbr_nodes, nbr_eids, nbr_times, mask))
+            nodes, times = nbr_nodes.view(-1), nbr_times.view(-1)
+        return blocks
+
+    def _sample_cuda(
+        self, nodes: torch.Tensor, times: torch.Tensor, strategy: int, call: int, check: bool
+    ) -> list[tuple[torch.Tensor, ...]]:
+        if not _C.with_cuda:
+            raise RuntimeError("nodes are on CUDA but dgl_tgnn._C was built without CUDA (DGL_TGNN_CUDA=1)")
+        for i, k in enumerate(self.fanouts):
+            if k > MAX_CUDA_FANOUT:
+                raise ValueError(
+                    f"fanouts: fanout {k} at position {i} exceeds {MAX_CUDA_FANOUT}, the CUDA sampler's limit"
+                )
+        error = torch.zeros(1, dtype=torch.int32, device=nodes.device) if check else None
+        hops = _C.sample_cuda(
+            *self.graph.packed_csr(nodes.device), nodes, times, self.fanouts, strategy, self.replace,
+            self.seed, call, error,
+        )
+        if error is not None and int(error.item()) != 0:
+            num_nodes = self.graph.num_nodes
+            bad = ((nodes < 0) | (nodes >= num_nodes)).nonzero()
+            if bad.numel():
+                i = int(bad[0])
+                raise ValueError(
+                    f"nodes: id {int(nodes[i])} at position {i} is out of range [0, {num_nodes})"
+                )
+            raise ValueError(f"times: NaN at position {int(times.isnan().nonzero()[0])}")
+        return hops

@@ -1,0 +1,152 @@
+// One sampling hop on the GPU: a warp per root. The warp binary-searches the root's row
+// cooperatively (32 pivots per step), then picks the same offsets as tgnn::choose (csrc/core):
+// recent = the latest min(n, k); uniform = Floyd's algorithm with the same counter-based draws,
+// its sequential "already taken?" test done as one warp ballot per draw. Outputs are therefore
+// identical to the CPU sampler's, bit for bit.
+#include <cstdint>
+
+#include "core/rng.h"
+#include "cuda/sample.h"
+
+namespace tgnn::cuda {
+
+namespace {
+
+constexpr int kWarp = 32;
+constexpr int kWarpsPerBlock = 8;
+constexpr unsigned kAllLanes = 0xffffffffu;
+
+// First index in [lo, hi) whose time is >= t (hi if none); the whole warp calls it. Invariant:
+// the answer lies in [lo, hi]. Each step probes 32 evenly spaced pivots; since the row is sorted,
+// the c pivots with time < t are the first c, and the answer lies between pivots c - 1 and c.
+__device__ int64_t warp_lower_bound(const double* ts, int64_t lo, int64_t hi, double t, int lane) {
+  while (hi - lo > kWarp) {
+    const int64_t span = hi - lo;
+    const int64_t pivot = lo + span * (lane + 1) / (kWarp + 1);
+    const int c = __popc(__ballot_sync(kAllLanes, ts[pivot] < t));
+    const int64_t new_lo = c == 0 ? lo : lo + span * c / (kWarp + 1) + 1;
+    hi = c == kWarp ? hi : lo + span * (c + 1) / (kWarp + 1);
+    lo = new_lo;
+  }
+  const int64_t p = lo + lane;
+  return lo + __popc(__ballot_sync(kAllLanes, p < hi && ts[p] < t));
+}
+
+// Slot j = c * 32 + lane of a row lives in lane `lane`, register c. C = ceil(fanout / 32).
+template <int C>
+__global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
+    sample_hop_kernel(const int64_t* __restrict__ indptr, const int64_t* __restrict__ nbr,
+                      const int64_t* __restrict__ eid, const double* __restrict__ ts, int64_t num_nodes,
+                      const int64_t* __restrict__ roots, const double* __restrict__ times, int64_t num_roots,
+                      int k, int strategy, bool replace, uint64_t hop_key, int* error,
+                      int64_t* __restrict__ out_nodes, int64_t* __restrict__ out_eids,
+                      double* __restrict__ out_times, bool* __restrict__ out_mask) {
+  const int lane = threadIdx.x % kWarp;
+  const int64_t num_warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp; i < num_roots;
+       i += num_warps) {
+    const int64_t v = roots[i];
+    const double t = times[i];
+    const bool valid = v >= 0 && v < num_nodes;
+    if (error != nullptr && lane == 0 && (!valid || isnan(t))) atomicOr(error, (valid ? 0 : 1) | (isnan(t) ? 2 : 0));
+    int64_t first = 0, n = 0;  // the root's past events are [first, first + n)
+    if (valid) {
+      first = indptr[v];
+      n = warp_lower_bound(ts, first, indptr[v + 1], t, lane) - first;
+    }
+
+    int64_t offset[C];  // offset into the root's past events, -1 for an empty slot
+    int slot[C];        // where it goes in the output row
+    if (strategy == 0 || (!replace && n <= k) || n == 0) {  // the latest min(n, k), most recent first
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        slot[c] = c * kWarp + lane;
+        offset[c] = slot[c] < n ? n - 1 - slot[c] : -1;
+      }
+    } else {
+      const uint64_t key = rng::root_key(hop_key, i);
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        const int64_t j = c * kWarp + lane;
+        const uint64_t range = replace ? n : n - k + j + 1;
+        offset[c] = j < k ? static_cast<int64_t>(rng::below(rng::word(key, j), range)) : -1;
+      }
+      if (!replace) {
+        // Floyd, draw by draw: draw j keeps r_j unless an earlier draw took it, then takes n - k + j.
+#pragma unroll
+        for (int cj = 0; cj < C; ++cj) {
+          for (int lj = 0; lj < kWarp && cj * kWarp + lj < k; ++lj) {
+            const int j = cj * kWarp + lj;
+            const int64_t r = __shfl_sync(kAllLanes, offset[cj], lj);
+            bool taken = false;
+#pragma unroll
+            for (int c = 0; c < C; ++c) taken |= c * kWarp + lane < j && offset[c] == r;
+            taken = __any_sync(kAllLanes, taken);
+            if (lane == lj && taken) offset[cj] = n - k + j;
+          }
+        }
+      }
+      // Most recent first: slot = number of larger offsets (+ equal ones drawn earlier, with replacement).
+#pragma unroll
+      for (int c = 0; c < C; ++c) slot[c] = 0;
+#pragma unroll
+      for (int cj = 0; cj < C; ++cj) {
+        for (int lj = 0; lj < kWarp && cj * kWarp + lj < k; ++lj) {
+          const int j = cj * kWarp + lj;
+          const int64_t r = __shfl_sync(kAllLanes, offset[cj], lj);
+#pragma unroll
+          for (int c = 0; c < C; ++c) slot[c] += r > offset[c] || (r == offset[c] && j < c * kWarp + lane);
+        }
+      }
+    }
+
+    const int64_t row = i * k;
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      if (c * kWarp + lane >= k) continue;
+      const int64_t out = row + slot[c];
+      if (offset[c] >= 0) {
+        const int64_t p = first + offset[c];
+        out_nodes[out] = nbr[p];
+        out_eids[out] = eid[p];
+        out_times[out] = ts[p];
+        out_mask[out] = true;
+      } else {
+        out_nodes[out] = -1;
+        out_eids[out] = -1;
+        out_times[out] = 0.0;
+        out_mask[out] = false;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_sample_hop(const int64_t* indptr, const int64_t* nbr, const int64_t* eid, const double* ts,
+                              int64_t num_nodes, const int64_t* roots, const double* times, int64_t num_roots,
+                              int64_t fanout, int strategy, bool replace, uint64_t hop_key, int* error,
+                              int64_t* out_nodes, int64_t* out_eids, double* out_times, bool* out_mask,
+                              cudaStream_t stream) {
+  if (num_roots == 0) return cudaSuccess;
+  const int64_t blocks64 = (num_roots + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  const unsigned blocks = static_cast<unsigned>(blocks64 < (1 << 30) ? blocks64 : (1 << 30));
+  const int k = static_cast<int>(fanout);
+#define TGNN_LAUNCH(C)                                                                                        \
+  sample_hop_kernel<C><<<blocks, kWarp * kWarpsPerBlock, 0, stream>>>(                                        \
+      indptr, nbr, eid, ts, num_nodes, roots, times, num_roots, k, strategy, replace, hop_key, error, out_nodes, \
+      out_eids, out_times, out_mask)
+  if (k <= 32) {
+    TGNN_LAUNCH(1);
+  } else if (k <= 64) {
+    TGNN_LAUNCH(2);
+  } else if (k <= 128) {
+    TGNN_LAUNCH(4);
+  } else {
+    TGNN_LAUNCH(8);
+  }
+#undef TGNN_LAUNCH
+  return cudaGetLastError();
+}
+
+}  // namespace tgnn::cuda
