@@ -32,3 +32,195 @@ def datasets(names: tuple[str, ...]) -> None:
     except DataError as error:
         raise click.ClickException(str(error)) from None
     click.echo(format_table(rows))
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+def _str_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    return None if value is None else [part.strip() for part in value.split(",")]
+
+
+def _eval_negs(ctx: click.Context, param: click.Parameter, value: str | None) -> str | int | None:
+    if value is None or value == "all":
+        return value
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise click.BadParameter(f"expected 'all' or a positive integer, got {value!r}")
+
+
+# (flag parameter name, config key) for every option of `train` that maps onto the config.
+_TRAIN_FLAGS = {
+    "model": "model.name",
+    "neg": "negatives.kind",
+    "k": "negatives.k",
+    "refresh": "negatives.refresh",
+    "warmup_epochs": "negatives.warmup_epochs",
+    "n_hard": "negatives.n_hard",
+    "n_rand": "negatives.n_rand",
+    "similarity": "negatives.similarity",
+    "exclude_known": "negatives.exclude_known",
+    "loss": "train.loss",
+    "temperature": "train.temperature",
+    "dataset": "data.dataset",
+    "data": "data.path",
+    "fmt": "data.format",
+    "src_col": "data.src_col",
+    "dst_col": "data.dst_col",
+    "time_col": "data.time_col",
+    "feature_cols": "data.feature_cols",
+    "delimiter": "data.delimiter",
+    "max_events": "data.max_events",
+    "features": "data.features",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "fanouts": "model.fanouts",
+    "strategy": "model.strategy",
+    "layers": "model.num_layers",
+    "embed_dim": "model.embed_dim",
+    "memory_dim": "model.memory_dim",
+    "decoder": "model.decoder",
+    "engine": "model.engine",
+    "lr": "train.lr",
+    "seed": "train.seed",
+    "device": "train.device",
+    "threads": "train.threads",
+    "patience": "train.patience",
+    "visible_batch": "train.visible_batch",
+    "runs_dir": "train.runs_dir",
+    "eval_negs": "eval.negatives",
+    "early_stop": "eval.metric",
+    "test_every_epoch": "eval.test_every_epoch",
+}
+
+
+@main.command(context_settings={"max_content_width": 110})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="YAML run config (see configs/tgat.yaml); flags override it. "
+              "Default: the paper settings of --model.")
+@click.option("--resume", "resume", type=click.Path(file_okay=False),
+              help="Continue the interrupted run in this run directory (with its own config; "
+              "give no other option).")
+@click.option("--model", type=click.Choice(["tgat", "tgn"]), help="Encoder: TGAT or TGN (default tgat).")
+@click.option("--neg", type=click.Choice(["uniform", "historical", "inductive", "degree", "topk"]),
+              help="Training negatives: uniform; historical / inductive (DyGLib's, topped up with uniform); "
+              "degree (proportional to degree); topk (hard negatives of arXiv 2402.09239).")
+@click.option("--k", type=int, help="topk: draw hard negatives among the K nearest candidates (default 50).")
+@click.option("--refresh", type=int,
+              help="topk: recompute the whole candidate table every F batches (default 1, the paper's); "
+              "between refreshes each batch's embeddings update it.")
+@click.option("--warmup-epochs", type=int, help="topk: train this many epochs on uniform negatives first.")
+@click.option("--n-hard", type=int,
+              help="topk: hard negatives per event (default 1); other kinds draw n_hard + n_rand.")
+@click.option("--n-rand", type=int, help="topk: additional uniform negatives per event (default 0).")
+@click.option("--similarity", type=click.Choice(["dot", "cosine", "decoder"]),
+              help="topk: nearest by dot product, cosine, or the model's own link score (in chunks).")
+@click.option("--exclude-known/--no-exclude-known", default=None,
+              help="topk: never take a destination the source has interacted with as a hard negative "
+              "(the true destination is always excluded).")
+@click.option("--loss", type=click.Choice(["bce", "infonce"]),
+              help="bce: TGN's binary cross-entropy; infonce: softmax of the positive against its negatives.")
+@click.option("--temperature", type=float, help="infonce temperature (default 1.0).")
+@click.option("--dataset", help="Built-in dataset (see `dgl-tgnn datasets`; default wikipedia).")
+@click.option("--data", type=click.Path(dir_okay=False),
+              help="A file of events instead: JODIE csv, TGN ml_<name>.csv, edge list, or generic csv.")
+@click.option("--format", "fmt", type=click.Choice(["jodie", "tgn", "edgelist", "csv"]),
+              help="Format of --data (guessed when omitted).")
+@click.option("--src-col", help="Generic csv: source column (header name or 0-based index).")
+@click.option("--dst-col", help="Generic csv: destination column.")
+@click.option("--time-col", help="Generic csv: time column.")
+@click.option("--feature-cols", callback=_str_list, help="Generic csv: comma-separated edge feature columns.")
+@click.option("--delimiter", help="Generic csv: field delimiter (default ',').")
+@click.option("--max-events", type=int, help="Use only the first N events (quick runs).")
+@click.option("--features/--no-features", default=None,
+              help="Use the dataset's node/edge features (default) or train featureless.")
+@click.option("--epochs", type=int, help="Maximum epochs (default: the config's).")
+@click.option("--batch-size", type=int, help="Events per batch (default 200).")
+@click.option("--fanouts", callback=_int_list, help="Neighbours per hop, comma-separated, e.g. 10,10.")
+@click.option("--strategy", type=click.Choice(["uniform", "recent"]),
+              help="Neighbour sampling among earlier events: uniform (TGAT) or most recent (TGN).")
+@click.option("--layers", type=int, help="Attention layers (give --fanouts with as many entries).")
+@click.option("--embed-dim", type=int, help="Embedding width (default 100).")
+@click.option("--memory-dim", type=int, help="TGN memory width (default 100).")
+@click.option("--decoder", type=click.Choice(["mlp", "dot"]), help="Link decoder (default mlp).")
+@click.option("--engine", type=click.Choice(["auto", "dense", "dgl"]),
+              help="Attention engine: dense tensors, DGL message passing, or auto.")
+@click.option("--lr", type=float, help="Adam learning rate (default 1e-4).")
+@click.option("--seed", type=int, help="Seed of weights, negatives, neighbour sampling and the split.")
+@click.option("--device", help="torch device, e.g. cpu or cuda:0 (default cpu).")
+@click.option("--threads", type=int, help="CPU threads for torch and the sampler (default: torch's).")
+@click.option("--patience", type=int, help="Stop after this many epochs without a better validation metric.")
+@click.option("--early-stop", type=click.Choice(["ap", "mrr"]),
+              help="Validation metric for early stopping and the best checkpoint (default ap).")
+@click.option("--eval-negs", callback=_eval_negs,
+              help="MRR/Recall@k negatives per positive: 'all' candidate destinations (default) or a "
+              "seeded sample of N.")
+@click.option("--test-every-epoch/--no-test-every-epoch", default=None,
+              help="Also evaluate the test split after every epoch (default on).")
+@click.option("--visible-batch/--no-visible-batch", default=None,
+              help="Let a root see earlier events of its own batch as neighbours (TGN's code, TGLite, TGM; "
+              "default) or only events before the batch.")
+@click.option("--runs-dir", help="Parent of the run directories (default runs).")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar per epoch.")
+def train(config_path: str | None, resume: str | None, progress: bool, **flags: object) -> None:
+    """Train TGAT or TGN on a dataset and report test AP, AUC, MRR and Recall@k.
+
+    Writes runs/<time>-<model>-<neg>/ with config.yaml, metrics.jsonl (one line per epoch),
+    curves.png, best.pt and checkpoint.pt. Ctrl-C saves a checkpoint; --resume continues it.
+    """
+    from dgl_tgnn import run_dir as rd
+    from dgl_tgnn.config import apply_overrides, load_config
+    from dgl_tgnn.data import DataError
+    from dgl_tgnn.train import Trainer
+
+    try:
+        if resume is not None:
+            given = sorted(name for name, value in flags.items() if value is not None)
+            if given or config_path:
+                raise click.UsageError("--resume continues a run with its saved config: give no other option")
+            trainer = Trainer.resume(resume, progress=progress, log=click.echo)
+        else:
+            if flags["data"] is not None and flags["dataset"] is not None:
+                raise click.UsageError("give --dataset or --data, not both")
+            config = load_config(config_path, flags["model"])  # type: ignore[arg-type]
+            config = apply_overrides(config, {key: flags[name] for name, key in _TRAIN_FLAGS.items()})
+            if flags["dataset"] is not None:  # a built-in dataset replaces a file named by the config
+                config.data.path = None
+            config.validate()
+            run = rd.create_run_dir(config.train.runs_dir, config.model.name, config.negatives.kind)
+            click.echo(f"run directory: {run}")
+            trainer = Trainer(config, run, progress=progress, log=click.echo)
+        trainer.fit()
+    except (DataError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command(context_settings={"max_content_width": 110})
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--metric", type=click.Choice(["all", "ap", "mrr"]), default="all", show_default=True,
+              help="ap: AP and AUC only (fast); mrr or all: also MRR and Recall@k.")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="The split to evaluate (transductive and inductive sets).")
+@click.option("--eval-negs", callback=_eval_negs,
+              help="MRR/Recall@k negatives per positive: 'all' or a seeded sample of N (default: the run's).")
+@click.option("--device", help="torch device (default: the run's).")
+@click.option("--threads", type=int, help="CPU threads (default: the run's).")
+def evaluate(path: str, metric: str, split: str, eval_negs: str | int | None, device: str | None,
+             threads: int | None) -> None:
+    """Evaluate a trained model: PATH is a run directory (its best.pt) or a checkpoint file."""
+    from dgl_tgnn.data import DataError
+    from dgl_tgnn.train import evaluate_checkpoint
+
+    overrides = {"eval.negatives": eval_negs, "train.device": device, "train.threads": threads}
+    try:
+        result = evaluate_checkpoint(path, split=split, ranking=metric != "ap", overrides=overrides)
+    except (DataError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    for key, value in result.items():
+        click.echo(f"{key:<22} {value:.4f}")

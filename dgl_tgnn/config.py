@@ -224,6 +224,11 @@ def load_config(path: str | Path | None, model: str | None = None) -> RunConfig:
     return merge(config, values, str(path))
 
 
+def config_from_dict(values: dict[str, Any]) -> RunConfig:
+    """The config a ``to_dict()`` (or a YAML file's content) describes."""
+    return merge(default_config((values.get("model") or {}).get("name", "tgat")), values)
+
+
 def apply_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """``config`` with ``{"section.key": value}`` overrides (``None`` values are skipped)."""
     nested: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,126 @@
+"""A link predictor (TGAT or TGN encoder + decoder) and the sampled neighbourhoods it embeds from."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import torch
+from torch import nn
+
+from dgl_tgnn.config import ModelConfig
+from dgl_tgnn.graph import TemporalGraph
+from dgl_tgnn.nn import TGAT, TGN, DotDecoder, MLPDecoder
+from dgl_tgnn.sampling import TemporalBlock, TemporalSampler
+
+
+class LinkModel(nn.Module):
+    """An encoder (``TGAT`` or ``TGN``) that embeds (node, time) roots, and a decoder that scores pairs.
+
+    Args:
+        config: the model section of the run config.
+        num_nodes: ``N`` (TGN's memory has one row per node).
+        node_dim, edge_dim: widths of the node and event features (0 when there are none).
+    """
+
+    def __init__(self, config: ModelConfig, num_nodes: int, node_dim: int, edge_dim: int) -> None:
+        super().__init__()
+        c = config
+        if c.name == "tgat":
+            self.encoder: nn.Module = TGAT(
+                node_dim, edge_dim, c.time_dim, c.embed_dim, c.num_layers, c.num_heads, c.dropout, c.engine
+            )
+        else:
+            self.encoder = TGN(
+                num_nodes,
+                node_dim,
+                edge_dim,
+                memory_dim=c.memory_dim,
+                time_dim=c.time_dim,
+                embed_dim=c.embed_dim,
+                num_layers=c.num_layers,
+                num_heads=c.num_heads,
+                dropout=c.dropout,
+                message=c.message,
+                aggregator=c.aggregator,
+                updater=c.updater,
+                engine=c.engine,
+            )
+        self.decoder: nn.Module = MLPDecoder(c.embed_dim) if c.decoder == "mlp" else DotDecoder()
+
+    @property
+    def has_memory(self) -> bool:
+        return isinstance(self.encoder, TGN)
+
+    def forward(
+        self, blocks: list[TemporalBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
+    ) -> torch.Tensor:
+        """``[R0, embed_dim]`` embeddings of ``blocks[0]``'s roots."""
+        return self.encoder(blocks, node_feat, edge_feat)
+
+    def score(self, z_src: torch.Tensor, z_dst: torch.Tensor) -> torch.Tensor:
+        """Link logits of ``z_src [..., d]`` with ``z_dst [..., d]`` (leading dims broadcast)."""
+        return self.decoder(z_src, z_dst)
+
+
+def _block_to(block: TemporalBlock, device: torch.device) -> TemporalBlock:
+    if block.nbr_nodes.device == device:
+        return block
+    return TemporalBlock(*(getattr(block, f.name).to(device) for f in dataclasses.fields(block)))
+
+
+class Neighbourhoods:
+    """Samples the hop blocks of roots from one ``TemporalGraph`` and times it.
+
+    With ``visible_batch`` (TGN's original code, TGLite, TGM) a root at time ``t`` sees every event
+    strictly before ``t``, earlier events of its own batch included. Without it, neighbours are
+    drawn strictly before the batch's first event time ``batch_start`` while the roots keep their
+    own times for the time encoding (the graph as it was before the batch was inserted).
+
+    Args:
+        graph: the events neighbours are drawn from.
+        fanouts: neighbours per hop.
+        strategy: ``"uniform"`` or ``"recent"``.
+        seed: seed of the sampler (uniform strategy).
+        threads: sampler threads (None: its default).
+        visible_batch: see above.
+        device: where the blocks are returned.
+    """
+
+    def __init__(
+        self,
+        graph: TemporalGraph,
+        fanouts: list[int],
+        strategy: str,
+        seed: int,
+        threads: int | None,
+        visible_batch: bool,
+        device: torch.device,
+    ) -> None:
+        self.sampler = TemporalSampler(
+            graph, fanouts=fanouts, strategy=strategy, seed=seed, num_threads=threads
+        )
+        self.visible_batch = visible_batch
+        self.device = device
+        self.seconds = 0.0
+
+    def __call__(self, nodes: torch.Tensor, times: torch.Tensor, batch_start: float) -> list[TemporalBlock]:
+        """Blocks of roots ``nodes [R]`` int64 at ``times [R]`` float64 (``>= batch_start``)."""
+        began = time.perf_counter()
+        if self.device.type == "cuda":  # sample on the GPU, where the model runs
+            nodes, times = nodes.to(self.device), times.to(self.device)
+        if self.visible_batch:
+            blocks = self.sampler.sample(nodes, times)
+        else:
+            blocks = self.sampler.sample(nodes, torch.full_like(times, batch_start))
+            blocks[0] = dataclasses.replace(blocks[0], root_times=times)
+        blocks = [_block_to(block, self.device) for block in blocks]
+        self.seconds += time.perf_counter() - began
+        return blocks
+
+    def state_dict(self) -> dict[str, int]:
+        """The sampler's call counter: its draws are a function of (seed, call number)."""
+        return {"calls": self.sampler._calls}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler._calls = state["calls"]

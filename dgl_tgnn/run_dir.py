@@ -1,0 +1,81 @@
+"""The run directory ``runs/<time>-<model>-<neg>/``: resolved config, per-epoch metrics, curves, checkpoints.
+
+Files:
+    config.yaml      the resolved run config (what ``--resume`` and ``dgl-tgnn evaluate`` rebuild from).
+    metrics.jsonl    one JSON object per epoch (see ``Trainer``), then one ``{"final": ...}`` line.
+    curves.png       training loss and validation metrics per epoch.
+    checkpoint.pt    the state to resume from (written at each epoch end and on Ctrl-C).
+    best.pt          the weights (and TGN memory after validation) of the best epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+CURVES = "curves.png"
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+
+
+def create_run_dir(runs_dir: str | Path, model: str, negatives: str) -> Path:
+    """A new, empty ``runs_dir/<YYYYmmdd-HHMMSS>-<model>-<negatives>[-n]/``."""
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{negatives}"
+    root = Path(runs_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1000):
+        path = root / (stem if n == 0 else f"{stem}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"cannot create a run directory under {root}")
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    with open(run_dir / METRICS, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def rewrite_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    """Replace ``metrics.jsonl`` with ``records`` (on resume: drop lines written after the checkpoint)."""
+    with open(run_dir / METRICS, "w") as f:
+        f.writelines(json.dumps(record) + "\n" for record in records)
+
+
+def plot_curves(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """``curves.png``: training loss (left) and validation metrics (right) per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [record["epoch"] for record in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [record["loss"] for record in history], marker="o")
+    left.set(xlabel="epoch", ylabel="training loss", title="loss")
+    for key in ("val_ap", "val_auc", "val_mrr", "val_new_ap"):
+        values = [record.get(key) for record in history]
+        if any(value is not None for value in values):
+            right.plot(epochs, values, marker="o", label=key.removeprefix("val_"))
+    right.set(xlabel="epoch", ylabel="metric", title="validation")
+    right.legend()
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(run_dir / CURVES, dpi=100)
+    plt.close(fig)

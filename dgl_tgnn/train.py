@@ -1,0 +1,585 @@
+"""Trainer: chronological batches, negatives, evaluation, early stopping, checkpoints and resume.
+
+One training batch (events ``[i, i + B)`` of the training stream):
+
+1. negatives ``[B, n]`` from the configured sampler (``topk`` first embeds the sources and
+   destinations, then queries with the detached source embeddings);
+2. embeddings of sources, destinations and negatives at the events' times (neighbours from the
+   training events only, strictly before each root, see ``Neighbourhoods`` for ``visible_batch``);
+3. decoder logits, loss, backward, optimizer step; the embeddings feed the ``topk`` table;
+4. TGN: the batch's events become the memory's pending messages.
+
+After each epoch the validation split is evaluated (and the test split with
+``eval.test_every_epoch``), with TGN's memory carried from training through validation into test
+and the inductive sets evaluated from the memory TGN uses for them. The best epoch by validation
+AP (or MRR) is kept in ``best.pt``; training stops after ``patience`` epochs without improvement;
+the best weights are evaluated on the test split at the end.
+
+Ctrl-C finishes the current batch, writes ``checkpoint.pt`` and returns; ``Trainer.resume``
+continues from it to the same result as an uninterrupted run (bit for bit on CPU with the same
+thread count): it restores the weights, the optimizer, the RNG states (torch, negatives, neighbour
+sampler), TGN's memory and the epoch's partial sums.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dgl_tgnn import run_dir as rd
+from dgl_tgnn.config import DataConfig, RunConfig, apply_overrides, config_from_dict, load_config, save_config
+from dgl_tgnn.data import TemporalDataset, load_dataset, split_events
+from dgl_tgnn.evaluation import Embedder, Evaluator
+from dgl_tgnn.events import EventBatch, EventStream, PairHistory
+from dgl_tgnn.graph import TemporalGraph
+from dgl_tgnn.link import LinkModel, Neighbourhoods
+from dgl_tgnn.losses import link_loss
+from dgl_tgnn.negatives import (
+    DegreeNegatives,
+    HistoricalNegatives,
+    InductiveNegatives,
+    NegativeSampler,
+    TopKNegatives,
+    UniformNegatives,
+)
+
+
+def _column(value: str | None) -> int | str | None:
+    """A column given on the command line: a 0-based index when all digits, else a header name."""
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def load_events(config: DataConfig) -> TemporalDataset:
+    """The dataset a data config names, cut to ``max_events`` and stripped of features when off."""
+    if config.path is not None:
+        ds = load_dataset(
+            config.path,
+            fmt=config.format,
+            src_col=_column(config.src_col),
+            dst_col=_column(config.dst_col),
+            time_col=_column(config.time_col),
+            feature_cols=None if config.feature_cols is None else [_column(c) for c in config.feature_cols],
+            delimiter=config.delimiter,
+        )
+    else:
+        assert config.dataset is not None
+        ds = load_dataset(config.dataset)
+    if config.max_events is not None and config.max_events < ds.num_events:
+        n = config.max_events
+        ds = dataclasses.replace(
+            ds,
+            src=ds.src[:n],
+            dst=ds.dst[:n],
+            t=ds.t[:n],
+            label=None if ds.label is None else ds.label[:n],
+            edge_feat=None if ds.edge_feat is None else ds.edge_feat[:n],
+        )
+    if not config.features:
+        ds = dataclasses.replace(ds, edge_feat=None, node_feat=None)
+    return ds
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: the device's allocated peak on CUDA, the process's resident peak on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Trainer:
+    """Trains and evaluates one run of a config (see the module docstring).
+
+    Args:
+        config: the run config (validated here).
+        run_dir: where config, metrics, curves and checkpoints go (None: nothing is written and
+            Ctrl-C is not intercepted).
+        dataset: the events, when already loaded (default: ``load_events(config.data)``).
+        progress: show a tqdm bar per epoch.
+        log: where one-line summaries go.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path | None = None,
+        *,
+        dataset: TemporalDataset | None = None,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.config = config.validate()
+        self.run_dir = run_dir
+        self.progress = progress
+        self.log = log
+        c = self.config
+        self.device = torch.device(c.train.device)
+        if c.train.threads is not None:
+            torch.set_num_threads(c.train.threads)
+        ds = dataset if dataset is not None else load_events(c.data)
+        self.dataset = ds
+        self.split = split_events(
+            ds, c.data.val_ratio, c.data.test_ratio, c.data.new_node_ratio, seed=c.train.seed
+        )
+        if len(self.split.train) == 0 or len(self.split.val) == 0:
+            raise ValueError(f"dataset {ds.name!r} ({ds.num_events} events) is too small to split")
+
+        src, dst, t = (torch.from_numpy(a) for a in (ds.src, ds.dst, ds.t))
+        train_ids = torch.from_numpy(self.split.train)
+        self.streams = {
+            name: EventStream(src, dst, t, torch.from_numpy(getattr(self.split, name)))
+            for name in ("train", "val", "test", "val_new", "test_new")
+        }
+        self.node_feat = self._features(ds.node_feat, ds.num_nodes)
+        self.edge_feat = self._features(ds.edge_feat, ds.num_events)
+        self.train_edge_feat = self.edge_feat[train_ids.to(self.device)]
+        self.full_graph = TemporalGraph(src, dst, t, num_nodes=ds.num_nodes)
+        self.train_graph = TemporalGraph(src[train_ids], dst[train_ids], t[train_ids], num_nodes=ds.num_nodes)
+
+        torch.manual_seed(c.train.seed)
+        self.model = LinkModel(c.model, ds.num_nodes, self.node_feat.shape[1], self.edge_feat.shape[1])
+        self.model.to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.train.lr)
+
+        is_new = np.zeros(ds.num_nodes, dtype=bool)
+        is_new[self.split.new_nodes] = True
+        self.train_candidates = torch.from_numpy(ds.dst_candidates[~is_new[ds.dst_candidates]])
+        self.neighbourhoods = self._neighbourhoods(self.train_graph, seed=c.train.seed)
+        self.embedder = Embedder(self.model, self.neighbourhoods, self.node_feat, self.train_edge_feat)
+        self.negatives = self._negative_sampler()
+        self.evaluator = Evaluator(
+            self.model,
+            self.full_graph,
+            self.node_feat,
+            self.edge_feat,
+            torch.from_numpy(ds.dst_candidates),
+            fanouts=c.model.fanouts,
+            strategy=c.model.strategy,
+            threads=c.train.threads,
+            visible_batch=c.train.visible_batch,
+            batch_size=c.train.batch_size,
+            negatives=c.eval.negatives,
+            recall_ks=c.eval.recall_ks,
+            seed=c.eval.seed,
+            device=self.device,
+        )
+        # Progress of the run (all of it goes into checkpoint.pt).
+        self.epoch = 0  # the epoch being trained (0-based)
+        self.batch = 0  # the next batch of that epoch
+        self.partial = {"loss_sum": 0.0, "batches": 0, "train_seconds": 0.0, "sampler_seconds": 0.0}
+        self.history: list[dict[str, Any]] = []
+        self.best_metric = float("-inf")
+        self.best_epoch = -1
+        self.bad_epochs = 0
+        self._interrupted = False
+        self._best_in_memory: tuple[dict[str, torch.Tensor], Any] | None = None
+
+    # ----------------------------------------------------------------- setup
+    def _features(self, array: np.ndarray | None, rows: int) -> torch.Tensor:
+        if array is None:
+            return torch.zeros((rows, 0), dtype=torch.float32, device=self.device)
+        return torch.from_numpy(array).to(self.device)
+
+    def _neighbourhoods(self, graph: TemporalGraph, seed: int) -> Neighbourhoods:
+        c = self.config
+        return Neighbourhoods(
+            graph,
+            c.model.fanouts,
+            c.model.strategy,
+            seed,
+            c.train.threads,
+            c.train.visible_batch,
+            self.device,
+        )
+
+    def _negative_sampler(self) -> NegativeSampler:
+        n, seed = self.config.negatives, self.config.train.seed
+        pool = self.train_candidates
+        count = n.n_hard + n.n_rand
+        train = self.streams["train"]
+        if n.kind == "uniform":
+            return UniformNegatives(pool, count, seed)
+        if n.kind == "historical":
+            return HistoricalNegatives(pool, count, seed, PairHistory(train.src, train.dst))
+        if n.kind == "inductive":
+            history = PairHistory(train.src, train.dst)
+            return InductiveNegatives(pool, count, seed, history, history)
+        if n.kind == "degree":
+            degree = torch.bincount(torch.cat([train.src, train.dst]), minlength=self.dataset.num_nodes)
+            return DegreeNegatives(pool, count, seed, degree)
+        return TopKNegatives(
+            pool,
+            n_hard=n.n_hard,
+            n_rand=n.n_rand,
+            k=n.k,
+            refresh=n.refresh,
+            warmup_epochs=n.warmup_epochs,
+            similarity=n.similarity,
+            exclude_known=n.exclude_known,
+            embed=self._embed_candidates,
+            seed=seed,
+            history=PairHistory(train.src, train.dst) if n.exclude_known else None,
+            score=lambda q, c: self.model.score(q[:, None, :], c[None, :, :]),
+        )
+
+    def _embed_candidates(self, nodes: torch.Tensor, time_s: float) -> torch.Tensor:
+        """The topk table refresh: embeddings of ``nodes`` at ``time_s``, without dropout."""
+        self.model.eval()
+        try:
+            return self.embedder.at(nodes, time_s)
+        finally:
+            self.model.train()
+
+    # ----------------------------------------------------------------- training
+    def _train_batch(self, batch: EventBatch) -> float:
+        size, n = len(batch), self.negatives.num_negatives
+        t0 = float(batch.t[0])
+        times = batch.t
+        if self.negatives.wants_queries:
+            z = self.embedder(torch.cat([batch.src, batch.dst]), times.repeat(2), t0)
+            z_src, z_dst = z[:size], z[size:]
+            neg = self.negatives.sample(batch, z_src.detach())
+            z_neg = self.embedder(neg.flatten(), times.repeat_interleave(n), t0)
+        else:
+            neg = self.negatives.sample(batch)
+            roots = torch.cat([batch.src, batch.dst, neg.flatten()])
+            z = self.embedder(roots, torch.cat([times, times, times.repeat_interleave(n)]), t0)
+            z_src, z_dst, z_neg = z[:size], z[size : 2 * size], z[2 * size :]
+        pos_logits = self.model.score(z_src, z_dst)
+        neg_logits = self.model.score(z_src[:, None, :], z_neg.reshape(size, n, -1))
+        loss = link_loss(self.config.train.loss, pos_logits, neg_logits, self.config.train.temperature)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if isinstance(self.negatives, TopKNegatives):
+            nodes = torch.cat([batch.src, batch.dst, neg.flatten()])
+            self.negatives.observe(nodes, torch.cat([z_src, z_dst, z_neg]).detach())
+        if self.model.has_memory:
+            self.model.encoder.update(
+                batch.src.to(self.device),
+                batch.dst.to(self.device),
+                batch.t.to(self.device),
+                batch.eids.to(self.device),
+                self.edge_feat,
+            )
+        return float(loss.detach())
+
+    def _train_epoch(self, stop_after: int | None) -> bool:
+        """Trains the rest of epoch ``self.epoch``; False when interrupted (state saved for resume)."""
+        stream = self.streams["train"]
+        batch_size = self.config.train.batch_size
+        total = stream.num_batches(batch_size)
+        if self.batch == 0:
+            if self.model.has_memory:
+                self.model.encoder.reset_memory()
+            self.negatives.start_epoch(self.epoch)
+        self.model.train()
+        bar = tqdm(
+            total=total,
+            initial=self.batch,
+            desc=f"epoch {self.epoch + 1}/{self.config.train.epochs}",
+            unit="batch",
+            disable=not self.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        sampler_before = self.neighbourhoods.seconds
+        began = time.perf_counter()
+        events = 0
+        try:
+            for batch in stream.batches(batch_size, first=self.batch):
+                loss = self._train_batch(batch)
+                self.batch += 1
+                self.partial["loss_sum"] += loss
+                self.partial["batches"] += 1
+                events += len(batch)
+                if self.progress:
+                    rate = events / max(time.perf_counter() - began, 1e-9)
+                    bar.set_postfix(loss=f"{loss:.4f}", events_per_s=f"{rate:,.0f}", refresh=False)
+                    bar.update(1)
+                if stop_after is not None:
+                    stop_after -= 1
+                    if stop_after == 0 and self.batch < total:
+                        self._interrupted = True
+                if self._interrupted and self.batch < total:
+                    return False
+        finally:
+            bar.close()
+            self.partial["train_seconds"] += time.perf_counter() - began
+            self.partial["sampler_seconds"] += self.neighbourhoods.seconds - sampler_before
+        return True
+
+    def _evaluate_epoch(self) -> tuple[dict[str, float], Any]:
+        """Validation (and test) metrics after an epoch, and TGN's memory after validation."""
+        ranking = True
+        evaluate = self.evaluator.evaluate
+        memory = self.model.encoder if self.model.has_memory else None
+        out: dict[str, float] = {}
+        train_end = memory.backup_memory() if memory else None
+        out |= {f"val_{k}": v for k, v in evaluate(self.streams["val"], ranking).items()}
+        val_end = memory.backup_memory() if memory else None
+        if memory:
+            memory.restore_memory(train_end)
+        out |= {f"val_new_{k}": v for k, v in evaluate(self.streams["val_new"], False).items()}
+        if memory:
+            memory.restore_memory(val_end)
+        if self.config.eval.test_every_epoch:
+            out |= self._evaluate_test(val_end)
+        return out, val_end
+
+    def _evaluate_test(self, val_end: Any) -> dict[str, float]:
+        """Test metrics from the memory after validation (TGN); restores it after each stream."""
+        memory = self.model.encoder if self.model.has_memory else None
+        out = {f"test_{k}": v for k, v in self.evaluator.evaluate(self.streams["test"], True).items()}
+        if memory:
+            memory.restore_memory(val_end)
+        out |= {
+            f"test_new_{k}": v for k, v in self.evaluator.evaluate(self.streams["test_new"], False).items()
+        }
+        if memory:
+            memory.restore_memory(val_end)
+        return out
+
+    def fit(self, stop_after_batches: int | None = None) -> dict[str, float] | None:
+        """Trains to the end (or early stop) and returns the best checkpoint's test metrics.
+
+        Returns None when interrupted (Ctrl-C, or after ``stop_after_batches`` training batches:
+        a test hook), after writing ``checkpoint.pt``.
+        """
+        c = self.config
+        if self.run_dir is not None and not (self.run_dir / rd.CONFIG).exists():
+            save_config(c, self.run_dir / rd.CONFIG)
+        previous = signal.getsignal(signal.SIGINT)
+        if self.run_dir is not None:
+            signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            while self.epoch < c.train.epochs and self.bad_epochs < c.train.patience:
+                if not self._train_epoch(stop_after_batches):
+                    self._save_checkpoint()
+                    self.log(f"interrupted: resume with `dgl-tgnn train --resume {self.run_dir}`")
+                    return None
+                self._finish_epoch()
+                if self._interrupted:
+                    self.log(f"interrupted: resume with `dgl-tgnn train --resume {self.run_dir}`")
+                    return None
+        finally:
+            if self.run_dir is not None:
+                signal.signal(signal.SIGINT, previous)
+        return self._final_test()
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._interrupted:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self._interrupted = True
+        self.log("\nCtrl-C: finishing the batch and saving a checkpoint (Ctrl-C again to abort)")
+
+    def _finish_epoch(self) -> None:
+        c = self.config
+        eval_began = time.perf_counter()
+        sampler_before = self.evaluator.sampler_seconds
+        metrics, val_end = self._evaluate_epoch()
+        eval_seconds = time.perf_counter() - eval_began
+        refresh_seconds = getattr(self.negatives, "refresh_seconds", 0.0)
+        record = {
+            "epoch": self.epoch + 1,
+            "loss": self.partial["loss_sum"] / max(self.partial["batches"], 1),
+            **metrics,
+            "train_seconds": self.partial["train_seconds"],
+            "sampler_seconds": self.partial["sampler_seconds"],
+            "refresh_seconds": refresh_seconds,
+            "eval_seconds": eval_seconds,
+            "eval_sampler_seconds": self.evaluator.sampler_seconds - sampler_before,
+            "epoch_seconds": self.partial["train_seconds"] + eval_seconds,
+            "peak_memory_mb": peak_memory_mb(self.device),
+        }
+        if isinstance(self.negatives, TopKNegatives):
+            self.negatives.refresh_seconds = 0.0
+        self.history.append(record)
+        self.log(self._summary(record))
+        score = metrics[f"val_{c.eval.metric}"]
+        if score > self.best_metric:
+            self.best_metric, self.best_epoch, self.bad_epochs = score, self.epoch + 1, 0
+            if self.run_dir is not None:
+                torch.save(
+                    {
+                        "config": c.to_dict(),
+                        "epoch": self.epoch + 1,
+                        "model": self.model.state_dict(),
+                        "val_memory": val_end,
+                    },
+                    self.run_dir / rd.BEST,
+                )
+            else:
+                weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self._best_in_memory = (weights, val_end)
+        else:
+            self.bad_epochs += 1
+        self.epoch += 1
+        self.batch = 0
+        self.partial = {"loss_sum": 0.0, "batches": 0, "train_seconds": 0.0, "sampler_seconds": 0.0}
+        if self.run_dir is not None:
+            rd.append_metrics(self.run_dir, record)
+            rd.plot_curves(self.run_dir, self.history)
+            self._save_checkpoint()
+
+    @staticmethod
+    def _summary(record: dict[str, Any]) -> str:
+        parts = [f"epoch {record['epoch']}: loss {record['loss']:.4f}"]
+        for prefix in ("val", "test"):
+            keys = [k for k in ("ap", "auc", "mrr", "recall@1", "recall@10") if f"{prefix}_{k}" in record]
+            if keys:
+                values = " ".join(
+                    f"{k.upper() if '@' not in k else k} {record[f'{prefix}_{k}']:.4f}" for k in keys
+                )
+                parts.append(f"{prefix} {values}")
+        parts.append(f"({record['train_seconds']:.1f} s train, {record['eval_seconds']:.1f} s eval)")
+        return " | ".join(parts)
+
+    def _final_test(self) -> dict[str, float]:
+        """Loads the best epoch's weights (and memory) and evaluates the test split."""
+        if self.run_dir is not None:
+            best = torch.load(self.run_dir / rd.BEST, weights_only=False)
+            state, val_end = best["model"], best["val_memory"]
+        else:
+            assert self._best_in_memory is not None
+            state, val_end = self._best_in_memory
+        self.model.load_state_dict(state)
+        if self.model.has_memory:
+            self.model.encoder.restore_memory(val_end)
+        result = self._evaluate_test(val_end)
+        result["best_epoch"] = self.best_epoch
+        if self.run_dir is not None:
+            rd.append_metrics(self.run_dir, {"final": result})
+        self.log(format_test(result))
+        return result
+
+    # ----------------------------------------------------------------- checkpoints
+    def state(self) -> dict[str, Any]:
+        """Everything ``resume`` needs to continue exactly where this run stands."""
+        memory = self.model.encoder.backup_memory() if self.model.has_memory else None
+        return {
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "partial": dict(self.partial),
+            "history": list(self.history),
+            "best": (self.best_metric, self.best_epoch, self.bad_epochs),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "memory": memory,
+            "negatives": self.negatives.state_dict(),
+            "neighbour_sampler": self.neighbourhoods.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.epoch, self.batch = state["epoch"], state["batch"]
+        self.partial = dict(state["partial"])
+        self.history = list(state["history"])
+        self.best_metric, self.best_epoch, self.bad_epochs = state["best"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["memory"] is not None:
+            self.model.encoder.restore_memory(state["memory"])
+        self.negatives.load_state_dict(state["negatives"])
+        self.neighbourhoods.load_state_dict(state["neighbour_sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def _save_checkpoint(self) -> None:
+        if self.run_dir is None:
+            return
+        path = self.run_dir / rd.CHECKPOINT
+        torch.save(self.state(), path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+
+    @classmethod
+    def resume(
+        cls, run_dir: str | Path, *, progress: bool = True, log: Callable[[str], None] = print
+    ) -> Trainer:
+        """The trainer of ``run_dir`` at its last checkpoint."""
+        run_dir = Path(run_dir)
+        if not (run_dir / rd.CHECKPOINT).exists():
+            raise ValueError(f"--resume {run_dir}: no {rd.CHECKPOINT} in it")
+        config = load_config(run_dir / rd.CONFIG)
+        trainer = cls(config, run_dir, progress=progress, log=log)
+        state = torch.load(run_dir / rd.CHECKPOINT, weights_only=False)
+        trainer.load_state(state)
+        rd.rewrite_metrics(run_dir, trainer.history)
+        return trainer
+
+
+def format_test(result: dict[str, float]) -> str:
+    """One line of the final test metrics."""
+    names = [
+        ("test_ap", "AP"),
+        ("test_auc", "AUC"),
+        ("test_mrr", "MRR"),
+        ("test_recall@1", "Recall@1"),
+        ("test_recall@10", "Recall@10"),
+        ("test_new_ap", "inductive AP"),
+        ("test_new_auc", "inductive AUC"),
+    ]
+    shown = " | ".join(f"{label} {result[key]:.4f}" for key, label in names if key in result)
+    return f"test (best epoch {result['best_epoch']}): {shown}"
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    *,
+    split: str = "test",
+    ranking: bool = True,
+    overrides: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Metrics of a saved model on ``split`` (``"test"`` or ``"val"``), transductive and inductive.
+
+    Args:
+        path: a run directory (its ``best.pt``) or a checkpoint file (``best.pt`` or ``checkpoint.pt``).
+        ranking: also compute MRR and Recall@k.
+        overrides: ``{"section.key": value}`` config changes (e.g. ``eval.negatives``, ``train.device``).
+
+    TGN's memory for the test split is the one saved after validation in ``best.pt``; otherwise (and
+    for the validation split) it is rebuilt by streaming the training events (and validation for test)
+    through the saved model, as TGN's evaluation carries it.
+    """
+    path = Path(path)
+    file = path / rd.BEST if path.is_dir() else path
+    if not file.exists():
+        raise ValueError(f"{path}: no checkpoint ({rd.BEST}) found")
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    saved = torch.load(file, weights_only=False, map_location="cpu")
+    config = apply_overrides(config_from_dict(saved["config"]), overrides or {})
+    trainer = Trainer(config, None, progress=False, log=log)
+    trainer.model.load_state_dict(saved["model"])
+    trainer.model.eval()
+    evaluator, streams = trainer.evaluator, trainer.streams
+    memory = trainer.model.encoder if trainer.model.has_memory else None
+    start = saved.get("val_memory") if split == "test" else None
+    if memory is not None and start is None:
+        memory.reset_memory()
+        with torch.no_grad():
+            for batch in streams["train"].batches(config.train.batch_size):
+                memory.update(batch.src, batch.dst, batch.t, batch.eids, trainer.edge_feat)
+        if split == "test":
+            evaluator.evaluate(streams["val"], ranking=False)
+        start = memory.backup_memory()
+    if memory is not None:
+        memory.restore_memory(start)
+    result = {f"{split}_{k}": v for k, v in evaluator.evaluate(streams[split], ranking).items()}
+    if memory is not None:
+        memory.restore_memory(start)
+    new = evaluator.evaluate(streams[f"{split}_new"], ranking=False)
+    result |= {f"{split}_new_{k}": v for k, v in new.items()}
+    return result

@@ -1,0 +1,173 @@
+"""Trainer: a short run end to end, resume after an interruption equals an uninterrupted run
+(bit for bit on CPU with fixed threads), Ctrl-C, TGN's memory protocol, visible-batch semantics."""
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from dgl_tgnn import run_dir as rd
+from dgl_tgnn.config import apply_overrides, default_config
+from dgl_tgnn.train import Trainer, evaluate_checkpoint, load_events
+
+pytest.importorskip("dgl")
+
+TIMING = ("seconds", "peak_memory")
+
+
+def tiny(model: str, **overrides):
+    """A small, fast config on the first 1,500 Wikipedia events."""
+    settings = {
+        "data.max_events": 1500,
+        "train.epochs": 2,
+        "train.batch_size": 100,
+        "train.threads": 1,
+        "model.engine": "dense",
+        "model.embed_dim": 16,
+        "model.time_dim": 16,
+        "model.memory_dim": 16,
+        "model.fanouts": [5, 5] if model == "tgat" else [5],
+        "eval.negatives": 20,
+    }
+    settings.update(overrides)
+    return apply_overrides(default_config(model), settings)
+
+
+@pytest.fixture(scope="module")
+def events():
+    return load_events(tiny("tgat").data)
+
+
+def comparable(records):
+    return [{k: v for k, v in r.items() if not any(word in k for word in TIMING)} for r in records]
+
+
+def run(config, path, events, **fit_args):
+    path.mkdir()
+    trainer = Trainer(config, path, dataset=events, progress=False, log=lambda line: None)
+    return trainer, trainer.fit(**fit_args)
+
+
+@pytest.mark.parametrize(
+    "model, overrides",
+    [
+        ("tgat", {}),  # uniform neighbour sampling: the sampler's call counter must be restored
+        ("tgn", {"negatives.kind": "historical", "train.visible_batch": False}),  # memory + pending
+    ],
+)
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, events, model, overrides):
+    config = tiny(model, **overrides)
+    _, expected = run(config, tmp_path / "a", events)
+    trainer, interrupted = run(config, tmp_path / "b", events, stop_after_batches=3)
+    assert interrupted is None and (tmp_path / "b" / rd.CHECKPOINT).exists()
+    assert trainer.epoch == 0 and trainer.batch == 3
+    resumed = Trainer.resume(tmp_path / "b", progress=False, log=lambda line: None).fit()
+    assert resumed == expected
+    a = torch.load(tmp_path / "a" / rd.BEST, weights_only=False)["model"]
+    b = torch.load(tmp_path / "b" / rd.BEST, weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert comparable(rd.read_metrics(tmp_path / "a")) == comparable(rd.read_metrics(tmp_path / "b"))
+
+
+def test_resume_without_the_sampler_counter_differs(tmp_path, events):
+    """The equality above is not vacuous: losing one piece of state changes the result."""
+    config = tiny("tgat", **{"train.epochs": 1})
+    _, expected = run(config, tmp_path / "a", events)
+    run(config, tmp_path / "b", events, stop_after_batches=3)
+    trainer = Trainer.resume(tmp_path / "b", progress=False, log=lambda line: None)
+    trainer.neighbourhoods.load_state_dict({"calls": 0})
+    assert trainer.fit() != expected
+
+
+def test_ctrl_c_saves_a_checkpoint(tmp_path, events):
+    config = tiny("tgat", **{"train.epochs": 1})
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(config, tmp_path / "run", dataset=events, progress=False, log=lambda line: None)
+    step = trainer._train_batch
+    calls = []
+
+    def step_then_ctrl_c(batch):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(batch)
+
+    trainer._train_batch = step_then_ctrl_c
+    assert trainer.fit() is None
+    assert trainer.batch == 2 and (tmp_path / "run" / rd.CHECKPOINT).exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_run_dir_contents_and_evaluate_reproduces_the_final_test(tmp_path, events):
+    config = tiny("tgn")
+    _, final = run(config, tmp_path / "run", events)
+    lines = (tmp_path / "run" / rd.METRICS).read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in records[:-1]] == [1, 2] and records[-1] == {"final": final}
+    for key in (
+        "loss",
+        "val_ap",
+        "val_auc",
+        "val_mrr",
+        "val_recall@1",
+        "val_recall@10",
+        "val_new_ap",
+        "test_ap",
+        "test_mrr",
+        "train_seconds",
+        "sampler_seconds",
+        "refresh_seconds",
+        "epoch_seconds",
+        "peak_memory_mb",
+    ):
+        assert key in records[0], key
+    assert (tmp_path / "run" / rd.CURVES).stat().st_size > 0
+    # The saved best model and its post-validation memory give the same test metrics again.
+    again = evaluate_checkpoint(tmp_path / "run", split="test", ranking=True)
+    assert again == {k: v for k, v in final.items() if k != "best_epoch"}
+    # AP and AUC do not depend on whether the ranking metrics are computed too.
+    fast = evaluate_checkpoint(tmp_path / "run", split="test", ranking=False)
+    assert fast["test_ap"] == final["test_ap"] and "test_mrr" not in fast
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path, events):
+    # lr 0: the weights never change, so no epoch after the first improves validation AP.
+    config = tiny("tgat", **{"train.epochs": 10, "train.patience": 2, "train.lr": 1e-12})
+    trainer, final = run(config, tmp_path / "run", events)
+    assert len(trainer.history) <= 3 and final["best_epoch"] == 1
+
+
+def test_tgn_memory_is_carried_into_evaluation(events):
+    """Evaluating the validation split from the memory after training differs from an empty memory."""
+    trainer = Trainer(
+        tiny("tgn", **{"train.epochs": 1}), None, dataset=events, progress=False, log=lambda line: None
+    )
+    trainer._train_epoch(None)
+    carried = trainer.evaluator.evaluate(trainer.streams["val"], ranking=False)
+    trainer.model.encoder.reset_memory()
+    empty = trainer.evaluator.evaluate(trainer.streams["val"], ranking=False)
+    assert carried != empty
+
+
+def test_invisible_batch_hides_the_batch_from_neighbourhoods(events):
+    trainer = Trainer(
+        tiny("tgn", **{"train.visible_batch": False}),
+        None,
+        dataset=events,
+        progress=False,
+        log=lambda line: None,
+    )
+    batch = trainer.streams["train"].batch(100, 200)
+    roots = torch.cat([batch.src, batch.dst])
+    times = batch.t.repeat(2)
+    hidden = trainer.neighbourhoods(roots, times, float(batch.t[0]))[0]
+    assert (hidden.nbr_eids[hidden.mask] < 100).all(), "only events before the batch"
+    assert torch.equal(hidden.root_times, times)
+    trainer.neighbourhoods.visible_batch = True
+    visible = trainer.neighbourhoods(roots, times, float(batch.t[0]))[0]
+    assert (visible.nbr_eids[visible.mask] >= 100).any(), "earlier events of the batch are visible"
+    assert (
+        visible.nbr_times[visible.mask] < visible.root_times[:, None].expand_as(visible.mask)[visible.mask]
+    ).all()
