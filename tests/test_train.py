@@ -55,6 +55,8 @@ def run(config, path, events, **fit_args):
     [
         ("tgat", {}),  # uniform neighbour sampling: the sampler's call counter must be restored
         ("tgn", {"negatives.kind": "historical", "train.visible_batch": False}),  # memory + pending
+        # hard negatives: the candidate table between refreshes, the refresh counter, the generator
+        ("tgn", {"negatives.kind": "topk", "negatives.k": 5, "negatives.refresh": 2, "negatives.n_rand": 1}),
     ],
 )
 def test_resume_after_interrupt_equals_uninterrupted(tmp_path, events, model, overrides):
