@@ -1,0 +1,32 @@
+"""Link decoders: a score for each (source, destination) embedding pair."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MLPDecoder(nn.Module):
+    """TGN's merge layer: ``W_2 relu(W_1 [z_src || z_dst] + b_1) + b_2``.
+
+    ``W_1`` is kept as two halves so that ``z_src`` ``[..., d]`` and ``z_dst`` ``[..., d]`` broadcast
+    against each other (e.g. ``[B, 1, d]`` sources with ``[B, n, d]`` negatives).
+    Forward: ``z_src``, ``z_dst`` ``[B, d]`` float32 -> logits ``[B]`` (broadcast leading dims in general).
+    """
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        self.src_hidden = nn.Linear(embed_dim, embed_dim)
+        self.dst_hidden = nn.Linear(embed_dim, embed_dim, bias=False)
+        self.out = nn.Linear(embed_dim, 1)
+
+    def forward(self, z_src: torch.Tensor, z_dst: torch.Tensor) -> torch.Tensor:
+        return self.out(F.relu(self.src_hidden(z_src) + self.dst_hidden(z_dst))).squeeze(-1)
+
+
+class DotDecoder(nn.Module):
+    """``z_src . z_dst``. Forward: ``[B, d]``, ``[B, d]`` -> logits ``[B]`` (leading dims broadcast)."""
+
+    def forward(self, z_src: torch.Tensor, z_dst: torch.Tensor) -> torch.Tensor:
+        return (z_src * z_dst).sum(-1)

@@ -1,0 +1,116 @@
+"""TGN: node memory updated from past events, embedded by temporal graph attention."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dgl_tgnn.nn.attention import gather_rows
+from dgl_tgnn.nn.memory import Memory, MemoryState
+from dgl_tgnn.nn.tgat import TGAT, check_blocks, level_nodes
+from dgl_tgnn.sampling import TemporalBlock
+
+
+class TGN(nn.Module):
+    """Temporal graph network (Rossi et al., 2020) with the raw-message store.
+
+    A batch goes: ``forward`` (embeddings, with gradient to the memory modules through the messages
+    of the *previous* batch), loss, backward, optimizer step, then ``update`` with the batch's events.
+    The current batch's events reach the memory only at the next batch, so a prediction never sees
+    its own events.
+
+    The embedding of node ``v`` at time ``t`` is a ``TGAT`` over ``h^0(u) = [s_u || x_u]``, with ``s_u``
+    the memory after applying the pending messages (see ``Memory``) and ``x_u`` the node features.
+
+    Args:
+        num_nodes: ``N``; node ids are ``0..N-1``.
+        node_dim: width of the node features (may be 0).
+        edge_dim: width of the edge features (may be 0).
+        memory_dim: width of the memory.
+        time_dim: width of every time encoding (messages and attention).
+        embed_dim: width of the embeddings.
+        num_layers: attention layers (= hop blocks per forward).
+        num_heads, dropout, engine: as in ``TemporalAttention``.
+        message, aggregator, updater: as in ``Memory``.
+
+    Forward:
+        blocks: ``num_layers`` hop blocks (``blocks[i + 1]`` has one root per slot of ``blocks[i]``).
+        node_feat: ``[N, node_dim]`` float32.
+        edge_feat: ``[E, edge_dim]`` float32, indexed by event id.
+        returns ``[R0, embed_dim]`` float32 embeddings of ``blocks[0].root_nodes`` at ``root_times``.
+    """
+
+    def __init__(
+        self,
+        num_nodes: int,
+        node_dim: int,
+        edge_dim: int,
+        memory_dim: int = 100,
+        time_dim: int = 100,
+        embed_dim: int = 100,
+        num_layers: int = 1,
+        num_heads: int = 2,
+        dropout: float = 0.1,
+        message: str = "identity",
+        aggregator: str = "last",
+        updater: str = "gru",
+        engine: str = "auto",
+    ) -> None:
+        super().__init__()
+        if node_dim < 0:
+            raise ValueError(f"node_dim must be >= 0, got {node_dim}")
+        self.node_dim = node_dim
+        self.memory = Memory(num_nodes, memory_dim, edge_dim, time_dim, message, aggregator, updater)
+        self.embedding = TGAT(
+            memory_dim + node_dim, edge_dim, time_dim, embed_dim, num_layers, num_heads, dropout, engine
+        )
+
+    def forward(
+        self, blocks: list[TemporalBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
+    ) -> torch.Tensor:
+        check_blocks(blocks, len(self.embedding.layers))
+        if node_feat.dim() != 2 or node_feat.shape[1] != self.node_dim:
+            raise ValueError(f"node_feat must have shape [N, {self.node_dim}], got {tuple(node_feat.shape)}")
+        updated = self.memory.pending_update()
+        levels = [
+            torch.cat([self.memory.read(ids, updated), gather_rows(node_feat, ids)], dim=1)
+            for ids in level_nodes(blocks)
+        ]
+        return self.embedding.embed(blocks, levels, edge_feat)
+
+    def update(
+        self,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        t: torch.Tensor,
+        eids: torch.Tensor,
+        edge_feat: torch.Tensor,
+    ) -> None:
+        """After the optimizer step: persist (detached) the memory of the nodes with pending messages,
+        recomputed with the current weights, then store this batch's events as the pending messages.
+
+        Args:
+            src, dst: ``[B]`` int64 endpoints of the batch's events.
+            t: ``[B]`` float times of the events.
+            eids: ``[B]`` int64 event ids, rows of ``edge_feat``.
+            edge_feat: ``[E, edge_dim]`` float32, indexed by event id.
+        """
+        if eids.shape != src.shape:
+            raise ValueError(f"eids must have the shape of src {tuple(src.shape)}, got {tuple(eids.shape)}")
+        self.memory.update(src, dst, t, edge_feat[eids])
+
+    def reset_memory(self) -> None:
+        """Zero memory and last-update times, drop pending messages (start of an epoch)."""
+        self.memory.reset()
+
+    def backup_memory(self) -> MemoryState:
+        """A copy of the memory and pending messages (e.g. before validation)."""
+        return self.memory.backup()
+
+    def restore_memory(self, state: MemoryState) -> None:
+        """Return to a ``backup_memory()`` state."""
+        self.memory.restore(state)
+
+    def detach_memory(self) -> None:
+        """Kept for TGN-style training loops: the stored memory never carries autograd history
+        (``update`` runs under ``no_grad``), so there is nothing to cut."""

@@ -1,0 +1,179 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from nn_blocks import random_chain
+
+from dgl_tgnn.nn import TemporalAttention
+from dgl_tgnn.nn.attention import MaskedAttention, dgl_available, resolve_engine
+from dgl_tgnn.sampling import TemporalBlock
+
+NUM_NODES, NUM_EVENTS = 40, 90
+
+
+def make_inputs(node_dim: int, edge_dim: int, seed: int = 0, num_roots: int = 23, fanout: int = 4):
+    (block,) = random_chain(num_roots, [fanout], NUM_NODES, NUM_EVENTS, seed)
+    gen = torch.Generator().manual_seed(seed + 100)
+    root_feat = torch.randn(num_roots, node_dim, generator=gen)
+    nbr_feat = torch.randn(num_roots * fanout, node_dim, generator=gen)
+    edge_feat = torch.randn(num_roots, fanout, edge_dim, generator=gen)
+    return block, root_feat, nbr_feat, edge_feat
+
+
+def make_layer(node_dim: int, edge_dim: int, engine: str, num_heads: int = 2) -> TemporalAttention:
+    torch.manual_seed(0)
+    layer = TemporalAttention(node_dim, edge_dim, time_dim=6, out_dim=8, num_heads=num_heads, engine=engine)
+    with torch.no_grad():  # move the time encoding and norm away from their special initial values
+        for param in layer.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    return layer.eval()
+
+
+def reference(layer: TemporalAttention, block: TemporalBlock, root_feat, nbr_feat, edge_feat) -> torch.Tensor:
+    """TGAT's layer root by root in float64 with explicit keys and values (no folding, no DGL)."""
+    p = {name: t.detach().double() for name, t in layer.named_parameters()}
+    heads, d = layer.num_heads, layer.head_dim
+
+    def phi(dt: float) -> torch.Tensor:
+        return torch.cos(p["time_enc.weight"] * dt + p["time_enc.bias"])
+
+    out = []
+    for r in range(block.num_roots):
+        h_v = root_feat[r].double()
+        x_q = torch.cat([h_v, phi(0.0)])
+        q = (p["w_q.weight"] @ x_q).view(heads, d)
+        keys, values = [], []
+        for j in range(block.fanout):
+            if block.mask[r, j]:
+                dt = (block.root_times[r] - block.nbr_times[r, j]).item()
+                x_j = torch.cat([nbr_feat[r * block.fanout + j].double(), edge_feat[r, j].double(), phi(dt)])
+                keys.append((p["w_k.weight"] @ x_j).view(heads, d))
+                values.append((p["w_v.weight"] @ x_j).view(heads, d))
+        attended = torch.zeros(heads, d, dtype=torch.float64)
+        if keys:
+            k, v = torch.stack(keys), torch.stack(values)  # [n, H, d]
+            alpha = torch.softmax((k * q).sum(-1) / math.sqrt(d), dim=0)  # [n, H]
+            attended = (alpha.unsqueeze(-1) * v).sum(0)
+        o = p["w_o.weight"] @ attended.flatten() + p["w_o.bias"] + x_q
+        h = F.layer_norm(o, o.shape, p["norm.weight"], p["norm.bias"], layer.norm.eps)
+        hidden = torch.relu(p["merge_hidden.weight"] @ torch.cat([h, h_v]) + p["merge_hidden.bias"])
+        out.append(p["merge_out.weight"] @ hidden + p["merge_out.bias"])
+    return torch.stack(out)
+
+
+ENGINES = ["dense", pytest.param("dgl", marks=pytest.mark.skipif(not dgl_available(), reason="needs DGL"))]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("node_dim", "edge_dim", "num_heads"), [(5, 3, 2), (0, 3, 1), (5, 0, 4), (0, 0, 2)])
+def test_matches_per_root_reference(engine: str, node_dim: int, edge_dim: int, num_heads: int) -> None:
+    layer = make_layer(node_dim, edge_dim, engine, num_heads)
+    block, root_feat, nbr_feat, edge_feat = make_inputs(node_dim, edge_dim)
+    assert (~block.mask).all(1).any() and block.mask.any(1).any()  # both kinds of roots present
+    out = layer(block, root_feat, nbr_feat, edge_feat)
+    assert out.shape == (block.num_roots, 8) and out.dtype == torch.float32
+    expected = reference(layer, block, root_feat, nbr_feat, edge_feat)
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("node_dim", "edge_dim"), [(5, 3), (0, 3), (5, 0)])
+def test_dgl_engine_equals_dense_engine(node_dim: int, edge_dim: int) -> None:
+    pytest.importorskip("dgl")
+    results = {}
+    for engine in ("dense", "dgl"):
+        layer = make_layer(node_dim, edge_dim, engine)
+        block, *inputs = make_inputs(node_dim, edge_dim, seed=3)
+        inputs = [t.requires_grad_() for t in inputs]
+        out = layer(block, *inputs)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads = [t.grad for t in inputs if t.numel() > 0] + [p.grad for p in layer.parameters()]
+        results[engine] = (out.detach(), grads)
+    torch.testing.assert_close(results["dgl"][0], results["dense"][0], atol=1e-5, rtol=0)
+    for dgl_grad, dense_grad in zip(results["dgl"][1], results["dense"][1], strict=True):
+        torch.testing.assert_close(dgl_grad, dense_grad, atol=1e-5, rtol=0)
+
+
+def test_masked_attention_gradients_are_exact() -> None:
+    gen = torch.Generator().manual_seed(1)
+    mask = torch.rand(6, 4, generator=gen) < 0.6
+    mask[0] = False
+    mask[1] = True
+    qk = torch.randn(6, 2, 7, dtype=torch.float64, generator=gen, requires_grad=True)
+    parts = [
+        torch.randn(6, 4, 3, dtype=torch.float64, generator=gen, requires_grad=True),
+        torch.randn(6, 4, 1, dtype=torch.float64, generator=gen),  # no gradient wanted
+        torch.randn(6, 4, 3, dtype=torch.float64, generator=gen, requires_grad=True),
+    ]
+    assert torch.autograd.gradcheck(MaskedAttention.apply, (qk, mask, *parts))
+    agg = MaskedAttention.apply(qk, mask, *parts)
+    assert torch.equal(agg[0], torch.zeros(2, 7, dtype=torch.float64))  # no valid slot: zero message
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_empty_slots_are_ignored(engine: str) -> None:
+    layer = make_layer(5, 3, engine)
+    block, root_feat, nbr_feat, edge_feat = make_inputs(5, 3, seed=4)
+    out = layer(block, root_feat, nbr_feat, edge_feat)
+    empty = ~block.mask
+    nbr_feat2 = torch.where(empty.reshape(-1, 1), 1e3, nbr_feat)
+    edge_feat2 = torch.where(empty.unsqueeze(-1), -1e3, edge_feat)
+    times2 = torch.where(empty, -5e3, block.nbr_times)
+    block2 = TemporalBlock(
+        block.root_nodes, block.root_times, block.nbr_nodes, block.nbr_eids, times2, block.mask
+    )
+    out2 = layer(block2, root_feat, nbr_feat2, edge_feat2)
+    torch.testing.assert_close(out2, out, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_all_roots_without_neighbours(engine: str) -> None:
+    layer = make_layer(5, 3, engine)
+    block, root_feat, nbr_feat, edge_feat = make_inputs(5, 3)
+    empty = TemporalBlock(
+        block.root_nodes,
+        block.root_times,
+        torch.full_like(block.nbr_nodes, -1),
+        torch.full_like(block.nbr_eids, -1),
+        torch.zeros_like(block.nbr_times),
+        torch.zeros_like(block.mask),
+    )
+    root_feat.requires_grad_()
+    out = layer(empty, root_feat, nbr_feat, edge_feat)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(root_feat.grad).all()
+    expected = reference(layer, empty, root_feat, nbr_feat, edge_feat)
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="engine"):
+        TemporalAttention(4, 2, 4, 8, engine="cuda")
+    with pytest.raises(ValueError, match="num_heads"):
+        TemporalAttention(4, 2, 4, 9, num_heads=2)
+    layer = make_layer(5, 3, "dense")
+    block, root_feat, nbr_feat, edge_feat = make_inputs(5, 3)
+    with pytest.raises(ValueError, match="nbr_feat"):
+        layer(block, root_feat, nbr_feat[:-1], edge_feat)
+    with pytest.raises(ValueError, match="edge_feat"):
+        layer(block, root_feat, nbr_feat, edge_feat[..., :2])
+    with pytest.raises(ValueError, match="root_feat"):
+        layer(block, root_feat[:, :4], nbr_feat, edge_feat)
+
+
+def test_auto_engine_choice() -> None:
+    assert resolve_engine("auto", torch.device("cuda")) == "dense"
+    assert resolve_engine("auto", torch.device("cpu")) == ("dgl" if dgl_available() else "dense")
+    assert resolve_engine("dense", torch.device("cpu")) == "dense"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_dense_engine_on_cuda_matches_cpu() -> None:
+    layer = make_layer(5, 3, "auto")
+    block, *inputs = make_inputs(5, 3, num_roots=300, fanout=10)
+    expected = layer(block, *inputs)
+    cuda = torch.device("cuda")
+    block_cuda = TemporalBlock(*(getattr(block, f).to(cuda) for f in block.__dataclass_fields__))
+    out = layer.to(cuda)(block_cuda, *(t.to(cuda) for t in inputs))
+    torch.testing.assert_close(out.cpu(), expected, atol=1e-4, rtol=1e-4)
