@@ -109,9 +109,7 @@ class TemporalGraph:
     def _events(src: ArrayLike, dst: ArrayLike, t: ArrayLike) -> tuple[torch.Tensor, ...]:
         src, dst, t = as_ids(src, "src").cpu(), as_ids(dst, "dst").cpu(), as_times(t, "t").cpu()
         if not src.shape[0] == dst.shape[0] == t.shape[0]:
-            raise ValueError(
-                f"src, dst, t: length mismatch {src.shape[0]}, {dst.shape[0]}, {t.shape[0]}"
-            )
+            raise ValueError(f"src, dst, t: length mismatch {src.shape[0]}, {dst.shape[0]}, {t.shape[0]}")
         return src, dst, t
 
     @staticmethod

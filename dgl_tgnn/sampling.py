@@ -63,9 +63,7 @@ class TemporalBlock:
         rows, cols = self.mask.nonzero(as_tuple=True)
         num_valid = int(rows.shape[0])
         src = torch.arange(num_roots, num_roots + num_valid, device=rows.device)
-        block = dgl.create_block(
-            (src, rows), num_src_nodes=num_roots + num_valid, num_dst_nodes=num_roots
-        )
+        block = dgl.create_block((src, rows), num_src_nodes=num_roots + num_valid, num_dst_nodes=num_roots)
         block.srcdata["nid"] = torch.cat([self.root_nodes, self.nbr_nodes[rows, cols]])
         block.srcdata["ts"] = torch.cat([self.root_times, self.nbr_times[rows, cols]])
         block.dstdata["nid"] = self.root_nodes
@@ -169,7 +167,14 @@ class TemporalSampler:
         strategy = self.STRATEGIES.index(self.strategy)
         if nodes.device.type == "cpu":
             hops = _C.sample_cpu(
-                self.graph._tcsr, nodes, times, self.fanouts, strategy, self.replace, self.seed, call,
+                self.graph._tcsr,
+                nodes,
+                times,
+                self.fanouts,
+                strategy,
+                self.replace,
+                self.seed,
+                call,
                 self.num_threads or 0,
             )
         elif nodes.is_cuda:
@@ -194,8 +199,15 @@ class TemporalSampler:
                 )
         error = torch.zeros(1, dtype=torch.int32, device=nodes.device) if check else None
         hops = _C.sample_cuda(
-            *self.graph.packed_csr(nodes.device), nodes, times, self.fanouts, strategy, self.replace,
-            self.seed, call, error,
+            *self.graph.packed_csr(nodes.device),
+            nodes,
+            times,
+            self.fanouts,
+            strategy,
+            self.replace,
+            self.seed,
+            call,
+            error,
         )
         if error is not None and int(error.item()) != 0:
             num_nodes = self.graph.num_nodes

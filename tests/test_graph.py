@@ -58,8 +58,11 @@ def test_tcsr_matches_brute_force(case, undirected):
     n, ev = case
     src, dst, t = (list(x) for x in zip(*ev, strict=True)) if ev else ([], [], [])
     g = TemporalGraph(
-        torch.tensor(src, dtype=torch.int64), np.array(dst, dtype=np.int32), np.array(t, dtype=np.float32),
-        num_nodes=n, undirected=undirected,
+        torch.tensor(src, dtype=torch.int64),
+        np.array(dst, dtype=np.int32),
+        np.array(t, dtype=np.float32),
+        num_nodes=n,
+        undirected=undirected,
     )
     assert packed_rows(g) == reference_rows(src, dst, t, n, undirected)
     assert g.num_events == len(ev)

@@ -46,8 +46,9 @@ def reference_recent(src, dst, t, nodes, times, fanouts, undirected=True):
 def block_rows(b):
     return [
         [(tm, e, n) if m else None for n, e, tm, m in zip(*row, strict=True)]
-        for row in zip(b.nbr_nodes.tolist(), b.nbr_eids.tolist(), b.nbr_times.tolist(), b.mask.tolist(),
-                       strict=True)
+        for row in zip(
+            b.nbr_nodes.tolist(), b.nbr_eids.tolist(), b.nbr_times.tolist(), b.mask.tolist(), strict=True
+        )
     ]
 
 
@@ -68,8 +69,9 @@ graphs = st.integers(1, 7).flatmap(
     lambda n: st.tuples(
         st.just(n),
         st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.integers(0, 4)), max_size=25),
-        st.lists(st.tuples(st.integers(0, n - 1), st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5, 4.0, 9.0])),
-                 max_size=8),
+        st.lists(
+            st.tuples(st.integers(0, n - 1), st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5, 4.0, 9.0])), max_size=8
+        ),
         st.lists(st.integers(1, 5), min_size=1, max_size=3),
         st.booleans(),
     )
@@ -79,8 +81,13 @@ graphs = st.integers(1, 7).flatmap(
 def unpack(case):
     n, ev, roots, fanouts, undirected = case
     src, dst, t = ([e[i] for e in ev] for i in range(3))
-    g = TemporalGraph(np.array(src, np.int64), np.array(dst, np.int64), np.array(t, np.int64), num_nodes=n,
-                      undirected=undirected)
+    g = TemporalGraph(
+        np.array(src, np.int64),
+        np.array(dst, np.int64),
+        np.array(t, np.int64),
+        num_nodes=n,
+        undirected=undirected,
+    )
     nodes = [r[0] for r in roots]
     times = [r[1] for r in roots]
     return g, src, dst, t, nodes, times, fanouts, undirected

@@ -1,0 +1,113 @@
+"""TemporalSampler on CUDA: the same samples as the CPU sampler, bit for bit (recent, and uniform too,
+since both draw from the same counter-based RNG; identical samples imply identical distributions),
+input validation, append, and no host synchronisation."""
+
+import numpy as np
+import pytest
+import torch
+
+from dgl_tgnn import _C, TemporalGraph, TemporalSampler
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(
+        not (torch.cuda.is_available() and _C.with_cuda),
+        reason="needs a CUDA device and dgl_tgnn._C built with CUDA",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def zipf():
+    from dgl_tgnn.data import load_dataset
+
+    ds = load_dataset("zipf-1m")
+    g = TemporalGraph(ds.src, ds.dst, ds.t, num_nodes=ds.num_nodes)
+    rng = np.random.default_rng(0)
+    events = rng.integers(0, len(ds.src), 20000)
+    nodes = np.concatenate([ds.src[events], ds.dst[events], rng.integers(0, ds.num_nodes, 20000)])
+    times = np.concatenate([ds.t[events]] * 3)
+    return g, nodes, times
+
+
+def assert_same(cpu_blocks, gpu_blocks):
+    assert len(cpu_blocks) == len(gpu_blocks)
+    for c, d in zip(cpu_blocks, gpu_blocks, strict=True):
+        assert d.nbr_nodes.is_cuda
+        for name in ("root_nodes", "root_times", "nbr_nodes", "nbr_eids", "nbr_times", "mask"):
+            assert torch.equal(getattr(c, name), getattr(d, name).cpu()), name
+
+
+@pytest.mark.parametrize(
+    ("strategy", "replace", "fanouts"),
+    [
+        ("recent", False, [10, 10]),
+        ("uniform", False, [10, 10]),
+        ("uniform", True, [10, 10]),
+        ("recent", False, [33, 2]),
+        ("uniform", False, [33, 2]),
+    ],
+)
+def test_cuda_matches_cpu_on_zipf(zipf, strategy, replace, fanouts):
+    g, nodes, times = zipf
+    cpu = TemporalSampler(g, fanouts, strategy, replace=replace, seed=7)
+    gpu = TemporalSampler(g, fanouts, strategy, replace=replace, seed=7)
+    for _ in range(2):  # the second call draws anew on both devices, identically
+        expected = cpu.sample(nodes, times)
+        assert_same(expected, gpu.sample(torch.from_numpy(nodes).cuda(), torch.from_numpy(times).cuda()))
+
+
+@pytest.mark.parametrize("fanout", [64, 100, 256])
+def test_cuda_matches_cpu_large_fanouts(zipf, fanout):
+    g, nodes, times = zipf
+    nodes, times = nodes[:3000], times[:3000]
+    for strategy, replace in [("recent", False), ("uniform", False), ("uniform", True)]:
+        expected = TemporalSampler(g, [fanout], strategy, replace=replace, seed=3).sample(nodes, times)
+        got = TemporalSampler(g, [fanout], strategy, replace=replace, seed=3).sample(
+            torch.from_numpy(nodes).cuda(), torch.from_numpy(times).cuda()
+        )
+        assert_same(expected, got)
+        if strategy == "recent":  # hub roots have more than `fanout` candidates: every path is exercised
+            assert expected[0].mask.sum(1).max() == fanout
+
+
+def test_cuda_bad_input():
+    g = TemporalGraph([0, 1], [1, 2], [1.0, 2.0])
+    sampler = TemporalSampler(g, [2])
+    dev = torch.device("cuda")
+    with pytest.raises(ValueError, match=r"nodes: id 3 at position 1 is out of range \[0, 3\)"):
+        sampler.sample(torch.tensor([0, 3], device=dev), torch.tensor([5.0, 5.0], device=dev))
+    with pytest.raises(ValueError, match="times: NaN at position 0"):
+        sampler.sample(torch.tensor([0], device=dev), torch.tensor([float("nan")], device=dev))
+    with pytest.raises(ValueError, match="times: on cpu, expected the device of nodes"):
+        sampler.sample(torch.tensor([0], device=dev), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="fanouts: fanout 300 at position 0 exceeds 256"):
+        TemporalSampler(g, [300]).sample(torch.tensor([0], device=dev), torch.tensor([1.0], device=dev))
+    # Unchecked, a bad root only gets an empty row (never an out-of-bounds read).
+    b = sampler.sample(
+        torch.tensor([1, -5, 99], device=dev), torch.tensor([5.0] * 3, device=dev), check=False
+    )[0]
+    assert b.mask.tolist() == [[True, True], [False, False], [False, False]]
+
+
+def test_cuda_sees_appended_events():
+    g = TemporalGraph([0], [1], [1.0])
+    sampler = TemporalSampler(g, [3])
+    dev = torch.device("cuda")
+    nodes, times = torch.tensor([0], device=dev), torch.tensor([10.0], device=dev)
+    assert sampler.sample(nodes, times)[0].nbr_eids.tolist() == [[0, -1, -1]]
+    g.append([2, 0], [0, 0], [3.0, 2.0])
+    assert sampler.sample(nodes, times)[0].nbr_eids.tolist() == [[1, 2, 0]]
+
+
+def test_cuda_sample_does_not_synchronise(zipf):
+    g, nodes, times = zipf
+    sampler = TemporalSampler(g, [10, 10], "uniform")
+    nodes, times = torch.from_numpy(nodes).cuda(), torch.from_numpy(times).cuda()
+    sampler.sample(nodes, times)  # uploads the T-CSR once
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        blocks = sampler.sample(nodes, times, check=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert blocks[1].mask.any()
