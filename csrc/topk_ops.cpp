@@ -1,3 +1,281 @@
-#include "ops.h"
+// Fused top-K dot product: torch glue, input checks, and the CPU implementation.
+//
+// CPU path. Candidates are taken in tiles of kCpuTile rows and queries in blocks of at most
+// kCpuQueryBlock rows; a tile's float32 scores come from one ATen matmul (the only temporary that
+// grows with the inputs: at most 8 MiB). Those scores only filter: a candidate whose float32 score,
+// raised by a proven bound of the matmul's rounding error, reaches the query's running k-th best is
+// rescored exactly (products and sum in float64, rounded once to float32) and offered to the
+// query's tgnn::TopKSelector. So the result is the exact top-k of the correctly rounded scores,
+// whatever the BLAS, its blocking or the thread count, and ties follow the smaller index.
+#include <ATen/Parallel.h>
 
-void register_topk_ops(pybind11::module_& m) {}
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/topk_select.h"
+#include "ops.h"
+#ifdef WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "cuda/topk_dot.h"
+#endif
+
+namespace {
+
+constexpr int64_t kCpuTile = 2048;        // candidates per score tile
+constexpr int64_t kCpuQueryBlock = 1024;  // queries per score tile
+constexpr int64_t kScanBlock = 16;        // scores tested at once against a query's threshold
+constexpr double kNormEps = 1e-12;        // cosine: norms are clamped to at least this, as F.normalize
+
+// Shapes, devices and dtypes; exclusion ids are only compared, never used as addresses, so ids
+// out of [-1, N) just match no candidate (dgl_tgnn.topk_dot rejects them before calling here).
+void check_inputs(const at::Tensor& queries, const at::Tensor& candidates, int64_t k,
+                  const c10::optional<at::Tensor>& exclude) {
+  TORCH_CHECK_VALUE(queries.dim() == 2, "topk_dot: queries must be 2-D [B, d], got ", queries.sizes());
+  TORCH_CHECK_VALUE(candidates.dim() == 2, "topk_dot: candidates must be 2-D [N, d], got ", candidates.sizes());
+  TORCH_CHECK_VALUE(queries.size(1) == candidates.size(1), "topk_dot: queries have d=", queries.size(1),
+              " but candidates have d=", candidates.size(1));
+  TORCH_CHECK_VALUE(queries.device() == candidates.device(), "topk_dot: queries are on ", queries.device(),
+              " but candidates on ", candidates.device());
+  TORCH_CHECK_VALUE(queries.scalar_type() == candidates.scalar_type(), "topk_dot: queries are ",
+              queries.scalar_type(), " but candidates are ", candidates.scalar_type());
+  const auto dtype = queries.scalar_type();
+  TORCH_CHECK_VALUE(dtype == at::kFloat || (dtype == at::kBFloat16 && queries.is_cuda()),
+              "topk_dot: inputs must be float32 (CPU or CUDA) or bfloat16 (CUDA), got ", dtype, " on ",
+              queries.device());
+  const int64_t n = candidates.size(0);
+  TORCH_CHECK_VALUE(k >= 1 && k <= n, "topk_dot: k must be in [1, N=", n, "], got ", k);
+  TORCH_CHECK_VALUE(n <= std::numeric_limits<int32_t>::max(), "topk_dot: at most 2^31-1 candidates, got ", n);
+  if (exclude.has_value()) {
+    const at::Tensor& ex = *exclude;
+    TORCH_CHECK_VALUE(ex.dim() == 2 && ex.size(0) == queries.size(0), "topk_dot: exclude must be [B=",
+                queries.size(0), ", m], got ", ex.sizes());
+    TORCH_CHECK_VALUE(ex.scalar_type() == at::kLong, "topk_dot: exclude must be int64, got ", ex.scalar_type());
+    TORCH_CHECK_VALUE(ex.device() == queries.device(), "topk_dot: exclude is on ", ex.device(), " but queries on ",
+                queries.device());
+  }
+}
+
+// Each row of exclude sorted ascending (padding -1 first), contiguous; [B, 0] when there is none.
+at::Tensor sorted_exclusions(const at::Tensor& queries, const c10::optional<at::Tensor>& exclude) {
+  if (!exclude.has_value() || exclude->size(1) == 0) {
+    return at::empty({queries.size(0), 0}, queries.options().dtype(at::kLong));
+  }
+  return std::get<0>(exclude->sort(1)).contiguous();
+}
+
+// Sum of q_i e_i in float64: the products are exact, four partial sums for speed; the result is
+// within d 2^-53 sum |q_i e_i| of the exact value, far below float32 resolution.
+double exact_dot(const float* q, const float* e, int64_t d) {
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  int64_t i = 0;
+  for (; i + 4 <= d; i += 4) {
+    for (int l = 0; l < 4; ++l) s[l] += static_cast<double>(q[i + l]) * static_cast<double>(e[i + l]);
+  }
+  for (; i < d; ++i) s[0] += static_cast<double>(q[i]) * static_cast<double>(e[i]);
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+double norm2(const float* x, int64_t d) {
+  double s = 0.0;
+  for (int64_t i = 0; i < d; ++i) s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+  return std::sqrt(s);
+}
+
+std::tuple<at::Tensor, at::Tensor> topk_dot_cpu(const at::Tensor& queries_in, const at::Tensor& candidates_in,
+                                                int64_t k, const at::Tensor& exclude, bool normalize) {
+  const at::Tensor queries = queries_in.contiguous();
+  const at::Tensor candidates = candidates_in.stride(1) == 1 ? candidates_in : candidates_in.contiguous();
+  const int64_t num_queries = queries.size(0);
+  const int64_t n = candidates.size(0);
+  const int64_t d = queries.size(1);
+  const int64_t m = exclude.size(1);
+  const int64_t row_stride = candidates.stride(0);
+  const float* q_data = queries.data_ptr<float>();
+  const float* e_data = candidates.data_ptr<float>();
+  const int64_t* ex_data = exclude.data_ptr<int64_t>();
+
+  at::Tensor values = at::empty({num_queries, k}, queries.options());
+  at::Tensor indices = at::empty({num_queries, k}, queries.options().dtype(at::kLong));
+  float* out_values = values.data_ptr<float>();
+  int64_t* out_indices = indices.data_ptr<int64_t>();
+
+  // |float32 matmul - exact| <= d u sum_i |q_i e_i| / (1 - d u) <= d u |q| |e| / (1 - d u) for any
+  // summation order (u = 2^-24). The filter uses twice (d + 8) u: room for the scaling by the
+  // inverse norms (cosine) and for a BLAS that rounds a little worse than the textbook bound.
+  const double bound = 2.0 * static_cast<double>(d + 8) * std::ldexp(1.0, -24);
+  const float inf = std::numeric_limits<float>::infinity();
+
+  std::vector<double> q_norm(static_cast<size_t>(num_queries));
+  at::parallel_for(0, num_queries, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) q_norm[b] = norm2(q_data + b * d, d);
+  });
+
+  std::vector<double> e_norm(static_cast<size_t>(kCpuTile));
+  std::vector<float> e_scale(static_cast<size_t>(kCpuTile));   // 1 / max(|e|, eps) (cosine)
+  std::vector<float> e_margin(static_cast<size_t>(kCpuTile));  // per-candidate factor of the bound
+
+  for (int64_t q0 = 0; q0 < num_queries; q0 += kCpuQueryBlock) {
+    const int64_t qb = std::min(kCpuQueryBlock, num_queries - q0);
+    const at::Tensor q_block = queries.narrow(0, q0, qb);
+    std::vector<tgnn::TopKSelector> selectors;
+    selectors.reserve(static_cast<size_t>(qb));
+    for (int64_t r = 0; r < qb; ++r) selectors.emplace_back(k, std::max<int64_t>(16, k / 4));
+    std::vector<int64_t> ex_pos(static_cast<size_t>(qb), 0);  // next exclusion of each query
+
+    for (int64_t j0 = 0; j0 < n; j0 += kCpuTile) {
+      const int64_t tn = std::min(kCpuTile, n - j0);
+      at::parallel_for(0, tn, 64, [&](int64_t begin, int64_t end) {
+        for (int64_t j = begin; j < end; ++j) {
+          const double norm = norm2(e_data + (j0 + j) * row_stride, d);
+          e_norm[j] = std::max(norm, kNormEps);
+          e_scale[j] = normalize ? static_cast<float>(1.0 / e_norm[j]) : 1.0f;
+          e_margin[j] = static_cast<float>(normalize ? norm / e_norm[j] : norm);
+        }
+      });
+      const at::Tensor scores = at::mm(q_block, candidates.narrow(0, j0, tn).t()).contiguous();
+      const float* s_data = scores.data_ptr<float>();
+
+      at::parallel_for(0, qb, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const int64_t b = q0 + r;
+          const float* q = q_data + b * d;
+          const double q_len = std::max(q_norm[b], kNormEps);
+          const float q_scale = normalize ? static_cast<float>(1.0 / q_len) : 1.0f;
+          const float q_margin = static_cast<float>(bound * (normalize ? q_norm[b] / q_len : q_norm[b]));
+          const int64_t* ex = ex_data + b * m;
+          int64_t& pos = ex_pos[r];
+          tgnn::TopKSelector& selector = selectors[r];
+          const float* row = s_data + r * tn;
+          // Float32 score raised by its error bound: below the threshold, the exact score is too.
+          const auto upper = [&](int64_t j) { return row[j] * q_scale * e_scale[j] + q_margin * e_margin[j]; };
+          float threshold = selector.threshold();
+          for (int64_t jb = 0; jb < tn; jb += kScanBlock) {
+            const int64_t je = std::min(jb + kScanBlock, tn);
+            if (threshold > -inf) {  // vectorised scan: most blocks hold no candidate
+              bool any = false;
+              for (int64_t j = jb; j < je; ++j) any |= upper(j) >= threshold;
+              if (!any) continue;
+            }
+            for (int64_t j = jb; j < je; ++j) {
+              if (threshold > -inf && !(upper(j) >= threshold)) continue;
+              const int64_t id = j0 + j;
+              while (pos < m && ex[pos] < id) ++pos;
+              if (pos < m && ex[pos] == id) continue;
+              const double dot = exact_dot(q, e_data + id * row_stride, d);
+              selector.offer(static_cast<float>(normalize ? dot / q_len / e_norm[j] : dot), id);
+              threshold = selector.threshold();
+            }
+          }
+        }
+      });
+    }
+    at::parallel_for(0, qb, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        selectors[r].finish(out_values + (q0 + r) * k, out_indices + (q0 + r) * k);
+      }
+    });
+  }
+  return {values, indices};
+}
+
+#ifdef WITH_CUDA
+// Candidates with element stride 1 and rows aligned to 4 bytes (what cp.async needs); bfloat16 rows
+// of odd d get one zero column, which changes no dot product.
+at::Tensor kernel_layout(at::Tensor x, bool pad_column) {
+  if (pad_column) return at::constant_pad_nd(x, {0, 1}, 0);
+  if (x.stride(1) != 1) x = x.contiguous();
+  const int64_t stride_bytes = x.stride(0) * static_cast<int64_t>(x.element_size());
+  if (reinterpret_cast<uintptr_t>(x.data_ptr()) % 4 != 0 || stride_bytes % 4 != 0) {
+    x = x.clone(at::MemoryFormat::Contiguous);
+  }
+  return x;
+}
+
+at::Tensor inverse_norms(const at::Tensor& x) {
+  return at::linalg_vector_norm(x, 2, {1}, false, at::kFloat).clamp_min(kNormEps).reciprocal();
+}
+
+std::tuple<at::Tensor, at::Tensor> topk_dot_cuda(const at::Tensor& queries_in, const at::Tensor& candidates_in,
+                                                 int64_t k, const at::Tensor& exclude, bool normalize) {
+  const c10::cuda::CUDAGuard guard(queries_in.device());
+  const bool bf16 = queries_in.scalar_type() == at::kBFloat16;
+  const bool pad_column = bf16 && queries_in.size(1) % 2 == 1;
+  const at::Tensor queries = kernel_layout(queries_in.contiguous(), pad_column).contiguous();
+  const at::Tensor candidates = kernel_layout(candidates_in, pad_column);
+  const int64_t num_queries = queries.size(0);
+  at::Tensor values = at::empty({num_queries, k}, queries.options().dtype(at::kFloat));
+  at::Tensor indices = at::empty({num_queries, k}, queries.options().dtype(at::kLong));
+  if (num_queries == 0) return {values, indices};
+  at::Tensor query_scale, candidate_scale;
+  if (normalize) {
+    query_scale = inverse_norms(queries_in);
+    candidate_scale = inverse_norms(candidates_in);
+  }
+  tgnn::cuda::TopkDotArgs args{};
+  args.queries = queries.data_ptr();
+  args.candidates = candidates.data_ptr();
+  args.candidate_stride = candidates.stride(0);
+  args.bfloat16 = bf16;
+  args.num_queries = num_queries;
+  args.num_candidates = candidates.size(0);
+  args.dim = queries.size(1);
+  args.k = k;
+  args.exclude = exclude.data_ptr<int64_t>();
+  args.num_exclude = exclude.size(1);
+  args.query_scale = normalize ? query_scale.data_ptr<float>() : nullptr;
+  args.candidate_scale = normalize ? candidate_scale.data_ptr<float>() : nullptr;
+  args.values = values.data_ptr<float>();
+  args.indices = indices.data_ptr<int64_t>();
+  const at::Tensor workspace =
+      at::empty({tgnn::cuda::topk_dot_workspace_bytes(args)}, queries.options().dtype(at::kByte));
+  const cudaError_t err =
+      tgnn::cuda::launch_topk_dot(args, workspace.data_ptr(), c10::cuda::getCurrentCUDAStream());
+  TORCH_CHECK(err == cudaSuccess, "topk_dot: CUDA kernel launch failed: ", cudaGetErrorString(err));
+  return {values, indices};
+}
+#endif
+
+std::tuple<at::Tensor, at::Tensor> topk_dot(const at::Tensor& queries, const at::Tensor& candidates, int64_t k,
+                                            const c10::optional<at::Tensor>& exclude, bool normalize) {
+  check_inputs(queries, candidates, k, exclude);
+  const at::Tensor ex = sorted_exclusions(queries, exclude);
+  if (queries.is_cuda()) {
+#ifdef WITH_CUDA
+    const c10::cuda::CUDAGuard guard(queries.device());
+    TORCH_CHECK_VALUE(tgnn::cuda::topk_dot_supported(k, queries.size(1), queries.scalar_type() == at::kBFloat16),
+                      "topk_dot: the CUDA kernel does not cover k=", k, ", d=", queries.size(1),
+                      " (dgl_tgnn.topk_dot falls back to the chunked reference there)");
+    return topk_dot_cuda(queries, candidates, k, ex, normalize);
+#else
+    TORCH_CHECK_VALUE(false, "topk_dot: dgl_tgnn._C was built without CUDA");
+#endif
+  }
+  TORCH_CHECK_VALUE(queries.device().is_cpu(), "topk_dot: unsupported device ", queries.device());
+  return topk_dot_cpu(queries, candidates, k, ex, normalize);
+}
+
+bool cuda_supported(int64_t k, int64_t d, bool bfloat16) {
+#ifdef WITH_CUDA
+  return tgnn::cuda::topk_dot_supported(k, d, bfloat16);
+#else
+  (void)k;
+  (void)d;
+  (void)bfloat16;
+  return false;
+#endif
+}
+
+}  // namespace
+
+void register_topk_ops(pybind11::module_& m) {
+  m.def("topk_dot", &topk_dot, pybind11::arg("queries"), pybind11::arg("candidates"), pybind11::arg("k"),
+        pybind11::arg("exclude") = pybind11::none(), pybind11::arg("normalize") = false,
+        "Top-k candidates by dot product (or cosine) per query: (values [B, k] float32, indices [B, k] "
+        "int64), best first, ties to the smaller index, (-inf, -1) where fewer than k remain.");
+  m.def("topk_dot_cuda_supported", &cuda_supported, pybind11::arg("k"), pybind11::arg("d"),
+        pybind11::arg("bfloat16"), "Whether the fused CUDA kernel covers this k and d (compiled with CUDA).");
+}

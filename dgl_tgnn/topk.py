@@ -1,5 +1,162 @@
-"""Fused top-K dot product (written by the top-K work)."""
+"""Fused top-K dot product: for each query, the K candidates with the largest dot product (or cosine
+similarity), without materialising the ``[B, N]`` score matrix.
+
+Order everywhere: larger score first, the smaller candidate index first among equal scores. A
+candidate whose score is NaN or ``-inf`` is never returned; where fewer than ``k`` candidates remain
+for a query, the tail of its row is index ``-1`` and value ``-inf``. Inputs are expected finite.
+
+Precision:
+
+- CPU (float32): the exact top-K of the exactly rounded scores (each dot product computed exactly and
+  rounded once to float32), the same on any BLAS and thread count. Float32 matmul tiles only
+  filter; candidates near a query's K-th score are rescored in float64.
+- CUDA: scores from tensor cores with float32 accumulation: bfloat16 products are exact, float32
+  inputs run as 3xTF32 (close to float32 rounding). Near-ties closer than that error may order
+  differently from the exact scores.
+- ``topk_dot_reference``: exact scores in float64 rounded to float32, chunked over the candidates.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from dgl_tgnn import _C
+
+NORM_EPS = 1e-12
+"""Cosine similarity divides by ``max(|x|, NORM_EPS)``, as ``torch.nn.functional.normalize``."""
 
 
-def topk_dot(*args, **kwargs):
-    raise NotImplementedError("topk_dot is being written")
+def _check_args(
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    k: int,
+    exclude: torch.Tensor | None,
+    normalize: bool,
+) -> tuple[int, torch.Tensor | None]:
+    """Validates the arguments of ``topk_dot``; returns ``k`` as an int and exclude as int64."""
+    for name, x in (("queries", queries), ("candidates", candidates)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 2:
+            raise ValueError(f"{name} must be 2-D, got shape {tuple(x.shape)}")
+    if isinstance(k, bool):
+        raise TypeError(f"k must be an int, got {k!r}")
+    k = operator.index(k)
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+    if queries.shape[1] != candidates.shape[1]:
+        raise ValueError(
+            f"queries and candidates must have the same dimension d, got queries {tuple(queries.shape)} "
+            f"and candidates {tuple(candidates.shape)}"
+        )
+    if queries.device != candidates.device:
+        raise ValueError(f"queries are on {queries.device} but candidates on {candidates.device}")
+    if queries.dtype != candidates.dtype:
+        raise ValueError(f"queries are {queries.dtype} but candidates are {candidates.dtype}")
+    if queries.dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"queries and candidates must be float32 or bfloat16, got {queries.dtype}")
+    if queries.dtype == torch.bfloat16 and queries.device.type != "cuda":
+        raise ValueError(f"bfloat16 inputs need a CUDA device, got {queries.device}; use float32 on the CPU")
+    n = candidates.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, N] with N={n} candidates, got k={k}")
+    if exclude is None:
+        return k, None
+    if not isinstance(exclude, torch.Tensor):
+        raise TypeError(f"exclude must be a torch.Tensor or None, got {type(exclude).__name__}")
+    if exclude.dim() != 2 or exclude.shape[0] != queries.shape[0]:
+        raise ValueError(f"exclude must have shape [B={queries.shape[0]}, m], got {tuple(exclude.shape)}")
+    if exclude.device != queries.device:
+        raise ValueError(f"exclude is on {exclude.device} but queries on {queries.device}")
+    if exclude.dtype != torch.int64:
+        raise ValueError(f"exclude must be int64, got {exclude.dtype}")
+    if exclude.numel() > 0:
+        lo, hi = (int(v) for v in torch.aminmax(exclude))
+        if lo < -1 or hi >= n:
+            bad = lo if lo < -1 else hi
+            raise ValueError(f"exclude ids must be in [-1, N={n}) (-1 pads), got {bad}")
+    return k, exclude
+
+
+def topk_dot(
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    k: int,
+    exclude: torch.Tensor | None = None,
+    normalize: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best candidates of each query by dot product, never materialising ``[B, N]``.
+
+    Args:
+        queries: ``[B, d]`` float32 (CPU or CUDA) or bfloat16 (CUDA); any strides.
+        candidates: ``[N, d]``, same dtype and device; any strides.
+        k: how many candidates per query, ``1 <= k <= N``.
+        exclude: ``None`` or int64 ``[B, m]`` candidate ids never returned for the query of that row;
+            ``-1`` pads rows with fewer exclusions.
+        normalize: rank by cosine similarity ``q.e / (max(|q|, eps) max(|e|, eps))`` instead.
+
+    Returns:
+        ``(values, indices)``: ``[B, k]`` float32 scores sorted descending and ``[B, k]`` int64
+        candidate ids, the smaller id first among equal scores; ``(-inf, -1)`` where fewer than ``k``
+        candidates remain. No gradient flows through them.
+
+    Raises:
+        ValueError: ``k`` outside ``[1, N]``, inputs not 2-D, different ``d``, devices or dtypes, an
+            unsupported dtype, or exclusion ids outside ``[-1, N)``.
+    """
+    k, exclude = _check_args(queries, candidates, k, exclude, normalize)
+    with torch.no_grad():
+        if queries.device.type == "cpu":
+            return _C.topk_dot(queries, candidates, k, exclude, normalize)
+        if queries.device.type == "cuda" and _C.topk_dot_cuda_supported(
+            k, queries.shape[1], queries.dtype == torch.bfloat16
+        ):
+            return _C.topk_dot(queries, candidates, k, exclude, normalize)
+        return topk_dot_reference(queries, candidates, k, exclude, normalize)
+
+
+def topk_dot_reference(
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    k: int,
+    exclude: torch.Tensor | None = None,
+    normalize: bool = False,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pure-torch ``topk_dot``: exact scores, chunked over the candidates.
+
+    Each chunk's scores are ``Q @ E_chunk.T`` in float64 (exact for float32 and bfloat16 inputs up to
+    d ~ 10^6) rounded to float32, excluded ids and NaN set to ``-inf``; a stable descending sort of
+    the running best and the chunk keeps the first ``k``, which ranks equal scores by index. Same
+    arguments and results as ``topk_dot`` (arguments are not validated here); ``chunk_size``
+    candidates per chunk, by default about 2^24 scores per chunk.
+    """
+    num_queries, n = queries.shape[0], candidates.shape[0]
+    device = queries.device
+    q = queries.detach().double()
+    q_norm = q.norm(dim=1).clamp_min(NORM_EPS)
+    if chunk_size is None:
+        chunk_size = max(1024, (1 << 24) // max(num_queries, 1))
+    best_values = torch.empty(num_queries, 0, dtype=torch.float32, device=device)
+    best_indices = torch.empty(num_queries, 0, dtype=torch.int64, device=device)
+    for j0 in range(0, n, chunk_size):
+        e = candidates[j0 : j0 + chunk_size].detach().double()
+        scores = q @ e.T
+        if normalize:
+            scores = scores / q_norm[:, None] / e.norm(dim=1).clamp_min(NORM_EPS)[None, :]
+        scores = scores.float()
+        scores.masked_fill_(scores.isnan(), float("-inf"))
+        if exclude is not None:
+            inside = (exclude >= j0) & (exclude < j0 + e.shape[0])
+            rows = torch.arange(num_queries, device=device)[:, None].expand_as(exclude)
+            scores[rows[inside], exclude[inside] - j0] = float("-inf")
+        ids = torch.arange(j0, j0 + e.shape[0], device=device).expand(num_queries, -1)
+        values = torch.cat([best_values, scores], dim=1)
+        indices = torch.cat([best_indices, ids], dim=1)
+        order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+        best_values = values.gather(1, order)
+        best_indices = indices.gather(1, order)
+    best_indices = best_indices.masked_fill(best_values == float("-inf"), -1)
+    return best_values, best_indices

@@ -1,0 +1,645 @@
+// Fused top-K dot product on the GPU, without a [B, N] score matrix.
+//
+// Grid: blockIdx.x takes BM queries, blockIdx.y a contiguous split of the candidates. A block of
+// 8 warps keeps its BM query rows in shared memory and streams its candidates in tiles of 128
+// through a 3-stage cp.async pipeline (128 bytes of each row per stage). Warps are laid out 2 x 4
+// over the BM x 128 score tile and compute it with mma.sync tensor-core instructions: bf16 inputs
+// directly (m16n8k16, float32 accumulation), float32 inputs as 3xTF32 (m16n8k8: hi*hi + hi*lo +
+// lo*hi, close to float32 accuracy).
+//
+// Selection, per query row, in shared memory: a sorted list of the best k so far, its k-th value
+// (the threshold) and a buffer of 32 pending candidates. A score reaching the threshold, and not
+// excluded, is appended to its row's buffer straight from the accumulators. Buffers are merged
+// into the lists only when one overflows (the threshold being stale in between only lets a few
+// more candidates through), then the scores not appended yet are filtered again and appended.
+// Exclusions: each row's sorted exclusion list is walked along with the tiles into a 128-bit mask
+// per row and tile. Finally each block writes its lists as partial results [B, splits, k] and a
+// second kernel merges the splits of each query (a warp per query).
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cmath>
+#include <cstdint>
+
+#include "core/topk_select.h"
+#include "cuda/topk_dot.h"
+
+namespace tgnn::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;               // 8 warps: 2 over query rows x 4 over candidates
+constexpr int kTileN = 128;                 // candidates per tile
+constexpr int kChunkBytes = 128;            // bytes of each candidate row per pipeline stage
+constexpr int kStageStride = kChunkBytes + 16;  // padded shared row: conflict-free ldmatrix
+constexpr int kStages = 3;
+constexpr int kBufCap = 32;                 // pending candidates per query row
+constexpr int kMaskWords = kTileN / 32;     // exclusion bits per row and tile
+constexpr int kMergeWarps = 4;              // queries per block of the split merge
+constexpr unsigned kAllLanes = 0xffffffffu;
+
+struct Params {
+  const char* q;         // [B, row_bytes] contiguous
+  const char* e;         // [N] rows of row_bytes, e_stride bytes apart
+  int64_t e_stride;
+  const int64_t* excl;   // [B, m] sorted rows
+  int64_t m;
+  const float* q_scale;  // [B] or null
+  const float* e_scale;  // [N] or null
+  float* part_v;         // [B, splits, k]
+  int* part_i;
+  int num_queries, num_candidates, k;
+  int row_bytes;         // d * element size (multiple of 4)
+  int dpad_bytes;        // row_bytes rounded up to 32 (one k-step of the mma)
+  int q_stride;          // bytes per shared query row: dpad_bytes + 16
+  int copy_q, copy_e;    // bytes per cp.async for queries / candidates: 16, 8 or 4
+  int tiles_per_split, splits;
+};
+
+// ---- small PTX wrappers ---------------------------------------------------------------------
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+// Copies `width` bytes (16, 8 or 4) from global src to shared dst, or writes zeros when !valid.
+__device__ __forceinline__ void cp_async(unsigned dst, const void* src, int width, bool valid) {
+  const int src_bytes = valid ? width : 0;
+  if (width == 16) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+  } else if (width == 8) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+  } else {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+  }
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], unsigned addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// x = hi + lo with hi, lo representable in tf32 (lo carries the next 11 bits of x).
+__device__ __forceinline__ void split_tf32(uint32_t x, uint32_t& hi, uint32_t& lo) {
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(hi) : "f"(__uint_as_float(x)));
+  const float rest = __uint_as_float(x) - __uint_as_float(hi);
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(lo) : "f"(rest));
+}
+
+// ---- selection ------------------------------------------------------------------------------
+
+// Merges c (<= 32) new (value, index) pairs buf_v/buf_i[0..c), all distinct from the list's, into the
+// sorted list lv/li of `fill` pairs, keeping the best k; returns the new fill. The whole warp calls
+// it. Ranks by counting: a new pair's rank is the number of new pairs before it (shuffles) plus the
+// number of listed pairs before it (binary search); a listed pair moves down by the number of new
+// pairs before it.
+template <int KMAX>
+__device__ int merge_into_list(float* lv, int* li, int fill, const float* buf_v, const int* buf_i, int c, int k,
+                               int lane) {
+  constexpr int R = KMAX / 32;
+  float nv = -INFINITY;
+  int ni = INT_MAX;
+  if (lane < c) {
+    nv = buf_v[lane];
+    ni = buf_i[lane];
+  }
+  float ov[R];
+  int oi[R], orank[R];
+#pragma unroll
+  for (int t = 0; t < R; ++t) {
+    const int pos = lane + 32 * t;
+    ov[t] = pos < fill ? lv[pos] : -INFINITY;
+    oi[t] = pos < fill ? li[pos] : INT_MAX;
+    orank[t] = pos;
+  }
+  int nrank = 0;
+  for (int j = 0; j < c; ++j) {
+    const float xv = __shfl_sync(kAllLanes, nv, j);
+    const int xi = __shfl_sync(kAllLanes, ni, j);
+    nrank += ranks_before(xv, xi, nv, ni);
+#pragma unroll
+    for (int t = 0; t < R; ++t) orank[t] += ranks_before(xv, xi, ov[t], oi[t]);
+  }
+  int lo = 0, hi = fill;
+  while (lo < hi) {
+    const int mid = (lo + hi) >> 1;
+    if (ranks_before(lv[mid], li[mid], nv, ni)) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  nrank += lo;
+  __syncwarp();
+#pragma unroll
+  for (int t = 0; t < R; ++t) {
+    if (lane + 32 * t < fill && orank[t] < k) {
+      lv[orank[t]] = ov[t];
+      li[orank[t]] = oi[t];
+    }
+  }
+  if (lane < c && nrank < k) {
+    lv[nrank] = nv;
+    li[nrank] = ni;
+  }
+  __syncwarp();
+  return min(k, fill + c);
+}
+
+// ---- the fused kernel -----------------------------------------------------------------------
+
+template <bool kBF16, int BM, int KMAX>
+__global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
+  constexpr int MT = BM / 32;  // m16 tiles per warp: a warp covers BM / 2 query rows
+  constexpr int kWarpRows = BM / 2;
+  static_assert(MT >= 1 && MT * 16 <= 64, "a thread holds at most 64 scores per tile");
+
+  extern __shared__ __align__(128) unsigned char smem[];
+  unsigned char* q_s = smem;
+  unsigned char* e_s = q_s + BM * p.q_stride;
+  float* list_v = reinterpret_cast<float*>(e_s + kStages * kTileN * kStageStride);
+  int* list_i = reinterpret_cast<int*>(list_v + BM * KMAX);
+  float* buf_v = reinterpret_cast<float*>(list_i + BM * KMAX);
+  int* buf_i = reinterpret_cast<int*>(buf_v + BM * kBufCap);
+  int* cnt = buf_i + BM * kBufCap;  // appended to each row's buffer (may exceed kBufCap)
+  int* fill = cnt + BM;             // pairs in each row's list
+  float* theta = reinterpret_cast<float*>(fill + BM);  // k-th listed value, -inf until full
+  uint32_t* xmask = reinterpret_cast<uint32_t*>(theta + BM);  // [2][BM][kMaskWords]
+
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const int wm = warp >> 2;  // which half of the query rows
+  const int wn = warp & 3;   // which quarter of the tile's candidates
+  const int g = lane >> 2;
+  const int t4 = lane & 3;
+  const int row0 = blockIdx.x * BM;
+  const int split = blockIdx.y;
+  const int n_begin = split * p.tiles_per_split * kTileN;
+  const int n_end = min(p.num_candidates, n_begin + p.tiles_per_split * kTileN);
+  const int num_tiles = (n_end - n_begin + kTileN - 1) / kTileN;
+  const int num_chunks = (p.dpad_bytes + kChunkBytes - 1) / kChunkBytes;
+  const int total = num_tiles * num_chunks;
+
+  for (int r = tid; r < BM; r += kThreads) {
+    cnt[r] = 0;
+    fill[r] = 0;
+    theta[r] = row0 + r < p.num_queries ? -INFINITY : INFINITY;  // padding rows take nothing
+  }
+
+  // Thread r < BM walks row r's sorted exclusions: ex_next is the next id >= the current tile.
+  const int64_t* ex_row = nullptr;
+  int64_t ex_pos = 0;
+  int64_t ex_next = LLONG_MAX;
+  if (tid < BM && row0 + tid < p.num_queries && p.m > 0) {
+    ex_row = p.excl + static_cast<int64_t>(row0 + tid) * p.m;
+    int64_t lo = 0, hi = p.m;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) >> 1;
+      if (ex_row[mid] < n_begin) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    ex_pos = lo;
+    ex_next = lo < p.m ? ex_row[lo] : LLONG_MAX;
+  }
+
+  // Queries, zero-padded to dpad_bytes and to BM rows; they join the first cp.async group.
+  {
+    const int units = p.dpad_bytes / p.copy_q;
+    for (int u = tid; u < BM * units; u += kThreads) {
+      const int r = u / units;
+      const int byte = (u - r * units) * p.copy_q;
+      const bool valid = row0 + r < p.num_queries && byte < p.row_bytes;
+      const char* src = valid ? p.q + static_cast<int64_t>(row0 + r) * p.row_bytes + byte : p.q;
+      cp_async(smem_addr(q_s + r * p.q_stride + byte), src, p.copy_q, valid);
+    }
+  }
+
+  // Stage `step` of the flattened (tile, chunk) sequence: 128 candidate rows x kChunkBytes.
+  const int e_shift = p.copy_e == 16 ? 3 : (p.copy_e == 8 ? 4 : 5);  // log2(kChunkBytes / copy_e)
+  auto load_step = [&](int step) {
+    const int tile = step / num_chunks;
+    const int chunk = step - tile * num_chunks;
+    const int n0 = n_begin + tile * kTileN;
+    const int byte0 = chunk * kChunkBytes;
+    unsigned char* stage = e_s + (step % kStages) * kTileN * kStageStride;
+    for (int u = tid; u < (kTileN << e_shift); u += kThreads) {
+      const int r = u >> e_shift;
+      const int byte = (u & ((1 << e_shift) - 1)) * p.copy_e;
+      const int n = n0 + r;
+      const bool valid = n < n_end && byte0 + byte < p.row_bytes;
+      const char* src = valid ? p.e + n * p.e_stride + byte0 + byte : p.e;
+      cp_async(smem_addr(stage + r * kStageStride + byte), src, p.copy_e, valid);
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < total) load_step(s);
+    cp_async_commit();
+  }
+
+  // Lane-dependent parts of the ldmatrix addresses (see the fragment layouts of mma.sync).
+  const unsigned q_lane = smem_addr(q_s) + (wm * kWarpRows + (lane & 15)) * p.q_stride + (lane >> 4) * 16;
+  const unsigned e_lane = (wn * 32 + (lane >> 4) * 8 + (lane & 7)) * kStageStride + ((lane >> 3) & 1) * 16;
+
+  float acc[MT][4][4];
+
+  // Appends the pending scores that are not excluded to their rows' buffers; a bit stays set
+  // when its buffer is full.
+  auto append = [&](uint64_t& pending, int t0, const uint32_t* mask) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int slot = (mt * 4 + nt) * 4 + e;
+          if ((pending >> slot) & 1) {
+            const int r = wm * kWarpRows + mt * 16 + g + 8 * (e >> 1);
+            const int c = wn * 32 + nt * 8 + 2 * t4 + (e & 1);
+            if ((mask[r * kMaskWords + (c >> 5)] >> (c & 31)) & 1) {
+              pending &= ~(1ull << slot);
+            } else {
+              const int pos = atomicAdd(&cnt[r], 1);
+              if (pos < kBufCap) {
+                buf_v[r * kBufCap + pos] = acc[mt][nt][e];
+                buf_i[r * kBufCap + pos] = t0 + c;
+                pending &= ~(1ull << slot);
+              }
+            }
+          }
+        }
+      }
+    }
+  };
+
+  // Merges every non-empty buffer into its row's list (warp w takes rows w, w + 8, ...).
+  auto merge_buffers = [&]() {
+    for (int r = warp; r < BM; r += kThreads / 32) {
+      const int c = min(cnt[r], kBufCap);
+      if (c > 0) {
+        const int f = merge_into_list<KMAX>(list_v + r * KMAX, list_i + r * KMAX, fill[r], buf_v + r * kBufCap,
+                                            buf_i + r * kBufCap, c, p.k, lane);
+        if (lane == 0) {
+          fill[r] = f;
+          theta[r] = f == p.k ? list_v[r * KMAX + p.k - 1] : -INFINITY;
+          cnt[r] = 0;
+        }
+      }
+      __syncwarp();
+    }
+  };
+
+  for (int step = 0; step < total; ++step) {
+    const int tile = step / num_chunks;
+    const int chunk = step - tile * num_chunks;
+    const int t0 = n_begin + tile * kTileN;
+    if (chunk == 0) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.0f;
+      if (tid < BM) {  // exclusion bits of this tile (double-buffered by tile parity)
+        uint32_t* w = xmask + ((tile & 1) * BM + tid) * kMaskWords;
+#pragma unroll
+        for (int i = 0; i < kMaskWords; ++i) w[i] = 0;
+        while (ex_next < static_cast<int64_t>(t0) + kTileN) {
+          const int off = static_cast<int>(ex_next - t0);
+          if (off >= 0) w[off >> 5] |= 1u << (off & 31);
+          ++ex_pos;
+          ex_next = ex_pos < p.m ? ex_row[ex_pos] : LLONG_MAX;
+        }
+      }
+    }
+
+    cp_async_wait<kStages - 2>();
+    __syncthreads();
+    if (step + kStages - 1 < total) load_step(step + kStages - 1);
+    cp_async_commit();
+
+    // Tensor-core scores of this chunk: 32 bytes of every row per k-step.
+    const int k_steps = min(kChunkBytes, p.dpad_bytes - chunk * kChunkBytes) / 32;
+    const unsigned q_base = q_lane + chunk * kChunkBytes;
+    const unsigned e_base = smem_addr(e_s + (step % kStages) * kTileN * kStageStride) + e_lane;
+#pragma unroll
+    for (int ks = 0; ks < kChunkBytes / 32; ++ks) {
+      if (ks < k_steps) {
+        uint32_t a[MT][4], b[4][2];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(a[mt], q_base + mt * 16 * p.q_stride + ks * 32);
+#pragma unroll
+        for (int pr = 0; pr < 2; ++pr) {
+          uint32_t r[4];
+          ldmatrix_x4(r, e_base + pr * 16 * kStageStride + ks * 32);
+          b[2 * pr][0] = r[0];
+          b[2 * pr][1] = r[1];
+          b[2 * pr + 1][0] = r[2];
+          b[2 * pr + 1][1] = r[3];
+        }
+        if constexpr (kBF16) {
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < 4; ++nt) mma_bf16(acc[mt][nt], a[mt], b[nt]);
+        } else {
+          uint32_t bh[4][2], bl[4][2];
+#pragma unroll
+          for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+            for (int i = 0; i < 2; ++i) split_tf32(b[nt][i], bh[nt][i], bl[nt][i]);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            uint32_t ah[4], al[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) split_tf32(a[mt][i], ah[i], al[i]);
+#pragma unroll
+            for (int nt = 0; nt < 4; ++nt) {
+              mma_tf32(acc[mt][nt], al, bh[nt]);
+              mma_tf32(acc[mt][nt], ah, bl[nt]);
+              mma_tf32(acc[mt][nt], ah, bh[nt]);
+            }
+          }
+        }
+      }
+    }
+    if (chunk != num_chunks - 1) continue;
+
+    // ---- epilogue of the tile: scale, filter, append, merge on overflow ----
+    const uint32_t* mask = xmask + (tile & 1) * BM * kMaskWords;
+    if (p.q_scale != nullptr) {
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+        for (int cc = 0; cc < 2; ++cc) {
+          const int n = t0 + wn * 32 + nt * 8 + 2 * t4 + cc;
+          const float es = n < n_end ? p.e_scale[n] : 0.0f;
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const int row = row0 + wm * kWarpRows + mt * 16 + g + 8 * h;
+              const float qs = row < p.num_queries ? p.q_scale[row] : 0.0f;
+              acc[mt][nt][2 * h + cc] = acc[mt][nt][2 * h + cc] * qs * es;
+            }
+          }
+        }
+      }
+    }
+    // Keeps the pending bits whose score reaches its row's threshold (ties pass: the merge orders
+    // them by index) and whose candidate exists.
+    auto filter = [&](uint64_t& pending) {
+      float th[MT][2];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) th[mt][h] = theta[wm * kWarpRows + mt * 16 + g + 8 * h];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float s = acc[mt][nt][e];
+            const int n = t0 + wn * 32 + nt * 8 + 2 * t4 + (e & 1);
+            const bool keep = s >= th[mt][e >> 1] && s > -INFINITY && n < n_end;
+            if (!keep) pending &= ~(1ull << ((mt * 4 + nt) * 4 + e));
+          }
+    };
+    uint64_t pending = MT * 16 == 64 ? ~0ull : ((1ull << (MT * 16)) - 1);
+    filter(pending);
+    if (pending) append(pending, t0, mask);
+    while (__syncthreads_or(pending != 0)) {
+      merge_buffers();
+      __syncthreads();
+      filter(pending);
+      if (pending) append(pending, t0, mask);
+    }
+  }
+
+  cp_async_wait<0>();
+  __syncthreads();
+  merge_buffers();
+  __syncthreads();
+
+  for (int r = warp; r < BM; r += kThreads / 32) {
+    const int row = row0 + r;
+    if (row >= p.num_queries) continue;
+    const int f = fill[r];
+    const int64_t base = (static_cast<int64_t>(row) * p.splits + split) * p.k;
+    for (int pos = lane; pos < p.k; pos += 32) {
+      p.part_v[base + pos] = pos < f ? list_v[r * KMAX + pos] : -INFINITY;
+      p.part_i[base + pos] = pos < f ? list_i[r * KMAX + pos] : -1;
+    }
+  }
+}
+
+// A warp per query merges its `splits` partial lists (each sorted, padding last) into the output.
+template <int KMAX>
+__global__ void __launch_bounds__(kMergeWarps * 32)
+    merge_splits_kernel(const float* __restrict__ part_v, const int* __restrict__ part_i, int num_queries,
+                        int splits, int k, float* __restrict__ values, int64_t* __restrict__ indices) {
+  __shared__ float lv[kMergeWarps][KMAX];
+  __shared__ int li[kMergeWarps][KMAX];
+  __shared__ float bv[kMergeWarps][32];
+  __shared__ int bi[kMergeWarps][32];
+  const int lane = threadIdx.x & 31;
+  const int w = threadIdx.x >> 5;
+  const int row = blockIdx.x * kMergeWarps + w;
+  if (row >= num_queries) return;  // whole warps only: no block-wide barrier below
+  int fill = 0;
+  for (int s = 0; s < splits; ++s) {
+    const int64_t base = (static_cast<int64_t>(row) * splits + s) * k;
+    for (int c0 = 0; c0 < k; c0 += 32) {
+      float v = -INFINITY;
+      int i = -1;
+      if (c0 + lane < k) {
+        v = part_v[base + c0 + lane];
+        i = part_i[base + c0 + lane];
+      }
+      const int c = __popc(__ballot_sync(kAllLanes, i >= 0));  // valid pairs form a prefix
+      if (c == 0) break;
+      if (fill == k) {  // the rest of this split cannot enter when its best cannot
+        const float v0 = __shfl_sync(kAllLanes, v, 0);
+        const int i0 = __shfl_sync(kAllLanes, i, 0);
+        if (!ranks_before(v0, i0, lv[w][k - 1], li[w][k - 1])) break;
+      }
+      bv[w][lane] = v;
+      bi[w][lane] = i;
+      __syncwarp();
+      fill = merge_into_list<KMAX>(lv[w], li[w], fill, bv[w], bi[w], c, k, lane);
+    }
+  }
+  for (int pos = lane; pos < k; pos += 32) {
+    values[static_cast<int64_t>(row) * k + pos] = pos < fill ? lv[w][pos] : -INFINITY;
+    indices[static_cast<int64_t>(row) * k + pos] = pos < fill ? li[w][pos] : -1;
+  }
+}
+
+// ---- planning -------------------------------------------------------------------------------
+
+struct Plan {
+  int kmax = 0;        // list capacity per row: 64, 128 or 256
+  int block_rows = 0;  // BM
+  int row_bytes = 0, dpad_bytes = 0;
+  int smem_bytes = 0;
+  int splits = 0, tiles_per_split = 0;
+};
+
+int element_bytes(bool bfloat16) { return bfloat16 ? 2 : 4; }
+
+int kmax_for(int64_t k) { return k <= 64 ? 64 : (k <= 128 ? 128 : 256); }
+
+// BM: as many query rows as keep the lists at 64 KiB or less and float32 rows affordable.
+int block_rows_for(bool bfloat16, int kmax) {
+  if (kmax == 64) return bfloat16 ? 128 : 64;
+  return kmax == 128 ? 64 : 32;
+}
+
+int64_t shared_bytes(int block_rows, int kmax, int64_t dpad_bytes) {
+  return block_rows * (dpad_bytes + 16) + static_cast<int64_t>(kStages) * kTileN * kStageStride +
+         static_cast<int64_t>(block_rows) * kmax * 8 + static_cast<int64_t>(block_rows) * kBufCap * 8 +
+         static_cast<int64_t>(block_rows) * 12 + 2LL * block_rows * kMaskWords * 4;
+}
+
+int device_attribute(cudaDeviceAttr attr) {
+  int device = 0, value = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&value, attr, device);
+  return value;
+}
+
+// Fills the shape-only part of a plan; false when the kernel does not cover (k, d).
+bool plan_shape(int64_t k, int64_t dim, bool bfloat16, Plan& plan) {
+  if (k < 1 || k > kTopkMaxK || dim < 1) return false;
+  const int64_t row_bytes = (dim * element_bytes(bfloat16) + 3) / 4 * 4;
+  const int64_t dpad_bytes = (row_bytes + 31) / 32 * 32;
+  plan.kmax = kmax_for(k);
+  plan.block_rows = block_rows_for(bfloat16, plan.kmax);
+  const int64_t smem = shared_bytes(plan.block_rows, plan.kmax, dpad_bytes);
+  if (smem > device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin)) return false;
+  plan.row_bytes = static_cast<int>(row_bytes);
+  plan.dpad_bytes = static_cast<int>(dpad_bytes);
+  plan.smem_bytes = static_cast<int>(smem);
+  return true;
+}
+
+// Splits of the candidates so that the grid fills the device once (one block per multiprocessor).
+Plan make_plan(const TopkDotArgs& args) {
+  Plan plan;
+  if (!plan_shape(args.k, args.dim, args.bfloat16, plan)) return plan;
+  const int64_t row_blocks = (args.num_queries + plan.block_rows - 1) / plan.block_rows;
+  const int64_t tiles = (args.num_candidates + kTileN - 1) / kTileN;
+  const int64_t sms = device_attribute(cudaDevAttrMultiProcessorCount);
+  int64_t splits = std::max<int64_t>(1, std::min<int64_t>(tiles, sms / row_blocks));
+  const int64_t per_split = (tiles + splits - 1) / splits;
+  splits = (tiles + per_split - 1) / per_split;
+  plan.splits = static_cast<int>(splits);
+  plan.tiles_per_split = static_cast<int>(per_split);
+  return plan;
+}
+
+int copy_width(uintptr_t address, int64_t stride_bytes, int64_t row_bytes) {
+  for (int width : {16, 8, 4}) {
+    if (address % width == 0 && stride_bytes % width == 0 && row_bytes % width == 0) return width;
+  }
+  return 0;
+}
+
+template <bool kBF16, int BM, int KMAX>
+cudaError_t launch(const Plan& plan, const Params& params, const TopkDotArgs& args, cudaStream_t stream) {
+  auto kernel = topk_dot_kernel<kBF16, BM, KMAX>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem_bytes);
+  if (err != cudaSuccess) return err;
+  const dim3 grid(static_cast<unsigned>((args.num_queries + BM - 1) / BM), static_cast<unsigned>(plan.splits));
+  kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(params);
+  err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+  const unsigned merge_blocks = static_cast<unsigned>((args.num_queries + kMergeWarps - 1) / kMergeWarps);
+  merge_splits_kernel<KMAX><<<merge_blocks, kMergeWarps * 32, 0, stream>>>(
+      params.part_v, params.part_i, params.num_queries, params.splits, params.k, args.values, args.indices);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool topk_dot_supported(int64_t k, int64_t dim, bool bfloat16) {
+  Plan plan;
+  return plan_shape(k, dim, bfloat16, plan);
+}
+
+int64_t topk_dot_workspace_bytes(const TopkDotArgs& args) {
+  const Plan plan = make_plan(args);
+  return args.num_queries * plan.splits * args.k * static_cast<int64_t>(sizeof(float) + sizeof(int));
+}
+
+cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream_t stream) {
+  const Plan plan = make_plan(args);
+  const int elt = element_bytes(args.bfloat16);
+  const int64_t row_bytes = args.dim * elt;
+  if (plan.kmax == 0 || row_bytes != plan.row_bytes || args.num_queries < 1 || args.num_candidates < args.k ||
+      args.num_candidates > INT_MAX) {
+    return cudaErrorInvalidValue;
+  }
+  Params params;
+  params.q = static_cast<const char*>(args.queries);
+  params.e = static_cast<const char*>(args.candidates);
+  params.e_stride = args.candidate_stride * elt;
+  params.excl = args.exclude;
+  params.m = args.num_exclude;
+  params.q_scale = args.query_scale;
+  params.e_scale = args.candidate_scale;
+  params.part_v = static_cast<float*>(workspace);
+  params.part_i = reinterpret_cast<int*>(params.part_v + args.num_queries * plan.splits * args.k);
+  params.num_queries = static_cast<int>(args.num_queries);
+  params.num_candidates = static_cast<int>(args.num_candidates);
+  params.k = static_cast<int>(args.k);
+  params.row_bytes = plan.row_bytes;
+  params.dpad_bytes = plan.dpad_bytes;
+  params.q_stride = plan.dpad_bytes + 16;
+  params.copy_q = copy_width(reinterpret_cast<uintptr_t>(args.queries), row_bytes, row_bytes);
+  params.copy_e = copy_width(reinterpret_cast<uintptr_t>(args.candidates), params.e_stride, row_bytes);
+  params.tiles_per_split = plan.tiles_per_split;
+  params.splits = plan.splits;
+  if (params.copy_q == 0 || params.copy_e == 0) return cudaErrorMisalignedAddress;
+
+  if (args.bfloat16) {
+    if (plan.kmax == 64) return launch<true, 128, 64>(plan, params, args, stream);
+    if (plan.kmax == 128) return launch<true, 64, 128>(plan, params, args, stream);
+    return launch<true, 32, 256>(plan, params, args, stream);
+  }
+  if (plan.kmax == 64) return launch<false, 64, 64>(plan, params, args, stream);
+  if (plan.kmax == 128) return launch<false, 64, 128>(plan, params, args, stream);
+  return launch<false, 32, 256>(plan, params, args, stream);
+}
+
+}  // namespace tgnn::cuda
