@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -219,11 +219,16 @@ class Memory(nn.Module):
         self.pending = None
 
     def backup(self) -> MemoryState:
+        """A copy of memory, last-update times and pending messages (these are never modified in place)."""
         return MemoryState(self.state.clone(), self.last_update.clone(), self.pending)
 
     def restore(self, backup: MemoryState) -> None:
+        """Return to ``backup`` (which may live on another device, e.g. loaded with map_location)."""
         self.state.copy_(backup.state)
         self.last_update.copy_(backup.last_update)
         self.slot.fill_(-1)
-        self.pending = backup.pending
+        pending = backup.pending
+        if pending is not None and pending.node.device != self.state.device:
+            pending = RawMessages(*(getattr(pending, f.name).to(self.state.device) for f in fields(pending)))
+        self.pending = pending
         self._index_pending()
