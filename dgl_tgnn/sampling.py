@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from dgl_tgnn import _C
-from dgl_tgnn.graph import ArrayLike, TemporalGraph, as_ids, as_times
+from dgl_tgnn.graph import ArrayLike, TemporalGraph, as_ids, as_times, raise_if_message
 
 MAX_CUDA_FANOUT = 256  # tgnn::cuda::kMaxFanout
 
@@ -166,6 +166,7 @@ class TemporalSampler:
         self._calls += 1
         strategy = self.STRATEGIES.index(self.strategy)
         if nodes.device.type == "cpu":
+            raise_if_message(_C.check_roots(nodes, times, self.graph.num_nodes))
             hops = _C.sample_cpu(
                 self.graph._tcsr,
                 nodes,

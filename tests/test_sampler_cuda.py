@@ -91,7 +91,7 @@ def test_cuda_bad_input():
 
 
 def test_cuda_sees_appended_events():
-    g = TemporalGraph([0], [1], [1.0])
+    g = TemporalGraph([0], [1], [1.0], num_nodes=3)
     sampler = TemporalSampler(g, [3])
     dev = torch.device("cuda")
     nodes, times = torch.tensor([0], device=dev), torch.tensor([10.0], device=dev)

@@ -23,20 +23,20 @@ TGNN_HD uint64_t mix64(uint64_t x) {
   return x;
 }
 
+constexpr uint64_t kGamma = 0x9E3779B97F4A7C15ull;  // odd: 2^64 / golden ratio
+
 // Key of one hop of one sample() call; every root and draw of that hop derives from it.
 TGNN_HD uint64_t hop_key(uint64_t seed, uint64_t call, uint64_t hop) {
-  return mix64(mix64(mix64(seed) ^ (call * 0x9E3779B97F4A7C15ull + 1)) ^ (hop + 0xD1B54A32D192ED03ull));
+  return mix64(mix64(mix64(seed) ^ (call * kGamma + 1)) ^ (hop + 0xD1B54A32D192ED03ull));
 }
 
-// Key of one root of a hop (root = its index among the hop's roots).
-TGNN_HD uint64_t root_key(uint64_t hop_key, uint64_t root) {
-  return mix64(hop_key ^ (root * 0xD6E8FEB86659FD93ull + 0x632BE59BD9B4E019ull));
-}
+// Key of one root of a hop (root = its index among the hop's roots). Draw j of root i hashes
+// hop_key + kGamma * (i * 2^32 + j + 1), distinct for i, j < 2^32 (kGamma is odd): one mix per draw,
+// as in splitmix64's streams.
+TGNN_HD uint64_t root_key(uint64_t hop_key, uint64_t root) { return hop_key + root * (kGamma << 32); }
 
 // The draw-th 64-bit random word of a root.
-TGNN_HD uint64_t word(uint64_t root_key, uint64_t draw) {
-  return mix64(root_key + (draw + 1) * 0x9E3779B97F4A7C15ull);
-}
+TGNN_HD uint64_t word(uint64_t root_key, uint64_t draw) { return mix64(root_key + (draw + 1) * kGamma); }
 
 // Maps a 64-bit word to [0, m) by multiply-high (Lemire); bias below m / 2^64.
 TGNN_HD uint64_t below(uint64_t word, uint64_t m) {

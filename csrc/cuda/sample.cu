@@ -17,19 +17,65 @@ constexpr int kWarpsPerBlock = 8;
 constexpr unsigned kAllLanes = 0xffffffffu;
 
 // First index in [lo, hi) whose time is >= t (hi if none); the whole warp calls it. Invariant:
-// the answer lies in [lo, hi]. Each step probes 32 evenly spaced pivots; since the row is sorted,
-// the c pivots with time < t are the first c, and the answer lies between pivots c - 1 and c.
+// the answer lies in [lo, hi]. Each step probes pivots lo + (l + 1) * step - 1 (lane l, those < hi);
+// the row being sorted, the c pivots with time < t are the first c, so the answer lies in
+// [lo + c * step, min(pivot c, hi)]: the range shrinks 33-fold a step.
 __device__ int64_t warp_lower_bound(const double* ts, int64_t lo, int64_t hi, double t, int lane) {
   while (hi - lo > kWarp) {
-    const int64_t span = hi - lo;
-    const int64_t pivot = lo + span * (lane + 1) / (kWarp + 1);
-    const int c = __popc(__ballot_sync(kAllLanes, ts[pivot] < t));
-    const int64_t new_lo = c == 0 ? lo : lo + span * c / (kWarp + 1) + 1;
-    hi = c == kWarp ? hi : lo + span * (c + 1) / (kWarp + 1);
-    lo = new_lo;
+    const int64_t step = (hi - lo + kWarp) / (kWarp + 1);
+    const int64_t pivot = lo + (lane + 1) * step - 1;
+    const int c = __popc(__ballot_sync(kAllLanes, pivot < hi && ts[pivot] < t));
+    if (c < kWarp) hi = min(lo + (c + 1) * step - 1, hi);
+    lo += c * step;
   }
   const int64_t p = lo + lane;
   return lo + __popc(__ballot_sync(kAllLanes, p < hi && ts[p] < t));
+}
+
+// Output slot of each of the warp's k offsets (slot j = c * 32 + lane in register c): the number
+// of larger offsets, plus equal ones of smaller j (repeats, with replacement). T: int when the row
+// is shorter than 2^31, halving the shuffles and compares.
+template <typename T, int C>
+__device__ void rank_decreasing(const int64_t (&offset)[C], int k, int lane, int (&slot)[C]) {
+  T mine[C];
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    mine[c] = static_cast<T>(offset[c]);
+    slot[c] = 0;
+  }
+#pragma unroll
+  for (int cj = 0; cj < C; ++cj) {
+    for (int lj = 0; lj < kWarp && cj * kWarp + lj < k; ++lj) {
+      const int j = cj * kWarp + lj;
+      const T r = __shfl_sync(kAllLanes, mine[cj], lj);
+#pragma unroll
+      for (int c = 0; c < C; ++c) slot[c] += r > mine[c] || (r == mine[c] && j < c * kWarp + lane);
+    }
+  }
+}
+
+// Floyd's algorithm on draws already made (offset[c] = r_j, drawn in [0, n - k + j]): draw j keeps
+// r_j unless an earlier draw took it, then takes n - k + j. When the raw draws are pairwise distinct
+// (the usual case, n >> k) that changes nothing, which one match-any vote detects for k <= 32.
+template <int C>
+__device__ void floyd(int64_t (&offset)[C], int64_t n, int k, int lane) {
+  if (C == 1) {
+    const unsigned drawn = k == kWarp ? kAllLanes : (1u << k) - 1;
+    const unsigned same = __match_any_sync(kAllLanes, static_cast<unsigned long long>(offset[0])) & drawn;
+    if (!__any_sync(kAllLanes, lane < k && same != (1u << lane))) return;
+  }
+#pragma unroll
+  for (int cj = 0; cj < C; ++cj) {
+    for (int lj = 0; lj < kWarp && cj * kWarp + lj < k; ++lj) {
+      const int j = cj * kWarp + lj;
+      const int64_t r = __shfl_sync(kAllLanes, offset[cj], lj);
+      bool taken = false;
+#pragma unroll
+      for (int c = 0; c < C; ++c) taken |= c * kWarp + lane < j && offset[c] == r;
+      taken = __any_sync(kAllLanes, taken);
+      if (lane == lj && taken) offset[cj] = n - k + j;
+    }
+  }
 }
 
 // Slot j = c * 32 + lane of a row lives in lane `lane`, register c. C = ceil(fanout / 32).
@@ -71,32 +117,11 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
         const uint64_t range = replace ? n : n - k + j + 1;
         offset[c] = j < k ? static_cast<int64_t>(rng::below(rng::word(key, j), range)) : -1;
       }
-      if (!replace) {
-        // Floyd, draw by draw: draw j keeps r_j unless an earlier draw took it, then takes n - k + j.
-#pragma unroll
-        for (int cj = 0; cj < C; ++cj) {
-          for (int lj = 0; lj < kWarp && cj * kWarp + lj < k; ++lj) {
-            const int j = cj * kWarp + lj;
-            const int64_t r = __shfl_sync(kAllLanes, offset[cj], lj);
-            bool taken = false;
-#pragma unroll
-            for (int c = 0; c < C; ++c) taken |= c * kWarp + lane < j && offset[c] == r;
-            taken = __any_sync(kAllLanes, taken);
-            if (lane == lj && taken) offset[cj] = n - k + j;
-          }
-        }
-      }
-      // Most recent first: slot = number of larger offsets (+ equal ones drawn earlier, with replacement).
-#pragma unroll
-      for (int c = 0; c < C; ++c) slot[c] = 0;
-#pragma unroll
-      for (int cj = 0; cj < C; ++cj) {
-        for (int lj = 0; lj < kWarp && cj * kWarp + lj < k; ++lj) {
-          const int j = cj * kWarp + lj;
-          const int64_t r = __shfl_sync(kAllLanes, offset[cj], lj);
-#pragma unroll
-          for (int c = 0; c < C; ++c) slot[c] += r > offset[c] || (r == offset[c] && j < c * kWarp + lane);
-        }
+      if (!replace) floyd<C>(offset, n, k, lane);
+      if (n <= INT32_MAX) {
+        rank_decreasing<int, C>(offset, k, lane, slot);
+      } else {
+        rank_decreasing<int64_t, C>(offset, k, lane, slot);
       }
     }
 
