@@ -1,12 +1,13 @@
 // Fused top-K dot product: torch glue, input checks, and the CPU implementation.
 //
-// CPU path. Candidates are taken in tiles of kCpuTile rows and queries in blocks of at most
-// kCpuQueryBlock rows; a tile's float32 scores come from one ATen matmul (the only temporary that
-// grows with the inputs: at most 8 MiB). Those scores only filter: a candidate whose float32 score,
-// raised by a proven bound of the matmul's rounding error, reaches the query's running k-th best is
-// rescored exactly (products and sum in float64, rounded once to float32) and offered to the
-// query's tgnn::TopKSelector. So the result is the exact top-k of the correctly rounded scores,
-// whatever the BLAS, its blocking or the thread count, and ties follow the smaller index.
+// CPU path. Parallel tasks take up to kCpuTaskQueries queries and a contiguous split of the
+// candidates; a task walks its candidates in tiles of kCpuTile rows and, per tile and block of
+// kCpuQueryBlock queries, gets float32 scores from one ATen matmul into a 2 MiB scratch of its own
+// (no [B, N] buffer). Those scores only filter: a candidate whose float32 score, raised by a proven
+// bound of the matmul's rounding error, reaches the query's running k-th best is rescored exactly
+// (products and sum in float64, rounded once to float32) and offered to the query's
+// tgnn::TopKSelector. So the result is the exact top-k of the correctly rounded scores, whatever
+// the BLAS, its blocking or the thread count, and ties follow the smaller index.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -26,7 +27,8 @@
 namespace {
 
 constexpr int64_t kCpuTile = 2048;        // candidates per score tile
-constexpr int64_t kCpuQueryBlock = 1024;  // queries per score tile
+constexpr int64_t kCpuQueryBlock = 256;   // queries per score tile (2 MiB of scores)
+constexpr int64_t kCpuTaskQueries = 4096; // queries per parallel task
 constexpr int64_t kScanBlock = 16;        // scores tested at once against a query's threshold
 constexpr double kNormEps = 1e-12;        // cosine: norms are clamped to at least this, as F.normalize
 
@@ -79,12 +81,86 @@ double exact_dot(const float* q, const float* e, int64_t d) {
   return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-double norm2(const float* x, int64_t d) {
-  double s = 0.0;
-  for (int64_t i = 0; i < d; ++i) s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
-  return std::sqrt(s);
+double norm2(const float* x, int64_t d) { return std::sqrt(exact_dot(x, x, d)); }
+
+// Scans the candidates [n_begin, n_end) for the queries [q0, q0 + qb) into selectors[0..qb).
+// Single-threaded (it runs inside a parallel task); scores is a scratch tensor of at least
+// kCpuQueryBlock * kCpuTile floats.
+void scan_candidates(const at::Tensor& queries, const at::Tensor& candidates, const at::Tensor& exclude,
+                     const std::vector<double>& q_norm, bool normalize, int64_t q0, int64_t qb, int64_t n_begin,
+                     int64_t n_end, at::Tensor& scores, std::vector<tgnn::TopKSelector>& selectors) {
+  const int64_t d = queries.size(1);
+  const int64_t m = exclude.size(1);
+  const int64_t row_stride = candidates.stride(0);
+  const float* q_data = queries.data_ptr<float>();
+  const float* e_data = candidates.data_ptr<float>();
+  const int64_t* ex_data = exclude.data_ptr<int64_t>();
+  const float inf = std::numeric_limits<float>::infinity();
+  // |float32 matmul - exact| <= d u sum_i |q_i e_i| / (1 - d u) <= d u |q| |e| / (1 - d u) for any
+  // summation order (u = 2^-24). The filter uses twice (d + 8) u: room for the scaling by the
+  // inverse norms (cosine) and for a BLAS that rounds a little worse than the textbook bound.
+  const double bound = 2.0 * static_cast<double>(d + 8) * std::ldexp(1.0, -24);
+
+  std::vector<int64_t> ex_pos(static_cast<size_t>(qb));  // each query's first exclusion >= the tile
+  for (int64_t r = 0; r < qb; ++r) {
+    const int64_t* ex = ex_data + (q0 + r) * m;
+    ex_pos[r] = std::lower_bound(ex, ex + m, n_begin) - ex;
+  }
+  std::vector<double> e_norm(static_cast<size_t>(kCpuTile));   // max(|e|, eps)
+  std::vector<float> e_scale(static_cast<size_t>(kCpuTile));   // 1 / max(|e|, eps) (cosine), else 1
+  std::vector<float> e_margin(static_cast<size_t>(kCpuTile));  // the candidate's factor of the bound
+
+  for (int64_t j0 = n_begin; j0 < n_end; j0 += kCpuTile) {
+    const int64_t tn = std::min(kCpuTile, n_end - j0);
+    for (int64_t j = 0; j < tn; ++j) {
+      const double norm = norm2(e_data + (j0 + j) * row_stride, d);
+      e_norm[j] = std::max(norm, kNormEps);
+      e_scale[j] = normalize ? static_cast<float>(1.0 / e_norm[j]) : 1.0f;
+      e_margin[j] = static_cast<float>(normalize ? norm / e_norm[j] : norm);
+    }
+    for (int64_t r0 = 0; r0 < qb; r0 += kCpuQueryBlock) {  // one matmul per block of queries
+      const int64_t rb = std::min(kCpuQueryBlock, qb - r0);
+      at::Tensor tile_scores = scores.view({-1}).narrow(0, 0, rb * tn).view({rb, tn});
+      at::mm_out(tile_scores, queries.narrow(0, q0 + r0, rb), candidates.narrow(0, j0, tn).t());
+      const float* s_data = tile_scores.data_ptr<float>();
+      for (int64_t r = r0; r < r0 + rb; ++r) {
+        const int64_t b = q0 + r;
+        const float* q = q_data + b * d;
+        const double q_len = std::max(q_norm[b], kNormEps);
+        const float q_scale = normalize ? static_cast<float>(1.0 / q_len) : 1.0f;
+        const float q_margin = static_cast<float>(bound * (normalize ? q_norm[b] / q_len : q_norm[b]));
+        const int64_t* ex = ex_data + b * m;
+        int64_t& pos = ex_pos[r];
+        tgnn::TopKSelector& selector = selectors[r];
+        const float* row = s_data + (r - r0) * tn;
+        // Float32 score raised by its error bound: below the threshold, the exact score is too.
+        const auto upper = [&](int64_t j) { return row[j] * q_scale * e_scale[j] + q_margin * e_margin[j]; };
+        float threshold = selector.threshold();
+        for (int64_t jb = 0; jb < tn; jb += kScanBlock) {
+          const int64_t je = std::min(jb + kScanBlock, tn);
+          if (threshold > -inf) {  // vectorised scan: most blocks hold no candidate
+            bool any = false;
+            for (int64_t j = jb; j < je; ++j) any |= upper(j) >= threshold;
+            if (!any) continue;
+          }
+          for (int64_t j = jb; j < je; ++j) {
+            if (threshold > -inf && !(upper(j) >= threshold)) continue;
+            const int64_t id = j0 + j;
+            while (pos < m && ex[pos] < id) ++pos;
+            if (pos < m && ex[pos] == id) continue;
+            const double dot = exact_dot(q, e_data + id * row_stride, d);
+            selector.offer(static_cast<float>(normalize ? dot / q_len / e_norm[j] : dot), id);
+            threshold = selector.threshold();
+          }
+        }
+      }
+    }
+  }
 }
 
+// One parallel region: tasks are (kCpuTaskQueries queries, split of the candidates), each with its
+// own selectors; splits exist only when there are too few query blocks to feed every thread
+// twice, and their partial results are merged per query at the end.
 std::tuple<at::Tensor, at::Tensor> topk_dot_cpu(const at::Tensor& queries_in, const at::Tensor& candidates_in,
                                                 int64_t k, const at::Tensor& exclude, bool normalize) {
   const at::Tensor queries = queries_in.contiguous();
@@ -92,93 +168,56 @@ std::tuple<at::Tensor, at::Tensor> topk_dot_cpu(const at::Tensor& queries_in, co
   const int64_t num_queries = queries.size(0);
   const int64_t n = candidates.size(0);
   const int64_t d = queries.size(1);
-  const int64_t m = exclude.size(1);
-  const int64_t row_stride = candidates.stride(0);
-  const float* q_data = queries.data_ptr<float>();
-  const float* e_data = candidates.data_ptr<float>();
-  const int64_t* ex_data = exclude.data_ptr<int64_t>();
-
   at::Tensor values = at::empty({num_queries, k}, queries.options());
   at::Tensor indices = at::empty({num_queries, k}, queries.options().dtype(at::kLong));
-  float* out_values = values.data_ptr<float>();
-  int64_t* out_indices = indices.data_ptr<int64_t>();
-
-  // |float32 matmul - exact| <= d u sum_i |q_i e_i| / (1 - d u) <= d u |q| |e| / (1 - d u) for any
-  // summation order (u = 2^-24). The filter uses twice (d + 8) u: room for the scaling by the
-  // inverse norms (cosine) and for a BLAS that rounds a little worse than the textbook bound.
-  const double bound = 2.0 * static_cast<double>(d + 8) * std::ldexp(1.0, -24);
-  const float inf = std::numeric_limits<float>::infinity();
+  if (num_queries == 0) return {values, indices};
 
   std::vector<double> q_norm(static_cast<size_t>(num_queries));
-  at::parallel_for(0, num_queries, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) q_norm[b] = norm2(q_data + b * d, d);
+  for (int64_t b = 0; b < num_queries; ++b) q_norm[b] = norm2(queries.data_ptr<float>() + b * d, d);
+
+  const int64_t blocks = (num_queries + kCpuTaskQueries - 1) / kCpuTaskQueries;
+  const int64_t tiles = (n + kCpuTile - 1) / kCpuTile;
+  const int64_t wanted = (2 * at::get_num_threads() + blocks - 1) / blocks;
+  const int64_t tiles_per_split = (tiles + std::min(tiles, wanted) - 1) / std::min(tiles, wanted);
+  const int64_t splits = (tiles + tiles_per_split - 1) / tiles_per_split;
+  // Results of split s for query b at [(s * B + b) * k, ... + k).
+  std::vector<float> part_values(static_cast<size_t>(splits * num_queries * k));
+  std::vector<int64_t> part_indices(part_values.size());
+
+  at::parallel_for(0, blocks * splits, 1, [&](int64_t begin, int64_t end) {
+    at::Tensor scores = at::empty({kCpuQueryBlock * kCpuTile}, queries.options());
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t block = task / splits;
+      const int64_t split = task % splits;
+      const int64_t q0 = block * kCpuTaskQueries;
+      const int64_t qb = std::min(kCpuTaskQueries, num_queries - q0);
+      std::vector<tgnn::TopKSelector> selectors;
+      selectors.reserve(static_cast<size_t>(qb));
+      for (int64_t r = 0; r < qb; ++r) selectors.emplace_back(k, std::max<int64_t>(16, k / 4));
+      const int64_t n_begin = split * tiles_per_split * kCpuTile;
+      const int64_t n_end = std::min(n, n_begin + tiles_per_split * kCpuTile);
+      scan_candidates(queries, candidates, exclude, q_norm, normalize, q0, qb, n_begin, n_end, scores, selectors);
+      for (int64_t r = 0; r < qb; ++r) {
+        const int64_t at = (split * num_queries + q0 + r) * k;
+        selectors[r].finish(part_values.data() + at, part_indices.data() + at);
+      }
+    }
   });
 
-  std::vector<double> e_norm(static_cast<size_t>(kCpuTile));
-  std::vector<float> e_scale(static_cast<size_t>(kCpuTile));   // 1 / max(|e|, eps) (cosine)
-  std::vector<float> e_margin(static_cast<size_t>(kCpuTile));  // per-candidate factor of the bound
-
-  for (int64_t q0 = 0; q0 < num_queries; q0 += kCpuQueryBlock) {
-    const int64_t qb = std::min(kCpuQueryBlock, num_queries - q0);
-    const at::Tensor q_block = queries.narrow(0, q0, qb);
-    std::vector<tgnn::TopKSelector> selectors;
-    selectors.reserve(static_cast<size_t>(qb));
-    for (int64_t r = 0; r < qb; ++r) selectors.emplace_back(k, std::max<int64_t>(16, k / 4));
-    std::vector<int64_t> ex_pos(static_cast<size_t>(qb), 0);  // next exclusion of each query
-
-    for (int64_t j0 = 0; j0 < n; j0 += kCpuTile) {
-      const int64_t tn = std::min(kCpuTile, n - j0);
-      at::parallel_for(0, tn, 64, [&](int64_t begin, int64_t end) {
-        for (int64_t j = begin; j < end; ++j) {
-          const double norm = norm2(e_data + (j0 + j) * row_stride, d);
-          e_norm[j] = std::max(norm, kNormEps);
-          e_scale[j] = normalize ? static_cast<float>(1.0 / e_norm[j]) : 1.0f;
-          e_margin[j] = static_cast<float>(normalize ? norm / e_norm[j] : norm);
+  float* out_values = values.data_ptr<float>();
+  int64_t* out_indices = indices.data_ptr<int64_t>();
+  at::parallel_for(0, num_queries, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      tgnn::TopKSelector merged(k, k);
+      for (int64_t s = 0; s < splits; ++s) {
+        const int64_t at = (s * num_queries + b) * k;
+        for (int64_t i = 0; i < k && part_indices[at + i] >= 0; ++i) {
+          merged.offer(part_values[at + i], part_indices[at + i]);
         }
-      });
-      const at::Tensor scores = at::mm(q_block, candidates.narrow(0, j0, tn).t()).contiguous();
-      const float* s_data = scores.data_ptr<float>();
-
-      at::parallel_for(0, qb, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r) {
-          const int64_t b = q0 + r;
-          const float* q = q_data + b * d;
-          const double q_len = std::max(q_norm[b], kNormEps);
-          const float q_scale = normalize ? static_cast<float>(1.0 / q_len) : 1.0f;
-          const float q_margin = static_cast<float>(bound * (normalize ? q_norm[b] / q_len : q_norm[b]));
-          const int64_t* ex = ex_data + b * m;
-          int64_t& pos = ex_pos[r];
-          tgnn::TopKSelector& selector = selectors[r];
-          const float* row = s_data + r * tn;
-          // Float32 score raised by its error bound: below the threshold, the exact score is too.
-          const auto upper = [&](int64_t j) { return row[j] * q_scale * e_scale[j] + q_margin * e_margin[j]; };
-          float threshold = selector.threshold();
-          for (int64_t jb = 0; jb < tn; jb += kScanBlock) {
-            const int64_t je = std::min(jb + kScanBlock, tn);
-            if (threshold > -inf) {  // vectorised scan: most blocks hold no candidate
-              bool any = false;
-              for (int64_t j = jb; j < je; ++j) any |= upper(j) >= threshold;
-              if (!any) continue;
-            }
-            for (int64_t j = jb; j < je; ++j) {
-              if (threshold > -inf && !(upper(j) >= threshold)) continue;
-              const int64_t id = j0 + j;
-              while (pos < m && ex[pos] < id) ++pos;
-              if (pos < m && ex[pos] == id) continue;
-              const double dot = exact_dot(q, e_data + id * row_stride, d);
-              selector.offer(static_cast<float>(normalize ? dot / q_len / e_norm[j] : dot), id);
-              threshold = selector.threshold();
-            }
-          }
-        }
-      });
-    }
-    at::parallel_for(0, qb, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        selectors[r].finish(out_values + (q0 + r) * k, out_indices + (q0 + r) * k);
       }
-    });
-  }
+      merged.finish(out_values + b * k, out_indices + b * k);
+    }
+  });
   return {values, indices};
 }
 

@@ -41,7 +41,7 @@ def _check_args(
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 2:
             raise ValueError(f"{name} must be 2-D, got shape {tuple(x.shape)}")
-    if isinstance(k, bool):
+    if isinstance(k, bool) or not hasattr(type(k), "__index__"):
         raise TypeError(f"k must be an int, got {k!r}")
     k = operator.index(k)
     if not isinstance(normalize, bool):

@@ -1,0 +1,181 @@
+"""topk_dot's fused CUDA kernel against the float64 reference: bfloat16 and float32 (3xTF32)."""
+
+import pytest
+import torch
+
+from dgl_tgnn import _C, topk_dot
+from dgl_tgnn.topk import topk_dot_reference
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(
+        not (torch.cuda.is_available() and _C.with_cuda), reason="needs a CUDA device and the CUDA extension"
+    ),
+]
+
+CUDA = torch.device("cuda")
+
+
+def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    g = torch.Generator(device=CUDA).manual_seed(seed)
+    return torch.randn(*shape, generator=g, device=CUDA).to(dtype)
+
+
+def randint(lo: int, hi: int, shape: tuple, seed: int, dtype: torch.dtype) -> torch.Tensor:
+    g = torch.Generator(device=CUDA).manual_seed(seed)
+    return torch.randint(lo, hi, shape, generator=g, device=CUDA).to(dtype)
+
+
+def exact_scores(
+    q: torch.Tensor, e: torch.Tensor, indices: torch.Tensor, normalize: bool = False
+) -> torch.Tensor:
+    """float64 scores of the chosen candidates ([B, k]; -inf where the index is -1)."""
+    qd, ed = q.double(), e.double()
+    if normalize:
+        qd, ed = torch.nn.functional.normalize(qd), torch.nn.functional.normalize(ed)
+    picked = ed[indices.clamp_min(0)]
+    scores = (picked * qd[:, None, :]).sum(-1)
+    return scores.masked_fill(indices < 0, float("-inf"))
+
+
+def check_near_exact(q, e, k, exclude=None, normalize=False, tol=2e-5, min_match=0.99):
+    """Kernel result vs the exact reference, allowing swaps only between near-equal scores.
+
+    tol is relative to |q| |e| (the scale of the scores' rounding error). Checks: values sorted and
+    within tol of the chosen candidates' exact scores; every chosen candidate valid, distinct, not
+    excluded and within tol of the reference's k-th score; at least min_match of the indices equal.
+    Returns the fraction of equal indices.
+    """
+    values, indices = topk_dot(q, e, k, exclude=exclude, normalize=normalize)
+    ref_values, ref_indices = topk_dot_reference(q, e, k, exclude=exclude, normalize=normalize)
+    assert values.shape == (q.shape[0], k) and indices.dtype == torch.int64
+    assert torch.equal(indices < 0, ref_indices < 0)  # as many results per query
+    scale = 1.0 if normalize else (q.double().norm(dim=1)[:, None] * e.double().norm(dim=1).max())
+    err = tol * scale
+    valid = indices >= 0
+    exact = exact_scores(q, e, indices, normalize)
+    assert (values[:, 1:] <= values[:, :-1]).all()
+    assert ((values.double() - exact).abs() <= err)[valid].all()
+    kth = ref_values.double().masked_fill(ref_indices < 0, float("inf")).min(dim=1, keepdim=True).values
+    assert (exact >= kth - err)[valid].all()
+    sorted_idx = indices.sort(dim=1).values
+    assert not ((sorted_idx[:, 1:] == sorted_idx[:, :-1]) & (sorted_idx[:, 1:] >= 0)).any()
+    if exclude is not None:
+        assert not ((indices[:, :, None] == exclude[:, None, :]) & valid[:, :, None]).any()
+    match = (indices == ref_indices).double().mean().item()
+    assert match >= min_match
+    return match
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(
+    ("b", "n", "d", "k"),
+    [
+        (1, 1, 1, 1),
+        (1, 100, 16, 100),  # B = 1, k = N < tile
+        (37, 5000, 172, 50),
+        (300, 20000, 100, 50),  # several row blocks and splits
+        (64, 3000, 64, 64),
+        (20, 3000, 64, 65),  # lists of 128
+        (20, 3000, 32, 129),  # lists of 256
+        (9, 1000, 48, 256),
+        (5, 1000, 24, 300),  # beyond the kernel's k: chunked fallback
+        (8, 777, 33, 40),  # odd d: one zero column (bfloat16)
+    ],
+)
+def test_random_data_matches_reference(dtype, b, n, d, k) -> None:
+    q, e = randn(b, d, seed=b + n, dtype=dtype), randn(n, d, seed=n + d, dtype=dtype)
+    check_near_exact(q, e, k)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_integer_data_is_exact_with_ties(dtype) -> None:
+    # small integers: products and sums are exact in both kernels, so results must equal the
+    # reference exactly, thousands of ties included
+    q = randint(-3, 4, (150, 40), seed=1, dtype=dtype)
+    e = randint(-3, 4, (6000, 40), seed=2, dtype=dtype)
+    for k in (1, 50, 100, 256):
+        values, indices = topk_dot(q, e, k)
+        ref_values, ref_indices = topk_dot_reference(q, e, k)
+        assert torch.equal(indices, ref_indices)
+        assert torch.equal(values, ref_values)
+    same = values[:, 1:] == values[:, :-1]
+    assert same.sum() > 1000
+    assert (indices[:, 1:] > indices[:, :-1])[same].all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_duplicate_rows_rank_by_index(dtype) -> None:
+    q = randn(40, 64, seed=3, dtype=dtype)
+    base = randn(100, 64, seed=4, dtype=dtype)
+    pick = torch.randint(0, 100, (50000,), generator=torch.Generator().manual_seed(5)).to(CUDA)
+    e = base[pick]
+    values, indices = topk_dot(q, e, 60)
+    ref_values, ref_indices = topk_dot_reference(q, e, 60)
+    # copies of one row score bit-identically in the kernel; the ranking among distinct rows
+    # agrees where their scores are not near-ties (checked on the sets of chosen base rows)
+    same = values[:, 1:] == values[:, :-1]
+    assert same.sum() > 500
+    assert (indices[:, 1:] > indices[:, :-1])[same].all()
+    assert (pick[indices] == pick[ref_indices]).double().mean() >= 0.99
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_exclusions_covering_almost_all_candidates(dtype) -> None:
+    b, n, keep = 70, 3000, 7
+    q, e = randn(b, 32, seed=6, dtype=dtype), randn(n, 32, seed=7, dtype=dtype)
+    g = torch.Generator().manual_seed(8)
+    exclude = torch.stack([torch.randperm(n, generator=g)[: n - keep] for _ in range(b)]).to(CUDA)
+    exclude[:, :100] = -1  # padding: 100 more candidates stay
+    check_near_exact(q, e, 120, exclude=exclude)
+    values, indices = topk_dot(q, e, 120, exclude=exclude)
+    assert ((indices >= 0).sum(dim=1) == keep + 100).all()
+    assert (values[:, keep + 100 :] == float("-inf")).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_cosine_similarity(dtype) -> None:
+    q, e = randn(50, 100, seed=9, dtype=dtype), randn(8000, 100, seed=10, dtype=dtype)
+    e[3] = 0
+    e[11] *= 64
+    check_near_exact(q, e, 50, normalize=True, tol=2e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_non_contiguous_and_misaligned_inputs(dtype) -> None:
+    q = randn(24, 30, seed=11, dtype=dtype).T  # [30, 24] transposed view
+    big = randn(4001, 3 * 24 + 1, seed=12, dtype=dtype)
+    views = [
+        big[1::2, 1:25],  # row stride 73 elements, start offset one element (misaligned rows)
+        big[:, ::3],  # element stride 3
+        big[:4000, :24],  # aligned start, odd row stride
+    ]
+    for e in views:
+        values, indices = topk_dot(q, e, 33)
+        ref = topk_dot(q.contiguous(), e.contiguous(), 33)
+        assert torch.equal(indices, ref[1]) and torch.equal(values, ref[0])
+        check_near_exact(q, e, 33)
+
+
+def test_bfloat16_recall_against_float64() -> None:
+    q, e = randn(600, 172, seed=13, dtype=torch.bfloat16), randn(100000, 172, seed=14, dtype=torch.bfloat16)
+    _, indices = topk_dot(q, e, 50)
+    _, ref_indices = topk_dot_reference(q, e, 50)
+    hits = (indices[:, :, None] == ref_indices[:, None, :]).any(-1).double().mean().item()
+    assert hits >= 0.99
+
+
+def test_peak_memory_is_far_below_a_score_matrix() -> None:
+    b, n, d, k = 2000, 2_000_000, 64, 50
+    q, e = randn(b, d, seed=15, dtype=torch.bfloat16), randn(n, d, seed=16, dtype=torch.bfloat16)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    _, indices = topk_dot(q, e, k)
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - before
+    assert extra < b * n * 4 / 500  # 16 GB for float32 scores; the kernel needs a few MB
+    sample = torch.arange(0, b, 97, device=CUDA)
+    _, ref_indices = topk_dot_reference(q[sample], e, k)
+    hits = (indices[sample][:, :, None] == ref_indices[:, None, :]).any(-1).double().mean().item()
+    assert hits >= 0.99
