@@ -48,11 +48,11 @@ def _str_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 def _eval_negs(ctx: click.Context, param: click.Parameter, value: str | None) -> str | int | None:
-    if value is None or value == "all":
+    if value is None or value in ("all", "none"):
         return value
     if value.isdigit() and int(value) > 0:
         return int(value)
-    raise click.BadParameter(f"expected 'all' or a positive integer, got {value!r}")
+    raise click.BadParameter(f"expected 'all', 'none' or a positive integer, got {value!r}")
 
 
 # (flag parameter name, config key) for every option of `train` that maps onto the config.
@@ -113,8 +113,8 @@ _TRAIN_FLAGS = {
               "degree (proportional to degree); topk (hard negatives of arXiv 2402.09239).")
 @click.option("--k", type=int, help="topk: draw hard negatives among the K nearest candidates (default 50).")
 @click.option("--refresh", type=int,
-              help="topk: recompute the whole candidate table every F batches (default 1, the paper's); "
-              "between refreshes each batch's embeddings update it.")
+              help="topk: recompute the whole candidate table every F batches (default 10; the paper's "
+              "is 1); between refreshes each batch's embeddings update it.")
 @click.option("--warmup-epochs", type=int, help="topk: train this many epochs on uniform negatives first.")
 @click.option("--n-hard", type=int,
               help="topk: hard negatives per event (default 1); other kinds draw n_hard + n_rand.")
@@ -159,8 +159,8 @@ _TRAIN_FLAGS = {
 @click.option("--early-stop", type=click.Choice(["ap", "mrr"]),
               help="Validation metric for early stopping and the best checkpoint (default ap).")
 @click.option("--eval-negs", callback=_eval_negs,
-              help="MRR/Recall@k negatives per positive: 'all' candidate destinations (default) or a "
-              "seeded sample of N.")
+              help="MRR/Recall@k negatives per positive: 'all' candidate destinations (default), a "
+              "seeded sample of N, or 'none' (AP/AUC only).")
 @click.option("--test-every-epoch/--no-test-every-epoch", default=None,
               help="Also evaluate the test split after every epoch (default on).")
 @click.option("--visible-batch/--no-visible-batch", default=None,
@@ -208,7 +208,8 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="The split to evaluate (transductive and inductive sets).")
 @click.option("--eval-negs", callback=_eval_negs,
-              help="MRR/Recall@k negatives per positive: 'all' or a seeded sample of N (default: the run's).")
+              help="MRR/Recall@k negatives per positive: 'all', a seeded sample of N, or 'none' "
+              "(default: the run's).")
 @click.option("--device", help="torch device (default: the run's).")
 @click.option("--threads", type=int, help="CPU threads (default: the run's).")
 def evaluate(path: str, metric: str, split: str, eval_negs: str | int | None, device: str | None,

@@ -60,7 +60,7 @@ class Evaluator:
         candidates: ``[N_c]`` int64 destination pool for negatives.
         fanouts, strategy, threads, visible_batch: neighbourhood sampling, as in training.
         batch_size: events per evaluation batch.
-        negatives: ``"all"`` or ``M`` negatives per positive for MRR / Recall@k.
+        negatives: ``"all"``, ``M`` negatives per positive for MRR / Recall@k, or ``"none"``.
         recall_ks: the ``k`` of Recall@k.
         seed: seed of the evaluation negatives and neighbour sampling (the same every evaluation).
     """
@@ -108,10 +108,11 @@ class Evaluator:
     def evaluate(self, stream: EventStream, ranking: bool) -> dict[str, float]:
         """Metrics of ``stream``: ``ap``, ``auc``, and with ``ranking`` ``mrr`` and ``recall@k``.
 
-        Empty streams give an empty dict.
+        Empty streams give an empty dict; ``negatives="none"`` turns ``ranking`` off.
         """
         if len(stream) == 0:
             return {}
+        ranking = ranking and self.negatives != "none"
         was_training = self.model.training
         self.model.eval()
         # Separate neighbour samplers for the events and for the ranking tables, so that AP and AUC

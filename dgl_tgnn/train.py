@@ -147,7 +147,7 @@ class Trainer:
         torch.manual_seed(c.train.seed)
         self.model = LinkModel(c.model, ds.num_nodes, self.node_feat.shape[1], self.edge_feat.shape[1])
         self.model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.train.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.train.lr, fused=True)
 
         is_new = np.zeros(ds.num_nodes, dtype=bool)
         is_new[self.split.new_nodes] = True
@@ -272,8 +272,9 @@ class Trainer:
             )
         return float(loss.detach())
 
-    def _train_epoch(self, stop_after: int | None) -> bool:
-        """Trains the rest of epoch ``self.epoch``; False when interrupted (state saved for resume)."""
+    def train_epoch(self, stop_after: int | None = None) -> bool:
+        """Trains the rest of epoch ``self.epoch``; False when interrupted (Ctrl-C, or after
+        ``stop_after`` batches) before its end."""
         stream = self.streams["train"]
         batch_size = self.config.train.batch_size
         total = stream.num_batches(batch_size)
@@ -362,7 +363,7 @@ class Trainer:
             signal.signal(signal.SIGINT, self._on_sigint)
         try:
             while self.epoch < c.train.epochs and self.bad_epochs < c.train.patience:
-                if not self._train_epoch(stop_after_batches):
+                if not self.train_epoch(stop_after_batches):
                     self._save_checkpoint()
                     self.log(f"interrupted: resume with `dgl-tgnn train --resume {self.run_dir}`")
                     return None

@@ -74,7 +74,7 @@ def test_flags_override_the_config_file(tmp_path):
         (["--dataset", "no-such-data"], "no-such-data"),
         (["--neg", "topk", "--k", "5", "--n-hard", "6"], "n_hard"),
         (["--fanouts", "10"], "fanouts"),
-        (["--eval-negs", "many"], "'all' or a positive integer"),
+        (["--eval-negs", "many"], "'all', 'none' or a positive integer"),
         (["--dataset", "uci", "--data", "x.csv"], "not both"),
     ],
 )

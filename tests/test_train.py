@@ -146,7 +146,7 @@ def test_tgn_memory_is_carried_into_evaluation(events):
     trainer = Trainer(
         tiny("tgn", **{"train.epochs": 1}), None, dataset=events, progress=False, log=lambda line: None
     )
-    trainer._train_epoch(None)
+    trainer.train_epoch(None)
     carried = trainer.evaluator.evaluate(trainer.streams["val"], ranking=False)
     trainer.model.encoder.reset_memory()
     empty = trainer.evaluator.evaluate(trainer.streams["val"], ranking=False)
