@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/format.h"
 #include "core/rng.h"
 #include "core/sample.h"
 #include "core/tcsr.h"
@@ -25,11 +26,13 @@ namespace py = pybind11;
 namespace {
 
 using tgnn::TCSR;
+// Numbers in messages go through tgnn::format_int, never `ostream << number` (see core/format.h).
+std::string num(int64_t x) { return tgnn::format_int(x); }
 // One hop: nbr_nodes [R, k] int64, nbr_eids [R, k] int64, nbr_times [R, k] float64, mask [R, k] bool.
 using Hop = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 void check_vector(const at::Tensor& x, const char* name, at::ScalarType dtype) {
-  TORCH_CHECK_VALUE(x.dim() == 1, name, ": expected a 1-D tensor, got shape ", x.sizes());
+  TORCH_CHECK_VALUE(x.dim() == 1, name, ": expected a 1-D tensor, got ", num(x.dim()), " dimensions");
   TORCH_CHECK_VALUE(x.scalar_type() == dtype, name, ": expected dtype ", dtype, ", got ", x.scalar_type());
   TORCH_CHECK_VALUE(x.is_contiguous(), name, ": expected a contiguous tensor");
 }
@@ -40,23 +43,25 @@ void check_cpu_events(const at::Tensor& src, const at::Tensor& dst, const at::Te
   check_vector(t, "t", at::kDouble);
   for (const at::Tensor* x : {&src, &dst, &t}) TORCH_CHECK_VALUE(x->is_cpu(), "events must be CPU tensors");
   TORCH_CHECK_VALUE(src.numel() == dst.numel() && src.numel() == t.numel(),
-                    "src, dst, t: length mismatch ", src.numel(), ", ", dst.numel(), ", ", t.numel());
+                    "src, dst, t: length mismatch ", num(src.numel()), ", ", num(dst.numel()), ", ",
+                    num(t.numel()));
 }
 
 void check_sampling_args(const at::Tensor& nodes, const at::Tensor& times, const std::vector<int64_t>& fanouts,
                          int64_t strategy, int64_t num_threads) {
   check_vector(nodes, "nodes", at::kLong);
   check_vector(times, "times", at::kDouble);
-  TORCH_CHECK_VALUE(nodes.device() == times.device(), "nodes and times: on different devices ", nodes.device(),
-                    " and ", times.device());
-  TORCH_CHECK_VALUE(nodes.numel() == times.numel(), "nodes and times: length mismatch ", nodes.numel(), " vs ",
-                    times.numel());
+  TORCH_CHECK_VALUE(nodes.device() == times.device(), "nodes and times: on different devices ",
+                    nodes.device().str(), " and ", times.device().str());
+  TORCH_CHECK_VALUE(nodes.numel() == times.numel(), "nodes and times: length mismatch ", num(nodes.numel()), " vs ",
+                    num(times.numel()));
   TORCH_CHECK_VALUE(!fanouts.empty(), "fanouts: expected at least one hop");
   for (size_t i = 0; i < fanouts.size(); ++i)
-    TORCH_CHECK_VALUE(fanouts[i] > 0, "fanouts: fanout ", fanouts[i], " at position ", i, " must be > 0");
+    TORCH_CHECK_VALUE(fanouts[i] > 0, "fanouts: fanout ", num(fanouts[i]), " at position ", num(i),
+                      " must be > 0");
   TORCH_CHECK_VALUE(strategy == 0 || strategy == 1, "strategy: expected 0 (recent) or 1 (uniform), got ",
-                    strategy);
-  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: OpenMP default), got ", num_threads);
+                    num(strategy));
+  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: OpenMP default), got ", num(num_threads));
 }
 
 // "" or the first problem of events for a graph of num_nodes nodes no older than min_time (the
@@ -73,16 +78,16 @@ std::string check_roots(const at::Tensor& nodes, const at::Tensor& times, int64_
   check_vector(nodes, "nodes", at::kLong);
   check_vector(times, "times", at::kDouble);
   TORCH_CHECK_VALUE(nodes.is_cpu() && times.is_cpu(), "nodes, times: expected CPU tensors");
-  TORCH_CHECK_VALUE(nodes.numel() == times.numel(), "nodes and times: length mismatch ", nodes.numel(), " vs ",
-                    times.numel());
+  TORCH_CHECK_VALUE(nodes.numel() == times.numel(), "nodes and times: length mismatch ", num(nodes.numel()), " vs ",
+                    num(times.numel()));
   return tgnn::validate_roots(nodes.data_ptr<int64_t>(), times.data_ptr<double>(), nodes.numel(), num_nodes, false);
 }
 
 std::shared_ptr<TCSR> build(const at::Tensor& src, const at::Tensor& dst, const at::Tensor& t, int64_t num_nodes,
                             bool undirected, int64_t num_threads) {
   check_cpu_events(src, dst, t);
-  TORCH_CHECK_VALUE(num_nodes >= 0, "num_nodes: expected >= 0, got ", num_nodes);
-  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: OpenMP default), got ", num_threads);
+  TORCH_CHECK_VALUE(num_nodes >= 0, "num_nodes: expected >= 0, got ", num(num_nodes));
+  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: OpenMP default), got ", num(num_threads));
   const int64_t n = src.numel();
   const std::string error = tgnn::validate_events(src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(),
                                                   t.data_ptr<double>(), n, num_nodes,
@@ -104,7 +109,7 @@ void append(TCSR& g, const at::Tensor& src, const at::Tensor& dst, const at::Ten
 
 // Packed copy (indptr [N + 1], nbr [M], eid [M], ts [M]), e.g. to move to a GPU.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pack(const TCSR& g, int64_t num_threads) {
-  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: OpenMP default), got ", num_threads);
+  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: OpenMP default), got ", num(num_threads));
   auto indptr = at::empty({g.num_nodes() + 1}, at::kLong);
   auto nbr = at::empty({g.num_entries()}, at::kLong);
   auto eid = at::empty({g.num_entries()}, at::kLong);
@@ -126,7 +131,8 @@ std::vector<Hop> sample_cpu(const TCSR& g, const at::Tensor& nodes, const at::Te
                             const std::vector<int64_t>& fanouts, int64_t strategy, bool replace, uint64_t seed,
                             uint64_t call, int64_t num_threads) {
   check_sampling_args(nodes, times, fanouts, strategy, num_threads);
-  TORCH_CHECK_VALUE(nodes.is_cpu(), "nodes: expected a CPU tensor for the CPU sampler, got ", nodes.device());
+  TORCH_CHECK_VALUE(nodes.is_cpu(), "nodes: expected a CPU tensor for the CPU sampler, got ",
+                    nodes.device().str());
   const std::string error = tgnn::validate_roots(nodes.data_ptr<int64_t>(), times.data_ptr<double>(),
                                                  nodes.numel(), g.num_nodes(), false);
   TORCH_CHECK_VALUE(error.empty(), error);
@@ -157,23 +163,24 @@ std::vector<Hop> sample_cuda(const at::Tensor& indptr, const at::Tensor& nbr, co
                              const std::vector<int64_t>& fanouts, int64_t strategy, bool replace, uint64_t seed,
                              uint64_t call, const std::optional<at::Tensor>& error) {
   check_sampling_args(nodes, times, fanouts, strategy, 0);
-  TORCH_CHECK_VALUE(nodes.is_cuda(), "nodes: expected a CUDA tensor for the CUDA sampler, got ", nodes.device());
+  TORCH_CHECK_VALUE(nodes.is_cuda(), "nodes: expected a CUDA tensor for the CUDA sampler, got ",
+                    nodes.device().str());
   check_vector(indptr, "indptr", at::kLong);
   check_vector(nbr, "nbr", at::kLong);
   check_vector(eid, "eid", at::kLong);
   check_vector(ts, "ts", at::kDouble);
   for (const at::Tensor* x : {&indptr, &nbr, &eid, &ts})
-    TORCH_CHECK_VALUE(x->device() == nodes.device(), "T-CSR arrays must be on ", nodes.device(), ", got ",
-                      x->device());
+    TORCH_CHECK_VALUE(x->device() == nodes.device(), "T-CSR arrays must be on ", nodes.device().str(),
+                      ", got ", x->device().str());
   TORCH_CHECK_VALUE(indptr.numel() >= 1 && nbr.numel() == eid.numel() && nbr.numel() == ts.numel(),
                     "T-CSR arrays: inconsistent sizes");
   for (size_t i = 0; i < fanouts.size(); ++i)
-    TORCH_CHECK_VALUE(fanouts[i] <= tgnn::cuda::kMaxFanout, "fanouts: fanout ", fanouts[i], " at position ", i,
-                      " exceeds ", tgnn::cuda::kMaxFanout, ", the largest the CUDA sampler supports");
+    TORCH_CHECK_VALUE(fanouts[i] <= tgnn::cuda::kMaxFanout, "fanouts: fanout ", num(fanouts[i]), " at position ", num(i),
+                      " exceeds ", num(tgnn::cuda::kMaxFanout), ", the largest the CUDA sampler supports");
   int* error_ptr = nullptr;
   if (error.has_value()) {
     TORCH_CHECK_VALUE(error->scalar_type() == at::kInt && error->numel() == 1 && error->device() == nodes.device(),
-                      "error: expected an int32 tensor of one element on ", nodes.device());
+                      "error: expected an int32 tensor of one element on ", nodes.device().str());
     error_ptr = error->data_ptr<int>();
   }
   const c10::cuda::CUDAGuard guard(nodes.device());

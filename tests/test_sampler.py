@@ -3,6 +3,7 @@ no future events, determinism across threads, append == rebuild, validation, DGL
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from dgl_tgnn import TemporalGraph, TemporalSampler
+from dgl_tgnn import _C, TemporalGraph, TemporalSampler
 
 
 def past_events(src, dst, t, v, time, undirected=True):
@@ -254,6 +255,41 @@ def test_bad_input_raises_value_error_naming_it(sampler_kwargs, nodes, times, me
         TemporalSampler(g, **sampler_kwargs).sample(nodes, times)
     assert message in str(err.value)
     assert "\n" not in str(err.value)  # one line, no C++ trace
+
+
+def test_extension_checks_its_inputs_too():
+    g = TemporalGraph([0], [1], [1.0])
+    f64, one, tcsr = torch.float64, torch.tensor([1.0], dtype=torch.float64), g._tcsr
+    cases = [
+        (
+            lambda: _C.sample_cpu(tcsr, torch.tensor([0, 1]), one, [2], 0, False, 0, 0, 0),
+            "length mismatch 2 vs 1",
+        ),
+        (
+            lambda: _C.sample_cpu(tcsr, torch.tensor([5]), one, [2], 0, False, 0, 0, 0),
+            "nodes: id 5 at position 0",
+        ),
+        (
+            lambda: _C.sample_cpu(tcsr, torch.tensor([0]), one, [2, 0], 0, False, 0, 0, 0),
+            "fanout 0 at position 1",
+        ),
+        (lambda: _C.sample_cpu(tcsr, torch.tensor([[0]]), one, [2], 0, False, 0, 0, 0), "got 2 dimensions"),
+        (
+            lambda: _C.TCSR.build(torch.tensor([0]), torch.tensor([1]), one.float(), 2, True),
+            "t: expected dtype Double",
+        ),
+        (
+            lambda: _C.TCSR.build(torch.tensor([0]), torch.tensor([1]), one, -1, True),
+            "num_nodes: expected >= 0, got -1",
+        ),
+        (
+            lambda: tcsr.append(torch.tensor([0]), torch.tensor([1]), torch.tensor([0.5], dtype=f64)),
+            "time 0.5 at",
+        ),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
 
 
 def test_to_dgl_message_passing_equals_dense_sum():

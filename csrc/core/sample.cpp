@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
-#include <sstream>
 
+#include "core/format.h"
 #include "core/rng.h"
 
 namespace tgnn {
@@ -33,16 +33,10 @@ std::string validate_roots(const int64_t* nodes, const double* times, int64_t nu
   const int64_t lowest = allow_padding ? -1 : 0;
   for (int64_t i = 0; i < num_roots; ++i) {
     if (nodes[i] < lowest || nodes[i] >= num_nodes) {
-      std::ostringstream msg;
-      msg << "nodes: id " << nodes[i] << " at position " << i << " is out of range [" << lowest << ", "
-          << num_nodes << ")";
-      return msg.str();
+      return "nodes: id " + format_int(nodes[i]) + " at position " + format_int(i) + " is out of range [" +
+             format_int(lowest) + ", " + format_int(num_nodes) + ")";
     }
-    if (std::isnan(times[i])) {
-      std::ostringstream msg;
-      msg << "times: NaN at position " << i;
-      return msg.str();
-    }
+    if (std::isnan(times[i])) return "times: NaN at position " + format_int(i);
   }
   return "";
 }

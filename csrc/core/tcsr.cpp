@@ -6,7 +6,8 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <sstream>
+
+#include "core/format.h"
 
 namespace tgnn {
 
@@ -30,24 +31,19 @@ std::string validate_events(const int64_t* src, const int64_t* dst, const double
     const int64_t* ids[2] = {src, dst};
     const char* names[2] = {"src", "dst"};
     for (int a = 0; a < 2; ++a) {
-      int64_t v = ids[a][i];
+      const int64_t v = ids[a][i];
       if (v < 0 || v >= num_nodes) {
-        std::ostringstream msg;
-        msg << names[a] << ": id " << v << " at position " << i << " is out of range [0, " << num_nodes << ")";
-        return msg.str();
+        return std::string(names[a]) + ": id " + format_int(v) + " at position " + format_int(i) +
+               " is out of range [0, " + format_int(num_nodes) + ")";
       }
     }
     if (!std::isfinite(t[i])) {
-      std::ostringstream msg;
-      msg << "t: time " << t[i] << " at position " << i << " is not finite";
-      return msg.str();
+      return "t: time " + format_double(t[i]) + " at position " + format_int(i) + " is not finite";
     }
     if (t[i] < min_time) {
-      std::ostringstream msg;
-      msg.precision(17);
-      msg << "t: time " << t[i] << " at position " << i << " is older than the graph's latest event ("
-          << min_time << "); appended events must not go back in time";
-      return msg.str();
+      return "t: time " + format_double(t[i]) + " at position " + format_int(i) +
+             " is older than the graph's latest event (" + format_double(min_time) +
+             "); appended events must not go back in time";
     }
   }
   return "";
