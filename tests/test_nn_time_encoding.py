@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from dgl_tgnn.nn import TimeEncoding
+from dgl_tgnn.nn.time_encoding import HarmonicEncoding
 
 
 @pytest.mark.parametrize("dim", [1, 2, 7, 100])
@@ -48,3 +49,11 @@ def test_fixed_has_no_parameters_and_no_grad() -> None:
 def test_rejects_empty_width() -> None:
     with pytest.raises(ValueError, match="dim"):
         TimeEncoding(0)
+
+
+def test_encoding_gradients_are_exact() -> None:
+    gen = torch.Generator().manual_seed(0)
+    dt = 10 * torch.rand(7, dtype=torch.float64, generator=gen)
+    weight = torch.rand(5, dtype=torch.float64, generator=gen, requires_grad=True)
+    bias = torch.randn(5, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(HarmonicEncoding.apply, (dt, weight, bias))

@@ -72,10 +72,12 @@ class TGN(nn.Module):
         if node_feat.dim() != 2 or node_feat.shape[1] != self.node_dim:
             raise ValueError(f"node_feat must have shape [N, {self.node_dim}], got {tuple(node_feat.shape)}")
         updated = self.memory.pending_update()
-        levels = [
-            torch.cat([self.memory.read(ids, updated), gather_rows(node_feat, ids)], dim=1)
-            for ids in level_nodes(blocks)
-        ]
+        levels = [self.memory.read(ids, updated) for ids in level_nodes(blocks)]
+        if self.node_dim > 0:
+            levels = [
+                torch.cat([memory, gather_rows(node_feat, ids)], dim=1)
+                for memory, ids in zip(levels, level_nodes(blocks), strict=True)
+            ]
         return self.embedding.embed(blocks, levels, edge_feat)
 
     def update(

@@ -6,6 +6,26 @@ import torch
 from torch import nn
 
 
+class HarmonicEncoding(torch.autograd.Function):
+    """``cos(dt[:, None] * w + b)`` for ``dt`` ``[n]`` float32, ``w``, ``b`` ``[D]`` -> ``[n, D]``.
+
+    Written out because the encoding of every sampled slot is among the largest tensors of a batch:
+    autograd's version makes about nine passes over ``[n, D]``, this one five (the gradients of
+    ``w`` and ``b`` are a product and a column sum of ``-sin(arg) * grad``).
+    """
+
+    @staticmethod
+    def forward(ctx, dt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        ctx.save_for_backward(dt, weight, bias)
+        return torch.addcmul(bias, dt.unsqueeze(1), weight).cos_()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:  # noqa: ANN001
+        dt, weight, bias = ctx.saved_tensors
+        grad_arg = torch.addcmul(bias, dt.unsqueeze(1), weight).sin_().mul_(grad).neg_()
+        return None, dt @ grad_arg, grad_arg.sum(0)
+
+
 class TimeEncoding(nn.Module):
     """``phi(dt) = cos(w * dt + b)`` with ``w_i = 1 / 10^(9 i / (dim - 1))`` and ``b = 0`` at init.
 
@@ -34,4 +54,9 @@ class TimeEncoding(nn.Module):
             self.register_buffer("bias", bias)
 
     def forward(self, dt: torch.Tensor) -> torch.Tensor:
-        return torch.cos(dt.to(torch.float32).unsqueeze(-1) * self.weight + self.bias)
+        flat = dt.reshape(-1).to(torch.float32)
+        if self.weight.requires_grad or self.bias.requires_grad:
+            encoded = HarmonicEncoding.apply(flat, self.weight, self.bias)
+        else:
+            encoded = torch.addcmul(self.bias, flat.unsqueeze(1), self.weight).cos_()
+        return encoded.view(*dt.shape, self.dim)
