@@ -3,8 +3,9 @@
 Random blocks shaped like a training batch: 600 roots (200 events: sources, destinations, one negative
 each), fanout 10 per hop with 10% of slots empty, all widths 100. Prints the median (and minimum)
 milliseconds of forward + backward per batch for each engine and the ratio of the medians dgl / dense.
+With ``--device cuda`` it times the dense engine on the GPU (PyPI's DGL is CPU-only).
 
-    python bench/model_speed.py [--threads 2] [--repeat 20] [--json]
+    python bench/model_speed.py [--threads 2] [--repeat 20] [--device cpu] [--json]
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ NUM_EVENTS = 50_000
 DIM = 100
 
 
-def random_blocks(num_roots: int, fanout: int, num_layers: int, gen: torch.Generator) -> list[TemporalBlock]:
+def random_blocks(
+    num_roots: int, fanout: int, num_layers: int, gen: torch.Generator, device: torch.device
+) -> list[TemporalBlock]:
     roots = torch.randint(0, NUM_NODES, (num_roots,), generator=gen)
     times = 1e6 + 1e5 * torch.rand(num_roots, generator=gen, dtype=torch.float64)
     blocks = []
@@ -37,7 +40,7 @@ def random_blocks(num_roots: int, fanout: int, num_layers: int, gen: torch.Gener
         nbr_times = torch.where(mask, times[:, None] - 1e4 * torch.rand(count, fanout, generator=gen), 0.0)
         blocks.append(TemporalBlock(roots, times, nbr, eids, nbr_times, mask))
         roots, times = nbr.flatten(), nbr_times.flatten()
-    return blocks
+    return [TemporalBlock(*(getattr(b, f).to(device) for f in b.__dataclass_fields__)) for b in blocks]
 
 
 def set_engine(model: torch.nn.Module, engine: str) -> None:
@@ -56,6 +59,8 @@ def time_engines(model: torch.nn.Module, engines: list[str], blocks, node_feat, 
             start = time.perf_counter()
             model.zero_grad(set_to_none=True)
             model(blocks, node_feat, edge_feat).sum().backward()
+            if node_feat.is_cuda:
+                torch.cuda.synchronize()
             if i >= 3:
                 samples[engine].append((time.perf_counter() - start) * 1e3)
     return {engine: (statistics.median(times), min(times)) for engine, times in samples.items()}
@@ -69,28 +74,32 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--roots", type=int, default=600)
     parser.add_argument("--fanout", type=int, default=10)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda[:i] for the dense engine on a GPU")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    node_feat = torch.randn(NUM_NODES, DIM)
-    edge_feat = torch.randn(NUM_EVENTS, DIM)
-    engines = ["dense", "dgl"] if dgl_available() else ["dense"]
+    device = torch.device(args.device)
+    node_feat = torch.randn(NUM_NODES, DIM, device=device)
+    edge_feat = torch.randn(NUM_EVENTS, DIM, device=device)
+    engines = ["dense", "dgl"] if device.type == "cpu" and dgl_available() else ["dense"]
 
     results = []
     for name, num_layers in (("tgat", 1), ("tgat", 2), ("tgn", 1)):
         if name == "tgat":
             model: torch.nn.Module = TGAT(DIM, DIM, DIM, DIM, num_layers=num_layers)
         else:
-            model = TGN(NUM_NODES, DIM, DIM, DIM, DIM, DIM, num_layers=num_layers)
+            model = TGN(NUM_NODES, DIM, DIM, DIM, DIM, DIM, num_layers=num_layers).to(device)
             events = args.roots // 3
             src = torch.randint(0, NUM_NODES, (events,), generator=gen)
             dst = torch.randint(0, NUM_NODES, (events,), generator=gen)
             t = 1e6 * torch.rand(events, generator=gen, dtype=torch.float64).sort().values
             eids = torch.randint(0, NUM_EVENTS, (events,), generator=gen)
-            model.update(src, dst, t, eids, edge_feat)  # pending messages, as in every batch but the first
-        blocks = random_blocks(args.roots, args.fanout, num_layers, gen)
+            # pending messages, as in every batch but the first
+            model.update(src.to(device), dst.to(device), t.to(device), eids.to(device), edge_feat)
+        model.to(device)
+        blocks = random_blocks(args.roots, args.fanout, num_layers, gen, device)
         row: dict = {"model": name, "layers": num_layers}
         for engine, (median, fastest) in time_engines(
             model, engines, blocks, node_feat, edge_feat, args.repeat
@@ -101,11 +110,17 @@ def main() -> None:
             row["dgl_over_dense"] = row["dgl_ms"] / row["dense_ms"]
         results.append(row)
 
-    config = {"threads": args.threads, "roots": args.roots, "fanout": args.fanout, "dim": DIM}
+    config = {
+        "device": str(device),
+        "threads": args.threads,
+        "roots": args.roots,
+        "fanout": args.fanout,
+        "dim": DIM,
+    }
     if args.json:
         print(json.dumps({"config": config, "results": results}))
         return
-    print(f"forward+backward per batch, CPU, {config}")
+    print(f"forward+backward per batch, {config}")
     print("median (min) ms of zero_grad + forward + backward")
     print(f"{'model':<6} {'layers':>6} {'dense ms':>17} {'dgl ms':>17} {'dgl/dense':>9}")
     for row in results:
