@@ -1,9 +1,9 @@
 // Fused top-K dot product on the GPU, without a [B, N] score matrix.
 //
 // Grid: blockIdx.x takes BM queries, blockIdx.y a contiguous split of the candidates. A block of
-// 8 warps keeps its BM query rows in shared memory and streams its candidates in tiles of 128
-// through a 3-stage cp.async pipeline (128 bytes of each row per stage). Warps are laid out 2 x 4
-// over the BM x 128 score tile and compute it with mma.sync tensor-core instructions: bf16 inputs
+// 16 warps keeps its BM query rows in shared memory and streams its candidates in tiles of 128
+// through a 3-stage cp.async pipeline (128 bytes of each row per stage). Warps tile the BM x 128
+// score tile (WarpLayout) and compute it with mma.sync tensor-core instructions: bf16 inputs
 // directly (m16n8k16, float32 accumulation), float32 inputs as 3xTF32 (m16n8k8: hi*hi + hi*lo +
 // lo*hi, close to float32 accuracy).
 //
@@ -28,7 +28,8 @@ namespace tgnn::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;               // 8 warps: 2 over query rows x 4 over candidates
+constexpr int kWarps = 16;                  // per block of the fused kernel
+constexpr int kThreads = kWarps * 32;
 constexpr int kTileN = 128;                 // candidates per tile
 constexpr int kChunkBytes = 128;            // bytes of each candidate row per pipeline stage
 constexpr int kStageStride = kChunkBytes + 16;  // padded shared row: conflict-free ldmatrix
@@ -137,7 +138,8 @@ __device__ int merge_into_list(float* lv, int* li, int fill, const float* buf_v,
     orank[t] = pos;
   }
   int nrank = 0;
-  for (int j = 0; j < c; ++j) {
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {  // lanes >= c hold (-inf, INT_MAX), which ranks before nothing
     const float xv = __shfl_sync(kAllLanes, nv, j);
     const int xi = __shfl_sync(kAllLanes, ni, j);
     nrank += ranks_before(xv, xi, nv, ni);
@@ -172,11 +174,24 @@ __device__ int merge_into_list(float* lv, int* li, int fill, const float* buf_v,
 
 // ---- the fused kernel -----------------------------------------------------------------------
 
+// Warp layout over the BM x kTileN score tile: kWarpsM x kWarpsN warps of (16 MT) x (8 NT) scores.
+template <int BM>
+struct WarpLayout {
+  static constexpr int kWarpsM = BM >= 64 ? 4 : 2;
+  static constexpr int kWarpsN = kWarps / kWarpsM;
+  static constexpr int kRows = BM / kWarpsM;       // query rows per warp
+  static constexpr int kCols = kTileN / kWarpsN;   // candidates per warp
+  static constexpr int MT = kRows / 16;            // m16 tiles per warp
+  static constexpr int NT = kCols / 8;             // n8 tiles per warp
+  static constexpr int kSlots = MT * NT * 4;       // scores per thread per tile
+  static_assert(MT >= 1 && NT % 2 == 0 && kSlots <= 32, "layout");
+};
+
 template <bool kBF16, int BM, int KMAX>
 __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
-  constexpr int MT = BM / 32;  // m16 tiles per warp: a warp covers BM / 2 query rows
-  constexpr int kWarpRows = BM / 2;
-  static_assert(MT >= 1 && MT * 16 <= 64, "a thread holds at most 64 scores per tile");
+  using L = WarpLayout<BM>;
+  constexpr int MT = L::MT;
+  constexpr int NT = L::NT;
 
   extern __shared__ __align__(128) unsigned char smem[];
   unsigned char* q_s = smem;
@@ -193,8 +208,8 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;
-  const int wm = warp >> 2;  // which half of the query rows
-  const int wn = warp & 3;   // which quarter of the tile's candidates
+  const int wm = warp / L::kWarpsN;  // the warp's block of query rows
+  const int wn = warp % L::kWarpsN;  // the warp's block of the tile's candidates
   const int g = lane >> 2;
   const int t4 = lane & 3;
   const int row0 = blockIdx.x * BM;
@@ -242,21 +257,24 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
     }
   }
 
-  // Stage `step` of the flattened (tile, chunk) sequence: 128 candidate rows x kChunkBytes.
-  const int e_shift = p.copy_e == 16 ? 3 : (p.copy_e == 8 ? 4 : 5);  // log2(kChunkBytes / copy_e)
-  auto load_step = [&](int step) {
+  // Candidate copies: the thread always moves the same column bytes of rows r_first + i * r_step.
+  const int per_row = kChunkBytes / p.copy_e;      // copies per row and chunk
+  const int r_step = kThreads / per_row;           // rows between a thread's copies
+  const int copies = kTileN / r_step;              // copies per thread and chunk
+  const int r_first = tid / per_row;
+  const int col_byte = (tid % per_row) * p.copy_e;
+  const char* e_first = p.e + static_cast<int64_t>(n_begin + r_first) * p.e_stride + col_byte;
+  const unsigned e_dst = smem_addr(e_s) + r_first * kStageStride + col_byte;
+  auto load_step = [&](int step) {  // stage `step` of the flattened (tile, chunk) sequence
     const int tile = step / num_chunks;
-    const int chunk = step - tile * num_chunks;
-    const int n0 = n_begin + tile * kTileN;
-    const int byte0 = chunk * kChunkBytes;
-    unsigned char* stage = e_s + (step % kStages) * kTileN * kStageStride;
-    for (int u = tid; u < (kTileN << e_shift); u += kThreads) {
-      const int r = u >> e_shift;
-      const int byte = (u & ((1 << e_shift) - 1)) * p.copy_e;
-      const int n = n0 + r;
-      const bool valid = n < n_end && byte0 + byte < p.row_bytes;
-      const char* src = valid ? p.e + n * p.e_stride + byte0 + byte : p.e;
-      cp_async(smem_addr(stage + r * kStageStride + byte), src, p.copy_e, valid);
+    const int byte0 = (step - tile * num_chunks) * kChunkBytes;
+    const bool col_valid = byte0 + col_byte < p.row_bytes;
+    const char* src = e_first + static_cast<int64_t>(tile) * kTileN * p.e_stride + byte0;
+    const unsigned dst = e_dst + (step % kStages) * kTileN * kStageStride;
+    const int n = n_begin + tile * kTileN + r_first;
+    for (int i = 0; i < copies; ++i) {
+      const bool valid = col_valid && n + i * r_step < n_end;
+      cp_async(dst + i * r_step * kStageStride, valid ? src + i * r_step * p.e_stride : p.e, p.copy_e, valid);
     }
   };
 
@@ -267,32 +285,32 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   }
 
   // Lane-dependent parts of the ldmatrix addresses (see the fragment layouts of mma.sync).
-  const unsigned q_lane = smem_addr(q_s) + (wm * kWarpRows + (lane & 15)) * p.q_stride + (lane >> 4) * 16;
-  const unsigned e_lane = (wn * 32 + (lane >> 4) * 8 + (lane & 7)) * kStageStride + ((lane >> 3) & 1) * 16;
+  const unsigned q_lane = smem_addr(q_s) + (wm * L::kRows + (lane & 15)) * p.q_stride + (lane >> 4) * 16;
+  const unsigned e_lane = (wn * L::kCols + (lane >> 4) * 8 + (lane & 7)) * kStageStride + ((lane >> 3) & 1) * 16;
 
-  float acc[MT][4][4];
+  float acc[MT][NT][4];
 
   // Appends the pending scores that are not excluded to their rows' buffers; a bit stays set
   // when its buffer is full.
-  auto append = [&](uint64_t& pending, int t0, const uint32_t* mask) {
+  auto append = [&](uint32_t& pending, int t0, const uint32_t* mask) {
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
+      for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int slot = (mt * 4 + nt) * 4 + e;
+          const int slot = (mt * NT + nt) * 4 + e;
           if ((pending >> slot) & 1) {
-            const int r = wm * kWarpRows + mt * 16 + g + 8 * (e >> 1);
-            const int c = wn * 32 + nt * 8 + 2 * t4 + (e & 1);
+            const int r = wm * L::kRows + mt * 16 + g + 8 * (e >> 1);
+            const int c = wn * L::kCols + nt * 8 + 2 * t4 + (e & 1);
             if ((mask[r * kMaskWords + (c >> 5)] >> (c & 31)) & 1) {
-              pending &= ~(1ull << slot);
+              pending &= ~(1u << slot);
             } else {
               const int pos = atomicAdd(&cnt[r], 1);
               if (pos < kBufCap) {
                 buf_v[r * kBufCap + pos] = acc[mt][nt][e];
                 buf_i[r * kBufCap + pos] = t0 + c;
-                pending &= ~(1ull << slot);
+                pending &= ~(1u << slot);
               }
             }
           }
@@ -301,9 +319,30 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
     }
   };
 
-  // Merges every non-empty buffer into its row's list (warp w takes rows w, w + 8, ...).
+  // Keeps the pending bits whose score reaches its row's threshold (ties pass: the merge orders
+  // them by index) and whose candidate exists.
+  auto filter = [&](uint32_t& pending, int t0) {
+    float th[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) th[mt][h] = theta[wm * L::kRows + mt * 16 + g + 8 * h];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float s = acc[mt][nt][e];
+          const int n = t0 + wn * L::kCols + nt * 8 + 2 * t4 + (e & 1);
+          const bool keep = s >= th[mt][e >> 1] && s > -INFINITY && n < n_end;
+          if (!keep) pending &= ~(1u << ((mt * NT + nt) * 4 + e));
+        }
+  };
+
+  // Merges every non-empty buffer into its row's list (warp w takes rows w, w + kWarps, ...).
   auto merge_buffers = [&]() {
-    for (int r = warp; r < BM; r += kThreads / 32) {
+    for (int r = warp; r < BM; r += kWarps) {
       const int c = min(cnt[r], kBufCap);
       if (c > 0) {
         const int f = merge_into_list<KMAX>(list_v + r * KMAX, list_i + r * KMAX, fill[r], buf_v + r * kBufCap,
@@ -326,7 +365,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
+        for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
           for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.0f;
       if (tid < BM) {  // exclusion bits of this tile (double-buffered by tile parity)
@@ -347,43 +386,49 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
     if (step + kStages - 1 < total) load_step(step + kStages - 1);
     cp_async_commit();
 
-    // Tensor-core scores of this chunk: 32 bytes of every row per k-step.
+    // Tensor-core scores of this chunk: 32 bytes of every row per k-step; the fragments of the
+    // next k-step are loaded before the mma of this one.
     const int k_steps = min(kChunkBytes, p.dpad_bytes - chunk * kChunkBytes) / 32;
     const unsigned q_base = q_lane + chunk * kChunkBytes;
     const unsigned e_base = smem_addr(e_s + (step % kStages) * kTileN * kStageStride) + e_lane;
+    uint32_t a[2][MT][4], b[2][NT][2];
+    auto load_fragments = [&](int buf, int ks) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(a[buf][mt], q_base + mt * 16 * p.q_stride + ks * 32);
+#pragma unroll
+      for (int pr = 0; pr < NT / 2; ++pr) {
+        uint32_t r[4];
+        ldmatrix_x4(r, e_base + pr * 16 * kStageStride + ks * 32);
+        b[buf][2 * pr][0] = r[0];
+        b[buf][2 * pr][1] = r[1];
+        b[buf][2 * pr + 1][0] = r[2];
+        b[buf][2 * pr + 1][1] = r[3];
+      }
+    };
+    load_fragments(0, 0);
 #pragma unroll
     for (int ks = 0; ks < kChunkBytes / 32; ++ks) {
       if (ks < k_steps) {
-        uint32_t a[MT][4], b[4][2];
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(a[mt], q_base + mt * 16 * p.q_stride + ks * 32);
-#pragma unroll
-        for (int pr = 0; pr < 2; ++pr) {
-          uint32_t r[4];
-          ldmatrix_x4(r, e_base + pr * 16 * kStageStride + ks * 32);
-          b[2 * pr][0] = r[0];
-          b[2 * pr][1] = r[1];
-          b[2 * pr + 1][0] = r[2];
-          b[2 * pr + 1][1] = r[3];
-        }
+        const int cur = ks & 1;
+        if (ks + 1 < kChunkBytes / 32 && ks + 1 < k_steps) load_fragments(cur ^ 1, ks + 1);
         if constexpr (kBF16) {
 #pragma unroll
           for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-            for (int nt = 0; nt < 4; ++nt) mma_bf16(acc[mt][nt], a[mt], b[nt]);
+            for (int nt = 0; nt < NT; ++nt) mma_bf16(acc[mt][nt], a[cur][mt], b[cur][nt]);
         } else {
-          uint32_t bh[4][2], bl[4][2];
+          uint32_t bh[NT][2], bl[NT][2];
 #pragma unroll
-          for (int nt = 0; nt < 4; ++nt)
+          for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-            for (int i = 0; i < 2; ++i) split_tf32(b[nt][i], bh[nt][i], bl[nt][i]);
+            for (int i = 0; i < 2; ++i) split_tf32(b[cur][nt][i], bh[nt][i], bl[nt][i]);
 #pragma unroll
           for (int mt = 0; mt < MT; ++mt) {
             uint32_t ah[4], al[4];
 #pragma unroll
-            for (int i = 0; i < 4; ++i) split_tf32(a[mt][i], ah[i], al[i]);
+            for (int i = 0; i < 4; ++i) split_tf32(a[cur][mt][i], ah[i], al[i]);
 #pragma unroll
-            for (int nt = 0; nt < 4; ++nt) {
+            for (int nt = 0; nt < NT; ++nt) {
               mma_tf32(acc[mt][nt], al, bh[nt]);
               mma_tf32(acc[mt][nt], ah, bl[nt]);
               mma_tf32(acc[mt][nt], ah, bh[nt]);
@@ -398,16 +443,16 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
     const uint32_t* mask = xmask + (tile & 1) * BM * kMaskWords;
     if (p.q_scale != nullptr) {
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt) {
+      for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
         for (int cc = 0; cc < 2; ++cc) {
-          const int n = t0 + wn * 32 + nt * 8 + 2 * t4 + cc;
+          const int n = t0 + wn * L::kCols + nt * 8 + 2 * t4 + cc;
           const float es = n < n_end ? p.e_scale[n] : 0.0f;
 #pragma unroll
           for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
-              const int row = row0 + wm * kWarpRows + mt * 16 + g + 8 * h;
+              const int row = row0 + wm * L::kRows + mt * 16 + g + 8 * h;
               const float qs = row < p.num_queries ? p.q_scale[row] : 0.0f;
               acc[mt][nt][2 * h + cc] = acc[mt][nt][2 * h + cc] * qs * es;
             }
@@ -415,33 +460,13 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
         }
       }
     }
-    // Keeps the pending bits whose score reaches its row's threshold (ties pass: the merge orders
-    // them by index) and whose candidate exists.
-    auto filter = [&](uint64_t& pending) {
-      float th[MT][2];
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) th[mt][h] = theta[wm * kWarpRows + mt * 16 + g + 8 * h];
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < 4; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float s = acc[mt][nt][e];
-            const int n = t0 + wn * 32 + nt * 8 + 2 * t4 + (e & 1);
-            const bool keep = s >= th[mt][e >> 1] && s > -INFINITY && n < n_end;
-            if (!keep) pending &= ~(1ull << ((mt * 4 + nt) * 4 + e));
-          }
-    };
-    uint64_t pending = MT * 16 == 64 ? ~0ull : ((1ull << (MT * 16)) - 1);
-    filter(pending);
+    uint32_t pending = L::kSlots == 32 ? ~0u : ((1u << L::kSlots) - 1);
+    filter(pending, t0);
     if (pending) append(pending, t0, mask);
     while (__syncthreads_or(pending != 0)) {
       merge_buffers();
       __syncthreads();
-      filter(pending);
+      filter(pending, t0);
       if (pending) append(pending, t0, mask);
     }
   }
@@ -451,7 +476,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   merge_buffers();
   __syncthreads();
 
-  for (int r = warp; r < BM; r += kThreads / 32) {
+  for (int r = warp; r < BM; r += kWarps) {
     const int row = row0 + r;
     if (row >= p.num_queries) continue;
     const int f = fill[r];
