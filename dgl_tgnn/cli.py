@@ -78,6 +78,8 @@ _TRAIN_FLAGS = {
     "delimiter": "data.delimiter",
     "max_events": "data.max_events",
     "features": "data.features",
+    "candidates": "data.candidates",
+    "new_node_ratio": "data.new_node_ratio",
     "epochs": "train.epochs",
     "batch_size": "train.batch_size",
     "fanouts": "model.fanouts",
@@ -140,6 +142,11 @@ _TRAIN_FLAGS = {
 @click.option("--max-events", type=int, help="Use only the first N events (quick runs).")
 @click.option("--features/--no-features", default=None,
               help="Use the dataset's node/edge features (default) or train featureless.")
+@click.option("--candidates", type=click.Choice(["destinations", "all"]),
+              help="Draw negatives (training and evaluation) from the destination side (default; TGN's "
+              "protocol) or from all nodes (TGLite's examples; easier on bipartite data).")
+@click.option("--new-node-ratio", type=float,
+              help="Share of the val/test nodes held out of training for the inductive sets (default 0.1).")
 @click.option("--epochs", type=int, help="Maximum epochs (default: the config's).")
 @click.option("--batch-size", type=int, help="Events per batch (default 200).")
 @click.option("--fanouts", callback=_int_list, help="Neighbours per hop, comma-separated, e.g. 10,10.")

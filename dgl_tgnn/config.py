@@ -37,6 +37,10 @@ class DataConfig:
     val_ratio: float = 0.15
     test_ratio: float = 0.15
     new_node_ratio: float = 0.1
+    # Negative destinations (training and evaluation) are drawn from "destinations" (the nodes that
+    # can be destinations: the item side of bipartite data; TGN's protocol) or from "all" nodes
+    # (what TGLite's examples do; easier negatives on bipartite data).
+    candidates: str = "destinations"
 
 
 @dataclass
@@ -121,6 +125,7 @@ class RunConfig:
         """Raises ValueError naming the first bad setting; returns self."""
         m, n, t, e, d = self.model, self.negatives, self.train, self.eval, self.data
         choices = [
+            ("data.candidates", d.candidates, ("destinations", "all")),
             ("model.name", m.name, MODELS),
             ("model.strategy", m.strategy, ("uniform", "recent")),
             ("model.message", m.message, ("identity", "mlp")),

@@ -151,7 +151,12 @@ class Trainer:
 
         is_new = np.zeros(ds.num_nodes, dtype=bool)
         is_new[self.split.new_nodes] = True
-        self.train_candidates = torch.from_numpy(ds.dst_candidates[~is_new[ds.dst_candidates]])
+        if c.data.candidates == "all":
+            candidates = np.arange(ds.num_nodes, dtype=np.int64)
+        else:
+            candidates = ds.dst_candidates
+        # Training negatives never touch the nodes held out for the inductive sets (as in TGN).
+        self.train_candidates = torch.from_numpy(candidates[~is_new[candidates]])
         self.neighbourhoods = self._neighbourhoods(self.train_graph, seed=c.train.seed)
         self.embedder = Embedder(self.model, self.neighbourhoods, self.node_feat, self.train_edge_feat)
         self.negatives = self._negative_sampler()
@@ -160,7 +165,7 @@ class Trainer:
             self.full_graph,
             self.node_feat,
             self.edge_feat,
-            torch.from_numpy(ds.dst_candidates),
+            torch.from_numpy(candidates),
             fanouts=c.model.fanouts,
             strategy=c.model.strategy,
             threads=c.train.threads,

@@ -173,3 +173,21 @@ def test_invisible_batch_hides_the_batch_from_neighbourhoods(events):
     assert (
         visible.nbr_times[visible.mask] < visible.root_times[:, None].expand_as(visible.mask)[visible.mask]
     ).all()
+
+
+def test_candidate_pools(events):
+    """Negatives come from the item side of bipartite Wikipedia, or from all nodes with candidates=all;
+    training never draws the held-out new nodes."""
+    items = set(events.dst_candidates.tolist())
+    assert len(items) < events.num_nodes  # bipartite: users are not candidates
+    for pool, expected in (("destinations", items), ("all", set(range(events.num_nodes)))):
+        trainer = Trainer(
+            tiny("tgat", **{"data.candidates": pool}),
+            None,
+            dataset=events,
+            progress=False,
+            log=lambda line: None,
+        )
+        new = set(trainer.split.new_nodes.tolist())
+        assert set(trainer.train_candidates.tolist()) == expected - new
+        assert set(trainer.evaluator.candidates.tolist()) == expected
