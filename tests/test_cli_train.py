@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -116,3 +117,29 @@ def test_help_explains_every_option():
         "--eval-negs",
     ):
         assert option in result.output, option
+
+
+def test_train_on_a_generic_csv_file(tmp_path):
+    g = np.random.default_rng(0)
+    n = 800
+    lines = ["when;who;whom"] + [f"{t};{g.integers(0, 40)};{g.integers(40, 60)}" for t in range(n)]
+    (tmp_path / "events.csv").write_text("\n".join(lines) + "\n")
+    args = [
+        "train",
+        "--data",
+        str(tmp_path / "events.csv"),
+        "--src-col",
+        "who",
+        "--dst-col",
+        "whom",
+        "--time-col",
+        "when",
+        "--delimiter",
+        ";",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        *QUICK,
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "test (best epoch 1): AP" in result.output
