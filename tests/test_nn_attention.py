@@ -177,3 +177,11 @@ def test_dense_engine_on_cuda_matches_cpu() -> None:
     block_cuda = TemporalBlock(*(getattr(block, f).to(cuda) for f in block.__dataclass_fields__))
     out = layer.to(cuda)(block_cuda, *(t.to(cuda) for t in inputs))
     torch.testing.assert_close(out.cpu(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_dropout_only_in_training() -> None:
+    block, *inputs = make_inputs(5, 3)
+    layer = TemporalAttention(5, 3, 6, 8, dropout=0.5, engine="dense")
+    assert not torch.equal(layer(block, *inputs), layer(block, *inputs))
+    layer.eval()
+    assert torch.equal(layer(block, *inputs), layer(block, *inputs))

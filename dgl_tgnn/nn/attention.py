@@ -110,7 +110,7 @@ class TemporalAttention(nn.Module):
         alpha = softmax_j(q . k_j / sqrt(d))                     per head, over valid neighbours only
         a     = concat_heads(sum_j alpha_j v_j)                  zero when v has no neighbour
         h     = LayerNorm(dropout(W_o a) + x_q)                  residual on the query input
-        out   = W_2 dropout(relu(W_1 [h || h_v]))                TGAT's merge layer
+        out   = W_2 relu(W_1 [h || h_v])                         TGAT's merge layer
 
     Keys and values are never formed: with ``qk = W_k^T q / sqrt(d)`` per head, ``q . k_j / sqrt(d) =
     qk . x_j`` and ``sum_j alpha_j v_j = W_v (sum_j alpha_j x_j)``, which replaces the two
@@ -124,6 +124,15 @@ class TemporalAttention(nn.Module):
         ``update_all(u_mul_e, sum)``.
         ``"dense"``: masked softmax over the ``k`` axis of the ``[R, k]`` views; runs on any device.
         ``"auto"``: ``"dgl"`` when DGL imports and the tensors are on CPU, ``"dense"`` otherwise.
+
+    Args:
+        node_dim: width of ``h`` (may be 0: no node features).
+        edge_dim: width of the event features ``f(e)`` (may be 0).
+        time_dim: width of the time encoding ``phi`` (its own learnable ``TimeEncoding``).
+        out_dim: width of the output and of the attention (split over the heads).
+        num_heads: attention heads; must divide ``out_dim``.
+        dropout: rate of the dropout on ``W_o a`` (training mode only).
+        engine: ``"auto"``, ``"dgl"`` or ``"dense"``.
 
     Forward:
         block: a ``TemporalBlock`` with ``R`` roots and ``k`` slots.
@@ -192,7 +201,7 @@ class TemporalAttention(nn.Module):
         x_q = torch.cat([root_feat, phi_zero], dim=1)
         query = self.w_q(x_q).view(num_roots, self.num_heads, self.head_dim)
         w_k = self.w_k.weight.view(self.num_heads, self.head_dim, self.input_dim)
-        qk = torch.einsum("rhd,hdi->rhi", query, w_k) / math.sqrt(self.head_dim)  # [R, H, I]
+        qk = torch.einsum("rhd,hdi->rhi", query / math.sqrt(self.head_dim), w_k)  # [R, H, I]
         if resolve_engine(self.engine, root_feat.device) == "dgl":
             agg = self._dgl_aggregate(block, qk, nbr_feat, edge_feat)
         else:
@@ -200,8 +209,7 @@ class TemporalAttention(nn.Module):
         w_v = self.w_v.weight.view(self.num_heads, self.head_dim, self.input_dim)
         attended = torch.einsum("rhi,hdi->rhd", agg, w_v).reshape(num_roots, self.out_dim)
         h = self.norm(self.dropout(self.w_o(attended)) + x_q)
-        hidden = self.dropout(F.relu(self.merge_hidden(torch.cat([h, root_feat], dim=1))))
-        return self.merge_out(hidden)
+        return self.merge_out(F.relu(self.merge_hidden(torch.cat([h, root_feat], dim=1))))
 
     def _slot_inputs(self, nbr_feat: torch.Tensor, edge_feat: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
         """``x = [h_u || f(e) || phi(dt)]``: ``[n, node_dim]``, ``[n, edge_dim]``, ``[n]`` -> ``[n, I]``."""
