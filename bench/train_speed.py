@@ -1,0 +1,154 @@
+"""Training epoch time and peak memory: uniform vs topk hard negatives, TGAT and TGN.
+
+For each device (CPU with ``--threads`` threads, and CUDA when present), model and negative setting,
+one training epoch runs in a fresh process (so that peak memory is that run's own): the uniform
+epoch is the baseline; topk at the default refresh cadence and topk at the paper's setting
+(``--refresh 1``) are reported as ratios to it, with the refresh time they add.
+
+    python bench/train_speed.py                       # wikipedia, TGAT and TGN, CPU (2 threads) [+ CUDA]
+    python bench/train_speed.py --max-events 20000 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import torch
+
+from dgl_tgnn.config import apply_overrides, default_config
+
+SETTINGS = {
+    "uniform": {"negatives.kind": "uniform"},
+    "topk": {"negatives.kind": "topk"},
+    "topk-paper": {"negatives.kind": "topk", "negatives.refresh": 1},
+}
+
+
+def one_epoch(overrides: dict) -> dict:
+    """Runs one training epoch in this process; returns its seconds and peak memory."""
+    from dgl_tgnn.train import Trainer, peak_memory_mb
+
+    model = overrides["model.name"]
+    config = apply_overrides(default_config(model), overrides)
+    trainer = Trainer(config, None, progress=False, log=lambda line: None)
+    device = trainer.device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    began = time.perf_counter()
+    trainer.train_epoch()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return {
+        "epoch_seconds": time.perf_counter() - began,
+        "sampler_seconds": trainer.partial["sampler_seconds"],
+        "refresh_seconds": getattr(trainer.negatives, "refresh_seconds", 0.0),
+        "batches": trainer.partial["batches"],
+        "peak_memory_mb": peak_memory_mb(device),
+    }
+
+
+def run_child(overrides: dict) -> dict:
+    command = [sys.executable, __file__, "--child", json.dumps(overrides)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} CPUs visible, {gpu}, torch {torch.__version__}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dataset", default="wikipedia")
+    parser.add_argument("--models", default="tgat,tgn", help="comma-separated: tgat,tgn")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch and sampler)")
+    parser.add_argument(
+        "--devices", default=None, help="comma-separated devices (default: cpu, and cuda if present)"
+    )
+    parser.add_argument("--max-events", type=int, default=None, help="first N events only (quick check)")
+    parser.add_argument("--k", type=int, default=50, help="topk: nearest set size")
+    parser.add_argument("--engine", default="dense", help="attention engine")
+    parser.add_argument(
+        "--settings",
+        default="uniform,topk,topk-paper",
+        help="negative settings: uniform (the baseline, first), topk (default refresh), "
+        "topk-paper (refresh 1)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(one_epoch(json.loads(args.child))))
+        return
+
+    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] * torch.cuda.is_available())
+    refresh_default = default_config("tgat").negatives.refresh
+    rows = []
+    for device in devices:
+        for model in args.models.split(","):
+            base = None
+            for name in args.settings.split(","):
+                extra = SETTINGS[name]
+                refresh = extra.get("negatives.refresh", refresh_default)
+                label = name if name == "uniform" else f"topk (refresh {refresh})"
+                overrides = {
+                    "model.name": model,
+                    "data.dataset": args.dataset,
+                    "data.max_events": args.max_events,
+                    "model.engine": args.engine,
+                    "negatives.k": args.k,
+                    "train.device": device,
+                    "train.threads": args.threads,
+                    **extra,
+                }
+                result = run_child(overrides)
+                base = base or result["epoch_seconds"]
+                rows.append(
+                    {
+                        "device": device,
+                        "model": model,
+                        "negatives": label,
+                        **result,
+                        "ratio_to_uniform": result["epoch_seconds"] / base,
+                    }
+                )
+                if not args.json:
+                    r = rows[-1]
+                    print(
+                        f"{device:<5} {model:<5} {label:<28} epoch {r['epoch_seconds']:7.2f} s  "
+                        f"refresh {r['refresh_seconds']:6.2f} s  sampler {r['sampler_seconds']:5.2f} s  "
+                        f"peak {r['peak_memory_mb']:7.0f} MB  x{r['ratio_to_uniform']:.2f} uniform",
+                        flush=True,
+                    )
+    info = {
+        "machine": machine(),
+        "dataset": args.dataset,
+        "threads": args.threads,
+        "k": args.k,
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": rows,
+    }
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        print(f"# {info['machine']}; {args.dataset}; {args.threads} CPU threads; k={args.k}; {info['date']}")
+
+
+if __name__ == "__main__":
+    main()
