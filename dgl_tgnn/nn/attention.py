@@ -64,7 +64,7 @@ class MaskedAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, qk: torch.Tensor, mask: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, qk: torch.Tensor, mask: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:
         widths = [part.shape[2] for part in parts]
         qk_parts = qk.split(widths, dim=2)
         score = torch.bmm(qk_parts[0], parts[0].transpose(1, 2))  # [R, H, k]
@@ -79,7 +79,7 @@ class MaskedAttention(torch.autograd.Function):
         return torch.cat([torch.bmm(alpha, part) for part in parts], dim=2)
 
     @staticmethod
-    def backward(ctx, grad_agg: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
+    def backward(ctx, grad_agg: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         qk, alpha, *parts = ctx.saved_tensors
         grad_parts = [grad.contiguous() for grad in grad_agg.split(ctx.widths, dim=2)]
         grad_alpha = torch.bmm(grad_parts[0], parts[0].transpose(1, 2))  # [R, H, k]

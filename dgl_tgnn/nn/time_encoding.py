@@ -15,12 +15,12 @@ class HarmonicEncoding(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, dt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def forward(ctx, dt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(dt, weight, bias)
         return torch.addcmul(bias, dt.unsqueeze(1), weight).cos_()
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:  # noqa: ANN001
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:
         dt, weight, bias = ctx.saved_tensors
         minus_grad_arg = torch.addcmul(bias, dt.unsqueeze(1), weight).sin_().mul_(grad)  # d/d(arg) = -sin
         # grad w = -dt @ sin(arg) * grad and grad b = -sum of its rows, in one pass: [dt; 1] @ [n, D].
