@@ -12,12 +12,12 @@ from dgl_tgnn import _C
 ArrayLike = np.ndarray | torch.Tensor
 
 
-def _as_tensor(x: object, name: str) -> torch.Tensor:
+def _as_tensor(x: object, name: str, expected: str) -> torch.Tensor:
     """``x`` (torch tensor, numpy array or sequence) as a 1-D tensor, without copying when possible."""
     if not isinstance(x, torch.Tensor):
         array = np.asarray(x)
         if array.dtype.kind not in "biuf":
-            raise ValueError(f"{name}: wrong dtype {array.dtype}, expected an integer or float type")
+            raise ValueError(f"{name}: wrong dtype {array.dtype}, expected {expected}")
         if not (array.flags.writeable and array.dtype.isnative):
             array = array.astype(array.dtype.newbyteorder("="))
         x = torch.from_numpy(array)
@@ -28,7 +28,7 @@ def _as_tensor(x: object, name: str) -> torch.Tensor:
 
 def as_ids(x: object, name: str) -> torch.Tensor:
     """Node ids as a 1-D contiguous int64 tensor on ``x``'s device; ValueError on a non-integer dtype."""
-    x = _as_tensor(x, name)
+    x = _as_tensor(x, name, "an integer type")
     if x.dtype == torch.bool or x.is_floating_point() or x.is_complex():
         raise ValueError(f"{name}: wrong dtype {x.dtype}, expected an integer type")
     return x.to(torch.int64).contiguous()
@@ -36,7 +36,7 @@ def as_ids(x: object, name: str) -> torch.Tensor:
 
 def as_times(x: object, name: str) -> torch.Tensor:
     """Times as a 1-D contiguous float64 tensor on ``x``'s device; ValueError on a non-real dtype."""
-    x = _as_tensor(x, name)
+    x = _as_tensor(x, name, "a float or integer type")
     if x.dtype == torch.bool or x.is_complex():
         raise ValueError(f"{name}: wrong dtype {x.dtype}, expected a float or integer type")
     return x.to(torch.float64).contiguous()
