@@ -249,15 +249,17 @@ class Trainer:
         t0 = float(batch.t[0])
         times = batch.t
         if self.negatives.wants_queries:
-            z = self.embedder(torch.cat([batch.src, batch.dst]), times.repeat(2), t0)
-            z_src, z_dst = z[:size], z[size:]
-            neg = self.negatives.sample(batch, z_src.detach())
-            z_neg = self.embedder(neg.flatten(), times.repeat_interleave(n), t0)
+            # Queries for the hard negatives: the sources' embeddings, without gradient or dropout.
+            with torch.no_grad():
+                self.model.eval()
+                queries = self.embedder(batch.src, times, t0)
+                self.model.train()
+            neg = self.negatives.sample(batch, queries)
         else:
             neg = self.negatives.sample(batch)
-            roots = torch.cat([batch.src, batch.dst, neg.flatten()])
-            z = self.embedder(roots, torch.cat([times, times, times.repeat_interleave(n)]), t0)
-            z_src, z_dst, z_neg = z[:size], z[size : 2 * size], z[2 * size :]
+        roots = torch.cat([batch.src, batch.dst, neg.flatten()])
+        z = self.embedder(roots, torch.cat([times, times, times.repeat_interleave(n)]), t0)
+        z_src, z_dst, z_neg = z[:size], z[size : 2 * size], z[2 * size :]
         pos_logits = self.model.score(z_src, z_dst)
         neg_logits = self.model.score(z_src[:, None, :], z_neg.reshape(size, n, -1))
         loss = link_loss(self.config.train.loss, pos_logits, neg_logits, self.config.train.temperature)
