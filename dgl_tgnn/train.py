@@ -2,8 +2,8 @@
 
 One training batch (events ``[i, i + B)`` of the training stream):
 
-1. negatives ``[B, n]`` from the configured sampler (``topk`` first embeds the sources and
-   destinations, then queries with the detached source embeddings);
+1. negatives ``[B, n]`` from the configured sampler (``topk`` queries with the sources'
+   embeddings, computed first without gradient);
 2. embeddings of sources, destinations and negatives at the events' times (neighbours from the
    training events only, strictly before each root, see ``Neighbourhoods`` for ``visible_batch``);
 3. decoder logits, loss, backward, optimizer step; the embeddings feed the ``topk`` table;
