@@ -17,6 +17,7 @@
 // second kernel merges the splits of each query (a warp per query).
 #include <cuda_runtime.h>
 
+#include <cfloat>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -63,15 +64,39 @@ __device__ __forceinline__ unsigned smem_addr(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
 
-// Copies `width` bytes (16, 8 or 4) from global src to shared dst, or writes zeros when !valid.
-__device__ __forceinline__ void cp_async(unsigned dst, const void* src, int width, bool valid) {
-  const int src_bytes = valid ? width : 0;
-  if (width == 16) {
+// Copies W bytes (16, 8 or 4) from global src to shared dst, or writes W zero bytes when !valid.
+template <int W>
+__device__ __forceinline__ void cp_async(unsigned dst, const void* src, bool valid) {
+  const int src_bytes = valid ? W : 0;
+  if constexpr (W == 16) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
-  } else if (width == 8) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
   } else {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(src), "n"(W), "r"(src_bytes));
+  }
+}
+
+// cp_async with the width chosen at run time (uniform across the grid).
+__device__ __forceinline__ void cp_async_any(unsigned dst, const void* src, int width, bool valid) {
+  if (width == 16) {
+    cp_async<16>(dst, src, valid);
+  } else if (width == 8) {
+    cp_async<8>(dst, src, valid);
+  } else {
+    cp_async<4>(dst, src, valid);
+  }
+}
+
+// One thread's share of a pipeline stage: W bytes at the same column of rows 0, 4W, 8W, ... (of
+// 128) from src (rows src_step bytes apart) to dst (rows kStageStride apart); rows at or beyond
+// rows_left, or all of them when !col_valid, are zero-filled.
+template <int W>
+__device__ __forceinline__ void copy_stage(unsigned dst, const char* src, int64_t src_step, int rows_left,
+                                           bool col_valid, const char* fallback) {
+  constexpr int kRowStep = kThreads / (kChunkBytes / W);
+#pragma unroll
+  for (int i = 0; i < kTileN / kRowStep; ++i) {
+    const bool valid = col_valid && i * kRowStep < rows_left;
+    cp_async<W>(dst + i * kRowStep * kStageStride, valid ? src + i * src_step : fallback, valid);
   }
 }
 
@@ -202,7 +227,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   int* buf_i = reinterpret_cast<int*>(buf_v + BM * kBufCap);
   int* cnt = buf_i + BM * kBufCap;  // appended to each row's buffer (may exceed kBufCap)
   int* fill = cnt + BM;             // pairs in each row's list
-  float* theta = reinterpret_cast<float*>(fill + BM);  // k-th listed value, -inf until full
+  float* theta = reinterpret_cast<float*>(fill + BM);  // k-th listed value, -FLT_MAX until full
   uint32_t* xmask = reinterpret_cast<uint32_t*>(theta + BM);  // [2][BM][kMaskWords]
 
   const int tid = threadIdx.x;
@@ -223,7 +248,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   for (int r = tid; r < BM; r += kThreads) {
     cnt[r] = 0;
     fill[r] = 0;
-    theta[r] = row0 + r < p.num_queries ? -INFINITY : INFINITY;  // padding rows take nothing
+    theta[r] = row0 + r < p.num_queries ? -FLT_MAX : INFINITY;  // padding rows take nothing
   }
 
   // Thread r < BM walks row r's sorted exclusions: ex_next is the next id >= the current tile.
@@ -253,36 +278,46 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
       const int byte = (u - r * units) * p.copy_q;
       const bool valid = row0 + r < p.num_queries && byte < p.row_bytes;
       const char* src = valid ? p.q + static_cast<int64_t>(row0 + r) * p.row_bytes + byte : p.q;
-      cp_async(smem_addr(q_s + r * p.q_stride + byte), src, p.copy_q, valid);
+      cp_async_any(smem_addr(q_s + r * p.q_stride + byte), src, p.copy_q, valid);
     }
   }
 
-  // Candidate copies: the thread always moves the same column bytes of rows r_first + i * r_step.
-  const int per_row = kChunkBytes / p.copy_e;      // copies per row and chunk
-  const int r_step = kThreads / per_row;           // rows between a thread's copies
-  const int copies = kTileN / r_step;              // copies per thread and chunk
+  // Candidate copies: the thread always moves the same column bytes of rows r_first + i * r_step
+  // (r_step = 4 * copy_e). Steps (tile, chunk) are issued in order, kStages - 1 ahead of use.
+  const int per_row = kChunkBytes / p.copy_e;  // copies per row and chunk
   const int r_first = tid / per_row;
   const int col_byte = (tid % per_row) * p.copy_e;
-  const char* e_first = p.e + static_cast<int64_t>(n_begin + r_first) * p.e_stride + col_byte;
-  const unsigned e_dst = smem_addr(e_s) + r_first * kStageStride + col_byte;
-  auto load_step = [&](int step) {  // stage `step` of the flattened (tile, chunk) sequence
-    const int tile = step / num_chunks;
-    const int byte0 = (step - tile * num_chunks) * kChunkBytes;
-    const bool col_valid = byte0 + col_byte < p.row_bytes;
-    const char* src = e_first + static_cast<int64_t>(tile) * kTileN * p.e_stride + byte0;
-    const unsigned dst = e_dst + (step % kStages) * kTileN * kStageStride;
-    const int n = n_begin + tile * kTileN + r_first;
-    for (int i = 0; i < copies; ++i) {
-      const bool valid = col_valid && n + i * r_step < n_end;
-      cp_async(dst + i * r_step * kStageStride, valid ? src + i * r_step * p.e_stride : p.e, p.copy_e, valid);
+  const int64_t src_step = static_cast<int64_t>(kThreads / per_row) * p.e_stride;
+  const int64_t tile_bytes = static_cast<int64_t>(kTileN) * p.e_stride;
+  const char* ld_src = p.e + static_cast<int64_t>(n_begin + r_first) * p.e_stride + col_byte;  // tile's row
+  const unsigned ld_dst0 = smem_addr(e_s) + r_first * kStageStride + col_byte;
+  int ld_step = 0, ld_chunk = 0, ld_stage = 0;
+  int ld_rows_left = n_end - n_begin - r_first;  // rows of the loading tile from r_first on
+  auto load_next = [&]() {
+    if (ld_step < total) {
+      const unsigned dst = ld_dst0 + ld_stage * (kTileN * kStageStride);
+      const char* src = ld_src + ld_chunk * kChunkBytes;
+      const bool col_valid = ld_chunk * kChunkBytes + col_byte < p.row_bytes;
+      if (p.copy_e == 16) {
+        copy_stage<16>(dst, src, src_step, ld_rows_left, col_valid, p.e);
+      } else if (p.copy_e == 8) {
+        copy_stage<8>(dst, src, src_step, ld_rows_left, col_valid, p.e);
+      } else {
+        copy_stage<4>(dst, src, src_step, ld_rows_left, col_valid, p.e);
+      }
+    }
+    cp_async_commit();
+    ++ld_step;
+    ld_stage = ld_stage + 1 == kStages ? 0 : ld_stage + 1;
+    if (++ld_chunk == num_chunks) {
+      ld_chunk = 0;
+      ld_src += tile_bytes;
+      ld_rows_left -= kTileN;
     }
   };
 
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < total) load_step(s);
-    cp_async_commit();
-  }
+  for (int s = 0; s < kStages - 1; ++s) load_next();
 
   // Lane-dependent parts of the ldmatrix addresses (see the fragment layouts of mma.sync).
   const unsigned q_lane = smem_addr(q_s) + (wm * L::kRows + (lane & 15)) * p.q_stride + (lane >> 4) * 16;
@@ -320,8 +355,10 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   };
 
   // Keeps the pending bits whose score reaches its row's threshold (ties pass: the merge orders
-  // them by index) and whose candidate exists.
+  // them by index) and whose candidate exists. Thresholds are at least -FLT_MAX, which -inf and
+  // NaN scores never reach.
   auto filter = [&](uint32_t& pending, int t0) {
+    const bool last_tile = t0 + kTileN > n_end;
     float th[MT][2];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
@@ -333,9 +370,8 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const float s = acc[mt][nt][e];
           const int n = t0 + wn * L::kCols + nt * 8 + 2 * t4 + (e & 1);
-          const bool keep = s >= th[mt][e >> 1] && s > -INFINITY && n < n_end;
+          const bool keep = acc[mt][nt][e] >= th[mt][e >> 1] && (!last_tile || n < n_end);
           if (!keep) pending &= ~(1u << ((mt * NT + nt) * 4 + e));
         }
   };
@@ -349,7 +385,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
                                             buf_i + r * kBufCap, c, p.k, lane);
         if (lane == 0) {
           fill[r] = f;
-          theta[r] = f == p.k ? list_v[r * KMAX + p.k - 1] : -INFINITY;
+          theta[r] = f == p.k ? fmaxf(list_v[r * KMAX + p.k - 1], -FLT_MAX) : -FLT_MAX;
           cnt[r] = 0;
         }
       }
@@ -357,9 +393,8 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
     }
   };
 
+  int tile = 0, chunk = 0, stage = 0;  // of the step being computed
   for (int step = 0; step < total; ++step) {
-    const int tile = step / num_chunks;
-    const int chunk = step - tile * num_chunks;
     const int t0 = n_begin + tile * kTileN;
     if (chunk == 0) {
 #pragma unroll
@@ -383,14 +418,13 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
 
     cp_async_wait<kStages - 2>();
     __syncthreads();
-    if (step + kStages - 1 < total) load_step(step + kStages - 1);
-    cp_async_commit();
+    load_next();
 
     // Tensor-core scores of this chunk: 32 bytes of every row per k-step; the fragments of the
     // next k-step are loaded before the mma of this one.
     const int k_steps = min(kChunkBytes, p.dpad_bytes - chunk * kChunkBytes) / 32;
     const unsigned q_base = q_lane + chunk * kChunkBytes;
-    const unsigned e_base = smem_addr(e_s + (step % kStages) * kTileN * kStageStride) + e_lane;
+    const unsigned e_base = smem_addr(e_s + stage * kTileN * kStageStride) + e_lane;
     uint32_t a[2][MT][4], b[2][NT][2];
     auto load_fragments = [&](int buf, int ks) {
 #pragma unroll
@@ -437,7 +471,9 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
         }
       }
     }
-    if (chunk != num_chunks - 1) continue;
+    stage = stage + 1 == kStages ? 0 : stage + 1;
+    if (++chunk < num_chunks) continue;
+    chunk = 0;
 
     // ---- epilogue of the tile: scale, filter, append, merge on overflow ----
     const uint32_t* mask = xmask + (tile & 1) * BM * kMaskWords;
@@ -469,6 +505,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
       filter(pending, t0);
       if (pending) append(pending, t0, mask);
     }
+    ++tile;
   }
 
   cp_async_wait<0>();
