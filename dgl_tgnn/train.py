@@ -132,7 +132,10 @@ class Trainer:
         if len(self.split.train) == 0 or len(self.split.val) == 0:
             raise ValueError(f"dataset {ds.name!r} ({ds.num_events} events) is too small to split")
 
-        src, dst, t = (torch.from_numpy(a) for a in (ds.src, ds.dst, ds.t))
+        # Times count from the first event: TGN's memory starts at time 0, so a stream in unix seconds
+        # would make every node's first message look 1e9 s old (beyond float32 time encodings).
+        src, dst = torch.from_numpy(ds.src), torch.from_numpy(ds.dst)
+        t = torch.from_numpy(ds.t - ds.t[0])
         train_ids = torch.from_numpy(self.split.train)
         self.streams = {
             name: EventStream(src, dst, t, torch.from_numpy(getattr(self.split, name)))

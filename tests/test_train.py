@@ -191,3 +191,18 @@ def test_candidate_pools(events):
         new = set(trainer.split.new_nodes.tolist())
         assert set(trainer.train_candidates.tolist()) == expected - new
         assert set(trainer.evaluator.candidates.tolist()) == expected
+
+
+def test_absolute_time_origin_does_not_matter(events):
+    """Unix-second streams train like streams starting at 0 (TGN's memory counts from time 0)."""
+    import dataclasses
+
+    shifted = dataclasses.replace(events, t=events.t + 1.1e9)
+    results = []
+    for ds in (events, shifted):
+        trainer = Trainer(
+            tiny("tgn", **{"train.epochs": 1}), None, dataset=ds, progress=False, log=lambda line: None
+        )
+        trainer.train_epoch()
+        results.append(trainer.evaluator.evaluate(trainer.streams["val"], ranking=False))
+    assert results[0] == results[1]
