@@ -1,7 +1,7 @@
 // Fused top-K dot product on the GPU, without a [B, N] score matrix.
 //
 // Grid: blockIdx.x takes BM queries, blockIdx.y a contiguous split of the candidates. A block of
-// 8 warps keeps its BM query rows in shared memory and streams its candidates in tiles of 128
+// 16 warps keeps its BM query rows in shared memory and streams its candidates in tiles of 128
 // through a 3-stage cp.async pipeline (128 bytes of each row per stage). Warps tile the BM x 128
 // score tile (WarpLayout) and compute it with mma.sync tensor-core instructions: bf16 inputs
 // directly (m16n8k16, float32 accumulation), float32 inputs as 3xTF32 (m16n8k8: hi*hi + hi*lo +
@@ -21,8 +21,6 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <type_traits>
 
 #include "core/topk_select.h"
 #include "cuda/topk_dot.h"
@@ -34,6 +32,8 @@ namespace {
 constexpr int kTileN = 128;                 // candidates per tile
 constexpr int kChunkBytes = 128;            // bytes of each candidate row per pipeline stage
 constexpr int kStageStride = kChunkBytes + 16;  // padded shared row: conflict-free ldmatrix
+constexpr int kWarps = 16;                  // per block of the fused kernel (8 measured slower)
+constexpr int kThreads = kWarps * 32;
 constexpr int kStages = 3;
 constexpr int kBufCap = 32;                 // pending candidates per query row
 constexpr int kMaskWords = kTileN / 32;     // exclusion bits per row and tile
@@ -89,7 +89,7 @@ __device__ __forceinline__ void cp_async_any(unsigned dst, const void* src, int 
 // One thread's share of a pipeline stage: W bytes at the same column of rows 0, 4W, 8W, ... (of
 // 128) from src (rows src_step bytes apart) to dst (rows kStageStride apart); rows at or beyond
 // rows_left, or all of them when !col_valid, are zero-filled.
-template <int W, int kThreads>
+template <int W>
 __device__ __forceinline__ void copy_stage(unsigned dst, const char* src, int64_t src_step, int rows_left,
                                            bool col_valid, const char* fallback) {
   constexpr int kRowStep = kThreads / (kChunkBytes / W);
@@ -200,23 +200,21 @@ __device__ int merge_into_list(float* lv, int* li, int fill, const float* buf_v,
 // ---- the fused kernel -----------------------------------------------------------------------
 
 // Warp layout over the BM x kTileN score tile: kWarpsM x kWarpsN warps of (16 MT) x (8 NT) scores.
-template <int BM, int kWarps>
+template <int BM>
 struct WarpLayout {
-  static constexpr int kWarpsM = BM >= 64 ? 4 : 2;  // 32 x 64 warp tiles for BM = 128
+  static constexpr int kWarpsM = BM >= 64 ? 4 : 2;
   static constexpr int kWarpsN = kWarps / kWarpsM;
   static constexpr int kRows = BM / kWarpsM;       // query rows per warp
   static constexpr int kCols = kTileN / kWarpsN;   // candidates per warp
   static constexpr int MT = kRows / 16;            // m16 tiles per warp
   static constexpr int NT = kCols / 8;             // n8 tiles per warp
   static constexpr int kSlots = MT * NT * 4;       // scores per thread per tile
-  static_assert(MT >= 1 && NT % 2 == 0 && kSlots <= 64, "layout");
-  using Mask = std::conditional_t<(kSlots > 32), uint64_t, uint32_t>;  // one bit per score
+  static_assert(MT >= 1 && NT % 2 == 0 && kSlots <= 32, "a 32-bit mask has a bit per score");
 };
 
-template <bool kBF16, int BM, int KMAX, int kWarps>
-__global__ void __launch_bounds__(kWarps * 32, 1) topk_dot_kernel(const Params p) {
-  constexpr int kThreads = kWarps * 32;
-  using L = WarpLayout<BM, kWarps>;
+template <bool kBF16, int BM, int KMAX>
+__global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
+  using L = WarpLayout<BM>;
   constexpr int MT = L::MT;
   constexpr int NT = L::NT;
 
@@ -301,11 +299,11 @@ __global__ void __launch_bounds__(kWarps * 32, 1) topk_dot_kernel(const Params p
       const char* src = ld_src + ld_chunk * kChunkBytes;
       const bool col_valid = ld_chunk * kChunkBytes + col_byte < p.row_bytes;
       if (p.copy_e == 16) {
-        copy_stage<16, kThreads>(dst, src, src_step, ld_rows_left, col_valid, p.e);
+        copy_stage<16>(dst, src, src_step, ld_rows_left, col_valid, p.e);
       } else if (p.copy_e == 8) {
-        copy_stage<8, kThreads>(dst, src, src_step, ld_rows_left, col_valid, p.e);
+        copy_stage<8>(dst, src, src_step, ld_rows_left, col_valid, p.e);
       } else {
-        copy_stage<4, kThreads>(dst, src, src_step, ld_rows_left, col_valid, p.e);
+        copy_stage<4>(dst, src, src_step, ld_rows_left, col_valid, p.e);
       }
     }
     cp_async_commit();
@@ -329,7 +327,7 @@ __global__ void __launch_bounds__(kWarps * 32, 1) topk_dot_kernel(const Params p
 
   // Appends the pending scores that are not excluded to their rows' buffers; a bit stays set
   // when its buffer is full.
-  using Mask = typename L::Mask;
+  using Mask = uint32_t;  // one bit per score of the thread
   auto append = [&](Mask& pending, int t0, const uint32_t* mask) {
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
@@ -665,31 +663,19 @@ int copy_width(uintptr_t address, int64_t stride_bytes, int64_t row_bytes) {
   return 0;
 }
 
-template <bool kBF16, int BM, int KMAX, int kWarps>
+template <bool kBF16, int BM, int KMAX>
 cudaError_t launch(const Plan& plan, const Params& params, const TopkDotArgs& args, cudaStream_t stream) {
-  auto kernel = topk_dot_kernel<kBF16, BM, KMAX, kWarps>;
+  auto kernel = topk_dot_kernel<kBF16, BM, KMAX>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem_bytes);
   if (err != cudaSuccess) return err;
   const dim3 grid(static_cast<unsigned>((args.num_queries + BM - 1) / BM), static_cast<unsigned>(plan.splits));
-  kernel<<<grid, kWarps * 32, plan.smem_bytes, stream>>>(params);
+  kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(params);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   const unsigned merge_blocks = static_cast<unsigned>((args.num_queries + kMergeWarps - 1) / kMergeWarps);
   merge_splits_kernel<KMAX><<<merge_blocks, kMergeWarps * 32, 0, stream>>>(
       params.part_v, params.part_i, params.num_queries, params.splits, params.k, args.values, args.indices);
   return cudaGetLastError();
-}
-
-template <int kWarps>
-cudaError_t dispatch(const Plan& plan, const Params& params, const TopkDotArgs& args, cudaStream_t stream) {
-  if (args.bfloat16) {
-    if (plan.kmax == 64) return launch<true, 128, 64, kWarps>(plan, params, args, stream);
-    if (plan.kmax == 128) return launch<true, 64, 128, kWarps>(plan, params, args, stream);
-    return launch<true, 32, 256, kWarps>(plan, params, args, stream);
-  }
-  if (plan.kmax == 64) return launch<false, 64, 64, kWarps>(plan, params, args, stream);
-  if (plan.kmax == 128) return launch<false, 64, 128, kWarps>(plan, params, args, stream);
-  return launch<false, 32, 256, kWarps>(plan, params, args, stream);
 }
 
 }  // namespace
@@ -734,9 +720,14 @@ cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream
   params.splits = plan.splits;
   if (params.copy_q == 0 || params.copy_e == 0) return cudaErrorMisalignedAddress;
 
-  const char* warps_env = std::getenv("DGL_TGNN_TOPK_WARPS");  // TEMPORARY: A/B of two layouts
-  if (warps_env != nullptr && std::atoi(warps_env) == 16) return dispatch<16>(plan, params, args, stream);
-  return dispatch<8>(plan, params, args, stream);
+  if (args.bfloat16) {
+    if (plan.kmax == 64) return launch<true, 128, 64>(plan, params, args, stream);
+    if (plan.kmax == 128) return launch<true, 64, 128>(plan, params, args, stream);
+    return launch<true, 32, 256>(plan, params, args, stream);
+  }
+  if (plan.kmax == 64) return launch<false, 64, 64>(plan, params, args, stream);
+  if (plan.kmax == 128) return launch<false, 64, 128>(plan, params, args, stream);
+  return launch<false, 32, 256>(plan, params, args, stream);
 }
 
 }  // namespace tgnn::cuda
