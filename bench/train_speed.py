@@ -49,7 +49,7 @@ def one_epoch(overrides: dict) -> dict:
         "epoch_seconds": time.perf_counter() - began,
         "sampler_seconds": trainer.partial["sampler_seconds"],
         "refresh_seconds": getattr(trainer.negatives, "refresh_seconds", 0.0),
-        "batches": trainer.partial["batches"],
+        "batches": len(trainer.partial["losses"]),
         "peak_memory_mb": peak_memory_mb(device),
     }
 

@@ -182,7 +182,7 @@ class Trainer:
         # Progress of the run (all of it goes into checkpoint.pt).
         self.epoch = 0  # the epoch being trained (0-based)
         self.batch = 0  # the next batch of that epoch
-        self.partial = {"loss_sum": 0.0, "batches": 0, "train_seconds": 0.0, "sampler_seconds": 0.0}
+        self.partial = self._new_partial()
         self.history: list[dict[str, Any]] = []
         self.best_metric = float("-inf")
         self.best_epoch = -1
@@ -191,6 +191,11 @@ class Trainer:
         self._best_in_memory: tuple[dict[str, torch.Tensor], Any] | None = None
 
     # ----------------------------------------------------------------- setup
+    @staticmethod
+    def _new_partial() -> dict[str, Any]:
+        """Sums over the batches of the current epoch (``losses``: one float per batch, in order)."""
+        return {"losses": [], "train_seconds": 0.0, "sampler_seconds": 0.0}
+
     def _features(self, array: np.ndarray | None, rows: int) -> torch.Tensor:
         if array is None:
             return torch.zeros((rows, 0), dtype=torch.float32, device=self.device)
@@ -247,7 +252,7 @@ class Trainer:
             self.model.train()
 
     # ----------------------------------------------------------------- training
-    def _train_batch(self, batch: EventBatch) -> float:
+    def _train_batch(self, batch: EventBatch) -> torch.Tensor:
         size, n = len(batch), self.negatives.num_negatives
         t0 = float(batch.t[0])
         times = batch.t
@@ -280,7 +285,7 @@ class Trainer:
                 batch.eids.to(self.device),
                 self.edge_feat,
             )
-        return float(loss.detach())
+        return loss.detach()
 
     def train_epoch(self, stop_after: int | None = None) -> bool:
         """Trains the rest of epoch ``self.epoch``; False when interrupted (Ctrl-C, or after
@@ -305,17 +310,26 @@ class Trainer:
         sampler_before = self.neighbourhoods.seconds
         began = time.perf_counter()
         events = 0
+        # Batch losses stay on the device and are read every 20 batches (no per-batch sync on a GPU).
+        losses: list[torch.Tensor] = []
+
+        def read_losses() -> None:
+            if losses:
+                self.partial["losses"] += torch.stack(losses).tolist()
+                losses.clear()
+
         try:
             for batch in stream.batches(batch_size, first=self.batch):
-                loss = self._train_batch(batch)
+                losses.append(self._train_batch(batch))
                 self.batch += 1
-                self.partial["loss_sum"] += loss
-                self.partial["batches"] += 1
                 events += len(batch)
-                if self.progress:
-                    rate = events / max(time.perf_counter() - began, 1e-9)
-                    bar.set_postfix(loss=f"{loss:.4f}", events_per_s=f"{rate:,.0f}", refresh=False)
-                    bar.update(1)
+                if len(losses) == 20:
+                    read_losses()
+                    if self.progress:
+                        rate = events / max(time.perf_counter() - began, 1e-9)
+                        loss = self.partial["losses"][-1]
+                        bar.set_postfix(loss=f"{loss:.4f}", events_per_s=f"{rate:,.0f}", refresh=False)
+                bar.update(1)
                 if stop_after is not None:
                     stop_after -= 1
                     if stop_after == 0 and self.batch < total:
@@ -323,6 +337,7 @@ class Trainer:
                 if self._interrupted and self.batch < total:
                     return False
         finally:
+            read_losses()
             bar.close()
             self.partial["train_seconds"] += time.perf_counter() - began
             self.partial["sampler_seconds"] += self.neighbourhoods.seconds - sampler_before
@@ -401,7 +416,7 @@ class Trainer:
         refresh_seconds = getattr(self.negatives, "refresh_seconds", 0.0)
         record = {
             "epoch": self.epoch + 1,
-            "loss": self.partial["loss_sum"] / max(self.partial["batches"], 1),
+            "loss": sum(self.partial["losses"]) / max(len(self.partial["losses"]), 1),
             **metrics,
             "train_seconds": self.partial["train_seconds"],
             "sampler_seconds": self.partial["sampler_seconds"],
@@ -435,7 +450,7 @@ class Trainer:
             self.bad_epochs += 1
         self.epoch += 1
         self.batch = 0
-        self.partial = {"loss_sum": 0.0, "batches": 0, "train_seconds": 0.0, "sampler_seconds": 0.0}
+        self.partial = self._new_partial()
         if self.run_dir is not None:
             rd.append_metrics(self.run_dir, record)
             rd.plot_curves(self.run_dir, self.history)
