@@ -210,6 +210,21 @@ class TemporalGraph:
             self._packed[device] = cached = (self._version, arrays)
         return cached[1]
 
+    def __getstate__(self) -> dict:
+        """Pickles the events only (compact copies); unpickling rebuilds the T-CSR."""
+        feat = None if self._edge_feat is None else self.edge_feat.clone()
+        return dict(
+            src=self.src.clone(),
+            dst=self.dst.clone(),
+            t=self.t.clone(),
+            edge_feat=feat,
+            num_nodes=self.num_nodes,
+            undirected=self.undirected,
+        )
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
     def __repr__(self) -> str:
         kind = "undirected" if self.undirected else "directed"
         return f"TemporalGraph(num_nodes={self.num_nodes}, num_events={self.num_events}, {kind})"

@@ -3,7 +3,10 @@ no future events, determinism across threads, append == rebuild, validation, DGL
 
 import itertools
 import math
+import os
+import pickle
 import re
+import select
 
 import numpy as np
 import pytest
@@ -190,6 +193,46 @@ def test_same_seed_same_samples_whatever_threads(strategy, replace):
     assert differs == (strategy == "uniform")  # a new call draws new samples
     other_seed = TemporalSampler(g, [5, 4], strategy, replace=replace, seed=43).sample(nodes, times)
     assert (strategy == "uniform") != torch.equal(other_seed[0].nbr_eids, first[0].nbr_eids)
+
+
+def _second_hop_eids(sampler, nodes, times):
+    return sampler.sample(nodes, times)[1].nbr_eids
+
+
+def _in_forked_child(fn, timeout=60.0):
+    """fn() run in a child forked from this process (threads already started here), or an error."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        try:
+            os.write(write, pickle.dumps(fn().numpy()))
+        finally:
+            os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], timeout)
+    data = b""
+    while ready and (chunk := os.read(read, 1 << 20)):
+        data += chunk
+    os.close(read)
+    if not ready:
+        os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    assert data, "the forked child hung or crashed"
+    return torch.from_numpy(pickle.loads(data))
+
+
+def test_pickled_sampler_and_forked_child_sample_alike():
+    g, rng = zipf_like_graph()
+    nodes, times = rng.integers(0, 200, 5000), rng.uniform(0, 600, 5000)
+    sampler = TemporalSampler(g, [5, 4], "uniform", seed=9, num_threads=2)
+    sampler.sample(nodes, times)  # call 0; helper threads exist in this process now
+    copy = pickle.loads(pickle.dumps(sampler))
+    assert torch.equal(
+        _second_hop_eids(copy, nodes, times), _second_hop_eids(sampler, nodes, times)
+    )  # call 1
+    # A forked child (a DataLoader worker) builds a graph and samples with threads (call 2).
+    child = _in_forked_child(lambda: _second_hop_eids(pickle.loads(pickle.dumps(copy)), nodes, times))
+    assert torch.equal(child, _second_hop_eids(sampler, nodes, times))
 
 
 def test_append_then_sample_equals_rebuild():

@@ -1,12 +1,11 @@
 #include "core/sample.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <functional>
 
 #include "core/format.h"
+#include "core/parallel.h"
 #include "core/rng.h"
 
 namespace tgnn {
@@ -65,39 +64,39 @@ int64_t choose(int64_t n, int64_t k, Strategy strategy, bool replace, uint64_t r
 
 void sample_hop(const TCSR& g, const int64_t* nodes, const double* times, int64_t num_roots, int64_t fanout,
                 Strategy strategy, bool replace, uint64_t hop_key, int num_threads, HopOutput out) {
-  const int threads = num_threads > 0 ? num_threads : omp_get_max_threads();
-  const int64_t chunk = std::clamp<int64_t>(num_roots / (8 * threads), 16, 1024);
+  const int threads = num_threads > 0 ? num_threads : default_threads();
+  const int64_t grain = std::clamp<int64_t>(num_roots / (8 * threads), 32, 1024);
   const uint64_t num_nodes = static_cast<uint64_t>(g.num_nodes());
   const double* ts = g.ts();
   const int64_t* nbr = g.nbr();
   const int64_t* eid = g.eid();
-#pragma omp parallel for schedule(dynamic, chunk) num_threads(threads) if (num_roots >= 64)
-  for (int64_t i = 0; i < num_roots; ++i) {
-    const int64_t v = nodes[i];
-    int64_t n = 0, first = 0;  // the root's past events are storage [first, first + n)
-    if (static_cast<uint64_t>(v) < num_nodes) {
-      first = g.begin(v);
-      const double* last = ts + g.end(v);
-      n = std::lower_bound(ts + first, last, times[i]) - (ts + first);
+  parallel_for(num_roots, grain, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t v = nodes[i];
+      int64_t n = 0, first = 0;  // the root's past events are storage [first, first + n)
+      if (static_cast<uint64_t>(v) < num_nodes) {
+        first = g.begin(v);
+        n = std::lower_bound(ts + first, ts + g.end(v), times[i]) - (ts + first);
+      }
+      const int64_t row = i * fanout;
+      int64_t* offsets = out.eids + row;  // scratch: each slot's offset is read before its eid is written
+      const uint64_t key = strategy == Strategy::kUniform ? rng::root_key(hop_key, i) : 0;
+      const int64_t count = choose(n, fanout, strategy, replace, key, offsets);
+      for (int64_t s = 0; s < count; ++s) {
+        const int64_t p = first + offsets[s];
+        out.nodes[row + s] = nbr[p];
+        out.eids[row + s] = eid[p];
+        out.times[row + s] = ts[p];
+        out.mask[row + s] = true;
+      }
+      for (int64_t s = count; s < fanout; ++s) {
+        out.nodes[row + s] = -1;
+        out.eids[row + s] = -1;
+        out.times[row + s] = 0.0;
+        out.mask[row + s] = false;
+      }
     }
-    const int64_t row = i * fanout;
-    int64_t* offsets = out.eids + row;  // scratch: each slot's offset is read before its eid is written
-    const int64_t count = choose(n, fanout, strategy, replace,
-                                 strategy == Strategy::kUniform ? rng::root_key(hop_key, i) : 0, offsets);
-    for (int64_t s = 0; s < count; ++s) {
-      const int64_t p = first + offsets[s];
-      out.nodes[row + s] = nbr[p];
-      out.eids[row + s] = eid[p];
-      out.times[row + s] = ts[p];
-      out.mask[row + s] = true;
-    }
-    for (int64_t s = count; s < fanout; ++s) {
-      out.nodes[row + s] = -1;
-      out.eids[row + s] = -1;
-      out.times[row + s] = 0.0;
-      out.mask[row + s] = false;
-    }
-  }
+  });
 }
 
 }  // namespace tgnn

@@ -1,4 +1,5 @@
-// Temporal neighbour sampling on a T-CSR, one hop at a time. Torch-free, OpenMP over roots.
+// Temporal neighbour sampling on a T-CSR, one hop at a time. Torch-free; roots are shared among
+// threads by parallel_for (core/parallel.h).
 #pragma once
 
 #include <cstdint>
@@ -31,7 +32,7 @@ struct HopOutput {
 };
 
 // Samples up to fanout events strictly older than times[i] for each root nodes[i]; root i uses
-// rng::root_key(hop_key, i), so the result does not depend on num_threads (0: OpenMP default).
+// rng::root_key(hop_key, i), so the result does not depend on num_threads (<= 0: default_threads()).
 // A root outside [0, num_nodes) (e.g. -1 padding) gets an empty row. NaN times get empty rows.
 void sample_hop(const TCSR& g, const int64_t* nodes, const double* times, int64_t num_roots, int64_t fanout,
                 Strategy strategy, bool replace, uint64_t hop_key, int num_threads, HopOutput out);

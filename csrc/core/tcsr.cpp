@@ -1,13 +1,12 @@
 #include "core/tcsr.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 
 #include "core/format.h"
+#include "core/parallel.h"
 
 namespace tgnn {
 
@@ -20,8 +19,6 @@ struct Entry {
 };
 
 int64_t room_for(int64_t len) { return len + len / 2 + 4; }
-
-int threads_or_default(int num_threads) { return num_threads > 0 ? num_threads : omp_get_max_threads(); }
 
 }  // namespace
 
@@ -95,11 +92,9 @@ TCSR TCSR::build(const int64_t* src, const int64_t* dst, const double* t, int64_
   for (int64_t e = 0; e < num_events; ++e) g.max_time_ = std::max(g.max_time_, t[e]);
 
   // Sort each row that is out of time order by (time, eid), rows in parallel.
-#pragma omp parallel num_threads(threads_or_default(num_threads))
-  {
+  parallel_for(num_nodes, 1024, num_threads, [&g](int64_t first, int64_t last) {
     std::vector<Entry> buffer;
-#pragma omp for schedule(dynamic, 1024)
-    for (int64_t v = 0; v < num_nodes; ++v) {
+    for (int64_t v = first; v < last; ++v) {
       const int64_t b = g.begin_[v], e = g.end_[v];
       if (std::is_sorted(g.ts_.begin() + b, g.ts_.begin() + e)) continue;
       buffer.resize(e - b);
@@ -113,7 +108,7 @@ TCSR TCSR::build(const int64_t* src, const int64_t* dst, const double* t, int64_
         g.nbr_[p] = buffer[p - b].nbr;
       }
     }
-  }
+  });
   return g;
 }
 
@@ -171,12 +166,13 @@ void TCSR::repack() {
   }
   std::vector<int64_t> nbr(total), eid(total);
   std::vector<double> ts(total);
-#pragma omp parallel for schedule(dynamic, 1024)
-  for (int64_t v = 0; v < n; ++v) {
-    std::copy(nbr_.begin() + begin_[v], nbr_.begin() + end_[v], nbr.begin() + begin[v]);
-    std::copy(eid_.begin() + begin_[v], eid_.begin() + end_[v], eid.begin() + begin[v]);
-    std::copy(ts_.begin() + begin_[v], ts_.begin() + end_[v], ts.begin() + begin[v]);
-  }
+  parallel_for(n, 1024, 0, [&](int64_t first, int64_t last) {
+    for (int64_t v = first; v < last; ++v) {
+      std::copy(nbr_.begin() + begin_[v], nbr_.begin() + end_[v], nbr.begin() + begin[v]);
+      std::copy(eid_.begin() + begin_[v], eid_.begin() + end_[v], eid.begin() + begin[v]);
+      std::copy(ts_.begin() + begin_[v], ts_.begin() + end_[v], ts.begin() + begin[v]);
+    }
+  });
   begin_.swap(begin);
   end_.swap(end);
   cap_.swap(cap);
@@ -190,12 +186,13 @@ void TCSR::pack(int64_t* indptr, int64_t* nbr, int64_t* eid, double* ts, int num
   const int64_t n = num_nodes();
   indptr[0] = 0;
   for (int64_t v = 0; v < n; ++v) indptr[v + 1] = indptr[v] + (end_[v] - begin_[v]);
-#pragma omp parallel for schedule(dynamic, 1024) num_threads(threads_or_default(num_threads))
-  for (int64_t v = 0; v < n; ++v) {
-    std::copy(nbr_.begin() + begin_[v], nbr_.begin() + end_[v], nbr + indptr[v]);
-    std::copy(eid_.begin() + begin_[v], eid_.begin() + end_[v], eid + indptr[v]);
-    std::copy(ts_.begin() + begin_[v], ts_.begin() + end_[v], ts + indptr[v]);
-  }
+  parallel_for(n, 1024, num_threads, [&](int64_t first, int64_t last) {
+    for (int64_t v = first; v < last; ++v) {
+      std::copy(nbr_.begin() + begin_[v], nbr_.begin() + end_[v], nbr + indptr[v]);
+      std::copy(eid_.begin() + begin_[v], eid_.begin() + end_[v], eid + indptr[v]);
+      std::copy(ts_.begin() + begin_[v], ts_.begin() + end_[v], ts + indptr[v]);
+    }
+  });
 }
 
 }  // namespace tgnn
