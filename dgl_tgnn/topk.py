@@ -7,9 +7,10 @@ for a query, the tail of its row is index ``-1`` and value ``-inf``. Inputs are 
 
 Precision:
 
-- CPU (float32): the exact top-K of the exactly rounded scores (each dot product computed exactly and
-  rounded once to float32), the same on any BLAS and thread count. Float32 matmul tiles only
-  filter; candidates near a query's K-th score are rescored in float64.
+- CPU (float32): the exact top-K of the scores rounded once to float32 (products exact in float64,
+  their float64 sum far below float32 resolution), the same on any BLAS and thread count. Float32
+  matmul tiles only filter, with a proven error bound; candidates near a query's K-th score are
+  rescored in float64. Equal to ``topk_dot_reference``.
 - CUDA: scores from tensor cores with float32 accumulation: bfloat16 products are exact, float32
   inputs run as 3xTF32 (close to float32 rounding). Near-ties closer than that error may order
   differently from the exact scores.
@@ -127,8 +128,8 @@ def topk_dot_reference(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pure-torch ``topk_dot``: exact scores, chunked over the candidates.
 
-    Each chunk's scores are ``Q @ E_chunk.T`` in float64 (exact for float32 and bfloat16 inputs up to
-    d ~ 10^6) rounded to float32, excluded ids and NaN set to ``-inf``; a stable descending sort of
+    Each chunk's scores are ``Q @ E_chunk.T`` in float64 (exact products, sums far below float32
+    resolution) rounded to float32, excluded ids and NaN set to ``-inf``; a stable descending sort of
     the running best and the chunk keeps the first ``k``, which ranks equal scores by index. Same
     arguments and results as ``topk_dot`` (arguments are not validated here); ``chunk_size``
     candidates per chunk, by default about 2^24 scores per chunk.
