@@ -61,7 +61,7 @@ void check_sampling_args(const at::Tensor& nodes, const at::Tensor& times, const
                       " must be > 0");
   TORCH_CHECK_VALUE(strategy == 0 || strategy == 1, "strategy: expected 0 (recent) or 1 (uniform), got ",
                     num(strategy));
-  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: OpenMP default), got ", num(num_threads));
+  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: default), got ", num(num_threads));
 }
 
 // "" or the first problem of events for a graph of num_nodes nodes no older than min_time (the
@@ -87,7 +87,7 @@ std::shared_ptr<TCSR> build(const at::Tensor& src, const at::Tensor& dst, const 
                             bool undirected, int64_t num_threads) {
   check_cpu_events(src, dst, t);
   TORCH_CHECK_VALUE(num_nodes >= 0, "num_nodes: expected >= 0, got ", num(num_nodes));
-  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: OpenMP default), got ", num(num_threads));
+  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: default), got ", num(num_threads));
   const int64_t n = src.numel();
   const std::string error = tgnn::validate_events(src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(),
                                                   t.data_ptr<double>(), n, num_nodes,
@@ -109,7 +109,7 @@ void append(TCSR& g, const at::Tensor& src, const at::Tensor& dst, const at::Ten
 
 // Packed copy (indptr [N + 1], nbr [M], eid [M], ts [M]), e.g. to move to a GPU.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pack(const TCSR& g, int64_t num_threads) {
-  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: OpenMP default), got ", num(num_threads));
+  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: default), got ", num(num_threads));
   auto indptr = at::empty({g.num_nodes() + 1}, at::kLong);
   auto nbr = at::empty({g.num_entries()}, at::kLong);
   auto eid = at::empty({g.num_entries()}, at::kLong);

@@ -97,7 +97,7 @@ class TemporalSampler:
         strategy: ``"recent"`` or ``"uniform"``.
         replace: draw with replacement (``uniform`` only).
         seed: int in ``[0, 2**64)``.
-        num_threads: OpenMP threads of the CPU sampler; None: the OpenMP default.
+        num_threads: CPU threads (csrc/core/parallel.h); None: OMP_NUM_THREADS if set, else all cores.
     """
 
     STRATEGIES = ("recent", "uniform")
