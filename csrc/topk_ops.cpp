@@ -13,8 +13,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
+#include "core/format.h"
 #include "core/topk_select.h"
 #include "ops.h"
 #ifdef WITH_CUDA
@@ -32,14 +34,23 @@ constexpr int64_t kCpuTaskQueries = 4096; // queries per parallel task
 constexpr int64_t kScanBlock = 16;        // scores tested at once against a query's threshold
 constexpr double kNormEps = 1e-12;        // cosine: norms are clamped to at least this, as F.normalize
 
+using tgnn::format_int;
+
+// "[2, 3]": shapes formatted without iostreams (see core/format.h).
+std::string shape(const at::Tensor& x) {
+  std::string out = "[";
+  for (int64_t i = 0; i < x.dim(); ++i) out += (i ? ", " : "") + format_int(x.size(i));
+  return out + "]";
+}
+
 // Shapes, devices and dtypes; exclusion ids are only compared, never used as addresses, so ids
 // out of [-1, N) just match no candidate (dgl_tgnn.topk_dot rejects them before calling here).
 void check_inputs(const at::Tensor& queries, const at::Tensor& candidates, int64_t k,
                   const c10::optional<at::Tensor>& exclude) {
-  TORCH_CHECK_VALUE(queries.dim() == 2, "topk_dot: queries must be 2-D [B, d], got ", queries.sizes());
-  TORCH_CHECK_VALUE(candidates.dim() == 2, "topk_dot: candidates must be 2-D [N, d], got ", candidates.sizes());
-  TORCH_CHECK_VALUE(queries.size(1) == candidates.size(1), "topk_dot: queries have d=", queries.size(1),
-              " but candidates have d=", candidates.size(1));
+  TORCH_CHECK_VALUE(queries.dim() == 2, "topk_dot: queries must be 2-D [B, d], got ", shape(queries));
+  TORCH_CHECK_VALUE(candidates.dim() == 2, "topk_dot: candidates must be 2-D [N, d], got ", shape(candidates));
+  TORCH_CHECK_VALUE(queries.size(1) == candidates.size(1), "topk_dot: queries have d=", format_int(queries.size(1)),
+              " but candidates have d=", format_int(candidates.size(1)));
   TORCH_CHECK_VALUE(queries.device() == candidates.device(), "topk_dot: queries are on ", queries.device(),
               " but candidates on ", candidates.device());
   TORCH_CHECK_VALUE(queries.scalar_type() == candidates.scalar_type(), "topk_dot: queries are ",
@@ -49,12 +60,12 @@ void check_inputs(const at::Tensor& queries, const at::Tensor& candidates, int64
               "topk_dot: inputs must be float32 (CPU or CUDA) or bfloat16 (CUDA), got ", dtype, " on ",
               queries.device());
   const int64_t n = candidates.size(0);
-  TORCH_CHECK_VALUE(k >= 1 && k <= n, "topk_dot: k must be in [1, N=", n, "], got ", k);
-  TORCH_CHECK_VALUE(n <= std::numeric_limits<int32_t>::max(), "topk_dot: at most 2^31-1 candidates, got ", n);
+  TORCH_CHECK_VALUE(k >= 1 && k <= n, "topk_dot: k must be in [1, N=", format_int(n), "], got ", format_int(k));
+  TORCH_CHECK_VALUE(n <= std::numeric_limits<int32_t>::max(), "topk_dot: at most 2^31-1 candidates, got ", format_int(n));
   if (exclude.has_value()) {
     const at::Tensor& ex = *exclude;
     TORCH_CHECK_VALUE(ex.dim() == 2 && ex.size(0) == queries.size(0), "topk_dot: exclude must be [B=",
-                queries.size(0), ", m], got ", ex.sizes());
+                format_int(queries.size(0)), ", m], got ", shape(ex));
     TORCH_CHECK_VALUE(ex.scalar_type() == at::kLong, "topk_dot: exclude must be int64, got ", ex.scalar_type());
     TORCH_CHECK_VALUE(ex.device() == queries.device(), "topk_dot: exclude is on ", ex.device(), " but queries on ",
                 queries.device());
@@ -286,7 +297,7 @@ std::tuple<at::Tensor, at::Tensor> topk_dot(const at::Tensor& queries, const at:
 #ifdef WITH_CUDA
     const c10::cuda::CUDAGuard guard(queries.device());
     TORCH_CHECK_VALUE(tgnn::cuda::topk_dot_supported(k, queries.size(1), queries.scalar_type() == at::kBFloat16),
-                      "topk_dot: the CUDA kernel does not cover k=", k, ", d=", queries.size(1),
+                      "topk_dot: the CUDA kernel does not cover k=", format_int(k), ", d=", format_int(queries.size(1)),
                       " (dgl_tgnn.topk_dot falls back to the chunked reference there)");
     return topk_dot_cuda(queries, candidates, k, ex, normalize);
 #else
