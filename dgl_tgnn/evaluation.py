@@ -134,14 +134,7 @@ class Evaluator:
                 aucs.append(roc_auc(pos_score, neg_score))
                 if ranking:
                     ranks.append(self._ranks(embed_table, z_src, batch.dst, t0, rank_generator))
-                if self.model.has_memory:
-                    self.model.encoder.update(
-                        batch.src.to(self.device),
-                        batch.dst.to(self.device),
-                        batch.t.to(self.device),
-                        batch.eids.to(self.device),
-                        self.edge_feat,
-                    )
+                self.model.observe(batch, self.edge_feat)
         finally:
             self.model.train(was_training)
             self.sampler_seconds += embed.neighbourhoods.seconds + embed_table.neighbourhoods.seconds

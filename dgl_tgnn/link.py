@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dgl_tgnn.config import ModelConfig
+from dgl_tgnn.events import EventBatch
 from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.nn import TGAT, TGN, DotDecoder, MLPDecoder
 from dgl_tgnn.sampling import TemporalBlock, TemporalSampler
@@ -57,6 +58,15 @@ class LinkModel(nn.Module):
     ) -> torch.Tensor:
         """``[R0, embed_dim]`` embeddings of ``blocks[0]``'s roots."""
         return self.encoder(blocks, node_feat, edge_feat)
+
+    def observe(self, batch: EventBatch, edge_feat: torch.Tensor) -> None:
+        """After a batch: TGN persists its memory and stores the batch's messages (TGAT keeps no state).
+
+        ``edge_feat [E, edge_dim]`` lives on the model's device; the batch is moved there.
+        """
+        if self.has_memory:
+            src, dst, t, eids = (x.to(edge_feat.device) for x in (batch.src, batch.dst, batch.t, batch.eids))
+            self.encoder.update(src, dst, t, eids, edge_feat)
 
     def score(self, z_src: torch.Tensor, z_dst: torch.Tensor) -> torch.Tensor:
         """Link logits of ``z_src [..., d]`` with ``z_dst [..., d]`` (leading dims broadcast)."""

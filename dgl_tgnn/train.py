@@ -277,14 +277,7 @@ class Trainer:
         if isinstance(self.negatives, TopKNegatives):
             nodes = torch.cat([batch.src, batch.dst, neg.flatten()])
             self.negatives.observe(nodes, torch.cat([z_src, z_dst, z_neg]).detach())
-        if self.model.has_memory:
-            self.model.encoder.update(
-                batch.src.to(self.device),
-                batch.dst.to(self.device),
-                batch.t.to(self.device),
-                batch.eids.to(self.device),
-                self.edge_feat,
-            )
+        self.model.observe(batch, self.edge_feat)
         return loss.detach()
 
     def train_epoch(self, stop_after: int | None = None) -> bool:
@@ -597,7 +590,7 @@ def evaluate_checkpoint(
         memory.reset_memory()
         with torch.no_grad():
             for batch in streams["train"].batches(config.train.batch_size):
-                memory.update(batch.src, batch.dst, batch.t, batch.eids, trainer.edge_feat)
+                trainer.model.observe(batch, trainer.edge_feat)
         if split == "test":
             evaluator.evaluate(streams["val"], ranking=False)
         start = memory.backup_memory()
