@@ -71,7 +71,8 @@ class NegativeConfig:
     kind: str = "uniform"
     k: int = 50
     # Full table refresh every 10 batches; each batch's embeddings update the table in between.
-    # The paper refreshes every batch (1): 1.5-1.8x the uniform epoch, against ~1.1x here.
+    # The paper refreshes every batch (1): about 2x the uniform epoch, against 1.1-1.5x with 10
+    # (bench/train_speed.py, bench/RESULTS.md).
     refresh: int = 10
     warmup_epochs: int = 0
     n_hard: int = 1
