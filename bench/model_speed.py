@@ -40,7 +40,7 @@ def random_blocks(
         nbr_times = torch.where(mask, times[:, None] - 1e4 * torch.rand(count, fanout, generator=gen), 0.0)
         blocks.append(TemporalBlock(roots, times, nbr, eids, nbr_times, mask))
         roots, times = nbr.flatten(), nbr_times.flatten()
-    return [TemporalBlock(*(getattr(b, f).to(device) for f in b.__dataclass_fields__)) for b in blocks]
+    return [b.to(device) for b in blocks]
 
 
 def set_engine(model: torch.nn.Module, engine: str) -> None:

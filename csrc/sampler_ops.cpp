@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/dedup.h"
 #include "core/format.h"
 #include "core/rng.h"
 #include "core/sample.h"
@@ -126,10 +127,11 @@ Hop empty_hop(int64_t num_roots, int64_t fanout, const at::TensorOptions& on) {
 }
 
 // Hop i samples fanouts[i] neighbours of hop i's roots; hop i + 1's roots are hop i's neighbours
-// (flattened, -1 padding included). Hop h of call c draws from rng::hop_key(seed, c, h).
+// (flattened, -1 padding included). Hop i of call c draws from rng::hop_key(seed, c, first_hop + i)
+// (first_hop > 0 continues a chain hop by hop, e.g. after deduplicating the roots).
 std::vector<Hop> sample_cpu(const TCSR& g, const at::Tensor& nodes, const at::Tensor& times,
                             const std::vector<int64_t>& fanouts, int64_t strategy, bool replace, uint64_t seed,
-                            uint64_t call, int64_t num_threads) {
+                            uint64_t call, int64_t num_threads, uint64_t first_hop) {
   check_sampling_args(nodes, times, fanouts, strategy, num_threads);
   TORCH_CHECK_VALUE(nodes.is_cpu(), "nodes: expected a CPU tensor for the CPU sampler, got ",
                     nodes.device().str());
@@ -143,7 +145,7 @@ std::vector<Hop> sample_cpu(const TCSR& g, const at::Tensor& nodes, const at::Te
     Hop hop = empty_hop(roots.numel(), fanouts[h], at::TensorOptions());
     auto& [nbr_nodes, nbr_eids, nbr_times, mask] = hop;
     tgnn::sample_hop(g, roots.data_ptr<int64_t>(), root_times.data_ptr<double>(), roots.numel(), fanouts[h],
-                     static_cast<tgnn::Strategy>(strategy), replace, tgnn::rng::hop_key(seed, call, h),
+                     static_cast<tgnn::Strategy>(strategy), replace, tgnn::rng::hop_key(seed, call, first_hop + h),
                      static_cast<int>(num_threads),
                      {nbr_nodes.data_ptr<int64_t>(), nbr_eids.data_ptr<int64_t>(), nbr_times.data_ptr<double>(),
                       mask.data_ptr<bool>()});
@@ -161,7 +163,7 @@ std::vector<Hop> sample_cpu(const TCSR& g, const at::Tensor& nodes, const at::Te
 std::vector<Hop> sample_cuda(const at::Tensor& indptr, const at::Tensor& nbr, const at::Tensor& eid,
                              const at::Tensor& ts, const at::Tensor& nodes, const at::Tensor& times,
                              const std::vector<int64_t>& fanouts, int64_t strategy, bool replace, uint64_t seed,
-                             uint64_t call, const std::optional<at::Tensor>& error) {
+                             uint64_t call, uint64_t first_hop, const std::optional<at::Tensor>& error) {
   check_sampling_args(nodes, times, fanouts, strategy, 0);
   TORCH_CHECK_VALUE(nodes.is_cuda(), "nodes: expected a CUDA tensor for the CUDA sampler, got ",
                     nodes.device().str());
@@ -193,7 +195,7 @@ std::vector<Hop> sample_cuda(const at::Tensor& indptr, const at::Tensor& nbr, co
     const cudaError_t status = tgnn::cuda::launch_sample_hop(indptr.data_ptr<int64_t>(), nbr.data_ptr<int64_t>(), eid.data_ptr<int64_t>(),
                                   ts.data_ptr<double>(), indptr.numel() - 1, roots.data_ptr<int64_t>(),
                                   root_times.data_ptr<double>(), roots.numel(), fanouts[h],
-                                  static_cast<int>(strategy), replace, tgnn::rng::hop_key(seed, call, h),
+                                  static_cast<int>(strategy), replace, tgnn::rng::hop_key(seed, call, first_hop + h),
                                   h == 0 ? error_ptr : nullptr, nbr_nodes.data_ptr<int64_t>(),
                                   nbr_eids.data_ptr<int64_t>(), nbr_times.data_ptr<double>(),
                                   mask.data_ptr<bool>(), stream);
@@ -205,6 +207,27 @@ std::vector<Hop> sample_cuda(const at::Tensor& indptr, const at::Tensor& nbr, co
   return hops;
 }
 #endif
+
+// Distinct valid (node, time) roots in order of first occurrence (CPU): (nodes [U] int64,
+// times [U] float64, inverse [R] int64: each root's row among them, -1 for padding roots < 0).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dedup_roots(const at::Tensor& nodes, const at::Tensor& times) {
+  check_vector(nodes, "nodes", at::kLong);
+  check_vector(times, "times", at::kDouble);
+  TORCH_CHECK_VALUE(nodes.is_cpu() && times.is_cpu(), "nodes, times: expected CPU tensors");
+  TORCH_CHECK_VALUE(nodes.numel() == times.numel(), "nodes and times: length mismatch ", num(nodes.numel()), " vs ",
+                    num(times.numel()));
+  const int64_t n = nodes.numel();
+  auto first = at::empty({n}, at::kLong);
+  auto inverse = at::empty({n}, at::kLong);
+  int64_t count;
+  {
+    py::gil_scoped_release no_gil;
+    count = tgnn::dedup_roots(nodes.data_ptr<int64_t>(), times.data_ptr<double>(), n, first.data_ptr<int64_t>(),
+                              inverse.data_ptr<int64_t>());
+  }
+  first = first.narrow(0, 0, count);
+  return {nodes.index_select(0, first), times.index_select(0, first), inverse};
+}
 
 }  // namespace
 
@@ -229,11 +252,14 @@ void register_sampler_ops(pybind11::module_& m) {
         "'' or a message naming the first invalid root (id out of range, NaN time).");
   m.def("sample_cpu", &sample_cpu, py::arg("tcsr"), py::arg("nodes"), py::arg("times"), py::arg("fanouts"),
         py::arg("strategy"), py::arg("replace"), py::arg("seed"), py::arg("call"), py::arg("num_threads"),
+        py::arg("first_hop") = 0,
         "Multi-hop temporal sampling on CPU: a list of (nbr_nodes, nbr_eids, nbr_times, mask) per hop.");
+  m.def("dedup_roots", &dedup_roots, py::arg("nodes"), py::arg("times"),
+        "Distinct valid (node, time) roots in order of first occurrence: (nodes, times, inverse).");
 #ifdef WITH_CUDA
   m.def("sample_cuda", &sample_cuda, py::arg("indptr"), py::arg("nbr"), py::arg("eid"), py::arg("ts"),
         py::arg("nodes"), py::arg("times"), py::arg("fanouts"), py::arg("strategy"), py::arg("replace"),
-        py::arg("seed"), py::arg("call"), py::arg("error"),
+        py::arg("seed"), py::arg("call"), py::arg("first_hop"), py::arg("error"),
         "Multi-hop temporal sampling on CUDA (same draws as sample_cpu); no host synchronisation.");
 #endif
 }

@@ -84,6 +84,7 @@ _TRAIN_FLAGS = {
     "batch_size": "train.batch_size",
     "fanouts": "model.fanouts",
     "strategy": "model.strategy",
+    "dedup": "model.dedup",
     "layers": "model.num_layers",
     "embed_dim": "model.embed_dim",
     "memory_dim": "model.memory_dim",
@@ -152,6 +153,9 @@ _TRAIN_FLAGS = {
 @click.option("--fanouts", callback=_int_list, help="Neighbours per hop, comma-separated, e.g. 10,10.")
 @click.option("--strategy", type=click.Choice(["uniform", "recent"]),
               help="Neighbour sampling among earlier events: uniform (TGAT) or most recent (TGN).")
+@click.option("--dedup/--no-dedup", default=None,
+              help="Sample and embed each distinct (node, time) of a deeper hop once (default on; exact "
+              "for recent neighbours, uniform ones then share draws).")
 @click.option("--layers", type=int, help="Attention layers (give --fanouts with as many entries).")
 @click.option("--embed-dim", type=int, help="Embedding width (default 100).")
 @click.option("--memory-dim", type=int, help="TGN memory width (default 100).")

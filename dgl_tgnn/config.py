@@ -55,6 +55,7 @@ class ModelConfig:
     dropout: float = 0.1
     fanouts: list[int] = field(default_factory=lambda: [10, 10])
     strategy: str = "uniform"  # neighbour sampling: "uniform" or "recent"
+    dedup: bool = True  # sample and embed each distinct (node, time) of a hop once (TemporalSampler(dedup=))
     memory_dim: int = 100  # TGN only
     message: str = "identity"  # TGN only: "identity" or "mlp"
     aggregator: str = "last"  # TGN only: "last" or "mean"

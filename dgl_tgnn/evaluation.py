@@ -58,7 +58,7 @@ class Evaluator:
         graph: all events (neighbours are always strictly earlier than the roots).
         node_feat, edge_feat: ``[N, node_dim]``, ``[E, edge_dim]`` float32 features on the model's device.
         candidates: ``[N_c]`` int64 destination pool for negatives.
-        fanouts, strategy, threads, visible_batch: neighbourhood sampling, as in training.
+        fanouts, strategy, dedup, threads, visible_batch: neighbourhood sampling, as in training.
         batch_size: events per evaluation batch.
         negatives: ``"all"``, ``M`` negatives per positive for MRR / Recall@k, or ``"none"``.
         recall_ks: the ``k`` of Recall@k.
@@ -75,6 +75,7 @@ class Evaluator:
         *,
         fanouts: list[int],
         strategy: str,
+        dedup: bool,
         threads: int | None,
         visible_batch: bool,
         batch_size: int,
@@ -87,7 +88,7 @@ class Evaluator:
         self.graph = graph
         self.node_feat, self.edge_feat = node_feat, edge_feat
         self.candidates = torch.as_tensor(candidates, dtype=torch.int64)
-        self.fanouts, self.strategy, self.threads = fanouts, strategy, threads
+        self.fanouts, self.strategy, self.dedup, self.threads = fanouts, strategy, dedup, threads
         self.visible_batch = visible_batch
         self.batch_size = batch_size
         self.negatives = negatives
@@ -100,7 +101,14 @@ class Evaluator:
 
     def _embedder(self, seed: int) -> Embedder:
         nbrs = Neighbourhoods(
-            self.graph, self.fanouts, self.strategy, seed, self.threads, self.visible_batch, self.device
+            self.graph,
+            self.fanouts,
+            self.strategy,
+            seed,
+            self.threads,
+            self.visible_batch,
+            self.device,
+            dedup=self.dedup,
         )
         return Embedder(self.model, nbrs, self.node_feat, self.edge_feat)
 

@@ -73,12 +73,6 @@ class LinkModel(nn.Module):
         return self.decoder(z_src, z_dst)
 
 
-def _block_to(block: TemporalBlock, device: torch.device) -> TemporalBlock:
-    if block.nbr_nodes.device == device:
-        return block
-    return TemporalBlock(*(getattr(block, f.name).to(device) for f in dataclasses.fields(block)))
-
-
 class Neighbourhoods:
     """Samples the hop blocks of roots from one ``TemporalGraph`` and times it.
 
@@ -95,6 +89,7 @@ class Neighbourhoods:
         threads: sampler threads (None: its default).
         visible_batch: see above.
         device: where the blocks are returned.
+        dedup: deduplicate the roots of deeper hops (``TemporalSampler(dedup=True)``).
     """
 
     def __init__(
@@ -106,9 +101,11 @@ class Neighbourhoods:
         threads: int | None,
         visible_batch: bool,
         device: torch.device,
+        *,
+        dedup: bool = False,
     ) -> None:
         self.sampler = TemporalSampler(
-            graph, fanouts=fanouts, strategy=strategy, seed=seed, num_threads=threads
+            graph, fanouts=fanouts, strategy=strategy, seed=seed, num_threads=threads, dedup=dedup
         )
         self.visible_batch = visible_batch
         self.device = device
@@ -126,7 +123,7 @@ class Neighbourhoods:
         else:
             blocks = self.sampler.sample(nodes, torch.full_like(times, batch_start), check=False)
             blocks[0] = dataclasses.replace(blocks[0], root_times=times)
-        blocks = [_block_to(block, self.device) for block in blocks]
+        blocks = [block.to(self.device) for block in blocks]
         self.seconds += time.perf_counter() - began
         return blocks
 

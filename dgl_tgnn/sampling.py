@@ -25,6 +25,9 @@ class TemporalBlock:
         nbr_eids: ``[R, k]`` int64 event ids (positions in the graph's input arrays), ``-1`` where empty.
         nbr_times: ``[R, k]`` float64 times of the neighbours' events (``0`` where empty).
         mask: ``[R, k]`` bool, True where a slot holds a neighbour.
+        nbr_index: None, or with ``TemporalSampler(dedup=True)`` (every hop but the last) ``[R, k]``
+            int64: the row of each slot's (node, time) among the next hop's roots, ``-1`` where empty.
+            None means the next hop's roots are this hop's slots, flattened.
     """
 
     root_nodes: torch.Tensor
@@ -33,6 +36,7 @@ class TemporalBlock:
     nbr_eids: torch.Tensor
     nbr_times: torch.Tensor
     mask: torch.Tensor
+    nbr_index: torch.Tensor | None = None
 
     @property
     def num_roots(self) -> int:
@@ -41,6 +45,12 @@ class TemporalBlock:
     @property
     def fanout(self) -> int:
         return int(self.nbr_nodes.shape[1])
+
+    def to(self, device: torch.device | str) -> TemporalBlock:
+        """This block with every tensor on ``device``."""
+        index = None if self.nbr_index is None else self.nbr_index.to(device)
+        tensors = (self.root_nodes, self.root_times, self.nbr_nodes, self.nbr_eids, self.nbr_times, self.mask)
+        return TemporalBlock(*(x.to(device) for x in tensors), nbr_index=index)
 
     @property
     def dt(self) -> torch.Tensor:
@@ -87,6 +97,11 @@ class TemporalSampler:
     slots become padding roots ``-1`` with fully masked rows), so hop ``i`` is dense
     ``[R * k_0 * ... * k_{i-1}, k_i]``.
 
+    With ``dedup=True`` hop ``i + 1``'s roots are instead the distinct (node, time) pairs of hop ``i``'s
+    valid slots (:func:`dedup_roots`), and hop ``i``'s ``nbr_index`` maps each slot to its row there:
+    each distinct root is sampled (and embedded by the models) once. ``recent`` samples are then those
+    of the full chain, gathered through ``nbr_index``; ``uniform`` roots that coincide share one draw.
+
     Random draws are a pure function of ``(seed, call number, hop, root index, draw)`` (a
     counter-based hash, csrc/core/rng.h): the same seed gives the same samples whatever
     ``num_threads`` and on CPU or CUDA alike; each call of :meth:`sample` draws new ones.
@@ -98,6 +113,7 @@ class TemporalSampler:
         replace: draw with replacement (``uniform`` only).
         seed: int in ``[0, 2**64)``.
         num_threads: CPU threads (csrc/core/parallel.h); None: OMP_NUM_THREADS if set, else all cores.
+        dedup: deduplicate the roots of every hop after the first (see above).
     """
 
     STRATEGIES = ("recent", "uniform")
@@ -110,6 +126,7 @@ class TemporalSampler:
         replace: bool = False,
         seed: int = 0,
         num_threads: int | None = None,
+        dedup: bool = False,
     ) -> None:
         if not isinstance(graph, TemporalGraph):
             raise ValueError(f"graph: expected a TemporalGraph, got {type(graph).__name__}")
@@ -132,12 +149,15 @@ class TemporalSampler:
             isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads <= 0
         ):
             raise ValueError(f"num_threads: expected None or an int > 0, got {num_threads!r}")
+        if not isinstance(dedup, bool):
+            raise ValueError(f"dedup: expected a bool, got {dedup!r}")
         self.graph = graph
         self.fanouts = [int(k) for k in fanouts]
         self.strategy = strategy
         self.replace = replace
         self.seed = int(seed)
         self.num_threads = num_threads
+        self.dedup = dedup
         self._calls = 0
 
     def sample(self, nodes: ArrayLike, times: ArrayLike, check: bool = True) -> list[TemporalBlock]:
@@ -164,36 +184,69 @@ class TemporalSampler:
             raise ValueError(f"times: on {times.device}, expected the device of nodes ({nodes.device})")
         call = self._calls
         self._calls += 1
+        if not self.dedup:
+            hops = self._sample_hops(nodes, times, self.fanouts, call, 0, check)
+            blocks = []
+            for nbr_nodes, nbr_eids, nbr_times, mask in hops:
+                blocks.append(TemporalBlock(nodes, times, nbr_nodes, nbr_eids, nbr_times, mask))
+                nodes, times = nbr_nodes.view(-1), nbr_times.view(-1)
+            return blocks
+        blocks = []
+        for hop, fanout in enumerate(self.fanouts):
+            [(nbr_nodes, nbr_eids, nbr_times, mask)] = self._sample_hops(
+                nodes, times, [fanout], call, hop, check and hop == 0
+            )
+            index = None
+            if hop + 1 < len(self.fanouts):
+                next_nodes, next_times, inverse = dedup_roots(nbr_nodes.view(-1), nbr_times.view(-1))
+                index = inverse.view_as(nbr_nodes)
+            blocks.append(TemporalBlock(nodes, times, nbr_nodes, nbr_eids, nbr_times, mask, index))
+            if index is not None:
+                nodes, times = next_nodes, next_times
+        return blocks
+
+    def _sample_hops(
+        self,
+        nodes: torch.Tensor,
+        times: torch.Tensor,
+        fanouts: list[int],
+        call: int,
+        first_hop: int,
+        check: bool,
+    ) -> list[tuple[torch.Tensor, ...]]:
+        """Hops ``first_hop, first_hop + 1, ...`` of call ``call``, chained without deduplication."""
         strategy = self.STRATEGIES.index(self.strategy)
         if nodes.device.type == "cpu":
             raise_if_message(_C.check_roots(nodes, times, self.graph.num_nodes))
-            hops = _C.sample_cpu(
+            return _C.sample_cpu(
                 self.graph._tcsr,
                 nodes,
                 times,
-                self.fanouts,
+                fanouts,
                 strategy,
                 self.replace,
                 self.seed,
                 call,
                 self.num_threads or 0,
+                first_hop,
             )
-        elif nodes.is_cuda:
-            hops = self._sample_cuda(nodes, times, strategy, call, check)
-        else:
-            raise ValueError(f"nodes: unsupported device {nodes.device}, expected cpu or cuda")
-        blocks = []
-        for nbr_nodes, nbr_eids, nbr_times, mask in hops:
-            blocks.append(TemporalBlock(nodes, times, nbr_nodes, nbr_eids, nbr_times, mask))
-            nodes, times = nbr_nodes.view(-1), nbr_times.view(-1)
-        return blocks
+        if nodes.is_cuda:
+            return self._sample_cuda(nodes, times, fanouts, strategy, call, first_hop, check)
+        raise ValueError(f"nodes: unsupported device {nodes.device}, expected cpu or cuda")
 
     def _sample_cuda(
-        self, nodes: torch.Tensor, times: torch.Tensor, strategy: int, call: int, check: bool
+        self,
+        nodes: torch.Tensor,
+        times: torch.Tensor,
+        fanouts: list[int],
+        strategy: int,
+        call: int,
+        first_hop: int,
+        check: bool,
     ) -> list[tuple[torch.Tensor, ...]]:
         if not _C.with_cuda:
             raise RuntimeError("nodes are on CUDA but dgl_tgnn._C was built without CUDA (DGL_TGNN_CUDA=1)")
-        for i, k in enumerate(self.fanouts):
+        for i, k in enumerate(fanouts, start=first_hop):
             if k > MAX_CUDA_FANOUT:
                 raise ValueError(
                     f"fanouts: fanout {k} at position {i} exceeds {MAX_CUDA_FANOUT}, the CUDA sampler's limit"
@@ -203,11 +256,12 @@ class TemporalSampler:
             *self.graph.packed_csr(nodes.device),
             nodes,
             times,
-            self.fanouts,
+            fanouts,
             strategy,
             self.replace,
             self.seed,
             call,
+            first_hop,
             error,
         )
         if error is not None and int(error.item()) != 0:
@@ -220,3 +274,56 @@ class TemporalSampler:
                 )
             raise ValueError(f"times: NaN at position {int(times.isnan().nonzero()[0])}")
         return hops
+
+
+def dedup_roots(nodes: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The distinct (node, time) pairs of roots, in order of first occurrence (TGLite's ``dedup``).
+
+    Args:
+        nodes: ``[R]`` int64 node ids; ids ``< 0`` are padding roots and are left out.
+        times: ``[R]`` float64 root times (not NaN; ``-0.0`` and ``0.0`` are one time), on the device of
+            ``nodes`` (CPU or CUDA).
+
+    Returns:
+        ``(unique_nodes [U], unique_times [U], inverse [R])``: ``inverse`` int64 holds each root's row
+        among the distinct pairs (``nodes[i] == unique_nodes[inverse[i]]``), ``-1`` for padding roots.
+        On CUDA this synchronises once (to size the output).
+    """
+    if nodes.dtype != torch.int64 or times.dtype != torch.float64 or nodes.dim() != 1 or times.dim() != 1:
+        raise ValueError(
+            f"nodes, times: expected 1-D int64 and float64 tensors, got {nodes.dtype} {tuple(nodes.shape)} "
+            f"and {times.dtype} {tuple(times.shape)}"
+        )
+    if nodes.shape != times.shape or nodes.device != times.device:
+        raise ValueError(
+            f"nodes, times: expected the same length and device, got {nodes.shape[0]} on {nodes.device} "
+            f"and {times.shape[0]} on {times.device}"
+        )
+    if nodes.device.type == "cpu":
+        return _C.dedup_roots(nodes.contiguous(), times.contiguous())
+    return _dedup_roots_sorted(nodes, times)
+
+
+def _dedup_roots_sorted(
+    nodes: torch.Tensor, times: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``dedup_roots`` by sorting (any device): lexicographic sort by (node, time), groups of equal
+    pairs, then the groups renumbered in order of their first occurrence."""
+    positions = (nodes >= 0).nonzero().squeeze(1)
+    valid_nodes, valid_times = nodes[positions], times[positions] + 0.0  # + 0.0: -0.0 becomes 0.0
+    order = torch.argsort(valid_times, stable=True)
+    order = order[torch.argsort(valid_nodes[order], stable=True)]
+    sorted_nodes, sorted_times = valid_nodes[order], valid_times[order]
+    starts = torch.ones_like(sorted_nodes, dtype=torch.bool)
+    starts[1:] = (sorted_nodes[1:] != sorted_nodes[:-1]) | (sorted_times[1:] != sorted_times[:-1])
+    group = starts.cumsum(0) - 1  # group of each sorted pair
+    num_groups = int(starts.sum())
+    first = torch.full((num_groups,), nodes.shape[0], dtype=torch.int64, device=nodes.device)
+    first.scatter_reduce_(0, group, positions[order], "amin")
+    by_first = torch.argsort(first)
+    renumber = torch.empty_like(by_first)
+    renumber[by_first] = torch.arange(num_groups, device=nodes.device)
+    inverse = torch.full_like(nodes, -1)
+    inverse[positions[order]] = renumber[group]
+    first = first[by_first]
+    return nodes[first], times[first], inverse

@@ -171,6 +171,7 @@ class Trainer:
             torch.from_numpy(candidates),
             fanouts=c.model.fanouts,
             strategy=c.model.strategy,
+            dedup=c.model.dedup,
             threads=c.train.threads,
             visible_batch=c.train.visible_batch,
             batch_size=c.train.batch_size,
@@ -211,6 +212,7 @@ class Trainer:
             c.train.threads,
             c.train.visible_batch,
             self.device,
+            dedup=c.model.dedup,
         )
 
     def _negative_sampler(self) -> NegativeSampler:

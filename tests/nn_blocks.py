@@ -6,6 +6,9 @@ import torch
 
 from dgl_tgnn.sampling import TemporalBlock
 
+# The tensor fields of a plain (not deduplicated) block, in constructor order.
+BLOCK_TENSORS = ("root_nodes", "root_times", "nbr_nodes", "nbr_eids", "nbr_times", "mask")
+
 
 def random_chain(
     num_roots: int,

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from nn_blocks import random_chain
+from nn_blocks import BLOCK_TENSORS, random_chain
 
 from dgl_tgnn.nn import TGN
 from dgl_tgnn.sampling import TemporalBlock
@@ -136,7 +136,7 @@ def batch_blocks(roots: torch.Tensor, times: torch.Tensor, seed: int) -> list[Te
 
 
 def concat_blocks(a: TemporalBlock, b: TemporalBlock) -> TemporalBlock:
-    return TemporalBlock(*(torch.cat([getattr(a, f), getattr(b, f)]) for f in a.__dataclass_fields__))
+    return TemporalBlock(*(torch.cat([getattr(a, f), getattr(b, f)]) for f in BLOCK_TENSORS))
 
 
 def history(model: TGN, edge_feat: torch.Tensor) -> None:
@@ -158,7 +158,7 @@ def test_current_batch_never_reaches_its_own_prediction() -> None:
     eids = torch.tensor([0, 1, 2, 3])
     (src_block,) = batch_blocks(src, t, seed=2)
     (dst_block,) = batch_blocks(dst, t, seed=3)
-    dst_block_perm = TemporalBlock(*(getattr(dst_block, f)[perm] for f in dst_block.__dataclass_fields__))
+    dst_block_perm = TemporalBlock(*(getattr(dst_block, f)[perm] for f in BLOCK_TENSORS))
     start = model.backup_memory()
 
     def step(dst_block: TemporalBlock, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -111,3 +111,30 @@ def test_cuda_sample_does_not_synchronise(zipf):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert blocks[1].mask.any()
+
+
+@pytest.mark.parametrize("strategy", ["recent", "uniform"])
+def test_cuda_dedup_chain_matches_cpu(zipf, strategy):
+    g, nodes, times = zipf
+    blocks = {}
+    for device in ("cpu", "cuda"):
+        sampler = TemporalSampler(g, [10, 10, 5], strategy, seed=3, dedup=True)
+        roots = torch.as_tensor(nodes, device=device), torch.as_tensor(times, device=device)
+        blocks[device] = sampler.sample(*roots)
+    assert_same(blocks["cpu"], blocks["cuda"])
+    for c, d in zip(blocks["cpu"][:-1], blocks["cuda"][:-1], strict=True):
+        assert torch.equal(c.nbr_index, d.nbr_index.cpu())
+    assert blocks["cuda"][-1].nbr_index is None
+
+
+def test_cuda_dedup_roots_matches_cpu(zipf):
+    from dgl_tgnn.sampling import dedup_roots
+
+    g, nodes, times = zipf
+    (block,) = TemporalSampler(g, [10], "recent").sample(nodes, times)
+    slots_nodes, slots_times = block.nbr_nodes.flatten(), block.nbr_times.flatten()
+    slots_times[:5] = -0.0  # signed zero is one time
+    cpu = dedup_roots(slots_nodes, slots_times)
+    gpu = dedup_roots(slots_nodes.cuda(), slots_times.cuda())
+    for c, d in zip(cpu, gpu, strict=True):
+        assert torch.equal(c, d.cpu())

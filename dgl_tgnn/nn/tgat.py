@@ -13,17 +13,34 @@ def check_blocks(blocks: list[TemporalBlock], num_layers: int) -> None:
     """Raise ValueError unless ``blocks`` is a hop chain of ``num_layers`` blocks.
 
     In a chain, ``blocks[i + 1]`` has one root per slot of ``blocks[i]``
-    (``blocks[i + 1].root_nodes == blocks[i].nbr_nodes.flatten()``).
+    (``blocks[i + 1].root_nodes == blocks[i].nbr_nodes.flatten()``), or, when ``blocks[i].nbr_index``
+    is set (a deduplicated chain), one root per distinct slot, which ``nbr_index`` points to.
     """
     if len(blocks) != num_layers:
         raise ValueError(f"blocks must hold one block per layer ({num_layers}), got {len(blocks)}")
     for i in range(len(blocks) - 1):
+        index = blocks[i].nbr_index
+        if index is not None:
+            if index.shape != blocks[i].nbr_nodes.shape:
+                raise ValueError(
+                    f"blocks[{i}].nbr_index must have the shape of its nbr_nodes "
+                    f"{tuple(blocks[i].nbr_nodes.shape)}, got {tuple(index.shape)}"
+                )
+            continue
         expected = blocks[i].num_roots * blocks[i].fanout
         if blocks[i + 1].num_roots != expected:
             raise ValueError(
                 f"blocks[{i + 1}] must have one root per slot of blocks[{i}] ({expected}), "
                 f"got {blocks[i + 1].num_roots}"
             )
+
+
+def slot_rows(block: TemporalBlock, next_level: torch.Tensor) -> torch.Tensor:
+    """Rows of ``next_level`` (one per root of the next hop) aligned with ``block``'s slots:
+    ``[R * k, ...]``; through ``block.nbr_index`` when the chain is deduplicated."""
+    if block.nbr_index is None:
+        return next_level
+    return gather_rows(next_level, block.nbr_index.flatten())
 
 
 def level_nodes(blocks: list[TemporalBlock]) -> list[torch.Tensor]:
@@ -39,7 +56,7 @@ class TGAT(nn.Module):
     ``h^l(v, t) = TemporalAttention_l(h^{l-1}(v, t), {h^{l-1}(u_j, t_j), e_j, t - t_j})``.
     With ``L`` layers and blocks ``0..L-1`` (``blocks[0]`` holds the ``R0`` roots), layer ``l``
     (from 1) runs on blocks ``0..L-l``: features are gathered once per level, and each level's
-    embedding is computed once per layer.
+    embedding is computed once per layer (once per distinct root in a deduplicated chain).
 
     Args:
         node_dim: width of the node features (may be 0: no node features).
@@ -104,5 +121,8 @@ class TGAT(nn.Module):
         slot_edges = [gather_rows(edge_feat, block.nbr_eids) for block in blocks]
         h = levels
         for depth, layer in enumerate(self.layers):
-            h = [layer(blocks[i], h[i], h[i + 1], slot_edges[i]) for i in range(len(blocks) - depth)]
+            h = [
+                layer(blocks[i], h[i], slot_rows(blocks[i], h[i + 1]), slot_edges[i])
+                for i in range(len(blocks) - depth)
+            ]
         return h[0]
