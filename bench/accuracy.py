@@ -128,19 +128,39 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     # The exception's line ("ValueError: ..."), not the tail of a long message that follows it.
     raised = [line for line in stderr if EXCEPTION_LINE.match(line)]
     error = (raised or stderr or [f"exit status {proc.returncode}, no output"])[-1][:300]
-    return {**record, "status": "failed", "error": error, "stderr_tail": stderr[-20:]}
+    return {
+        **record,
+        "status": "failed",
+        "returncode": proc.returncode,
+        "error": error,
+        "stderr_tail": stderr[-20:],
+    }
 
 
 def read_records(path: Path) -> dict[tuple, dict[str, Any]]:
-    """The records of ``path`` by run key (the last line of a key wins); {} when it does not exist."""
+    """The records of ``path`` by run key (the last line of a key wins); {} when it does not exist.
+
+    A line cut short (the script killed while writing it) is skipped with a warning."""
     records: dict[tuple, dict[str, Any]] = {}
     if path.exists():
         with open(path) as f:
-            for line in f:
-                if line.strip():
+            for number, line in enumerate(f, 1):
+                try:
                     record = json.loads(line)
-                    records[run_key(record)] = record
+                except json.JSONDecodeError:
+                    print(f"{path}:{number}: not a JSON line, skipped", file=sys.stderr)
+                    continue
+                records[run_key(record)] = record
     return records
+
+
+def progress_line(record: dict[str, Any]) -> str:
+    what = f"{record['dataset']} {record['model']} {record['setting']}"
+    if record["status"] != "ok":
+        return f"FAILED {what}: {record['error']}"
+    m = {k: record["metrics"].get(k, math.nan) for k in ("test_ap", "test_new_ap", "test_mrr")}
+    done = f"test AP {m['test_ap']:.3f} / {m['test_new_ap']:.3f} (ind.), MRR {m['test_mrr']:.3f}"
+    return f"done   {what}: {done} ({record['seconds']:.0f} s)"
 
 
 def machine() -> str:
@@ -255,19 +275,18 @@ def main() -> None:
         file=sys.stderr,
         flush=True,
     )
-    with ThreadPoolExecutor(args.jobs) as pool, open(out, "a") as f:
-        for future in as_completed([pool.submit(run_child, s) for s in todo]):
-            record = future.result()
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            records[run_key(record)] = record
-            what = f"{record['dataset']} {record['model']} {record['setting']}"
-            if record["status"] == "ok":
-                m = {k: record["metrics"].get(k, math.nan) for k in ("test_ap", "test_new_ap", "test_mrr")}
-                done = f"AP {m['test_ap']:.3f} / {m['test_new_ap']:.3f}, MRR {m['test_mrr']:.3f}"
-                print(f"done   {what}: {done} ({record['seconds']:.0f} s)", file=sys.stderr, flush=True)
-            else:
-                print(f"FAILED {what}: {record['error']}", file=sys.stderr, flush=True)
+    pool = ThreadPoolExecutor(args.jobs)
+    try:
+        with open(out, "a") as f:
+            for future in as_completed([pool.submit(run_child, s) for s in todo]):
+                record = future.result()
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                records[run_key(record)] = record
+                print(progress_line(record), file=sys.stderr, flush=True)
+    finally:
+        # Ctrl-C: the running children get it too; the queued runs are dropped.
+        pool.shutdown(wait=True, cancel_futures=True)
 
     command = "python " + shlex.join(sys.argv)
     info = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": command}
