@@ -153,9 +153,9 @@ _TRAIN_FLAGS = {
 @click.option("--fanouts", callback=_int_list, help="Neighbours per hop, comma-separated, e.g. 10,10.")
 @click.option("--strategy", type=click.Choice(["uniform", "recent"]),
               help="Neighbour sampling among earlier events: uniform (TGAT) or most recent (TGN).")
-@click.option("--dedup/--no-dedup", default=None,
-              help="Sample and embed each distinct (node, time) of a deeper hop once (default on; exact "
-              "for recent neighbours, uniform ones then share draws).")
+@click.option("--dedup", type=click.Choice(["auto", "always", "never"]),
+              help="Sample and embed each distinct (node, time) of a deeper hop once: exact for recent "
+              "neighbours (uniform ones then share draws). auto (default): on CPU only.")
 @click.option("--layers", type=int, help="Attention layers (give --fanouts with as many entries).")
 @click.option("--embed-dim", type=int, help="Embedding width (default 100).")
 @click.option("--memory-dim", type=int, help="TGN memory width (default 100).")

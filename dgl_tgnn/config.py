@@ -18,6 +18,7 @@ from dgl_tgnn.losses import LOSSES
 from dgl_tgnn.negatives import NEGATIVES, SIMILARITIES
 
 MODELS = ("tgat", "tgn")
+DEDUP = ("auto", "always", "never")
 
 
 @dataclass
@@ -55,7 +56,10 @@ class ModelConfig:
     dropout: float = 0.1
     fanouts: list[int] = field(default_factory=lambda: [10, 10])
     strategy: str = "uniform"  # neighbour sampling: "uniform" or "recent"
-    dedup: bool = True  # sample and embed each distinct (node, time) of a hop once (TemporalSampler(dedup=))
+    # Sample and embed each distinct (node, time) of a deeper hop once (TemporalSampler(dedup=True)):
+    # "always", "never", or "auto" = on CPU only (2.6x faster TGAT batches there; on a GPU, where a
+    # batch costs its kernel launches, the extra sorting made TGAT epochs 1.5x slower).
+    dedup: str = "auto"
     memory_dim: int = 100  # TGN only
     message: str = "identity"  # TGN only: "identity" or "mlp"
     aggregator: str = "last"  # TGN only: "last" or "mean"
@@ -135,6 +139,7 @@ class RunConfig:
             ("model.updater", m.updater, ("gru", "rnn")),
             ("model.decoder", m.decoder, ("mlp", "dot")),
             ("model.engine", m.engine, ("auto", "dense", "dgl")),
+            ("model.dedup", m.dedup, DEDUP),
             ("negatives.kind", n.kind, NEGATIVES),
             ("negatives.similarity", n.similarity, SIMILARITIES),
             ("train.loss", t.loss, LOSSES),

@@ -122,6 +122,7 @@ class Trainer:
         self.log = log
         c = self.config
         self.device = torch.device(c.train.device)
+        self.dedup = c.model.dedup == "always" or (c.model.dedup == "auto" and self.device.type == "cpu")
         if c.train.threads is not None:
             torch.set_num_threads(c.train.threads)
         ds = dataset if dataset is not None else load_events(c.data)
@@ -171,7 +172,7 @@ class Trainer:
             torch.from_numpy(candidates),
             fanouts=c.model.fanouts,
             strategy=c.model.strategy,
-            dedup=c.model.dedup,
+            dedup=self.dedup,
             threads=c.train.threads,
             visible_batch=c.train.visible_batch,
             batch_size=c.train.batch_size,
@@ -212,7 +213,7 @@ class Trainer:
             c.train.threads,
             c.train.visible_batch,
             self.device,
-            dedup=c.model.dedup,
+            dedup=self.dedup,
         )
 
     def _negative_sampler(self) -> NegativeSampler:

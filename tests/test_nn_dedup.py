@@ -64,3 +64,17 @@ def test_check_blocks_reads_the_index_shape() -> None:
     bad = [dataclasses.replace(blocks[0], nbr_index=blocks[0].nbr_index[:, :2]), blocks[1]]
     with pytest.raises(ValueError, match="nbr_index must have the shape"):
         check_blocks(bad, 2)
+
+
+def test_dedup_chain_without_any_neighbour() -> None:
+    """Roots before every event: the deeper hops are empty, the embeddings those of a plain chain."""
+    graph, roots, times = graph_and_roots()
+    times = torch.full_like(times, -1.0)
+    plain = TemporalSampler(graph, [4, 3], "recent").sample(roots, times)
+    dedup = TemporalSampler(graph, [4, 3], "recent", dedup=True).sample(roots, times)
+    assert dedup[1].num_roots == 0
+    torch.manual_seed(0)
+    model = TGAT(5, 3, time_dim=6, embed_dim=8, num_layers=2, engine="dense").eval()
+    node_feat, edge_feat = torch.randn(NUM_NODES, 5), torch.randn(NUM_EVENTS, 3)
+    want = model(plain, node_feat, edge_feat)
+    torch.testing.assert_close(model(dedup, node_feat, edge_feat), want, atol=1e-6, rtol=0)

@@ -206,3 +206,11 @@ def test_absolute_time_origin_does_not_matter(events):
         trainer.train_epoch()
         results.append(trainer.evaluator.evaluate(trainer.streams["val"], ranking=False))
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize(("dedup", "expected"), [("auto", True), ("always", True), ("never", False)])
+def test_dedup_setting_reaches_the_samplers(events, dedup, expected):
+    """auto deduplicates on CPU (this test's device); the evaluator samples as training does."""
+    trainer = Trainer(tiny("tgat", **{"model.dedup": dedup}), None, dataset=events, progress=False)
+    assert trainer.neighbourhoods.sampler.dedup is expected
+    assert trainer.evaluator._embedder(0).neighbourhoods.sampler.dedup is expected

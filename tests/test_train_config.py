@@ -55,6 +55,7 @@ def test_model_flag_picks_that_models_defaults():
         ("negatives:\n  kind: hardest\n", "negatives.kind must be one of"),
         ("model:\n  fanouts: [10]\n", "model.fanouts"),
         ("eval:\n  negatives: some\n", "eval.negatives"),
+        ("model:\n  dedup: on\n", "model.dedup must be one of auto, always, never; got True"),
         ("train: [1, 2\n", "not valid YAML"),
     ],
 )
