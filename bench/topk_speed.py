@@ -16,7 +16,10 @@ counter. CPU: the resident-set high-water mark above its level before the call (
 threshold pinned (``MALLOC_MMAP_THRESHOLD_``) so that freed blocks leave the resident set at once.
 ``recall`` is the fraction of the baseline's indices that ``topk_dot`` also returns.
 
-    python bench/topk_speed.py [--device cuda|cpu|all] [--cpu-sizes 1e5x600,1e6x600] [--json]
+    python bench/topk_speed.py [--device cuda|cpu|all] [--cpu-sizes 1e5x600,1e6x600] [--gpu-sizes 1e6x600]
+        [--dims 100,172] [--dtypes bfloat16,float32] [--kernels] [--json]
+
+``--kernels``: also the GPU time per call of each CUDA kernel that ``topk_dot`` launches (torch.profiler).
 """
 
 from __future__ import annotations
@@ -112,6 +115,28 @@ def time_ms(fn: Callable[[int], object], device: str, copies: int, budget_s: flo
     return statistics.median(times)
 
 
+def kernel_times_us(fn: Callable[[], object], calls: int = 3) -> dict[str, float]:
+    """GPU time per call (microseconds) of each CUDA kernel that ``fn()`` launches, by kernel name."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA], acc_events=True) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    times: dict[str, float] = {}
+    for event in prof.key_averages():
+        total = getattr(event, "self_device_time_total", None)
+        if total is None:
+            total = event.self_cuda_time_total
+        if total > 0:
+            name = event.key.replace("(anonymous namespace)::", "").replace("tgnn::cuda::", "")
+            name = name.removeprefix("void ").split("(")[0]
+            times[name] = round(times.get(name, 0.0) + total / calls, 1)
+    return times
+
+
 def inputs(
     device: str, dtype: torch.dtype, d: int, n: int, b: int, seed: int, copies: int
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -136,7 +161,7 @@ def peak_child(spec: str) -> None:
     print(rss_peak_bytes(call))
 
 
-def run_case(device: str, dtype: torch.dtype, d: int, n: int, b: int, seed: int) -> dict:
+def run_case(device: str, dtype: torch.dtype, d: int, n: int, b: int, seed: int, kernels: bool) -> dict:
     copies = 3 if n * d * torch.finfo(dtype).bits // 8 < 256 * 2**20 else 1
     qs, es = inputs(device, dtype, d, n, b, seed, copies)
     budget = 2.0 if device == "cuda" else 10.0
@@ -158,6 +183,7 @@ def run_case(device: str, dtype: torch.dtype, d: int, n: int, b: int, seed: int)
     recall = (got[:, :, None] == expected[:, None, :]).any(-1).double().mean().item()
     ours_ms = time_ms(ours, device, copies, budget)
     base_ms = time_ms(base, device, copies, budget)
+    extra = {"kernels_us": kernel_times_us(lambda: ours(0))} if kernels and device == "cuda" else {}
     return {
         "device": device,
         "dtype": str(dtype).removeprefix("torch."),
@@ -171,6 +197,7 @@ def run_case(device: str, dtype: torch.dtype, d: int, n: int, b: int, seed: int)
         "ours_peak_mib": round(ours_peak / 2**20, 1),
         "baseline_peak_mib": round(base_peak / 2**20, 1),
         "recall": round(recall, 4),
+        **extra,
     }
 
 
@@ -187,6 +214,9 @@ def main() -> None:
     parser.add_argument("--device", choices=("cuda", "cpu", "all"), default="all")
     parser.add_argument("--cpu-sizes", default="1e5x600", help="comma-separated NxB for the CPU")
     parser.add_argument("--gpu-sizes", default=",".join(f"{n}x{b}" for n, b in GPU_SIZES))
+    parser.add_argument("--dims", default=",".join(map(str, DIMS)), help="comma-separated d")
+    parser.add_argument("--dtypes", default="bfloat16,float32", help="CUDA dtypes (the CPU runs float32)")
+    parser.add_argument("--kernels", action="store_true", help="GPU time of each CUDA kernel of topk_dot")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--peak-child", help=argparse.SUPPRESS)  # internal: one CPU memory measure
     args = parser.parse_args()
@@ -194,15 +224,19 @@ def main() -> None:
         peak_child(args.peak_child)
         return
 
+    dims = [int(d) for d in args.dims.split(",")]
+    dtypes = [getattr(torch, name) for name in args.dtypes.split(",")]
+    if any(dtype not in (torch.bfloat16, torch.float32) for dtype in dtypes):
+        parser.error(f"--dtypes takes bfloat16 and float32, got {args.dtypes!r}")
     cases = []
     if args.device in ("cuda", "all") and torch.cuda.is_available():
         for n, b in parse_sizes(args.gpu_sizes):
-            for d in DIMS:
-                for dtype in (torch.bfloat16, torch.float32):
+            for d in dims:
+                for dtype in dtypes:
                     cases.append(("cuda", dtype, d, n, b))
     if args.device in ("cpu", "all"):
         for n, b in parse_sizes(args.cpu_sizes):
-            for d in DIMS:
+            for d in dims:
                 cases.append(("cpu", torch.float32, d, n, b))
 
     header = (
@@ -218,7 +252,7 @@ def main() -> None:
         )
         print(header)
     for seed, (device, dtype, d, n, b) in enumerate(cases):
-        r = run_case(device, dtype, d, n, b, seed)
+        r = run_case(device, dtype, d, n, b, seed, args.kernels)
         results.append(r)
         if not args.json:
             print(
@@ -227,6 +261,8 @@ def main() -> None:
                 f"{r['baseline_peak_mib']:>9.1f} {r['recall']:>6.4f}",
                 flush=True,
             )
+            for name, us in r.get("kernels_us", {}).items():
+                print(f"    {us:>10.1f} us  {name}", flush=True)
         if device == "cuda":
             torch.cuda.empty_cache()
     if args.json:

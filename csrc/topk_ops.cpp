@@ -319,6 +319,28 @@ bool cuda_supported(int64_t k, int64_t d, bool bfloat16) {
 #endif
 }
 
+// Tiles per split of the CUDA kernel's seed pass for these sizes on the current device (0: none).
+int64_t cuda_seed_tiles(int64_t num_queries, int64_t num_candidates, int64_t k, int64_t d, bool bfloat16) {
+  TORCH_CHECK_VALUE(num_queries >= 1 && d >= 1 && k >= 1 && k <= num_candidates &&
+                        num_candidates <= std::numeric_limits<int32_t>::max(),
+                    "topk_dot_cuda_seed_tiles: need B >= 1, d >= 1 and 1 <= k <= N < 2^31, got B=",
+                    format_int(num_queries), ", N=", format_int(num_candidates), ", k=", format_int(k), ", d=",
+                    format_int(d));
+#ifdef WITH_CUDA
+  if (!tgnn::cuda::topk_dot_supported(k, d, bfloat16)) return 0;
+  tgnn::cuda::TopkDotArgs args{};
+  args.bfloat16 = bfloat16;
+  args.num_queries = num_queries;
+  args.num_candidates = num_candidates;
+  args.dim = d;
+  args.k = k;
+  return tgnn::cuda::topk_dot_seed_tiles(args);
+#else
+  (void)bfloat16;
+  return 0;
+#endif
+}
+
 }  // namespace
 
 void register_topk_ops(pybind11::module_& m) {
@@ -328,4 +350,8 @@ void register_topk_ops(pybind11::module_& m) {
         "int64), best first, ties to the smaller index, (-inf, -1) where fewer than k remain.");
   m.def("topk_dot_cuda_supported", &cuda_supported, pybind11::arg("k"), pybind11::arg("d"),
         pybind11::arg("bfloat16"), "Whether the fused CUDA kernel covers this k and d (compiled with CUDA).");
+  m.def("topk_dot_cuda_seed_tiles", &cuda_seed_tiles, pybind11::arg("num_queries"), pybind11::arg("num_candidates"),
+        pybind11::arg("k"), pybind11::arg("d"), pybind11::arg("bfloat16"),
+        "Tiles per candidate split of the CUDA kernel's seed pass (its threshold bound) for these sizes on the "
+        "current device; 0 when it runs none (also without CUDA).");
 }

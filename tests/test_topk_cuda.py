@@ -81,6 +81,7 @@ def check_near_exact(q, e, k, exclude=None, normalize=False, tol=2e-5, min_match
         (9, 1000, 48, 256),
         (5, 1000, 24, 300),  # beyond the kernel's k: chunked fallback
         (8, 777, 33, 40),  # odd d: one zero column (bfloat16)
+        (40, 3000, 256, 50),  # bfloat16: 3 pipeline stages (4 do not fit in shared memory)
     ],
 )
 def test_random_data_matches_reference(dtype, b, n, d, k) -> None:
@@ -179,3 +180,112 @@ def test_peak_memory_is_far_below_a_score_matrix() -> None:
     _, ref_indices = topk_dot_reference(q[sample], e, k)
     hits = (indices[sample][:, :, None] == ref_indices[:, None, :]).any(-1).double().mean().item()
     assert hits >= 0.99
+
+
+# ---- seeded threshold: a first pass bounds each query's k-th score (tests name the plan they need)
+
+
+def seed_tiles(b: int, n: int, k: int, d: int, dtype: torch.dtype) -> int:
+    return _C.topk_dot_cuda_seed_tiles(b, n, k, d, dtype == torch.bfloat16)
+
+
+# (B, N, k): one row block per multiprocessor or more (one candidate split each) with a seed
+# slice of one tile, the same with groups of several tiles, and a few row blocks with many splits
+SEEDED = [(17000, 5000, 8), (17000, 200_000, 8), (100, 600_000, 50)]
+
+
+def test_seed_pass_is_planned_only_where_sound() -> None:
+    for dtype in (torch.bfloat16, torch.float32):
+        for b, n, k in SEEDED:
+            assert seed_tiles(b, n, k, 40, dtype) > 0
+        assert seed_tiles(17000, 256, 256, 40, dtype) == 0  # k = N
+        assert seed_tiles(17000, 5000, 200, 40, dtype) == 0  # fewer group maxima than 2k
+        assert seed_tiles(100, 5000, 8, 40, dtype) == 0  # blocks scan few tiles (N below any seed slice)
+        assert seed_tiles(17000, 3900, 8, 40, dtype) == 0
+        assert seed_tiles(1, 2, 1, 1, dtype) == 0
+    with pytest.raises(ValueError, match="1 <= k <= N"):
+        _C.topk_dot_cuda_seed_tiles(1, 5, 6, 3, True)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(("b", "n", "k"), SEEDED)
+def test_seeded_integer_data_is_exact_with_ties_at_the_kth_value(dtype, b, n, k) -> None:
+    # integer scores in [-40, 40]: many candidates tie with a query's k-th score, so the seed bound
+    # (a score of the data) often equals the k-th score exactly; ties at the bound must pass
+    q = randint(-1, 2, (b, 40), seed=b + n, dtype=dtype)
+    e = randint(-1, 2, (n, 40), seed=n + k, dtype=dtype)
+    assert seed_tiles(b, n, k, 40, dtype) > 0
+    values, indices = topk_dot(q, e, k)
+    ref_values, ref_indices = topk_dot_reference(q, e, k)
+    assert torch.equal(indices, ref_indices)
+    assert torch.equal(values, ref_values)
+    # in most rows some candidates that tie with the k-th value are left out (ties across the cut)
+    rows = torch.arange(0, b, max(1, b // 50), device=CUDA)
+    scores = q[rows].double() @ e.double().T
+    kth = values[rows, -1:].double()
+    across = (scores == kth).sum(dim=1) > (values[rows] == values[rows, -1:]).sum(dim=1)
+    assert across.double().mean() >= 0.25
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(("b", "n", "k"), SEEDED[::2])
+def test_seeded_random_data_matches_reference(dtype, b, n, k) -> None:
+    q, e = randn(b, 64, seed=b + 1, dtype=dtype), randn(n, 64, seed=n + 2, dtype=dtype)
+    assert seed_tiles(b, n, k, 64, dtype) > 0
+    check_near_exact(q, e, k)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(("b", "n", "k"), SEEDED[::2])
+def test_seed_ignores_excluded_candidates(dtype, b, n, k) -> None:
+    # the best candidates of every query sit in the first tiles (the seed slice) and are all
+    # excluded: a bound taken over them would exceed every remaining score and lose the answer
+    q = randint(-3, 4, (b, 40), seed=b + 3, dtype=dtype)
+    e = randint(-3, 4, (n, 40), seed=n + 4, dtype=dtype)
+    top = 300
+    e[:top] = 8 * q[torch.arange(top, device=CUDA) % b]  # candidate j scores 8 |q_j|^2 for query j % b
+    e[:top:2] = 30 * torch.sign(q.float().sum(0)).to(dtype)  # and the even ones high for most queries
+    exclude = torch.arange(top, device=CUDA).expand(b, top).clone()
+    exclude[:, 1::7] = -1  # padding: some of them stay
+    assert seed_tiles(b, n, k, 40, dtype) > 0
+    values, indices = topk_dot(q, e, k, exclude=exclude)
+    ref_values, ref_indices = topk_dot_reference(q, e, k, exclude=exclude)
+    assert torch.equal(indices, ref_indices)
+    assert torch.equal(values, ref_values)
+    kept = torch.arange(1, top, 7, device=CUDA)
+    assert torch.isin(indices, kept).any()  # some non-excluded seed-slice candidates made it
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_seeded_rows_with_fewer_than_k_candidates_left(dtype) -> None:
+    b, n, k, keep = 17000, 4200, 8, 5
+    q = randint(-3, 4, (b, 16), seed=20, dtype=dtype)
+    e = randint(-3, 4, (n, 16), seed=21, dtype=dtype)
+    assert seed_tiles(b, n, k, 16, dtype) > 0
+    # rows 0..63 keep only `keep` candidates, 2 of them in the first tile (fewer than k group maxima
+    # in the seed slice: no bound); the others lose the first half of the first tile
+    exclude = torch.full((b, n - keep), -1, dtype=torch.int64, device=CUDA)
+    exclude[:, :64] = torch.arange(64, device=CUDA)
+    g = torch.Generator().manual_seed(22)
+    for r in range(64):
+        inside = torch.randperm(128, generator=g)[:2]
+        stay = torch.cat([inside, 128 + torch.randperm(n - 128, generator=g)[: keep - 2]])
+        others = torch.ones(n, dtype=torch.bool)
+        others[stay] = False
+        exclude[r] = others.nonzero().squeeze(1).to(CUDA)
+    values, indices = topk_dot(q, e, k, exclude=exclude)
+    ref_values, ref_indices = topk_dot_reference(q, e, k, exclude=exclude)
+    assert torch.equal(indices, ref_indices)
+    assert torch.equal(values, ref_values)
+    assert ((indices[:64] >= 0).sum(dim=1) == keep).all()
+    assert (values[:64, keep:] == float("-inf")).all() and (indices[:64, keep:] == -1).all()
+    assert (indices[64:] >= 64).all()
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_seeded_cosine_and_misaligned_candidates(normalize) -> None:
+    b, n, k = 100, 600_000, 50
+    q = randn(b, 33, seed=23, dtype=torch.bfloat16)
+    e = randn(n, 35, seed=24, dtype=torch.bfloat16)[:, 1:34]  # odd d, rows start one element in
+    assert seed_tiles(b, n, k, 33, torch.bfloat16) > 0
+    check_near_exact(q, e, k, normalize=normalize)

@@ -15,6 +15,18 @@
 // Exclusions: each row's sorted exclusion list is walked along with the tiles into a 128-bit mask
 // per row and tile. Finally each block writes its lists as partial results [B, splits, k] and a
 // second kernel merges the splits of each query (a warp per query).
+//
+// Seeded threshold. When each block scans many tiles, a first pass of the same kernel (kSeed)
+// scores a slice of the candidates, the first splits * seed_tiles tiles (seed_tiles per block,
+// same grid), and writes, per query, the maximum of each group: the scores one thread holds for
+// that query over group_tiles consecutive tiles, excluded candidates left out. A small kernel takes each query's
+// k-th largest group maximum: the groups are disjoint, so k distinct candidates score at least
+// that much, and every one of the final top k scores at least that much too. The main pass starts
+// each row's threshold there (ties pass), so from the first tile on it appends only scores that
+// can still matter. Both passes run the same instructions on the same tile positions (same row
+// blocks, tiles aligned to kTileN), so a candidate's score is bit-identical in both: the bound
+// holds for the scores the main pass ranks. Where fewer than k groups hold a candidate the bound
+// is -inf, i.e. none.
 #include <cuda_runtime.h>
 
 #include <cfloat>
@@ -34,10 +46,16 @@ constexpr int kChunkBytes = 128;            // bytes of each candidate row per p
 constexpr int kStageStride = kChunkBytes + 16;  // padded shared row: conflict-free ldmatrix
 constexpr int kWarps = 16;                  // per block of the fused kernel (8 measured slower)
 constexpr int kThreads = kWarps * 32;
-constexpr int kStages = 3;
+constexpr int kStages = 3;                  // 4 measured no faster (H100, bf16, d = 172)
 constexpr int kBufCap = 32;                 // pending candidates per query row
 constexpr int kMaskWords = kTileN / 32;     // exclusion bits per row and tile
 constexpr int kMergeWarps = 4;              // queries per block of the split merge
+constexpr int kSeedMinTiles = 32;           // seed pass only where a block scans this many tiles
+constexpr int kSeedShare = 16;              // it scores at most 1/kSeedShare of each block's tiles
+constexpr int kSeedMaxTiles = 64;           // and at most this many tiles per split
+constexpr int kMaxGroups = 4096;            // group maxima per query (sorted in shared memory)
+constexpr int64_t kGroupBytes = 1 << 24;    // group maxima of all queries, unless 4k per query is more
+constexpr int kSelectThreads = 256;         // per block (query) of the k-th maximum kernel
 constexpr unsigned kAllLanes = 0xffffffffu;
 
 struct Params {
@@ -50,6 +68,10 @@ struct Params {
   const float* e_scale;  // [N] or null
   float* part_v;         // [B, splits, k]
   int* part_i;
+  const float* seed;     // [B] lower bound of each query's k-th score (main pass), or null
+  float* group_max;      // [B, groups] group maxima (seed pass), else null
+  int groups;            // group maxima per query: splits * groups per split * groups per tile
+  int group_tiles;       // consecutive tiles of a group (seed pass)
   int num_queries, num_candidates, k;
   int row_bytes;         // d * element size (multiple of 4)
   int dpad_bytes;        // row_bytes rounded up to 32 (one k-step of the mma)
@@ -199,20 +221,27 @@ __device__ int merge_into_list(float* lv, int* li, int fill, const float* buf_v,
 
 // ---- the fused kernel -----------------------------------------------------------------------
 
+constexpr int warps_m(int block_rows) { return block_rows >= 64 ? 4 : 2; }
+
+// Seed groups per row and tile: one per thread holding scores of that row.
+constexpr int groups_per_tile(int block_rows) { return 4 * (kWarps / warps_m(block_rows)); }
+
 // Warp layout over the BM x kTileN score tile: kWarpsM x kWarpsN warps of (16 MT) x (8 NT) scores.
 template <int BM>
 struct WarpLayout {
-  static constexpr int kWarpsM = BM >= 64 ? 4 : 2;
+  static constexpr int kWarpsM = warps_m(BM);
   static constexpr int kWarpsN = kWarps / kWarpsM;
   static constexpr int kRows = BM / kWarpsM;       // query rows per warp
   static constexpr int kCols = kTileN / kWarpsN;   // candidates per warp
   static constexpr int MT = kRows / 16;            // m16 tiles per warp
   static constexpr int NT = kCols / 8;             // n8 tiles per warp
   static constexpr int kSlots = MT * NT * 4;       // scores per thread per tile
+  static constexpr int kGroups = groups_per_tile(BM);
   static_assert(MT >= 1 && NT % 2 == 0 && kSlots <= 32, "a 32-bit mask has a bit per score");
 };
 
-template <bool kBF16, int BM, int KMAX>
+// kSeed: the seed pass (group maxima into p.group_max, no selection); else the main pass.
+template <bool kBF16, int BM, int KMAX, bool kSeed>
 __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   using L = WarpLayout<BM>;
   constexpr int MT = L::MT;
@@ -245,10 +274,14 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   const int num_chunks = (p.dpad_bytes + kChunkBytes - 1) / kChunkBytes;
   const int total = num_tiles * num_chunks;
 
+  // A row's threshold while its list is not full: the seed bound, at least -FLT_MAX.
+  auto floor_threshold = [&](int r) {
+    return p.seed != nullptr && row0 + r < p.num_queries ? fmaxf(p.seed[row0 + r], -FLT_MAX) : -FLT_MAX;
+  };
   for (int r = tid; r < BM; r += kThreads) {
     cnt[r] = 0;
     fill[r] = 0;
-    theta[r] = row0 + r < p.num_queries ? -FLT_MAX : INFINITY;  // padding rows take nothing
+    theta[r] = row0 + r < p.num_queries ? floor_threshold(r) : INFINITY;  // padding rows take nothing
   }
 
   // Thread r < BM walks row r's sorted exclusions: ex_next is the next id >= the current tile.
@@ -324,6 +357,9 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   const unsigned e_lane = (wn * L::kCols + (lane >> 4) * 8 + (lane & 7)) * kStageStride + ((lane >> 3) & 1) * 16;
 
   float acc[MT][NT][4];
+  float group_best[MT][2];  // seed pass: the thread's maxima of its rows in the current group
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) group_best[mt][0] = group_best[mt][1] = -INFINITY;
 
   // Appends the pending scores that are not excluded to their rows' buffers; a bit stays set
   // when its buffer is full.
@@ -412,7 +448,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
                                             buf_i + r * kBufCap, c, p.k, lane);
         if (lane == 0) {
           fill[r] = f;
-          theta[r] = f == p.k ? fmaxf(list_v[r * KMAX + p.k - 1], -FLT_MAX) : -FLT_MAX;
+          theta[r] = f == p.k ? fmaxf(list_v[r * KMAX + p.k - 1], -FLT_MAX) : floor_threshold(r);
           cnt[r] = 0;
         }
       }
@@ -523,6 +559,37 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
         }
       }
     }
+    if constexpr (kSeed) {
+      // Group maxima over the candidates that exist and are not excluded; NaN never wins fmaxf.
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int r = wm * L::kRows + mt * 16 + g + 8 * h;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int cc = 0; cc < 2; ++cc) {
+              const int c = wn * L::kCols + nt * 8 + 2 * t4 + cc;
+              const bool excluded = p.m > 0 && ((mask[r * kMaskWords + (c >> 5)] >> (c & 31)) & 1);
+              if (t0 + c < n_end && !excluded) group_best[mt][h] = fmaxf(group_best[mt][h], acc[mt][nt][2 * h + cc]);
+            }
+        }
+      if ((tile + 1) % p.group_tiles == 0 || tile + 1 == num_tiles) {
+        const int groups_per_split = (p.tiles_per_split + p.group_tiles - 1) / p.group_tiles;
+        const int group = (split * groups_per_split + tile / p.group_tiles) * L::kGroups + wn * 4 + t4;
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int row = row0 + wm * L::kRows + mt * 16 + g + 8 * h;
+            if (row < p.num_queries) p.group_max[static_cast<int64_t>(row) * p.groups + group] = group_best[mt][h];
+            group_best[mt][h] = -INFINITY;
+          }
+      }
+      ++tile;
+      continue;
+    }
     Mask pending = select(t0);
     if (pending) append(pending, t0, mask);
     while (__syncthreads_or(pending != 0)) {
@@ -535,6 +602,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   }
 
   cp_async_wait<0>();
+  if constexpr (kSeed) return;
   __syncthreads();
   merge_buffers();
   __syncthreads();
@@ -593,6 +661,33 @@ __global__ void __launch_bounds__(kMergeWarps * 32)
   }
 }
 
+// A block per query: seed[row] = the k-th largest of its `groups` group maxima (-inf when fewer
+// than k are finite), by a bitonic sort (descending) of them padded with -inf to `size`, a power
+// of two. Group maxima are never NaN.
+__global__ void __launch_bounds__(kSelectThreads)
+    kth_group_max_kernel(const float* __restrict__ group_max, int groups, int size, int k, float* __restrict__ seed) {
+  extern __shared__ float v[];
+  const int row = blockIdx.x;
+  const float* src = group_max + static_cast<int64_t>(row) * groups;
+  for (int i = threadIdx.x; i < size; i += kSelectThreads) v[i] = i < groups ? src[i] : -INFINITY;
+  __syncthreads();
+  for (int len = 2; len <= size; len <<= 1) {
+    for (int stride = len >> 1; stride > 0; stride >>= 1) {
+      for (int t = threadIdx.x; t < size / 2; t += kSelectThreads) {
+        const int i = 2 * t - (t & (stride - 1));  // pairs (i, i + stride), bit `stride` of i clear
+        const float a = v[i], b = v[i + stride];
+        const bool descending = (i & len) == 0;
+        if (descending ? a < b : a > b) {
+          v[i] = b;
+          v[i + stride] = a;
+        }
+      }
+      __syncthreads();
+    }
+  }
+  if (threadIdx.x == 0) seed[row] = v[k - 1];
+}
+
 // ---- planning -------------------------------------------------------------------------------
 
 struct Plan {
@@ -601,6 +696,9 @@ struct Plan {
   int row_bytes = 0, dpad_bytes = 0;
   int smem_bytes = 0;
   int splits = 0, tiles_per_split = 0;
+  int seed_tiles = 0;   // tiles per split of the seed pass; 0: no seed pass
+  int group_tiles = 0;  // tiles per group of the seed pass
+  int groups = 0;       // group maxima per query
 };
 
 int element_bytes(bool bfloat16) { return bfloat16 ? 2 : 4; }
@@ -653,7 +751,39 @@ Plan make_plan(const TopkDotArgs& args) {
   splits = (tiles + per_split - 1) / per_split;
   plan.splits = static_cast<int>(splits);
   plan.tiles_per_split = static_cast<int>(per_split);
+
+  // Seed pass where blocks scan many tiles: the first splits * seed_tiles tiles (all whole, inside
+  // [0, N)), seed_tiles per block, in groups of group_tiles tiles so that a query gets at most
+  // max_groups maxima; skipped when that leaves fewer than 2k groups (a weak bound).
+  if (per_split >= kSeedMinTiles) {
+    const int64_t seed_tiles = std::min<int64_t>(kSeedMaxTiles, per_split / kSeedShare);
+    const int64_t per_tile = splits * groups_per_tile(plan.block_rows);  // groups of a query per tile
+    const int64_t max_groups =
+        std::min<int64_t>(kMaxGroups, std::max<int64_t>(4 * args.k, kGroupBytes / 4 / args.num_queries));
+    const int64_t group_tiles = (per_tile * seed_tiles + max_groups - 1) / max_groups;
+    const int64_t groups = per_tile * ((seed_tiles + group_tiles - 1) / group_tiles);
+    if (groups >= 2 * args.k && groups <= kMaxGroups && splits * seed_tiles * kTileN <= args.num_candidates) {
+      plan.seed_tiles = static_cast<int>(seed_tiles);
+      plan.group_tiles = static_cast<int>(group_tiles);
+      plan.groups = static_cast<int>(groups);
+    }
+  }
   return plan;
+}
+
+// Workspace: partial lists [B, splits, k] (values, then int indices), which the seed pass uses
+// before for its group maxima [B, groups]; then, with a seed pass, the bounds [B].
+struct Workspace {
+  int64_t union_bytes = 0, total_bytes = 0;
+};
+
+Workspace workspace_layout(const Plan& plan, const TopkDotArgs& args) {
+  Workspace w;
+  const int64_t part = args.num_queries * plan.splits * args.k * static_cast<int64_t>(sizeof(float) + sizeof(int));
+  const int64_t groups = args.num_queries * plan.groups * static_cast<int64_t>(sizeof(float));
+  w.union_bytes = (std::max(part, groups) + 255) / 256 * 256;
+  w.total_bytes = w.union_bytes + (plan.seed_tiles > 0 ? args.num_queries * static_cast<int64_t>(sizeof(float)) : 0);
+  return w;
 }
 
 int copy_width(uintptr_t address, int64_t stride_bytes, int64_t row_bytes) {
@@ -664,12 +794,36 @@ int copy_width(uintptr_t address, int64_t stride_bytes, int64_t row_bytes) {
 }
 
 template <bool kBF16, int BM, int KMAX>
-cudaError_t launch(const Plan& plan, const Params& params, const TopkDotArgs& args, cudaStream_t stream) {
-  auto kernel = topk_dot_kernel<kBF16, BM, KMAX>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem_bytes);
-  if (err != cudaSuccess) return err;
+cudaError_t launch(const Plan& plan, const Params& params, float* seed, const TopkDotArgs& args,
+                   cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((args.num_queries + BM - 1) / BM), static_cast<unsigned>(plan.splits));
-  kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(params);
+  cudaError_t err;
+  Params main_params = params;
+  if (plan.seed_tiles > 0) {
+    auto seed_kernel = topk_dot_kernel<kBF16, BM, KMAX, true>;
+    err = cudaFuncSetAttribute(seed_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem_bytes);
+    if (err != cudaSuccess) return err;
+    Params seed_params = params;
+    seed_params.num_candidates = plan.splits * plan.seed_tiles * kTileN;
+    seed_params.tiles_per_split = plan.seed_tiles;
+    seed_params.group_max = params.part_v;  // the partial lists' space, free until the main pass
+    seed_params.groups = plan.groups;
+    seed_params.group_tiles = plan.group_tiles;
+    seed_kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(seed_params);
+    err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+    int size = 1;
+    while (size < plan.groups) size <<= 1;
+    kth_group_max_kernel<<<static_cast<unsigned>(args.num_queries), kSelectThreads, size * sizeof(float), stream>>>(
+        seed_params.group_max, plan.groups, size, params.k, seed);
+    err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+    main_params.seed = seed;
+  }
+  auto kernel = topk_dot_kernel<kBF16, BM, KMAX, false>;
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem_bytes);
+  if (err != cudaSuccess) return err;
+  kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(main_params);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   const unsigned merge_blocks = static_cast<unsigned>((args.num_queries + kMergeWarps - 1) / kMergeWarps);
@@ -687,8 +841,10 @@ bool topk_dot_supported(int64_t k, int64_t dim, bool bfloat16) {
 
 int64_t topk_dot_workspace_bytes(const TopkDotArgs& args) {
   const Plan plan = make_plan(args);
-  return args.num_queries * plan.splits * args.k * static_cast<int64_t>(sizeof(float) + sizeof(int));
+  return workspace_layout(plan, args).total_bytes;
 }
+
+int64_t topk_dot_seed_tiles(const TopkDotArgs& args) { return make_plan(args).seed_tiles; }
 
 cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream_t stream) {
   const Plan plan = make_plan(args);
@@ -708,6 +864,11 @@ cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream
   params.e_scale = args.candidate_scale;
   params.part_v = static_cast<float*>(workspace);
   params.part_i = reinterpret_cast<int*>(params.part_v + args.num_queries * plan.splits * args.k);
+  params.seed = nullptr;
+  params.group_max = nullptr;
+  params.groups = 0;
+  params.group_tiles = 1;
+  float* seed = reinterpret_cast<float*>(static_cast<char*>(workspace) + workspace_layout(plan, args).union_bytes);
   params.num_queries = static_cast<int>(args.num_queries);
   params.num_candidates = static_cast<int>(args.num_candidates);
   params.k = static_cast<int>(args.k);
@@ -721,13 +882,13 @@ cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream
   if (params.copy_q == 0 || params.copy_e == 0) return cudaErrorMisalignedAddress;
 
   if (args.bfloat16) {
-    if (plan.kmax == 64) return launch<true, 128, 64>(plan, params, args, stream);
-    if (plan.kmax == 128) return launch<true, 64, 128>(plan, params, args, stream);
-    return launch<true, 32, 256>(plan, params, args, stream);
+    if (plan.kmax == 64) return launch<true, 128, 64>(plan, params, seed, args, stream);
+    if (plan.kmax == 128) return launch<true, 64, 128>(plan, params, seed, args, stream);
+    return launch<true, 32, 256>(plan, params, seed, args, stream);
   }
-  if (plan.kmax == 64) return launch<false, 64, 64>(plan, params, args, stream);
-  if (plan.kmax == 128) return launch<false, 64, 128>(plan, params, args, stream);
-  return launch<false, 32, 256>(plan, params, args, stream);
+  if (plan.kmax == 64) return launch<false, 64, 64>(plan, params, seed, args, stream);
+  if (plan.kmax == 128) return launch<false, 64, 128>(plan, params, seed, args, stream);
+  return launch<false, 32, 256>(plan, params, seed, args, stream);
 }
 
 }  // namespace tgnn::cuda
