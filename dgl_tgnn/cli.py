@@ -90,6 +90,7 @@ _TRAIN_FLAGS = {
     "memory_dim": "model.memory_dim",
     "decoder": "model.decoder",
     "engine": "model.engine",
+    "time_encoding": "model.time_encoding",
     "lr": "train.lr",
     "seed": "train.seed",
     "device": "train.device",
@@ -162,6 +163,9 @@ _TRAIN_FLAGS = {
 @click.option("--decoder", type=click.Choice(["mlp", "dot"]), help="Link decoder (default mlp).")
 @click.option("--engine", type=click.Choice(["auto", "dense", "dgl"]),
               help="Attention engine: dense tensors, DGL message passing, or auto.")
+@click.option("--time-encoding", type=click.Choice(["fixed", "learnable"]),
+              help="Time encoding cos(w dt + b): fixed at TGAT's initial w, b (default; steadier) or "
+              "learnable (the papers).")
 @click.option("--lr", type=float, help="Adam learning rate (default 1e-4).")
 @click.option("--seed", type=int, help="Seed of weights, negatives, neighbour sampling and the split.")
 @click.option("--device", help="torch device, e.g. cpu or cuda:0 (default cpu).")

@@ -27,9 +27,18 @@ class LinkModel(nn.Module):
     def __init__(self, config: ModelConfig, num_nodes: int, node_dim: int, edge_dim: int) -> None:
         super().__init__()
         c = config
+        learnable_time = c.time_encoding == "learnable"
         if c.name == "tgat":
             self.encoder: nn.Module = TGAT(
-                node_dim, edge_dim, c.time_dim, c.embed_dim, c.num_layers, c.num_heads, c.dropout, c.engine
+                node_dim,
+                edge_dim,
+                c.time_dim,
+                c.embed_dim,
+                c.num_layers,
+                c.num_heads,
+                c.dropout,
+                c.engine,
+                learnable_time,
             )
         else:
             self.encoder = TGN(
@@ -46,6 +55,7 @@ class LinkModel(nn.Module):
                 aggregator=c.aggregator,
                 updater=c.updater,
                 engine=c.engine,
+                learnable_time=learnable_time,
             )
         self.decoder: nn.Module = MLPDecoder(c.embed_dim) if c.decoder == "mlp" else DotDecoder()
 

@@ -63,3 +63,19 @@ def test_bad_configs_name_the_setting(tmp_path, text, message):
     (tmp_path / "c.yaml").write_text(text)
     with pytest.raises(ValueError, match=message):
         load_config(tmp_path / "c.yaml").validate()
+
+
+@pytest.mark.parametrize("model", ["tgat", "tgn"])
+def test_time_encoding_setting_freezes_or_trains_every_time_encoding(model):
+    from dgl_tgnn.link import LinkModel
+    from dgl_tgnn.nn.time_encoding import TimeEncoding
+
+    for setting, trained in (("fixed", False), ("learnable", True)):
+        config = apply_overrides(default_config(model), {"model.time_encoding": setting})
+        encoder = LinkModel(config.model, num_nodes=5, node_dim=0, edge_dim=2)
+        encodings = [m for m in encoder.modules() if isinstance(m, TimeEncoding)]
+        assert len(encodings) == 2  # TGAT: one per layer; TGN: the memory's and its one layer's
+        names = {name for name, _ in encoder.named_parameters()}
+        for m in encodings:
+            assert m.weight.requires_grad is trained and m.bias.requires_grad is trained
+        assert any("time_enc" in name for name in names) is trained

@@ -128,11 +128,12 @@ class TemporalAttention(nn.Module):
     Args:
         node_dim: width of ``h`` (may be 0: no node features).
         edge_dim: width of the event features ``f(e)`` (may be 0).
-        time_dim: width of the time encoding ``phi`` (its own learnable ``TimeEncoding``).
+        time_dim: width of the time encoding ``phi`` (its own ``TimeEncoding``).
         out_dim: width of the output and of the attention (split over the heads).
         num_heads: attention heads; must divide ``out_dim``.
         dropout: rate of the dropout on ``W_o a`` (training mode only).
         engine: ``"auto"``, ``"dgl"`` or ``"dense"``.
+        learnable_time: train ``phi``'s frequencies and phases (the paper), or keep them fixed.
 
     Forward:
         block: a ``TemporalBlock`` with ``R`` roots and ``k`` slots.
@@ -152,6 +153,7 @@ class TemporalAttention(nn.Module):
         num_heads: int = 2,
         dropout: float = 0.1,
         engine: str = "auto",
+        learnable_time: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (("node_dim", node_dim), ("edge_dim", edge_dim)):
@@ -170,7 +172,7 @@ class TemporalAttention(nn.Module):
         self.engine = check_engine(engine)
         query_dim = node_dim + time_dim
         self.input_dim = node_dim + edge_dim + time_dim
-        self.time_enc = TimeEncoding(time_dim)
+        self.time_enc = TimeEncoding(time_dim, learnable_time)
         self.w_q = nn.Linear(query_dim, out_dim, bias=False)
         self.w_k = nn.Linear(self.input_dim, out_dim, bias=False)
         self.w_v = nn.Linear(self.input_dim, out_dim, bias=False)

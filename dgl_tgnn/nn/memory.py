@@ -97,6 +97,7 @@ class Memory(nn.Module):
         message: ``"identity"`` or ``"mlp"``.
         aggregator: ``"last"`` or ``"mean"``.
         updater: ``"gru"`` or ``"rnn"``.
+        learnable_time: train the message time encoding (the paper) or keep it fixed.
 
     Buffers: ``state`` ``[N, memory_dim]`` float32 and ``last_update`` ``[N]`` float64 (both start at
     zero, are saved in ``state_dict`` and never carry autograd history). The pending messages are not
@@ -112,6 +113,7 @@ class Memory(nn.Module):
         message: str = "identity",
         aggregator: str = "last",
         updater: str = "gru",
+        learnable_time: bool = True,
     ) -> None:
         super().__init__()
         for name, value, allowed in (
@@ -130,7 +132,7 @@ class Memory(nn.Module):
         self.memory_dim = memory_dim
         self.edge_dim = edge_dim
         self.aggregator = aggregator
-        self.time_enc = TimeEncoding(time_dim)
+        self.time_enc = TimeEncoding(time_dim, learnable_time)
         raw_dim = 2 * memory_dim + time_dim + edge_dim
         if message == "mlp":
             self.message_fn: nn.Module = nn.Sequential(

@@ -66,7 +66,7 @@ class TGAT(nn.Module):
         time_dim: width of the time encodings.
         embed_dim: width of every layer's output.
         num_layers: number of attention layers (= number of hop blocks).
-        num_heads, dropout, engine: as in ``TemporalAttention``.
+        num_heads, dropout, engine, learnable_time: as in ``TemporalAttention``.
 
     Forward:
         blocks: ``num_layers`` hop blocks (``blocks[i + 1]`` has one root per slot of ``blocks[i]``).
@@ -85,6 +85,7 @@ class TGAT(nn.Module):
         num_heads: int = 2,
         dropout: float = 0.1,
         engine: str = "auto",
+        learnable_time: bool = True,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -93,7 +94,9 @@ class TGAT(nn.Module):
         self.node_dim = node_dim
         self.edge_dim = edge_dim
         self.layers = nn.ModuleList(
-            TemporalAttention(in_dim, edge_dim, time_dim, embed_dim, num_heads, dropout, engine)
+            TemporalAttention(
+                in_dim, edge_dim, time_dim, embed_dim, num_heads, dropout, engine, learnable_time
+            )
             for in_dim in [node_dim] + [embed_dim] * (num_layers - 1)
         )
 

@@ -31,6 +31,7 @@ class TGN(nn.Module):
         embed_dim: width of the embeddings.
         num_layers: attention layers (= hop blocks per forward).
         num_heads, dropout, engine: as in ``TemporalAttention``.
+        learnable_time: train every time encoding (the paper) or keep them fixed.
         message, aggregator, updater: as in ``Memory``.
 
     Forward:
@@ -55,14 +56,25 @@ class TGN(nn.Module):
         aggregator: str = "last",
         updater: str = "gru",
         engine: str = "auto",
+        learnable_time: bool = True,
     ) -> None:
         super().__init__()
         if node_dim < 0:
             raise ValueError(f"node_dim must be >= 0, got {node_dim}")
         self.node_dim = node_dim
-        self.memory = Memory(num_nodes, memory_dim, edge_dim, time_dim, message, aggregator, updater)
+        self.memory = Memory(
+            num_nodes, memory_dim, edge_dim, time_dim, message, aggregator, updater, learnable_time
+        )
         self.embedding = TGAT(
-            memory_dim + node_dim, edge_dim, time_dim, embed_dim, num_layers, num_heads, dropout, engine
+            memory_dim + node_dim,
+            edge_dim,
+            time_dim,
+            embed_dim,
+            num_layers,
+            num_heads,
+            dropout,
+            engine,
+            learnable_time,
         )
 
     def forward(
