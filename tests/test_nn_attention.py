@@ -174,7 +174,7 @@ def test_dense_engine_on_cuda_matches_cpu() -> None:
     block, *inputs = make_inputs(5, 3, num_roots=300, fanout=10)
     expected = layer(block, *inputs)
     cuda = torch.device("cuda")
-    block_cuda = TemporalBlock(*(getattr(block, f).to(cuda) for f in block.__dataclass_fields__))
+    block_cuda = block.to(cuda)
     out = layer.to(cuda)(block_cuda, *(t.to(cuda) for t in inputs))
     torch.testing.assert_close(out.cpu(), expected, atol=1e-4, rtol=1e-4)
 
