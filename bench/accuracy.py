@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import describe
 
 from dgl_tgnn.config import apply_overrides, default_config
 
@@ -163,17 +164,6 @@ def progress_line(record: dict[str, Any]) -> str:
     return f"done   {what}: {done} ({record['seconds']:.0f} s)"
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} CPUs visible, {gpu}, torch {torch.__version__}"
-
-
 def _cell(record: dict[str, Any] | None, key: str) -> str:
     if record is None:
         return "-"
@@ -289,7 +279,7 @@ def main() -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
     command = "python " + shlex.join(sys.argv)
-    info = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "command": command}
+    info = {"machine": describe(), "date": time.strftime("%Y-%m-%d"), "command": command}
     if args.json:
         runs = [records[run_key(s)] for s in specs if run_key(s) in records]
         print(json.dumps({**info, "runs": runs}, indent=1))

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 
 import torch
+from machine import describe
 
 from dgl_tgnn.config import apply_overrides, default_config
 
@@ -58,17 +57,6 @@ def run_child(overrides: dict) -> dict:
     command = [sys.executable, __file__, "--child", json.dumps(overrides)]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} CPUs visible, {gpu}, torch {torch.__version__}"
 
 
 def main() -> None:
@@ -137,7 +125,7 @@ def main() -> None:
                         flush=True,
                     )
     info = {
-        "machine": machine(),
+        "machine": describe(),
         "dataset": args.dataset,
         "threads": args.threads,
         "k": args.k,
