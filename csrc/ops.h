@@ -5,3 +5,4 @@
 
 void register_sampler_ops(pybind11::module_& m);  // sampler_ops.cpp
 void register_topk_ops(pybind11::module_& m);     // topk_ops.cpp
+void register_attention_ops(pybind11::module_& m);  // attention_ops.cpp

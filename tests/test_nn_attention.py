@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from nn_blocks import random_chain
 
+from dgl_tgnn import _C
 from dgl_tgnn.nn import TemporalAttention
 from dgl_tgnn.nn.attention import MaskedAttention, dgl_available, resolve_engine
 from dgl_tgnn.sampling import TemporalBlock
@@ -108,6 +109,53 @@ def test_masked_attention_gradients_are_exact() -> None:
     assert torch.autograd.gradcheck(MaskedAttention.apply, (qk, mask, *parts))
     agg = MaskedAttention.apply(qk, mask, *parts)
     assert torch.equal(agg[0], torch.zeros(2, 7, dtype=torch.float64))  # no valid slot: zero message
+
+
+def brute_force_attention(qk: torch.Tensor, mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The definition, one root and head at a time: softmax over the valid slots, then the sum."""
+    agg = torch.zeros_like(qk)
+    for r in range(qk.shape[0]):
+        valid = mask[r].nonzero().flatten()
+        if valid.numel():
+            for h in range(qk.shape[1]):
+                alpha = torch.softmax(x[r, valid] @ qk[r, h], dim=0)
+                agg[r, h] = alpha @ x[r, valid]
+    return agg
+
+
+@pytest.mark.parametrize("needs", [(True, True, False, True), (False, False, True, False)])
+def test_fused_cpu_kernel_equals_the_definition(needs: tuple[bool, ...]) -> None:
+    """float32 CPU inputs take the fused kernel (csrc/core/attention.h): forward and gradients against
+    the definition in float64, with empty rows, fully valid rows and parts without gradient."""
+    gen = torch.Generator().manual_seed(4)
+    roots, heads, slots, widths = 37, 3, 9, (5, 1, 16)
+    mask = torch.rand(roots, slots, generator=gen) < 0.5
+    mask[0], mask[1] = False, True
+    qk = torch.randn(roots, heads, sum(widths), generator=gen)
+    parts = [torch.randn(roots, slots, w, generator=gen) for w in widths]
+    grad = torch.randn(roots, heads, sum(widths), generator=gen)
+    inputs32 = [t.clone().requires_grad_(need) for t, need in zip([qk, *parts], needs, strict=True)]
+    agg32 = MaskedAttention.apply(inputs32[0], mask, *inputs32[1:])
+    agg32.backward(grad)
+    inputs64 = [t.double().requires_grad_(need) for t, need in zip([qk, *parts], needs, strict=True)]
+    agg64 = brute_force_attention(inputs64[0], mask, torch.cat(inputs64[1:], dim=2))
+    agg64.backward(grad.double())
+    assert torch.equal(agg32[0], torch.zeros(heads, sum(widths)))
+    torch.testing.assert_close(agg32.double(), agg64.detach(), atol=1e-5, rtol=1e-5)
+    for got, want, need in zip(inputs32, inputs64, needs, strict=True):
+        assert (got.grad is not None) is need
+        if need:
+            torch.testing.assert_close(got.grad.double(), want.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_kernel_checks_its_inputs() -> None:
+    qk, mask = torch.zeros(2, 1, 3), torch.ones(2, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="widths sum to 2"):
+        _C.masked_attention_forward(qk, mask, [torch.zeros(2, 4, 2)])
+    with pytest.raises(ValueError, match=r"parts\[0\]: expected a contiguous CPU float32 tensor \[2, 4"):
+        _C.masked_attention_forward(qk, mask, [torch.zeros(2, 5, 3)])
+    with pytest.raises(ValueError, match="mask: expected"):
+        _C.masked_attention_forward(qk, mask.float(), [torch.zeros(2, 4, 3)])
 
 
 @pytest.mark.parametrize("engine", ENGINES)

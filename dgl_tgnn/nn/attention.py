@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dgl_tgnn import _C
 from dgl_tgnn.nn.time_encoding import TimeEncoding
 from dgl_tgnn.sampling import TemporalBlock
 
@@ -58,13 +59,22 @@ class MaskedAttention(torch.autograd.Function):
         agg[r, h]      = sum_j alpha[r, h, j] x[r, j]                   (0 for a root without slots)
 
     ``x`` is never concatenated, and its gradient is computed only for the parts that need one
-    (typically the time encoding, not raw features). The backward pass is written out so that every
-    batched product has contiguous operands and both rank-``H`` updates of a part's gradient run as
-    one product (autograd's default layouts make MKL's small batched products several times slower).
+    (typically the time encoding, not raw features). float32 CPU tensors go through the fused
+    kernel of ``csrc/core/attention.h`` (each root's slots read once per pass); other dtypes and
+    devices through batched products. Their backward pass is written out so that every batched
+    product has contiguous operands and both rank-``H`` updates of a part's gradient run as one
+    product (autograd's default layouts make MKL's small batched products several times slower).
     """
 
     @staticmethod
     def forward(ctx, qk: torch.Tensor, mask: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:
+        ctx.fused = qk.device.type == "cpu" and all(x.dtype == torch.float32 for x in (qk, *parts))
+        if ctx.fused:  # csrc/core/attention.h: the same function, one pass over each root's slots
+            qk, mask = qk.contiguous(), mask.contiguous()
+            parts = tuple(part.contiguous() for part in parts)
+            agg, alpha = _C.masked_attention_forward(qk, mask, list(parts))
+            ctx.save_for_backward(qk, mask, alpha, *parts)
+            return agg
         widths = [part.shape[2] for part in parts]
         qk_parts = qk.split(widths, dim=2)
         score = torch.bmm(qk_parts[0], parts[0].transpose(1, 2))  # [R, H, k]
@@ -80,6 +90,13 @@ class MaskedAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_agg: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if ctx.fused:
+            qk, mask, alpha, *parts = ctx.saved_tensors
+            needs = ctx.needs_input_grad
+            grad_qk, grad_inputs = _C.masked_attention_backward(
+                qk, mask, parts, alpha, grad_agg.contiguous(), needs[0], list(needs[2:])
+            )
+            return grad_qk, None, *grad_inputs
         qk, alpha, *parts = ctx.saved_tensors
         grad_parts = [grad.contiguous() for grad in grad_agg.split(ctx.widths, dim=2)]
         grad_alpha = torch.bmm(grad_parts[0], parts[0].transpose(1, 2))  # [R, H, k]
