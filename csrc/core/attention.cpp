@@ -28,6 +28,27 @@ void axpy(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+// v . x[r, j] for a vector v [I] and slot j of root r, x given as parts.
+float dot_slot(const AttentionShape& s, const std::vector<const float*>& parts, const float* v, int64_t r, int64_t j) {
+  float sum = 0.0f;
+  int64_t off = 0;
+  for (size_t p = 0; p < parts.size(); off += s.widths[p], ++p)
+    sum += dot(v + off, parts[p] + (r * s.slots + j) * s.widths[p], s.widths[p]);
+  return sum;
+}
+
+// out [I] = sum_j w[j] x[r, j] (slots of zero weight skipped).
+void weighted_slots(const AttentionShape& s, const std::vector<const float*>& parts, const float* w, int64_t r,
+                    float* out) {
+  std::fill(out, out + s.width(), 0.0f);
+  for (int64_t j = 0; j < s.slots; ++j) {
+    if (w[j] == 0.0f) continue;
+    int64_t off = 0;
+    for (size_t p = 0; p < parts.size(); off += s.widths[p], ++p)
+      axpy(w[j], parts[p] + (r * s.slots + j) * s.widths[p], out + off, s.widths[p]);
+  }
+}
+
 }  // namespace
 
 int64_t AttentionShape::width() const {
@@ -38,7 +59,7 @@ int64_t AttentionShape::width() const {
 
 TGNN_VECTOR_CLONES void attention_forward(const AttentionShape& s, const float* qk, const std::vector<const float*>& parts,
                        const bool* mask, float* alpha, float* agg, int64_t begin, int64_t end) {
-  const int64_t H = s.heads, k = s.slots, I = s.width(), P = static_cast<int64_t>(parts.size());
+  const int64_t H = s.heads, k = s.slots, I = s.width();
   for (int64_t r = begin; r < end; ++r) {
     const bool* valid = mask + r * k;
     float* a = alpha + r * H * k;
@@ -48,9 +69,7 @@ TGNN_VECTOR_CLONES void attention_forward(const AttentionShape& s, const float* 
       float top = -INFINITY;
       for (int64_t j = 0; j < k; ++j) {
         if (!valid[j]) continue;
-        float score = 0.0f;
-        for (int64_t p = 0, off = 0; p < P; off += s.widths[p], ++p)
-          score += dot(q + off, parts[p] + (r * k + j) * s.widths[p], s.widths[p]);
+        const float score = dot_slot(s, parts, q, r, j);
         ah[j] = score;
         top = std::max(top, score);
       }
@@ -61,13 +80,7 @@ TGNN_VECTOR_CLONES void attention_forward(const AttentionShape& s, const float* 
       }
       if (total > 0.0f)
         for (int64_t j = 0; j < k; ++j) ah[j] /= total;
-      float* out = agg + (r * H + h) * I;
-      std::fill(out, out + I, 0.0f);
-      for (int64_t j = 0; j < k; ++j) {
-        if (ah[j] == 0.0f) continue;
-        for (int64_t p = 0, off = 0; p < P; off += s.widths[p], ++p)
-          axpy(ah[j], parts[p] + (r * k + j) * s.widths[p], out + off, s.widths[p]);
-      }
+      weighted_slots(s, parts, ah, r, agg + (r * H + h) * I);
     }
   }
 }
@@ -84,22 +97,11 @@ TGNN_VECTOR_CLONES void attention_backward(const AttentionShape& s, const float*
       float* gs = grad_score.data() + h * k;
       float weighted = 0.0f;  // sum_j alpha_j d alpha_j
       for (int64_t j = 0; j < k; ++j) {
-        gs[j] = 0.0f;
-        if (a[h * k + j] == 0.0f) continue;
-        for (int64_t p = 0, off = 0; p < P; off += s.widths[p], ++p)
-          gs[j] += dot(g + off, parts[p] + (r * k + j) * s.widths[p], s.widths[p]);
+        gs[j] = a[h * k + j] == 0.0f ? 0.0f : dot_slot(s, parts, g, r, j);
         weighted += a[h * k + j] * gs[j];
       }
       for (int64_t j = 0; j < k; ++j) gs[j] = a[h * k + j] * (gs[j] - weighted);
-      if (grad_qk != nullptr) {
-        float* out = grad_qk + (r * H + h) * I;
-        std::fill(out, out + I, 0.0f);
-        for (int64_t j = 0; j < k; ++j) {
-          if (gs[j] == 0.0f) continue;
-          for (int64_t p = 0, off = 0; p < P; off += s.widths[p], ++p)
-            axpy(gs[j], parts[p] + (r * k + j) * s.widths[p], out + off, s.widths[p]);
-        }
-      }
+      if (grad_qk != nullptr) weighted_slots(s, parts, gs, r, grad_qk + (r * H + h) * I);
     }
     for (int64_t p = 0, off = 0; p < P; off += s.widths[p], ++p) {
       if (grad_parts[p] == nullptr) continue;
