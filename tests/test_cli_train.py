@@ -61,12 +61,25 @@ def test_train_writes_the_run_dir_and_evaluate_reads_it(tmp_path):
 def test_flags_override_the_config_file(tmp_path):
     (tmp_path / "c.yaml").write_text("train:\n  epochs: 5\n  lr: 0.5\nnegatives:\n  kind: degree\n")
     result = CliRunner().invoke(
-        main, ["train", "--config", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path / "runs"), *QUICK]
+        main,
+        [
+            "train",
+            "--config",
+            str(tmp_path / "c.yaml"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--dedup",
+            "never",
+            "--time-encoding",
+            "learnable",
+            *QUICK,
+        ],
     )
     assert result.exit_code == 0, result.output
     (run,) = (tmp_path / "runs").iterdir()
     config = (run / "config.yaml").read_text()
     assert "epochs: 1" in config and "lr: 0.5" in config and "kind: degree" in config
+    assert "dedup: never" in config and "time_encoding: learnable" in config
 
 
 @pytest.mark.parametrize(
@@ -115,6 +128,8 @@ def test_help_explains_every_option():
         "--visible-batch",
         "--resume",
         "--eval-negs",
+        "--dedup",
+        "--time-encoding",
     ):
         assert option in result.output, option
 
