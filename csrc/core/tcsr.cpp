@@ -166,13 +166,7 @@ void TCSR::repack() {
   }
   std::vector<int64_t> nbr(total), eid(total);
   std::vector<double> ts(total);
-  parallel_for(n, 1024, 0, [&](int64_t first, int64_t last) {
-    for (int64_t v = first; v < last; ++v) {
-      std::copy(nbr_.begin() + begin_[v], nbr_.begin() + end_[v], nbr.begin() + begin[v]);
-      std::copy(eid_.begin() + begin_[v], eid_.begin() + end_[v], eid.begin() + begin[v]);
-      std::copy(ts_.begin() + begin_[v], ts_.begin() + end_[v], ts.begin() + begin[v]);
-    }
-  });
+  copy_rows(begin.data(), nbr.data(), eid.data(), ts.data(), 0);
   begin_.swap(begin);
   end_.swap(end);
   cap_.swap(cap);
@@ -186,11 +180,15 @@ void TCSR::pack(int64_t* indptr, int64_t* nbr, int64_t* eid, double* ts, int num
   const int64_t n = num_nodes();
   indptr[0] = 0;
   for (int64_t v = 0; v < n; ++v) indptr[v + 1] = indptr[v] + (end_[v] - begin_[v]);
-  parallel_for(n, 1024, num_threads, [&](int64_t first, int64_t last) {
+  copy_rows(indptr, nbr, eid, ts, num_threads);
+}
+
+void TCSR::copy_rows(const int64_t* to, int64_t* nbr, int64_t* eid, double* ts, int num_threads) const {
+  parallel_for(num_nodes(), 1024, num_threads, [&](int64_t first, int64_t last) {
     for (int64_t v = first; v < last; ++v) {
-      std::copy(nbr_.begin() + begin_[v], nbr_.begin() + end_[v], nbr + indptr[v]);
-      std::copy(eid_.begin() + begin_[v], eid_.begin() + end_[v], eid + indptr[v]);
-      std::copy(ts_.begin() + begin_[v], ts_.begin() + end_[v], ts + indptr[v]);
+      std::copy(nbr_.begin() + begin_[v], nbr_.begin() + end_[v], nbr + to[v]);
+      std::copy(eid_.begin() + begin_[v], eid_.begin() + end_[v], eid + to[v]);
+      std::copy(ts_.begin() + begin_[v], ts_.begin() + end_[v], ts + to[v]);
     }
   });
 }

@@ -54,6 +54,8 @@ class TCSR {
   void push(int64_t v, int64_t u, int64_t e, double time);
   void move_row(int64_t v);
   void repack();
+  // Copies every row v into nbr/eid/ts starting at offset to[v], rows in parallel.
+  void copy_rows(const int64_t* to, int64_t* nbr, int64_t* eid, double* ts, int num_threads) const;
 
   bool undirected_;
   int64_t num_events_ = 0;
