@@ -48,14 +48,19 @@ void check_cpu_events(const at::Tensor& src, const at::Tensor& dst, const at::Te
                     num(t.numel()));
 }
 
-void check_sampling_args(const at::Tensor& nodes, const at::Tensor& times, const std::vector<int64_t>& fanouts,
-                         int64_t strategy, int64_t num_threads) {
+// Roots: nodes int64 [R] and times float64 [R], contiguous, on one device.
+void check_roots(const at::Tensor& nodes, const at::Tensor& times) {
   check_vector(nodes, "nodes", at::kLong);
   check_vector(times, "times", at::kDouble);
   TORCH_CHECK_VALUE(nodes.device() == times.device(), "nodes and times: on different devices ",
                     nodes.device().str(), " and ", times.device().str());
   TORCH_CHECK_VALUE(nodes.numel() == times.numel(), "nodes and times: length mismatch ", num(nodes.numel()), " vs ",
                     num(times.numel()));
+}
+
+void check_sampling_args(const at::Tensor& nodes, const at::Tensor& times, const std::vector<int64_t>& fanouts,
+                         int64_t strategy, int64_t num_threads) {
+  check_roots(nodes, times);
   TORCH_CHECK_VALUE(!fanouts.empty(), "fanouts: expected at least one hop");
   for (size_t i = 0; i < fanouts.size(); ++i)
     TORCH_CHECK_VALUE(fanouts[i] > 0, "fanouts: fanout ", num(fanouts[i]), " at position ", num(i),
@@ -72,16 +77,6 @@ std::string check_events(const at::Tensor& src, const at::Tensor& dst, const at:
   check_cpu_events(src, dst, t);
   return tgnn::validate_events(src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(), t.data_ptr<double>(), src.numel(),
                                num_nodes, min_time);
-}
-
-// "" or the first invalid root (id outside [0, num_nodes), NaN time) of CPU nodes/times.
-std::string check_roots(const at::Tensor& nodes, const at::Tensor& times, int64_t num_nodes) {
-  check_vector(nodes, "nodes", at::kLong);
-  check_vector(times, "times", at::kDouble);
-  TORCH_CHECK_VALUE(nodes.is_cpu() && times.is_cpu(), "nodes, times: expected CPU tensors");
-  TORCH_CHECK_VALUE(nodes.numel() == times.numel(), "nodes and times: length mismatch ", num(nodes.numel()), " vs ",
-                    num(times.numel()));
-  return tgnn::validate_roots(nodes.data_ptr<int64_t>(), times.data_ptr<double>(), nodes.numel(), num_nodes, false);
 }
 
 std::shared_ptr<TCSR> build(const at::Tensor& src, const at::Tensor& dst, const at::Tensor& t, int64_t num_nodes,
@@ -211,11 +206,8 @@ std::vector<Hop> sample_cuda(const at::Tensor& indptr, const at::Tensor& nbr, co
 // Distinct valid (node, time) roots in order of first occurrence (CPU): (nodes [U] int64,
 // times [U] float64, inverse [R] int64: each root's row among them, -1 for padding roots < 0).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> dedup_roots(const at::Tensor& nodes, const at::Tensor& times) {
-  check_vector(nodes, "nodes", at::kLong);
-  check_vector(times, "times", at::kDouble);
-  TORCH_CHECK_VALUE(nodes.is_cpu() && times.is_cpu(), "nodes, times: expected CPU tensors");
-  TORCH_CHECK_VALUE(nodes.numel() == times.numel(), "nodes and times: length mismatch ", num(nodes.numel()), " vs ",
-                    num(times.numel()));
+  check_roots(nodes, times);
+  TORCH_CHECK_VALUE(nodes.is_cpu(), "nodes, times: expected CPU tensors");
   const int64_t n = nodes.numel();
   auto first = at::empty({n}, at::kLong);
   auto inverse = at::empty({n}, at::kLong);
@@ -248,8 +240,6 @@ void register_sampler_ops(pybind11::module_& m) {
       .def_property_readonly("max_time", &TCSR::max_time);
   m.def("check_events", &check_events, py::arg("src"), py::arg("dst"), py::arg("t"), py::arg("num_nodes"),
         py::arg("min_time"), "'' or a message naming the first invalid event (see TCSR.build / append).");
-  m.def("check_roots", &check_roots, py::arg("nodes"), py::arg("times"), py::arg("num_nodes"),
-        "'' or a message naming the first invalid root (id out of range, NaN time).");
   m.def("sample_cpu", &sample_cpu, py::arg("tcsr"), py::arg("nodes"), py::arg("times"), py::arg("fanouts"),
         py::arg("strategy"), py::arg("replace"), py::arg("seed"), py::arg("call"), py::arg("num_threads"),
         py::arg("first_hop") = 0,

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from dgl_tgnn import _C
-from dgl_tgnn.graph import ArrayLike, TemporalGraph, as_ids, as_times, raise_if_message
+from dgl_tgnn.graph import ArrayLike, TemporalGraph, as_ids, as_times
 
 MAX_CUDA_FANOUT = 256  # tgnn::cuda::kMaxFanout
 
@@ -216,8 +216,7 @@ class TemporalSampler:
     ) -> list[tuple[torch.Tensor, ...]]:
         """Hops ``first_hop, first_hop + 1, ...`` of call ``call``, chained without deduplication."""
         strategy = self.STRATEGIES.index(self.strategy)
-        if nodes.device.type == "cpu":
-            raise_if_message(_C.check_roots(nodes, times, self.graph.num_nodes))
+        if nodes.device.type == "cpu":  # validates the roots (ValueError naming the first bad one)
             return _C.sample_cpu(
                 self.graph._tcsr,
                 nodes,
