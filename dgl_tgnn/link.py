@@ -124,16 +124,14 @@ class Neighbourhoods:
     def __call__(self, nodes: torch.Tensor, times: torch.Tensor, batch_start: float) -> list[TemporalBlock]:
         """Blocks of roots ``nodes [R]`` int64 at ``times [R]`` float64 (``>= batch_start``)."""
         began = time.perf_counter()
-        # On a GPU the sampler runs there, without reading back its input check (one synchronisation):
-        # the roots are valid node ids and finite times by construction.
-        if self.device.type == "cuda":
-            nodes, times = nodes.to(self.device), times.to(self.device)
+        # The sampler runs on the model's device (on a GPU without reading back its input check, one
+        # synchronisation: the roots are valid node ids and finite times by construction).
+        nodes, times = nodes.to(self.device), times.to(self.device)
         if self.visible_batch:
             blocks = self.sampler.sample(nodes, times, check=False)
         else:
             blocks = self.sampler.sample(nodes, torch.full_like(times, batch_start), check=False)
             blocks[0] = dataclasses.replace(blocks[0], root_times=times)
-        blocks = [block.to(self.device) for block in blocks]
         self.seconds += time.perf_counter() - began
         return blocks
 

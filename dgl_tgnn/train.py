@@ -23,11 +23,12 @@ sampler), TGN's memory and the epoch's partial sums.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import resource
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -246,13 +247,20 @@ class Trainer:
             score=lambda q, c: self.model.score(q[:, None, :], c[None, :, :]),
         )
 
-    def _embed_candidates(self, nodes: torch.Tensor, time_s: float) -> torch.Tensor:
-        """The topk table refresh: embeddings of ``nodes`` at ``time_s``, without dropout."""
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        """Within a training epoch: no gradient and no dropout, then back to training mode."""
         self.model.eval()
         try:
-            return self.embedder.at(nodes, time_s)
+            with torch.no_grad():
+                yield
         finally:
             self.model.train()
+
+    def _embed_candidates(self, nodes: torch.Tensor, time_s: float) -> torch.Tensor:
+        """The topk table refresh: embeddings of ``nodes`` at ``time_s``."""
+        with self._inference():
+            return self.embedder.at(nodes, time_s)
 
     # ----------------------------------------------------------------- training
     def _train_batch(self, batch: EventBatch) -> torch.Tensor:
@@ -261,10 +269,8 @@ class Trainer:
         times = batch.t
         if self.negatives.wants_queries:
             # Queries for the hard negatives: the sources' embeddings, without gradient or dropout.
-            with torch.no_grad():
-                self.model.eval()
+            with self._inference():
                 queries = self.embedder(batch.src, times, t0)
-                self.model.train()
             neg = self.negatives.sample(batch, queries)
         else:
             neg = self.negatives.sample(batch)
@@ -278,8 +284,7 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         if isinstance(self.negatives, TopKNegatives):
-            nodes = torch.cat([batch.src, batch.dst, neg.flatten()])
-            self.negatives.observe(nodes, torch.cat([z_src, z_dst, z_neg]).detach())
+            self.negatives.observe(roots, z.detach())
         self.model.observe(batch, self.edge_feat)
         return loss.detach()
 
