@@ -97,6 +97,8 @@ def test_gather_rows_reads_row_zero_for_empty_ids() -> None:
     table = torch.arange(12.0).view(4, 3)
     ids = torch.tensor([[2, -1], [0, 3]])
     torch.testing.assert_close(gather_rows(table, ids), table[torch.tensor([[2, 0], [0, 3]])])
+    # An empty table (a deduplicated hop without any neighbour) gives zero rows of its width.
+    assert torch.equal(gather_rows(torch.zeros(0, 3), torch.full((2, 5), -1)), torch.zeros(2, 5, 3))
 
 
 def test_rejects_bad_inputs() -> None:

@@ -42,9 +42,12 @@ def resolve_engine(engine: str, device: torch.device) -> str:
 def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """``table[ids]``: ``table`` ``[N, d]``, ``ids`` ``[...]`` int64 -> ``[..., d]``.
 
-    ``-1`` ids (empty slots, padding roots) read row 0; callers never let those rows reach a
-    result (attention masks them out, padding roots are never read back).
+    ``-1`` ids (empty slots, padding roots) read row 0, or zeros from an empty table (where every
+    id is ``-1``); callers never let those rows reach a result (attention masks them out, padding
+    roots are never read back).
     """
+    if table.shape[0] == 0:
+        return table.new_zeros(*ids.shape, *table.shape[1:])
     return table[ids.clamp(min=0)]
 
 

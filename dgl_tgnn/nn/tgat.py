@@ -40,8 +40,6 @@ def slot_rows(block: TemporalBlock, next_level: torch.Tensor) -> torch.Tensor:
     ``[R * k, ...]``; through ``block.nbr_index`` when the chain is deduplicated."""
     if block.nbr_index is None:
         return next_level
-    if next_level.shape[0] == 0:  # no slot holds a neighbour: every row is masked out
-        return next_level.new_zeros(block.nbr_index.numel(), *next_level.shape[1:])
     return gather_rows(next_level, block.nbr_index.flatten())
 
 
