@@ -31,8 +31,8 @@ class TGN(nn.Module):
         embed_dim: width of the embeddings.
         num_layers: attention layers (= hop blocks per forward).
         num_heads, dropout, engine: as in ``TemporalAttention``.
-        learnable_time: train every time encoding (the paper) or keep them fixed.
         message, aggregator, updater: as in ``Memory``.
+        learnable_time: train every time encoding (the paper) or keep them fixed.
 
     Forward:
         blocks: ``num_layers`` hop blocks (``blocks[i + 1]`` has one root per slot of ``blocks[i]``).
