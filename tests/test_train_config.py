@@ -56,6 +56,7 @@ def test_model_flag_picks_that_models_defaults():
         ("model:\n  fanouts: [10]\n", "model.fanouts"),
         ("eval:\n  negatives: some\n", "eval.negatives"),
         ("model:\n  dedup: on\n", "model.dedup must be one of auto, always, never; got True"),
+        ("model:\n  time_encoding: learned\n", "model.time_encoding must be one of fixed, learnable"),
         ("train: [1, 2\n", "not valid YAML"),
     ],
 )
