@@ -127,9 +127,7 @@ def kernel_times_us(fn: Callable[[], object], calls: int = 3) -> dict[str, float
         torch.cuda.synchronize()
     times: dict[str, float] = {}
     for event in prof.key_averages():
-        total = getattr(event, "self_device_time_total", None)
-        if total is None:
-            total = event.self_cuda_time_total
+        total = event.self_device_time_total
         if total > 0:
             name = event.key.replace("(anonymous namespace)::", "").replace("tgnn::cuda::", "")
             name = name.removeprefix("void ").split("(")[0]
