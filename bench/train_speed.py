@@ -3,10 +3,13 @@
 For each device (CPU with ``--threads`` threads, and CUDA when present), model and negative setting,
 one training epoch runs in a fresh process (so that peak memory is that run's own): the uniform
 epoch is the baseline; topk at the default refresh cadence and topk at the paper's setting
-(``--refresh 1``) are reported as ratios to it, with the refresh time they add.
+(``--refresh 1``) are reported as ratios to it, with the refresh time they add. ``no-dedup`` and
+``learnable-time`` time the uniform epoch with that default reverted (``model.dedup: never``,
+``model.time_encoding: learnable``).
 
     python bench/train_speed.py                       # wikipedia, TGAT and TGN, CPU (2 threads) [+ CUDA]
     python bench/train_speed.py --max-events 20000 --json
+    python bench/train_speed.py --devices cpu --settings uniform,no-dedup,learnable-time
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ SETTINGS = {
     "uniform": {"negatives.kind": "uniform"},
     "topk": {"negatives.kind": "topk"},
     "topk-paper": {"negatives.kind": "topk", "negatives.refresh": 1},
+    # uniform negatives with one default changed back, to time what that default buys
+    "no-dedup": {"negatives.kind": "uniform", "model.dedup": "never"},
+    "learnable-time": {"negatives.kind": "uniform", "model.time_encoding": "learnable"},
 }
 
 
@@ -75,8 +81,8 @@ def main() -> None:
     parser.add_argument(
         "--settings",
         default="uniform,topk,topk-paper",
-        help="negative settings: uniform (the baseline, first), topk (default refresh), "
-        "topk-paper (refresh 1)",
+        help="settings: uniform (the baseline, first), topk (default refresh), topk-paper (refresh 1), "
+        "no-dedup and learnable-time (uniform with that default reverted)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -94,7 +100,7 @@ def main() -> None:
             for name in args.settings.split(","):
                 extra = SETTINGS[name]
                 refresh = extra.get("negatives.refresh", refresh_default)
-                label = name if name == "uniform" else f"topk (refresh {refresh})"
+                label = f"topk (refresh {refresh})" if name.startswith("topk") else name
                 overrides = {
                     "model.name": model,
                     "data.dataset": args.dataset,
