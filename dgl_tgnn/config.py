@@ -57,7 +57,7 @@ class ModelConfig:
     fanouts: list[int] = field(default_factory=lambda: [10, 10])
     strategy: str = "uniform"  # neighbour sampling: "uniform" or "recent"
     # Sample and embed each distinct (node, time) of a deeper hop once (TemporalSampler(dedup=True)):
-    # "always", "never", or "auto" = on CPU only (2.6x faster TGAT batches there; on a GPU, where a
+    # "always", "never", or "auto" = on CPU only (TGAT epochs 1.55x faster there; on a GPU, where a
     # batch costs its kernel launches, the extra sorting made TGAT epochs 1.5x slower).
     dedup: str = "auto"
     memory_dim: int = 100  # TGN only
