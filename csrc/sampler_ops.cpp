@@ -70,15 +70,6 @@ void check_sampling_args(const at::Tensor& nodes, const at::Tensor& times, const
   TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: default), got ", num(num_threads));
 }
 
-// "" or the first problem of events for a graph of num_nodes nodes no older than min_time (the
-// Python layer raises it as ValueError before calling build/append, which check again).
-std::string check_events(const at::Tensor& src, const at::Tensor& dst, const at::Tensor& t, int64_t num_nodes,
-                         double min_time) {
-  check_cpu_events(src, dst, t);
-  return tgnn::validate_events(src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(), t.data_ptr<double>(), src.numel(),
-                               num_nodes, min_time);
-}
-
 std::shared_ptr<TCSR> build(const at::Tensor& src, const at::Tensor& dst, const at::Tensor& t, int64_t num_nodes,
                             bool undirected, int64_t num_threads) {
   check_cpu_events(src, dst, t);
@@ -238,8 +229,6 @@ void register_sampler_ops(pybind11::module_& m) {
       .def_property_readonly("storage_size", &TCSR::storage_size)
       .def_property_readonly("undirected", &TCSR::undirected)
       .def_property_readonly("max_time", &TCSR::max_time);
-  m.def("check_events", &check_events, py::arg("src"), py::arg("dst"), py::arg("t"), py::arg("num_nodes"),
-        py::arg("min_time"), "'' or a message naming the first invalid event (see TCSR.build / append).");
   m.def("sample_cpu", &sample_cpu, py::arg("tcsr"), py::arg("nodes"), py::arg("times"), py::arg("fanouts"),
         py::arg("strategy"), py::arg("replace"), py::arg("seed"), py::arg("call"), py::arg("num_threads"),
         py::arg("first_hop") = 0,
