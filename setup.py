@@ -9,7 +9,13 @@ import os
 
 import torch
 from setuptools import find_packages, setup
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+from torch.utils.cpp_extension import (
+    CUDA_HOME,
+    BuildExtension,
+    CppExtension,
+    CUDAExtension,
+    _get_cuda_arch_flags,
+)
 
 
 def build_with_cuda() -> bool:
@@ -25,12 +31,25 @@ def build_with_cuda() -> bool:
     return possible if flag is None else flag == "1"
 
 
+def nvcc_arch_flags() -> list[str]:
+    """torch's -gencode flags for its arch list, plus sm_90a code (CUDA >= 12) where it has sm_90 code.
+
+    topk_dot's wgmma main loop (H100, H200) exists only in sm_90a code. torch adds no arch flags of
+    its own once the extension's nvcc flags name one, so the whole list is given here.
+    """
+    flags = _get_cuda_arch_flags()
+    sm90, sm90a = "-gencode=arch=compute_90,code=sm_90", "-gencode=arch=compute_90a,code=sm_90a"
+    if sm90 in flags and sm90a not in flags and int(torch.version.cuda.split(".")[0]) >= 12:
+        flags.append(sm90a)
+    return flags
+
+
 def extension() -> CppExtension:
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/core/*.cpp"))
     cxx = ["-O3", "-std=c++17", "-fopenmp"]
     args = dict(include_dirs=[os.path.abspath("csrc")], extra_link_args=["-fopenmp"])
     if build_with_cuda():
-        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo", *nvcc_arch_flags()]
         return CUDAExtension(
             "dgl_tgnn._C",
             sources + sorted(glob.glob("csrc/cuda/*.cu")),

@@ -82,6 +82,11 @@ def check_near_exact(q, e, k, exclude=None, normalize=False, tol=2e-5, min_match
         (5, 1000, 24, 300),  # beyond the kernel's k: chunked fallback
         (8, 777, 33, 40),  # odd d: one zero column (bfloat16)
         (40, 3000, 256, 50),  # bfloat16: 3 pipeline stages (4 do not fit in shared memory)
+        # bfloat16, k <= 64: the wgmma kernels on H100/H200 (sm_90a code), mma.sync elsewhere
+        (130, 2000, 8, 10),  # one k16-step per tile; a second row block of 2 rows
+        (70, 1000, 72, 64),  # a last chunk of one k16-step; k = list capacity
+        (3, 100, 40, 50),  # N < one tile
+        (40, 3000, 264, 50),  # too wide for the wgmma kernels' shared memory on H100: mma.sync
     ],
 )
 def test_random_data_matches_reference(dtype, b, n, d, k) -> None:

@@ -7,6 +7,13 @@
 // directly (m16n8k16, float32 accumulation), float32 inputs as 3xTF32 (m16n8k8: hi*hi + hi*lo +
 // lo*hi, close to float32 accuracy).
 //
+// Hopper (H100, H200, where the sm_90a code is loaded): bf16 with k <= 64 runs on wgmma instead.
+// Each of the 4 warpgroups computes a 64 x 64 quarter of the 128 x 128 score tile with
+// wgmma.mma_async (m64n64k16), both operands read by the tensor cores from shared memory through
+// matrix descriptors: query and candidate rows are kept in 128-byte chunks in the 128-byte swizzle
+// (no padding, no ldmatrix). Its accumulators have the layout of mma.sync's m16n8 fragments (warp
+// tiles of 16 x 64 scores), so selection and seeding below are the same code.
+//
 // Selection, per query row, in shared memory: a sorted list of the best k so far, its k-th value
 // (the threshold) and a buffer of 32 pending candidates. A score reaching the threshold, and not
 // excluded, is appended to its row's buffer straight from the accumulators. Buffers are merged
@@ -109,16 +116,18 @@ __device__ __forceinline__ void cp_async_any(unsigned dst, const void* src, int 
 }
 
 // One thread's share of a pipeline stage: W bytes at the same column of rows 0, 4W, 8W, ... (of
-// 128) from src (rows src_step bytes apart) to dst (rows kStageStride apart); rows at or beyond
-// rows_left, or all of them when !col_valid, are zero-filled.
-template <int W>
+// 128) from src (rows src_step bytes apart) to dst (rows kDstRow bytes apart); rows at or beyond
+// rows_left, or all of them when !col_valid, are zero-filled. The row step is a multiple of 8, so
+// the 128-byte swizzle (swizzle128) moves the thread's column the same way in each of its rows.
+template <int W, int kDstRow>
 __device__ __forceinline__ void copy_stage(unsigned dst, const char* src, int64_t src_step, int rows_left,
                                            bool col_valid, const char* fallback) {
   constexpr int kRowStep = kThreads / (kChunkBytes / W);
+  static_assert(kRowStep % 8 == 0, "rows of one thread share their swizzle");
 #pragma unroll
   for (int i = 0; i < kTileN / kRowStep; ++i) {
     const bool valid = col_valid && i * kRowStep < rows_left;
-    cp_async<W>(dst + i * kRowStep * kStageStride, valid ? src + i * src_step : fallback, valid);
+    cp_async<W>(dst + i * kRowStep * kDstRow, valid ? src + i * src_step : fallback, valid);
   }
 }
 
@@ -149,6 +158,86 @@ __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], 
       "{%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Byte `byte` (< 128) of shared row `row` in the 128-byte swizzle of wgmma's matrix descriptors:
+// 16-byte unit u of the row is stored at unit u ^ (row % 8). Rows are 128 bytes, 8-row atoms 1024
+// bytes, 1024-byte aligned; cp.async writes and the tensor cores' reads are both conflict-free.
+__device__ __forceinline__ int swizzle128(int row, int byte) { return byte ^ ((row & 7) << 4); }
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// Descriptor of a K-major bf16 operand in shared memory, 128-byte swizzle: start address, leading
+// byte offset 16 (unused by swizzled K-major layouts), stride byte offset 1024 (between 8-row
+// atoms), base offset 0 (atoms 1024-byte aligned; a start inside an atom moves only along K).
+__device__ __forceinline__ uint64_t wgmma_desc(unsigned addr) {
+  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (static_cast<uint64_t>(16 >> 4) << 16) |
+         (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
+}
+
+// d[nt][e] (the thread's scores of the warpgroup's 64 x 64 tile, as an m16n8 accumulator of its
+// warp's 16 rows: row 16 (warp % 4) + lane / 4 + 8 (e / 2), column 8 nt + 2 (lane % 4) + e % 2)
+// += A [64 x 16] . B [64 x 16]^T, both bf16 K-major, float32 accumulation.
+__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][4], uint64_t a, uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "%32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+        "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+        "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+        "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+        "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+        "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+      : "l"(a), "l"(b), "r"(1));
+}
+
+// Keeps the compiler from moving accesses of d across the wgmma fence and wait (CUTLASS does the same).
+__device__ __forceinline__ void fence_registers(float (&d)[8][4]) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[nt][e])::"memory");
+}
+
+// acc += kSteps k16-steps of the warpgroup's 64 x 64 scores: A from the swizzled query rows at
+// a_rows, B from the swizzled candidate rows at b_rows; then waits for them. Straight-line code
+// (no branch between the fence and the wait), so that the wgmma instructions are not serialized.
+template <int kSteps>
+__device__ __forceinline__ void wgmma_steps(float (&acc)[8][4], unsigned a_rows, unsigned b_rows) {
+  fence_registers(acc);
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+  for (int ks = 0; ks < kSteps; ++ks) wgmma_m64n64k16(acc, wgmma_desc(a_rows + ks * 32), wgmma_desc(b_rows + ks * 32));
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  fence_registers(acc);
+}
+#endif
+
+// Orders this thread's completed cp.async writes (generic proxy) before the tensor cores' reads of
+// them (async proxy) behind the next barrier.
+__device__ __forceinline__ void fence_proxy_async() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// One chunk (128 bytes of each row): k_steps (1 to 4) k16-steps.
+__device__ __forceinline__ void wgmma_chunk(float (&acc)[8][4], unsigned a_rows, unsigned b_rows, int k_steps) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  switch (k_steps) {
+    case 4: wgmma_steps<4>(acc, a_rows, b_rows); break;
+    case 3: wgmma_steps<3>(acc, a_rows, b_rows); break;
+    case 2: wgmma_steps<2>(acc, a_rows, b_rows); break;
+    default: wgmma_steps<1>(acc, a_rows, b_rows); break;
+  }
+#else
+  __trap();  // only sm_90a code has wgmma; the host launches these kernels only where it is loaded
+#endif
 }
 
 // x = hi + lo with hi, lo representable in tf32 (lo carries the next 11 bits of x).
@@ -221,36 +310,49 @@ __device__ int merge_into_list(float* lv, int* li, int fill, const float* buf_v,
 
 // ---- the fused kernel -----------------------------------------------------------------------
 
-constexpr int warps_m(int block_rows) { return block_rows >= 64 ? 4 : 2; }
+// wgmma: warpgroup g (warps 4g .. 4g + 3) computes the 64 x 64 scores of rows 64 (g / 2) and
+// candidates 64 (g % 2) of a 128 x 128 tile; warp w of it holds 16 rows, i.e. 8 x 2 warp tiles.
+constexpr int warps_m(int block_rows, bool wgmma) { return wgmma ? 8 : (block_rows >= 64 ? 4 : 2); }
 
 // Seed groups per row and tile: one per thread holding scores of that row.
-constexpr int groups_per_tile(int block_rows) { return 4 * (kWarps / warps_m(block_rows)); }
+constexpr int groups_per_tile(int block_rows, bool wgmma) { return 4 * (kWarps / warps_m(block_rows, wgmma)); }
 
-// Warp layout over the BM x kTileN score tile: kWarpsM x kWarpsN warps of (16 MT) x (8 NT) scores.
-template <int BM>
+// Warp layout over the BM x kTileN score tile: kWarpsM x kWarpsN warps of (16 MT) x (8 NT) scores;
+// warp w computes the rows of block row_block(w) and the candidates of block col_block(w).
+template <int BM, bool kWgmma>
 struct WarpLayout {
-  static constexpr int kWarpsM = warps_m(BM);
+  static_assert(!kWgmma || BM == 128, "wgmma tiles: 2 x 2 warpgroups of 64 x 64");
+  static constexpr int kWarpsM = warps_m(BM, kWgmma);
   static constexpr int kWarpsN = kWarps / kWarpsM;
   static constexpr int kRows = BM / kWarpsM;       // query rows per warp
   static constexpr int kCols = kTileN / kWarpsN;   // candidates per warp
   static constexpr int MT = kRows / 16;            // m16 tiles per warp
   static constexpr int NT = kCols / 8;             // n8 tiles per warp
   static constexpr int kSlots = MT * NT * 4;       // scores per thread per tile
-  static constexpr int kGroups = groups_per_tile(BM);
+  static constexpr int kGroups = groups_per_tile(BM, kWgmma);
   static_assert(MT >= 1 && NT % 2 == 0 && kSlots <= 32, "a 32-bit mask has a bit per score");
+  static_assert(!kWgmma || (MT == 1 && NT == 8), "a warp's share of an m64n64 accumulator");
+  __device__ static int row_block(int warp) { return kWgmma ? (warp >> 3) * 4 + (warp & 3) : warp / kWarpsN; }
+  __device__ static int col_block(int warp) { return kWgmma ? (warp >> 2) & 1 : warp % kWarpsN; }
 };
 
 // kSeed: the seed pass (group maxima into p.group_max, no selection); else the main pass.
-template <bool kBF16, int BM, int KMAX, bool kSeed>
+// kWgmma: scores by wgmma from swizzled shared rows (sm_90a; bf16, BM = 128); else by mma.sync.
+template <bool kBF16, int BM, int KMAX, bool kSeed, bool kWgmma>
 __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
-  using L = WarpLayout<BM>;
+  using L = WarpLayout<BM, kWgmma>;
   constexpr int MT = L::MT;
   constexpr int NT = L::NT;
+  static_assert(!kWgmma || kBF16, "wgmma path: bf16 only");
+  constexpr int kStageRow = kWgmma ? kChunkBytes : kStageStride;  // bytes per shared candidate row
+  const int num_chunks = (p.dpad_bytes + kChunkBytes - 1) / kChunkBytes;
 
-  extern __shared__ __align__(128) unsigned char smem[];
-  unsigned char* q_s = smem;
-  unsigned char* e_s = q_s + BM * p.q_stride;
-  float* list_v = reinterpret_cast<float*>(e_s + kStages * kTileN * kStageStride);
+  // wgmma: queries as num_chunks swizzled blocks of BM rows x 128 bytes, stages of 128 rows x 128
+  // bytes, all 1024-byte aligned (the host adds 1 KiB for the alignment). mma.sync: padded rows.
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  unsigned char* q_s = kWgmma ? smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u) : smem_raw;
+  unsigned char* e_s = q_s + (kWgmma ? BM * num_chunks * kChunkBytes : BM * p.q_stride);
+  float* list_v = reinterpret_cast<float*>(e_s + kStages * kTileN * kStageRow);
   int* list_i = reinterpret_cast<int*>(list_v + BM * KMAX);
   float* buf_v = reinterpret_cast<float*>(list_i + BM * KMAX);
   int* buf_i = reinterpret_cast<int*>(buf_v + BM * kBufCap);
@@ -262,8 +364,8 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;
-  const int wm = warp / L::kWarpsN;  // the warp's block of query rows
-  const int wn = warp % L::kWarpsN;  // the warp's block of the tile's candidates
+  const int wm = L::row_block(warp);  // the warp's block of query rows
+  const int wn = L::col_block(warp);  // the warp's block of the tile's candidates
   const int g = lane >> 2;
   const int t4 = lane & 3;
   const int row0 = blockIdx.x * BM;
@@ -271,7 +373,6 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   const int n_begin = split * p.tiles_per_split * kTileN;
   const int n_end = min(p.num_candidates, n_begin + p.tiles_per_split * kTileN);
   const int num_tiles = (n_end - n_begin + kTileN - 1) / kTileN;
-  const int num_chunks = (p.dpad_bytes + kChunkBytes - 1) / kChunkBytes;
   const int total = num_tiles * num_chunks;
 
   // A row's threshold while its list is not full: the seed bound, at least -FLT_MAX.
@@ -311,7 +412,10 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
       const int byte = (u - r * units) * p.copy_q;
       const bool valid = row0 + r < p.num_queries && byte < p.row_bytes;
       const char* src = valid ? p.q + static_cast<int64_t>(row0 + r) * p.row_bytes + byte : p.q;
-      cp_async_any(smem_addr(q_s + r * p.q_stride + byte), src, p.copy_q, valid);
+      const unsigned dst = kWgmma ? smem_addr(q_s) + (byte / kChunkBytes) * (BM * kChunkBytes) + r * kChunkBytes +
+                                        swizzle128(r, byte % kChunkBytes)
+                                  : smem_addr(q_s + r * p.q_stride + byte);
+      cp_async_any(dst, src, p.copy_q, valid);
     }
   }
 
@@ -323,20 +427,20 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   const int64_t src_step = static_cast<int64_t>(kThreads / per_row) * p.e_stride;
   const int64_t tile_bytes = static_cast<int64_t>(kTileN) * p.e_stride;
   const char* ld_src = p.e + static_cast<int64_t>(n_begin + r_first) * p.e_stride + col_byte;  // tile's row
-  const unsigned ld_dst0 = smem_addr(e_s) + r_first * kStageStride + col_byte;
+  const unsigned ld_dst0 = smem_addr(e_s) + r_first * kStageRow + (kWgmma ? swizzle128(r_first, col_byte) : col_byte);
   int ld_step = 0, ld_chunk = 0, ld_stage = 0;
   int ld_rows_left = n_end - n_begin - r_first;  // rows of the loading tile from r_first on
   auto load_next = [&]() {
     if (ld_step < total) {
-      const unsigned dst = ld_dst0 + ld_stage * (kTileN * kStageStride);
+      const unsigned dst = ld_dst0 + ld_stage * (kTileN * kStageRow);
       const char* src = ld_src + ld_chunk * kChunkBytes;
       const bool col_valid = ld_chunk * kChunkBytes + col_byte < p.row_bytes;
       if (p.copy_e == 16) {
-        copy_stage<16>(dst, src, src_step, ld_rows_left, col_valid, p.e);
+        copy_stage<16, kStageRow>(dst, src, src_step, ld_rows_left, col_valid, p.e);
       } else if (p.copy_e == 8) {
-        copy_stage<8>(dst, src, src_step, ld_rows_left, col_valid, p.e);
+        copy_stage<8, kStageRow>(dst, src, src_step, ld_rows_left, col_valid, p.e);
       } else {
-        copy_stage<4>(dst, src, src_step, ld_rows_left, col_valid, p.e);
+        copy_stage<4, kStageRow>(dst, src, src_step, ld_rows_left, col_valid, p.e);
       }
     }
     cp_async_commit();
@@ -480,55 +584,60 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
     }
 
     cp_async_wait<kStages - 2>();
+    if constexpr (kWgmma) fence_proxy_async();
     __syncthreads();
     load_next();
 
-    // Tensor-core scores of this chunk: 32 bytes of every row per k-step; the fragments of the
-    // next k-step are loaded before the mma of this one.
+    // Tensor-core scores of this chunk: 32 bytes of every row per k-step.
     const int k_steps = min(kChunkBytes, p.dpad_bytes - chunk * kChunkBytes) / 32;
-    const unsigned q_base = q_lane + chunk * kChunkBytes;
-    const unsigned e_base = smem_addr(e_s + stage * kTileN * kStageStride) + e_lane;
-    uint32_t a[2][MT][4], b[2][NT][2];
-    auto load_fragments = [&](int buf, int ks) {
+    if constexpr (kWgmma) {
+      wgmma_chunk(acc[0], smem_addr(q_s) + chunk * (BM * kChunkBytes) + (warp >> 3) * 64 * kChunkBytes,
+                  smem_addr(e_s) + stage * (kTileN * kChunkBytes) + wn * 64 * kChunkBytes, k_steps);
+    } else {  // mma.sync: the fragments of the next k-step are loaded before the mma of this one
+      const unsigned q_base = q_lane + chunk * kChunkBytes;
+      const unsigned e_base = smem_addr(e_s + stage * kTileN * kStageStride) + e_lane;
+      uint32_t a[2][MT][4], b[2][NT][2];
+      auto load_fragments = [&](int buf, int ks) {
 #pragma unroll
-      for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(a[buf][mt], q_base + mt * 16 * p.q_stride + ks * 32);
+        for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(a[buf][mt], q_base + mt * 16 * p.q_stride + ks * 32);
 #pragma unroll
-      for (int pr = 0; pr < NT / 2; ++pr) {
-        uint32_t r[4];
-        ldmatrix_x4(r, e_base + pr * 16 * kStageStride + ks * 32);
-        b[buf][2 * pr][0] = r[0];
-        b[buf][2 * pr][1] = r[1];
-        b[buf][2 * pr + 1][0] = r[2];
-        b[buf][2 * pr + 1][1] = r[3];
-      }
-    };
-    load_fragments(0, 0);
+        for (int pr = 0; pr < NT / 2; ++pr) {
+          uint32_t r[4];
+          ldmatrix_x4(r, e_base + pr * 16 * kStageStride + ks * 32);
+          b[buf][2 * pr][0] = r[0];
+          b[buf][2 * pr][1] = r[1];
+          b[buf][2 * pr + 1][0] = r[2];
+          b[buf][2 * pr + 1][1] = r[3];
+        }
+      };
+      load_fragments(0, 0);
 #pragma unroll
-    for (int ks = 0; ks < kChunkBytes / 32; ++ks) {
-      if (ks < k_steps) {
-        const int cur = ks & 1;
-        if (ks + 1 < kChunkBytes / 32 && ks + 1 < k_steps) load_fragments(cur ^ 1, ks + 1);
-        if constexpr (kBF16) {
+      for (int ks = 0; ks < kChunkBytes / 32; ++ks) {
+        if (ks < k_steps) {
+          const int cur = ks & 1;
+          if (ks + 1 < kChunkBytes / 32 && ks + 1 < k_steps) load_fragments(cur ^ 1, ks + 1);
+          if constexpr (kBF16) {
 #pragma unroll
-          for (int mt = 0; mt < MT; ++mt)
+            for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-            for (int nt = 0; nt < NT; ++nt) mma_bf16(acc[mt][nt], a[cur][mt], b[cur][nt]);
-        } else {
-          uint32_t bh[NT][2], bl[NT][2];
+              for (int nt = 0; nt < NT; ++nt) mma_bf16(acc[mt][nt], a[cur][mt], b[cur][nt]);
+          } else {
+            uint32_t bh[NT][2], bl[NT][2];
 #pragma unroll
-          for (int nt = 0; nt < NT; ++nt)
+            for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-            for (int i = 0; i < 2; ++i) split_tf32(b[cur][nt][i], bh[nt][i], bl[nt][i]);
+              for (int i = 0; i < 2; ++i) split_tf32(b[cur][nt][i], bh[nt][i], bl[nt][i]);
 #pragma unroll
-          for (int mt = 0; mt < MT; ++mt) {
-            uint32_t ah[4], al[4];
+            for (int mt = 0; mt < MT; ++mt) {
+              uint32_t ah[4], al[4];
 #pragma unroll
-            for (int i = 0; i < 4; ++i) split_tf32(a[cur][mt][i], ah[i], al[i]);
+              for (int i = 0; i < 4; ++i) split_tf32(a[cur][mt][i], ah[i], al[i]);
 #pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-              mma_tf32(acc[mt][nt], al, bh[nt]);
-              mma_tf32(acc[mt][nt], ah, bl[nt]);
-              mma_tf32(acc[mt][nt], ah, bh[nt]);
+              for (int nt = 0; nt < NT; ++nt) {
+                mma_tf32(acc[mt][nt], al, bh[nt]);
+                mma_tf32(acc[mt][nt], ah, bl[nt]);
+                mma_tf32(acc[mt][nt], ah, bh[nt]);
+              }
             }
           }
         }
@@ -693,6 +802,7 @@ __global__ void __launch_bounds__(kSelectThreads)
 struct Plan {
   int kmax = 0;        // list capacity per row: 64, 128 or 256
   int block_rows = 0;  // BM
+  bool wgmma = false;  // the wgmma kernels (topk_dot_kernel<..., true>)
   int row_bytes = 0, dpad_bytes = 0;
   int smem_bytes = 0;
   int splits = 0, tiles_per_split = 0;
@@ -711,9 +821,11 @@ int block_rows_for(bool bfloat16, int kmax) {
   return kmax == 128 ? 64 : 32;
 }
 
-int64_t shared_bytes(int block_rows, int kmax, int64_t dpad_bytes) {
-  return block_rows * (dpad_bytes + 16) + static_cast<int64_t>(kStages) * kTileN * kStageStride +
-         static_cast<int64_t>(block_rows) * kmax * 8 + static_cast<int64_t>(block_rows) * kBufCap * 8 +
+int64_t shared_bytes(int block_rows, int kmax, int64_t dpad_bytes, bool wgmma) {
+  const int64_t tiles = wgmma ? 1024 + block_rows * ((dpad_bytes + kChunkBytes - 1) / kChunkBytes) * kChunkBytes +
+                                    static_cast<int64_t>(kStages) * kTileN * kChunkBytes
+                              : block_rows * (dpad_bytes + 16) + static_cast<int64_t>(kStages) * kTileN * kStageStride;
+  return tiles + static_cast<int64_t>(block_rows) * kmax * 8 + static_cast<int64_t>(block_rows) * kBufCap * 8 +
          static_cast<int64_t>(block_rows) * 12 + 2LL * block_rows * kMaskWords * 4;
 }
 
@@ -724,15 +836,38 @@ int device_attribute(cudaDeviceAttr attr) {
   return value;
 }
 
-// Fills the shape-only part of a plan; false when the kernel does not cover (k, d).
+// Has static shared memory in its sm_90a code only: its attributes tell, without a launch, whether
+// the code loaded for the current device (the whole file's, one module) has the wgmma main loop.
+__global__ void wgmma_probe_kernel(int* out) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  __shared__ volatile int flag;  // volatile: kept, though its value is known
+  flag = 1;
+  *out = flag;
+#endif
+}
+
+bool wgmma_loaded() {
+  cudaFuncAttributes attr;
+  if (cudaFuncGetAttributes(&attr, wgmma_probe_kernel) != cudaSuccess) {
+    cudaGetLastError();  // no code for this device: the launches will say so
+    return false;
+  }
+  return attr.sharedSizeBytes > 0;
+}
+
+// Fills the shape-only part of a plan; false when the kernel does not cover (k, d). The wgmma
+// kernels take bf16 with lists of 64 (BM = 128) where their shared memory fits.
 bool plan_shape(int64_t k, int64_t dim, bool bfloat16, Plan& plan) {
   if (k < 1 || k > kTopkMaxK || dim < 1) return false;
   const int64_t row_bytes = (dim * element_bytes(bfloat16) + 3) / 4 * 4;
   const int64_t dpad_bytes = (row_bytes + 31) / 32 * 32;
   plan.kmax = kmax_for(k);
   plan.block_rows = block_rows_for(bfloat16, plan.kmax);
-  const int64_t smem = shared_bytes(plan.block_rows, plan.kmax, dpad_bytes);
-  if (smem > device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin)) return false;
+  const int64_t limit = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
+  plan.wgmma = bfloat16 && plan.kmax == 64 &&
+               shared_bytes(plan.block_rows, plan.kmax, dpad_bytes, true) <= limit && wgmma_loaded();
+  const int64_t smem = shared_bytes(plan.block_rows, plan.kmax, dpad_bytes, plan.wgmma);
+  if (smem > limit) return false;
   plan.row_bytes = static_cast<int>(row_bytes);
   plan.dpad_bytes = static_cast<int>(dpad_bytes);
   plan.smem_bytes = static_cast<int>(smem);
@@ -757,7 +892,7 @@ Plan make_plan(const TopkDotArgs& args) {
   // max_groups maxima; skipped when that leaves fewer than 2k groups (a weak bound).
   if (per_split >= kSeedMinTiles) {
     const int64_t seed_tiles = std::min<int64_t>(kSeedMaxTiles, per_split / kSeedShare);
-    const int64_t per_tile = splits * groups_per_tile(plan.block_rows);  // groups of a query per tile
+    const int64_t per_tile = splits * groups_per_tile(plan.block_rows, plan.wgmma);  // groups of a query per tile
     const int64_t max_groups =
         std::min<int64_t>(kMaxGroups, std::max<int64_t>(4 * args.k, kGroupBytes / 4 / args.num_queries));
     const int64_t group_tiles = (per_tile * seed_tiles + max_groups - 1) / max_groups;
@@ -793,14 +928,14 @@ int copy_width(uintptr_t address, int64_t stride_bytes, int64_t row_bytes) {
   return 0;
 }
 
-template <bool kBF16, int BM, int KMAX>
+template <bool kBF16, int BM, int KMAX, bool kWgmma>
 cudaError_t launch(const Plan& plan, const Params& params, float* seed, const TopkDotArgs& args,
                    cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((args.num_queries + BM - 1) / BM), static_cast<unsigned>(plan.splits));
   cudaError_t err;
   Params main_params = params;
   if (plan.seed_tiles > 0) {
-    auto seed_kernel = topk_dot_kernel<kBF16, BM, KMAX, true>;
+    auto seed_kernel = topk_dot_kernel<kBF16, BM, KMAX, true, kWgmma>;
     err = cudaFuncSetAttribute(seed_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem_bytes);
     if (err != cudaSuccess) return err;
     Params seed_params = params;
@@ -820,7 +955,7 @@ cudaError_t launch(const Plan& plan, const Params& params, float* seed, const To
     if (err != cudaSuccess) return err;
     main_params.seed = seed;
   }
-  auto kernel = topk_dot_kernel<kBF16, BM, KMAX, false>;
+  auto kernel = topk_dot_kernel<kBF16, BM, KMAX, false, kWgmma>;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem_bytes);
   if (err != cudaSuccess) return err;
   kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(main_params);
@@ -882,13 +1017,14 @@ cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream
   if (params.copy_q == 0 || params.copy_e == 0) return cudaErrorMisalignedAddress;
 
   if (args.bfloat16) {
-    if (plan.kmax == 64) return launch<true, 128, 64>(plan, params, seed, args, stream);
-    if (plan.kmax == 128) return launch<true, 64, 128>(plan, params, seed, args, stream);
-    return launch<true, 32, 256>(plan, params, seed, args, stream);
+    if (plan.wgmma) return launch<true, 128, 64, true>(plan, params, seed, args, stream);
+    if (plan.kmax == 64) return launch<true, 128, 64, false>(plan, params, seed, args, stream);
+    if (plan.kmax == 128) return launch<true, 64, 128, false>(plan, params, seed, args, stream);
+    return launch<true, 32, 256, false>(plan, params, seed, args, stream);
   }
-  if (plan.kmax == 64) return launch<false, 64, 64>(plan, params, seed, args, stream);
-  if (plan.kmax == 128) return launch<false, 64, 128>(plan, params, seed, args, stream);
-  return launch<false, 32, 256>(plan, params, seed, args, stream);
+  if (plan.kmax == 64) return launch<false, 64, 64, false>(plan, params, seed, args, stream);
+  if (plan.kmax == 128) return launch<false, 64, 128, false>(plan, params, seed, args, stream);
+  return launch<false, 32, 256, false>(plan, params, seed, args, stream);
 }
 
 }  // namespace tgnn::cuda
