@@ -3,13 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-// Each entry point is compiled twice on x86-64, for AVX2 + FMA machines and for the baseline, and
-// the loader picks one: the inner loops are short vector reductions and updates.
-#if defined(__x86_64__) && defined(__GNUC__)
-#define TGNN_VECTOR_CLONES __attribute__((target_clones("arch=haswell", "default")))
-#else
-#define TGNN_VECTOR_CLONES
-#endif
+// Each entry point is vectorised (core/vector_clones.h): the inner loops are short vector
+// reductions and updates.
+#include "core/vector_clones.h"
 
 namespace tgnn {
 
