@@ -12,12 +12,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "core/format.h"
 #include "core/topk_select.h"
+#include "core/vector_clones.h"
 #include "ops.h"
 #ifdef WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -80,16 +82,21 @@ at::Tensor sorted_exclusions(const at::Tensor& queries, const c10::optional<at::
   return std::get<0>(exclude->sort(1)).contiguous();
 }
 
-// Sum of q_i e_i in float64: the products are exact, four partial sums for speed; the result is
-// within d 2^-53 sum |q_i e_i| of the exact value, far below float32 resolution.
-double exact_dot(const float* q, const float* e, int64_t d) {
-  double s[4] = {0.0, 0.0, 0.0, 0.0};
+// Sum of q_i e_i in float64: the products are exact; 16 partial sums (4 AVX2 vectors) keep the
+// adds independent. The result is within d 2^-53 sum |q_i e_i| of the exact value, far below
+// float32 resolution.
+TGNN_VECTOR_CLONES double exact_dot(const float* q, const float* e, int64_t d) {
+  constexpr int64_t kLanes = 16;
+  double s[kLanes] = {};
   int64_t i = 0;
-  for (; i + 4 <= d; i += 4) {
-    for (int l = 0; l < 4; ++l) s[l] += static_cast<double>(q[i + l]) * static_cast<double>(e[i + l]);
+  for (; i + kLanes <= d; i += kLanes) {
+    for (int64_t l = 0; l < kLanes; ++l) s[l] += static_cast<double>(q[i + l]) * static_cast<double>(e[i + l]);
   }
-  for (; i < d; ++i) s[0] += static_cast<double>(q[i]) * static_cast<double>(e[i]);
-  return (s[0] + s[1]) + (s[2] + s[3]);
+  for (int64_t l = 0; i + l < d; ++l) s[l] += static_cast<double>(q[i + l]) * static_cast<double>(e[i + l]);
+  for (int64_t width = kLanes / 2; width > 0; width /= 2) {
+    for (int64_t l = 0; l < width; ++l) s[l] += s[l + width];
+  }
+  return s[0];
 }
 
 double norm2(const float* x, int64_t d) { return std::sqrt(exact_dot(x, x, d)); }
@@ -120,6 +127,7 @@ void scan_candidates(const at::Tensor& queries, const at::Tensor& candidates, co
   std::vector<double> e_norm(static_cast<size_t>(kCpuTile));   // max(|e|, eps)
   std::vector<float> e_scale(static_cast<size_t>(kCpuTile));   // 1 / max(|e|, eps) (cosine), else 1
   std::vector<float> e_margin(static_cast<size_t>(kCpuTile));  // the candidate's factor of the bound
+  std::vector<float> lows(static_cast<size_t>(kCpuTile));      // lower bounds of one query's scores
 
   for (int64_t j0 = n_begin; j0 < n_end; j0 += kCpuTile) {
     const int64_t tn = std::min(kCpuTile, n_end - j0);
@@ -144,9 +152,36 @@ void scan_candidates(const at::Tensor& queries, const at::Tensor& candidates, co
         int64_t& pos = ex_pos[r];
         tgnn::TopKSelector& selector = selectors[r];
         const float* row = s_data + (r - r0) * tn;
-        // Float32 score raised by its error bound: below the threshold, the exact score is too.
+        // Float32 score raised (lowered) by its error bound: the exact score is at most (least) that.
         const auto upper = [&](int64_t j) { return row[j] * q_scale * e_scale[j] + q_margin * e_margin[j]; };
         float threshold = selector.threshold();
+        if (!selector.full()) {
+          // Nothing to compare with yet: split the tile into groups of candidates that are not
+          // excluded; k groups have a lower bound at least the k-th largest group maximum, so k
+          // distinct candidates score at least that much and it is a floor for the k-th best score.
+          // With ~4k groups few more than k candidates have an upper bound reaching it.
+          const auto lower = [&](int64_t j) { return row[j] * q_scale * e_scale[j] - q_margin * e_margin[j]; };
+          for (int64_t j = 0; j < tn; ++j) {
+            const float low = lower(j);
+            lows[j] = low > -inf ? low : -inf;  // NaN scores never count
+          }
+          for (int64_t i = pos; i < m && ex[i] < j0 + tn; ++i) {
+            if (ex[i] >= j0) lows[ex[i] - j0] = -inf;
+          }
+          const int64_t k = selector.k();
+          const int64_t group = std::max<int64_t>(1, tn / (4 * k));
+          const int64_t groups = (tn + group - 1) / group;
+          if (k <= groups) {
+            for (int64_t g = 0; g < groups; ++g) {
+              float best = -inf;
+              for (int64_t j = g * group; j < std::min(tn, (g + 1) * group); ++j) best = std::max(best, lows[j]);
+              lows[g] = best;  // g * group >= g: the group's own entries are read before this write
+            }
+            std::nth_element(lows.begin(), lows.begin() + (k - 1), lows.begin() + groups, std::greater<float>());
+            threshold = lows[k - 1];
+          }
+        }
+        const float floor = threshold;  // the threshold never drops below it
         for (int64_t jb = 0; jb < tn; jb += kScanBlock) {
           const int64_t je = std::min(jb + kScanBlock, tn);
           if (threshold > -inf) {  // vectorised scan: most blocks hold no candidate
@@ -161,7 +196,7 @@ void scan_candidates(const at::Tensor& queries, const at::Tensor& candidates, co
             if (pos < m && ex[pos] == id) continue;
             const double dot = exact_dot(q, e_data + id * row_stride, d);
             selector.offer(static_cast<float>(normalize ? dot / q_len / e_norm[j] : dot), id);
-            threshold = selector.threshold();
+            threshold = std::max(selector.threshold(), floor);
           }
         }
       }

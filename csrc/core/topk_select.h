@@ -41,6 +41,8 @@ class TopKSelector {
     buffer_.reserve(static_cast<size_t>(capacity_));
   }
 
+  int64_t k() const { return k_; }
+
   // Whether k pairs were kept at the last merge.
   bool full() const { return static_cast<int64_t>(best_.size()) == k_; }
 
