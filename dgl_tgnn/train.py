@@ -2,10 +2,11 @@
 
 One training batch (events ``[i, i + B)`` of the training stream):
 
-1. negatives ``[B, n]`` from the configured sampler (``topk`` queries with the sources'
-   embeddings, computed first without gradient);
+1. negatives ``[B, n]`` from the configured sampler;
 2. embeddings of sources, destinations and negatives at the events' times (neighbours from the
    training events only, strictly before each root, see ``Neighbourhoods`` for ``visible_batch``);
+   with ``topk`` negatives sources and destinations are embedded first and the sources' (detached)
+   embeddings are the queries that pick the negatives, embedded next;
 3. decoder logits, loss, backward, optimizer step; the embeddings feed the ``topk`` table;
 4. TGN: the batch's events become the memory's pending messages.
 
@@ -268,14 +269,15 @@ class Trainer:
         t0 = float(batch.t[0])
         times = batch.t
         if self.negatives.wants_queries:
-            # Queries for the hard negatives: the sources' embeddings, without gradient or dropout.
-            with self._inference():
-                queries = self.embedder(batch.src, times, t0)
-            neg = self.negatives.sample(batch, queries)
+            # The queries for the hard negatives are the sources' embeddings of this very pass
+            # (detached): sources and destinations are embedded first, the negatives they pick next.
+            z_pos = self.embedder(torch.cat([batch.src, batch.dst]), torch.cat([times, times]), t0)
+            neg = self.negatives.sample(batch, z_pos[:size].detach())
+            z = torch.cat([z_pos, self.embedder(neg.flatten(), times.repeat_interleave(n), t0)])
         else:
             neg = self.negatives.sample(batch)
-        roots = torch.cat([batch.src, batch.dst, neg.flatten()])
-        z = self.embedder(roots, torch.cat([times, times, times.repeat_interleave(n)]), t0)
+            roots = torch.cat([batch.src, batch.dst, neg.flatten()])
+            z = self.embedder(roots, torch.cat([times, times, times.repeat_interleave(n)]), t0)
         z_src, z_dst, z_neg = z[:size], z[size : 2 * size], z[2 * size :]
         pos_logits = self.model.score(z_src, z_dst)
         neg_logits = self.model.score(z_src[:, None, :], z_neg.reshape(size, n, -1))
@@ -284,7 +286,7 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         if isinstance(self.negatives, TopKNegatives):
-            self.negatives.observe(roots, z.detach())
+            self.negatives.observe(torch.cat([batch.src, batch.dst, neg.flatten()]), z.detach())
         self.model.observe(batch, self.edge_feat)
         return loss.detach()
 

@@ -214,3 +214,29 @@ def test_dedup_setting_reaches_the_samplers(events, dedup, expected):
     trainer = Trainer(tiny("tgat", **{"model.dedup": dedup}), None, dataset=events, progress=False)
     assert trainer.neighbourhoods.sampler.dedup is expected
     assert trainer.evaluator._embedder(0).neighbourhoods.sampler.dedup is expected
+
+
+def test_topk_queries_are_the_sources_embeddings_of_the_training_pass(events) -> None:
+    """The hard negatives' queries: the batch's source embeddings as the model computes them before
+    the step (dropout off, so that train and eval embeddings agree), detached."""
+    config = tiny("tgn", **{"negatives.kind": "topk", "negatives.k": 5, "negatives.warmup_epochs": 0})
+    config = apply_overrides(config, {"model.dropout": 0.0})
+    trainer = Trainer(config, None, dataset=events, progress=False, log=lambda line: None)
+    seen = []
+    sample = trainer.negatives.sample
+
+    def spy(batch, queries=None):
+        negatives = sample(batch, queries)
+        seen.append(queries)
+        return negatives
+
+    trainer.negatives.sample = spy
+    batches = iter(trainer.streams["train"].batches(config.train.batch_size))
+    for _ in range(3):
+        batch = next(batches)
+        t0 = float(batch.t[0])
+        with torch.no_grad():
+            expected = trainer.embedder(batch.src, batch.t, t0)
+        trainer._train_batch(batch)
+        assert not seen[-1].requires_grad
+        torch.testing.assert_close(seen[-1], expected, rtol=1e-5, atol=1e-6)
