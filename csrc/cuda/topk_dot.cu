@@ -53,7 +53,8 @@ constexpr int kChunkBytes = 128;            // bytes of each candidate row per p
 constexpr int kStageStride = kChunkBytes + 16;  // padded shared row: conflict-free ldmatrix
 constexpr int kWarps = 16;                  // per block of the fused kernel (8 measured slower)
 constexpr int kThreads = kWarps * 32;
-constexpr int kStages = 3;                  // 4 measured no faster (H100, bf16, d = 172)
+constexpr int kStages = 3;                  // mma.sync kernels (4 measured no faster: H100, bf16, d = 172)
+constexpr int kWgmmaStages = 4;             // wgmma kernels, where shared memory allows (else 3)
 constexpr int kBufCap = 32;                 // pending candidates per query row
 constexpr int kMaskWords = kTileN / 32;     // exclusion bits per row and tile
 constexpr int kMergeWarps = 4;              // queries per block of the split merge
@@ -176,8 +177,9 @@ __device__ __forceinline__ uint64_t wgmma_desc(unsigned addr) {
 
 // d[nt][e] (the thread's scores of the warpgroup's 64 x 64 tile, as an m16n8 accumulator of its
 // warp's 16 rows: row 16 (warp % 4) + lane / 4 + 8 (e / 2), column 8 nt + 2 (lane % 4) + e % 2)
-// += A [64 x 16] . B [64 x 16]^T, both bf16 K-major, float32 accumulation.
-__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][4], uint64_t a, uint64_t b) {
+// (+)= A [64 x 16] . B [64 x 16]^T, both bf16 K-major, float32 accumulation (d is overwritten
+// when scale_d is 0).
+__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][4], uint64_t a, uint64_t b, int scale_d) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
@@ -192,7 +194,7 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][4], uint64_t a, ui
         "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
         "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
         "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-      : "l"(a), "l"(b), "r"(1));
+      : "l"(a), "l"(b), "r"(scale_d));
 }
 
 // Keeps the compiler from moving accesses of d across the wgmma fence and wait (CUTLASS does the same).
@@ -202,41 +204,47 @@ __device__ __forceinline__ void fence_registers(float (&d)[8][4]) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[nt][e])::"memory");
 }
+#endif
 
-// acc += kSteps k16-steps of the warpgroup's 64 x 64 scores: A from the swizzled query rows at
-// a_rows, B from the swizzled candidate rows at b_rows; then waits for them. Straight-line code
-// (no branch between the fence and the wait), so that the wgmma instructions are not serialized.
-template <int kSteps>
-__device__ __forceinline__ void wgmma_steps(float (&acc)[8][4], unsigned a_rows, unsigned b_rows) {
+// One chunk (128 bytes of each row, zero-padded beyond d: 4 k16-steps) of the warpgroup's 64 x 64
+// scores: acc (+)= A . B^T, A from the swizzled query rows at a_rows, B from the swizzled candidate
+// rows at b_rows, issued as one group; accumulate = false (a tile's first chunk) overwrites acc.
+// Then waits until at most this group is pending: the previous chunk's reads of shared memory are
+// done. No branch and no other write of acc while a group is pending, so that ptxas neither
+// serializes the wgmma instructions nor waits for them early. Only sm_90a code has wgmma; the host
+// launches the kernels that call these two only where that code is loaded.
+__device__ __forceinline__ void wgmma_chunk(float (&acc)[8][4], unsigned a_rows, unsigned b_rows, bool accumulate) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   fence_registers(acc);
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+  wgmma_m64n64k16(acc, wgmma_desc(a_rows), wgmma_desc(b_rows), accumulate);
 #pragma unroll
-  for (int ks = 0; ks < kSteps; ++ks) wgmma_m64n64k16(acc, wgmma_desc(a_rows + ks * 32), wgmma_desc(b_rows + ks * 32));
+  for (int ks = 1; ks < kChunkBytes / 32; ++ks) {
+    wgmma_m64n64k16(acc, wgmma_desc(a_rows + ks * 32), wgmma_desc(b_rows + ks * 32), 1);
+  }
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+  asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+  fence_registers(acc);
+#else
+  __trap();
+#endif
+}
+
+// Waits for all of the warpgroup's wgmma: acc then holds the tile's scores.
+__device__ __forceinline__ void wgmma_wait_all(float (&acc)[8][4]) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
   fence_registers(acc);
-}
+#else
+  __trap();
 #endif
+}
 
 // Orders this thread's completed cp.async writes (generic proxy) before the tensor cores' reads of
 // them (async proxy) behind the next barrier.
 __device__ __forceinline__ void fence_proxy_async() {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
-
-// One chunk (128 bytes of each row): k_steps (1 to 4) k16-steps.
-__device__ __forceinline__ void wgmma_chunk(float (&acc)[8][4], unsigned a_rows, unsigned b_rows, int k_steps) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  switch (k_steps) {
-    case 4: wgmma_steps<4>(acc, a_rows, b_rows); break;
-    case 3: wgmma_steps<3>(acc, a_rows, b_rows); break;
-    case 2: wgmma_steps<2>(acc, a_rows, b_rows); break;
-    default: wgmma_steps<1>(acc, a_rows, b_rows); break;
-  }
-#else
-  __trap();  // only sm_90a code has wgmma; the host launches these kernels only where it is loaded
 #endif
 }
 
@@ -338,13 +346,19 @@ struct WarpLayout {
 
 // kSeed: the seed pass (group maxima into p.group_max, no selection); else the main pass.
 // kWgmma: scores by wgmma from swizzled shared rows (sm_90a; bf16, BM = 128); else by mma.sync.
-template <bool kBF16, int BM, int KMAX, bool kSeed, bool kWgmma>
+// kPipe: stages of the cp.async pipeline.
+template <bool kBF16, int BM, int KMAX, bool kSeed, bool kWgmma, int kPipe>
 __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   using L = WarpLayout<BM, kWgmma>;
   constexpr int MT = L::MT;
   constexpr int NT = L::NT;
   static_assert(!kWgmma || kBF16, "wgmma path: bf16 only");
   constexpr int kStageRow = kWgmma ? kChunkBytes : kStageStride;  // bytes per shared candidate row
+  // Steps whose copies are issued ahead of the one computed. mma.sync reads a stage only before the
+  // next barrier, so all but one stage can be in flight; a wgmma group still reads its stage while
+  // the next one is issued (wgmma_steps), so a stage is refilled only two steps after its use.
+  constexpr int kAhead = kWgmma ? kPipe - 2 : kPipe - 1;
+  static_assert(kAhead >= 1, "a pipeline needs a stage in flight");
   const int num_chunks = (p.dpad_bytes + kChunkBytes - 1) / kChunkBytes;
 
   // wgmma: queries as num_chunks swizzled blocks of BM rows x 128 bytes, stages of 128 rows x 128
@@ -352,7 +366,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* q_s = kWgmma ? smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u) : smem_raw;
   unsigned char* e_s = q_s + (kWgmma ? BM * num_chunks * kChunkBytes : BM * p.q_stride);
-  float* list_v = reinterpret_cast<float*>(e_s + kStages * kTileN * kStageRow);
+  float* list_v = reinterpret_cast<float*>(e_s + kPipe * kTileN * kStageRow);
   int* list_i = reinterpret_cast<int*>(list_v + BM * KMAX);
   float* buf_v = reinterpret_cast<float*>(list_i + BM * KMAX);
   int* buf_i = reinterpret_cast<int*>(buf_v + BM * kBufCap);
@@ -404,9 +418,10 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
     ex_next = lo < p.m ? ex_row[lo] : LLONG_MAX;
   }
 
-  // Queries, zero-padded to dpad_bytes and to BM rows; they join the first cp.async group.
+  // Queries, zero-padded to dpad_bytes (wgmma: whole chunks) and to BM rows; they join the first
+  // cp.async group.
   {
-    const int units = p.dpad_bytes / p.copy_q;
+    const int units = (kWgmma ? num_chunks * kChunkBytes : p.dpad_bytes) / p.copy_q;
     for (int u = tid; u < BM * units; u += kThreads) {
       const int r = u / units;
       const int byte = (u - r * units) * p.copy_q;
@@ -420,7 +435,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   }
 
   // Candidate copies: the thread always moves the same column bytes of rows r_first + i * r_step
-  // (r_step = 4 * copy_e). Steps (tile, chunk) are issued in order, kStages - 1 ahead of use.
+  // (r_step = 4 * copy_e). Steps (tile, chunk) are issued in order, kAhead ahead of use.
   const int per_row = kChunkBytes / p.copy_e;  // copies per row and chunk
   const int r_first = tid / per_row;
   const int col_byte = (tid % per_row) * p.copy_e;
@@ -445,7 +460,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
     }
     cp_async_commit();
     ++ld_step;
-    ld_stage = ld_stage + 1 == kStages ? 0 : ld_stage + 1;
+    ld_stage = ld_stage + 1 == kPipe ? 0 : ld_stage + 1;
     if (++ld_chunk == num_chunks) {
       ld_chunk = 0;
       ld_src += tile_bytes;
@@ -454,7 +469,7 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   };
 
 #pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) load_next();
+  for (int s = 0; s < kAhead; ++s) load_next();
 
   // Lane-dependent parts of the ldmatrix addresses (see the fragment layouts of mma.sync).
   const unsigned q_lane = smem_addr(q_s) + (wm * L::kRows + (lane & 15)) * p.q_stride + (lane >> 4) * 16;
@@ -560,92 +575,93 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
     }
   };
 
-  int tile = 0, chunk = 0, stage = 0;  // of the step being computed
-  for (int step = 0; step < total; ++step) {
+  int stage = 0;  // of the step being computed
+  for (int tile = 0; tile < num_tiles; ++tile) {
     const int t0 = n_begin + tile * kTileN;
-    if (chunk == 0) {
+    if constexpr (!kWgmma) {  // (wgmma: the tile's first chunk overwrites acc)
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
           for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.0f;
-      if (tid < BM) {  // exclusion bits of this tile (double-buffered by tile parity)
-        uint32_t* w = xmask + ((tile & 1) * BM + tid) * kMaskWords;
+    }
+    if (tid < BM) {  // exclusion bits of this tile (double-buffered by tile parity)
+      uint32_t* w = xmask + ((tile & 1) * BM + tid) * kMaskWords;
 #pragma unroll
-        for (int i = 0; i < kMaskWords; ++i) w[i] = 0;
-        while (ex_next < static_cast<int64_t>(t0) + kTileN) {
-          const int off = static_cast<int>(ex_next - t0);
-          if (off >= 0) w[off >> 5] |= 1u << (off & 31);
-          ++ex_pos;
-          ex_next = ex_pos < p.m ? ex_row[ex_pos] : LLONG_MAX;
-        }
+      for (int i = 0; i < kMaskWords; ++i) w[i] = 0;
+      while (ex_next < static_cast<int64_t>(t0) + kTileN) {
+        const int off = static_cast<int>(ex_next - t0);
+        if (off >= 0) w[off >> 5] |= 1u << (off & 31);
+        ++ex_pos;
+        ex_next = ex_pos < p.m ? ex_row[ex_pos] : LLONG_MAX;
       }
     }
 
-    cp_async_wait<kStages - 2>();
-    if constexpr (kWgmma) fence_proxy_async();
-    __syncthreads();
-    load_next();
+    for (int chunk = 0; chunk < num_chunks; ++chunk) {
+      cp_async_wait<kAhead - 1>();
+      if constexpr (kWgmma) fence_proxy_async();
+      __syncthreads();
+      load_next();
 
-    // Tensor-core scores of this chunk: 32 bytes of every row per k-step.
-    const int k_steps = min(kChunkBytes, p.dpad_bytes - chunk * kChunkBytes) / 32;
-    if constexpr (kWgmma) {
-      wgmma_chunk(acc[0], smem_addr(q_s) + chunk * (BM * kChunkBytes) + (warp >> 3) * 64 * kChunkBytes,
-                  smem_addr(e_s) + stage * (kTileN * kChunkBytes) + wn * 64 * kChunkBytes, k_steps);
-    } else {  // mma.sync: the fragments of the next k-step are loaded before the mma of this one
-      const unsigned q_base = q_lane + chunk * kChunkBytes;
-      const unsigned e_base = smem_addr(e_s + stage * kTileN * kStageStride) + e_lane;
-      uint32_t a[2][MT][4], b[2][NT][2];
-      auto load_fragments = [&](int buf, int ks) {
+      // Tensor-core scores of this chunk: 32 bytes of every row per k-step.
+      if constexpr (kWgmma) {  // whole chunks (zero-padded)
+        wgmma_chunk(acc[0], smem_addr(q_s) + chunk * (BM * kChunkBytes) + (warp >> 3) * 64 * kChunkBytes,
+                    smem_addr(e_s) + stage * (kTileN * kChunkBytes) + wn * 64 * kChunkBytes, chunk > 0);
+      } else {  // mma.sync: the fragments of the next k-step are loaded before the mma of this one
+        const int k_steps = min(kChunkBytes, p.dpad_bytes - chunk * kChunkBytes) / 32;
+        const unsigned q_base = q_lane + chunk * kChunkBytes;
+        const unsigned e_base = smem_addr(e_s + stage * kTileN * kStageStride) + e_lane;
+        uint32_t a[2][MT][4], b[2][NT][2];
+        auto load_fragments = [&](int buf, int ks) {
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(a[buf][mt], q_base + mt * 16 * p.q_stride + ks * 32);
+          for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(a[buf][mt], q_base + mt * 16 * p.q_stride + ks * 32);
 #pragma unroll
-        for (int pr = 0; pr < NT / 2; ++pr) {
-          uint32_t r[4];
-          ldmatrix_x4(r, e_base + pr * 16 * kStageStride + ks * 32);
-          b[buf][2 * pr][0] = r[0];
-          b[buf][2 * pr][1] = r[1];
-          b[buf][2 * pr + 1][0] = r[2];
-          b[buf][2 * pr + 1][1] = r[3];
-        }
-      };
-      load_fragments(0, 0);
+          for (int pr = 0; pr < NT / 2; ++pr) {
+            uint32_t r[4];
+            ldmatrix_x4(r, e_base + pr * 16 * kStageStride + ks * 32);
+            b[buf][2 * pr][0] = r[0];
+            b[buf][2 * pr][1] = r[1];
+            b[buf][2 * pr + 1][0] = r[2];
+            b[buf][2 * pr + 1][1] = r[3];
+          }
+        };
+        load_fragments(0, 0);
 #pragma unroll
-      for (int ks = 0; ks < kChunkBytes / 32; ++ks) {
-        if (ks < k_steps) {
-          const int cur = ks & 1;
-          if (ks + 1 < kChunkBytes / 32 && ks + 1 < k_steps) load_fragments(cur ^ 1, ks + 1);
-          if constexpr (kBF16) {
+        for (int ks = 0; ks < kChunkBytes / 32; ++ks) {
+          if (ks < k_steps) {
+            const int cur = ks & 1;
+            if (ks + 1 < kChunkBytes / 32 && ks + 1 < k_steps) load_fragments(cur ^ 1, ks + 1);
+            if constexpr (kBF16) {
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
+              for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-              for (int nt = 0; nt < NT; ++nt) mma_bf16(acc[mt][nt], a[cur][mt], b[cur][nt]);
-          } else {
-            uint32_t bh[NT][2], bl[NT][2];
+                for (int nt = 0; nt < NT; ++nt) mma_bf16(acc[mt][nt], a[cur][mt], b[cur][nt]);
+            } else {
+              uint32_t bh[NT][2], bl[NT][2];
 #pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
+              for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-              for (int i = 0; i < 2; ++i) split_tf32(b[cur][nt][i], bh[nt][i], bl[nt][i]);
+                for (int i = 0; i < 2; ++i) split_tf32(b[cur][nt][i], bh[nt][i], bl[nt][i]);
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-              uint32_t ah[4], al[4];
+              for (int mt = 0; mt < MT; ++mt) {
+                uint32_t ah[4], al[4];
 #pragma unroll
-              for (int i = 0; i < 4; ++i) split_tf32(a[cur][mt][i], ah[i], al[i]);
+                for (int i = 0; i < 4; ++i) split_tf32(a[cur][mt][i], ah[i], al[i]);
 #pragma unroll
-              for (int nt = 0; nt < NT; ++nt) {
-                mma_tf32(acc[mt][nt], al, bh[nt]);
-                mma_tf32(acc[mt][nt], ah, bl[nt]);
-                mma_tf32(acc[mt][nt], ah, bh[nt]);
+                for (int nt = 0; nt < NT; ++nt) {
+                  mma_tf32(acc[mt][nt], al, bh[nt]);
+                  mma_tf32(acc[mt][nt], ah, bl[nt]);
+                  mma_tf32(acc[mt][nt], ah, bh[nt]);
+                }
               }
             }
           }
         }
       }
+      stage = stage + 1 == kPipe ? 0 : stage + 1;
     }
-    stage = stage + 1 == kStages ? 0 : stage + 1;
-    if (++chunk < num_chunks) continue;
-    chunk = 0;
+    if constexpr (kWgmma) wgmma_wait_all(acc[0]);
 
     // ---- epilogue of the tile: scale, filter, append, merge on overflow ----
     const uint32_t* mask = xmask + (tile & 1) * BM * kMaskWords;
@@ -696,7 +712,6 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
             group_best[mt][h] = -INFINITY;
           }
       }
-      ++tile;
       continue;
     }
     Mask pending = select(t0);
@@ -707,7 +722,6 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
       refilter(pending);
       if (pending) append(pending, t0, mask);
     }
-    ++tile;
   }
 
   cp_async_wait<0>();
@@ -802,7 +816,8 @@ __global__ void __launch_bounds__(kSelectThreads)
 struct Plan {
   int kmax = 0;        // list capacity per row: 64, 128 or 256
   int block_rows = 0;  // BM
-  bool wgmma = false;  // the wgmma kernels (topk_dot_kernel<..., true>)
+  bool wgmma = false;  // the wgmma kernels (topk_dot_kernel<..., true, stages>)
+  int stages = 0;      // of the cp.async pipeline
   int row_bytes = 0, dpad_bytes = 0;
   int smem_bytes = 0;
   int splits = 0, tiles_per_split = 0;
@@ -821,10 +836,10 @@ int block_rows_for(bool bfloat16, int kmax) {
   return kmax == 128 ? 64 : 32;
 }
 
-int64_t shared_bytes(int block_rows, int kmax, int64_t dpad_bytes, bool wgmma) {
+int64_t shared_bytes(int block_rows, int kmax, int64_t dpad_bytes, bool wgmma, int stages) {
   const int64_t tiles = wgmma ? 1024 + block_rows * ((dpad_bytes + kChunkBytes - 1) / kChunkBytes) * kChunkBytes +
-                                    static_cast<int64_t>(kStages) * kTileN * kChunkBytes
-                              : block_rows * (dpad_bytes + 16) + static_cast<int64_t>(kStages) * kTileN * kStageStride;
+                                    static_cast<int64_t>(stages) * kTileN * kChunkBytes
+                              : block_rows * (dpad_bytes + 16) + static_cast<int64_t>(stages) * kTileN * kStageStride;
   return tiles + static_cast<int64_t>(block_rows) * kmax * 8 + static_cast<int64_t>(block_rows) * kBufCap * 8 +
          static_cast<int64_t>(block_rows) * 12 + 2LL * block_rows * kMaskWords * 4;
 }
@@ -856,7 +871,8 @@ bool wgmma_loaded() {
 }
 
 // Fills the shape-only part of a plan; false when the kernel does not cover (k, d). The wgmma
-// kernels take bf16 with lists of 64 (BM = 128) where their shared memory fits.
+// kernels take bf16 with lists of 64 (BM = 128) where their shared memory fits, with 4 pipeline
+// stages or else 3.
 bool plan_shape(int64_t k, int64_t dim, bool bfloat16, Plan& plan) {
   if (k < 1 || k > kTopkMaxK || dim < 1) return false;
   const int64_t row_bytes = (dim * element_bytes(bfloat16) + 3) / 4 * 4;
@@ -864,9 +880,17 @@ bool plan_shape(int64_t k, int64_t dim, bool bfloat16, Plan& plan) {
   plan.kmax = kmax_for(k);
   plan.block_rows = block_rows_for(bfloat16, plan.kmax);
   const int64_t limit = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
-  plan.wgmma = bfloat16 && plan.kmax == 64 &&
-               shared_bytes(plan.block_rows, plan.kmax, dpad_bytes, true) <= limit && wgmma_loaded();
-  const int64_t smem = shared_bytes(plan.block_rows, plan.kmax, dpad_bytes, plan.wgmma);
+  plan.stages = kStages;
+  if (bfloat16 && plan.kmax == 64 && wgmma_loaded()) {
+    for (int stages : {kWgmmaStages, 3}) {
+      if (shared_bytes(plan.block_rows, plan.kmax, dpad_bytes, true, stages) <= limit) {
+        plan.wgmma = true;
+        plan.stages = stages;
+        break;
+      }
+    }
+  }
+  const int64_t smem = shared_bytes(plan.block_rows, plan.kmax, dpad_bytes, plan.wgmma, plan.stages);
   if (smem > limit) return false;
   plan.row_bytes = static_cast<int>(row_bytes);
   plan.dpad_bytes = static_cast<int>(dpad_bytes);
@@ -928,14 +952,14 @@ int copy_width(uintptr_t address, int64_t stride_bytes, int64_t row_bytes) {
   return 0;
 }
 
-template <bool kBF16, int BM, int KMAX, bool kWgmma>
+template <bool kBF16, int BM, int KMAX, bool kWgmma = false, int kPipe = kStages>
 cudaError_t launch(const Plan& plan, const Params& params, float* seed, const TopkDotArgs& args,
                    cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((args.num_queries + BM - 1) / BM), static_cast<unsigned>(plan.splits));
   cudaError_t err;
   Params main_params = params;
   if (plan.seed_tiles > 0) {
-    auto seed_kernel = topk_dot_kernel<kBF16, BM, KMAX, true, kWgmma>;
+    auto seed_kernel = topk_dot_kernel<kBF16, BM, KMAX, true, kWgmma, kPipe>;
     err = cudaFuncSetAttribute(seed_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem_bytes);
     if (err != cudaSuccess) return err;
     Params seed_params = params;
@@ -955,7 +979,7 @@ cudaError_t launch(const Plan& plan, const Params& params, float* seed, const To
     if (err != cudaSuccess) return err;
     main_params.seed = seed;
   }
-  auto kernel = topk_dot_kernel<kBF16, BM, KMAX, false, kWgmma>;
+  auto kernel = topk_dot_kernel<kBF16, BM, KMAX, false, kWgmma, kPipe>;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem_bytes);
   if (err != cudaSuccess) return err;
   kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(main_params);
@@ -1017,14 +1041,17 @@ cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream
   if (params.copy_q == 0 || params.copy_e == 0) return cudaErrorMisalignedAddress;
 
   if (args.bfloat16) {
-    if (plan.wgmma) return launch<true, 128, 64, true>(plan, params, seed, args, stream);
-    if (plan.kmax == 64) return launch<true, 128, 64, false>(plan, params, seed, args, stream);
-    if (plan.kmax == 128) return launch<true, 64, 128, false>(plan, params, seed, args, stream);
-    return launch<true, 32, 256, false>(plan, params, seed, args, stream);
+    if (plan.wgmma && plan.stages == kWgmmaStages) {
+      return launch<true, 128, 64, true, kWgmmaStages>(plan, params, seed, args, stream);
+    }
+    if (plan.wgmma) return launch<true, 128, 64, true, 3>(plan, params, seed, args, stream);
+    if (plan.kmax == 64) return launch<true, 128, 64>(plan, params, seed, args, stream);
+    if (plan.kmax == 128) return launch<true, 64, 128>(plan, params, seed, args, stream);
+    return launch<true, 32, 256>(plan, params, seed, args, stream);
   }
-  if (plan.kmax == 64) return launch<false, 64, 64, false>(plan, params, seed, args, stream);
-  if (plan.kmax == 128) return launch<false, 64, 128, false>(plan, params, seed, args, stream);
-  return launch<false, 32, 256, false>(plan, params, seed, args, stream);
+  if (plan.kmax == 64) return launch<false, 64, 64>(plan, params, seed, args, stream);
+  if (plan.kmax == 128) return launch<false, 64, 128>(plan, params, seed, args, stream);
+  return launch<false, 32, 256>(plan, params, seed, args, stream);
 }
 
 }  // namespace tgnn::cuda
