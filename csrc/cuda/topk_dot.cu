@@ -11,8 +11,10 @@
 // Each of the 4 warpgroups computes a 64 x 64 quarter of the 128 x 128 score tile with
 // wgmma.mma_async (m64n64k16), both operands read by the tensor cores from shared memory through
 // matrix descriptors: query and candidate rows are kept in 128-byte chunks in the 128-byte swizzle
-// (no padding, no ldmatrix). Its accumulators have the layout of mma.sync's m16n8 fragments (warp
-// tiles of 16 x 64 scores), so selection and seeding below are the same code.
+// (no padding, no ldmatrix), zero-padded to whole chunks. Copies run two steps ahead in 4 stages
+// (3 where shared memory is short: one step ahead), so that one chunk's wgmma group can stay in
+// flight across the next barrier. Its accumulators have the layout of mma.sync's m16n8 fragments
+// (warp tiles of 16 x 64 scores), so selection and seeding below are the same code.
 //
 // Selection, per query row, in shared memory: a sorted list of the best k so far, its k-th value
 // (the threshold) and a buffer of 32 pending candidates. A score reaching the threshold, and not
