@@ -48,7 +48,10 @@ def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """
     if table.shape[0] == 0:
         return table.new_zeros(*ids.shape, *table.shape[1:])
-    return table[ids.clamp(min=0)]
+    # index_select, not [ ]: several times faster on CPU, and its backward is index_add_, not the
+    # accumulating index_put_ of advanced indexing.
+    rows = table.index_select(0, ids.clamp(min=0).flatten())
+    return rows.view(*ids.shape, *table.shape[1:])
 
 
 class MaskedAttention(torch.autograd.Function):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from dgl_tgnn.nn.attention import gather_rows
 from dgl_tgnn.nn.time_encoding import TimeEncoding
 
 MESSAGES = ("identity", "mlp")
@@ -158,8 +159,8 @@ class Memory(nn.Module):
             return None
         raw = torch.cat(
             [
-                self.state[pending.node],
-                self.state[pending.other],
+                self.state.index_select(0, pending.node),
+                self.state.index_select(0, pending.other),
                 self.time_enc(pending.t - self.last_update[pending.node]),
                 pending.edge_feat,
             ],
@@ -169,7 +170,7 @@ class Memory(nn.Module):
         if self.aggregator == "mean":
             total = message.new_zeros(pending.nodes.shape[0], message.shape[1])
             message = total.index_add(0, pending.index, message) / pending.count.unsqueeze(1)
-        return self.updater(message, self.state[pending.nodes])
+        return self.updater(message, self.state.index_select(0, pending.nodes))
 
     def read(self, ids: torch.Tensor, updated: torch.Tensor | None) -> torch.Tensor:
         """Memory of nodes ``ids`` ``[...]`` int64 (``-1`` reads row 0) -> ``[..., memory_dim]``.
@@ -177,14 +178,18 @@ class Memory(nn.Module):
         Rows of ``updated`` (from ``pending_update()``) for nodes with pending messages, ``state`` otherwise.
         """
         ids = ids.clamp(min=0)
-        stored = self.state[ids]
+        stored = gather_rows(self.state, ids)
         if updated is None:
             return stored
         pos = self.slot[ids]
-        # index_select, not [ ]: its backward is index_add_, several times faster on CPU than the
-        # accumulating index_put_ that advanced indexing uses.
-        fresh = updated.index_select(0, pos.clamp(min=0).flatten()).view(stored.shape)
-        return torch.where((pos >= 0).unsqueeze(-1), fresh, stored)
+        if ids.is_cuda:  # one pass, no synchronisation (a nonzero would wait for the GPU)
+            return torch.where((pos >= 0).unsqueeze(-1), gather_rows(updated, pos), stored)
+        # On CPU only the rows with an update are gathered and copied, and so are their gradients
+        # (a where and its backward pass over every row took twice as long).
+        flat_pos = pos.flatten()
+        rows = (flat_pos >= 0).nonzero().squeeze(1)
+        fresh = updated.index_select(0, flat_pos[rows])
+        return stored.view(-1, stored.shape[-1]).index_copy(0, rows, fresh).view(stored.shape)
 
     @torch.no_grad()
     def update(self, src: torch.Tensor, dst: torch.Tensor, t: torch.Tensor, edge_feat: torch.Tensor) -> None:
