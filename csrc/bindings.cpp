@@ -2,7 +2,7 @@
 #include "ops.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "dgl-tgnn native operators: temporal neighbour sampling, fused top-K dot product, fused masked attention";
+  m.doc() = "dgl-tgnn native operators: temporal neighbour sampling, fused top-K dot product, fused masked attention, dropout masks";
 #ifdef WITH_CUDA
   m.attr("with_cuda") = true;
 #else
@@ -11,4 +11,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   register_sampler_ops(m);
   register_topk_ops(m);
   register_attention_ops(m);
+  register_dropout_ops(m);
 }

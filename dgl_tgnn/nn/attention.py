@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgl_tgnn import _C
+from dgl_tgnn.nn.dropout import Dropout
 from dgl_tgnn.nn.time_encoding import TimeEncoding
 from dgl_tgnn.sampling import TemporalBlock
 
@@ -203,7 +204,7 @@ class TemporalAttention(nn.Module):
         self.norm = nn.LayerNorm(query_dim)
         self.merge_hidden = nn.Linear(query_dim + node_dim, out_dim)
         self.merge_out = nn.Linear(out_dim, out_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(
         self,
