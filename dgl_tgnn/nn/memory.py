@@ -178,18 +178,20 @@ class Memory(nn.Module):
         Rows of ``updated`` (from ``pending_update()``) for nodes with pending messages, ``state`` otherwise.
         """
         ids = ids.clamp(min=0)
-        stored = gather_rows(self.state, ids)
         if updated is None:
-            return stored
+            return gather_rows(self.state, ids)
         pos = self.slot[ids]
         if ids.is_cuda:  # one pass, no synchronisation (a nonzero would wait for the GPU)
+            stored = gather_rows(self.state, ids)
             return torch.where((pos >= 0).unsqueeze(-1), gather_rows(updated, pos), stored)
-        # On CPU only the rows with an update are gathered and copied, and so are their gradients
+        # On CPU only the rows with an update are gathered and written, in place into the gathered
+        # stored rows (a tensor of this call, with no gradient), and only their gradients flow back
         # (a where and its backward pass over every row took twice as long).
         flat_pos = pos.flatten()
         rows = (flat_pos >= 0).nonzero().squeeze(1)
-        fresh = updated.index_select(0, flat_pos[rows])
-        return stored.view(-1, stored.shape[-1]).index_copy(0, rows, fresh).view(stored.shape)
+        out = self.state.index_select(0, ids.flatten())
+        out.index_copy_(0, rows, updated.index_select(0, flat_pos[rows]))
+        return out.view(*ids.shape, out.shape[1])
 
     @torch.no_grad()
     def update(self, src: torch.Tensor, dst: torch.Tensor, t: torch.Tensor, edge_feat: torch.Tensor) -> None:
