@@ -5,8 +5,9 @@ One training batch (events ``[i, i + B)`` of the training stream):
 1. negatives ``[B, n]`` from the configured sampler;
 2. embeddings of sources, destinations and negatives at the events' times (neighbours from the
    training events only, strictly before each root, see ``Neighbourhoods`` for ``visible_batch``);
-   with ``topk`` negatives sources and destinations are embedded first and the sources' (detached)
-   embeddings are the queries that pick the negatives, embedded next;
+   with ``topk`` negatives the queries are the sources' embeddings, detached: on CPU those of this
+   pass (sources and destinations are embedded first, the negatives they pick next), on a GPU
+   those of a no-gradient pass before it (fewer kernel launches);
 3. decoder logits, loss, backward, optimizer step; the embeddings feed the ``topk`` table;
 4. TGN: the batch's events become the memory's pending messages.
 
@@ -268,14 +269,20 @@ class Trainer:
         size, n = len(batch), self.negatives.num_negatives
         t0 = float(batch.t[0])
         times = batch.t
-        if self.negatives.wants_queries:
+        if self.negatives.wants_queries and self.device.type == "cpu":
             # The queries for the hard negatives are the sources' embeddings of this very pass
             # (detached): sources and destinations are embedded first, the negatives they pick next.
             z_pos = self.embedder(torch.cat([batch.src, batch.dst]), torch.cat([times, times]), t0)
             neg = self.negatives.sample(batch, z_pos[:size].detach())
             z = torch.cat([z_pos, self.embedder(neg.flatten(), times.repeat_interleave(n), t0)])
         else:
-            neg = self.negatives.sample(batch)
+            queries = None
+            if self.negatives.wants_queries:
+                # On a GPU the step is bound by kernel launches: a no-gradient pass of the sources
+                # launches fewer kernels than a training pass split in two (bench/RESULTS.md).
+                with self._inference():
+                    queries = self.embedder(batch.src, times, t0)
+            neg = self.negatives.sample(batch, queries)
             roots = torch.cat([batch.src, batch.dst, neg.flatten()])
             z = self.embedder(roots, torch.cat([times, times, times.repeat_interleave(n)]), t0)
         z_src, z_dst, z_neg = z[:size], z[size : 2 * size], z[2 * size :]
