@@ -23,7 +23,7 @@
 // more candidates through), then the scores not appended yet are filtered again and appended.
 // Exclusions: each row's sorted exclusion list is walked along with the tiles into a 128-bit mask
 // per row and tile. Finally each block writes its lists as partial results [B, splits, k] and a
-// second kernel merges the splits of each query (a warp per query).
+// second kernel merges the splits of each query (a block per query, its warps' lists merged pairwise).
 //
 // Seeded threshold. When each block scans many tiles, a first pass of the same kernel (kSeed)
 // scores a slice of the candidates, the first splits * seed_tiles tiles (seed_tiles per block,
@@ -59,11 +59,11 @@ constexpr int kStages = 3;                  // mma.sync kernels (4 measured no f
 constexpr int kWgmmaStages = 4;             // wgmma kernels, where shared memory allows (else 3)
 constexpr int kBufCap = 32;                 // pending candidates per query row
 constexpr int kMaskWords = kTileN / 32;     // exclusion bits per row and tile
-constexpr int kMergeWarps = 4;              // queries per block of the split merge
+constexpr int kMergeWarps = 8;              // warps per query of the split merge, at most
 constexpr int kSeedMinTiles = 32;           // seed pass only where a block scans this many tiles
 constexpr int kSeedShare = 16;              // it scores at most 1/kSeedShare of each block's tiles
 constexpr int kSeedMaxTiles = 64;           // and at most this many tiles per split
-constexpr int kMaxGroups = 4096;            // group maxima per query (sorted in shared memory)
+constexpr int kMaxGroups = 4096;            // group maxima per query (their keys in shared memory)
 constexpr int64_t kGroupBytes = 1 << 24;    // group maxima of all queries, unless 4k per query is more
 constexpr int kSelectThreads = 256;         // per block (query) of the k-th maximum kernel
 constexpr unsigned kAllLanes = 0xffffffffu;
@@ -744,73 +744,142 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   }
 }
 
-// A warp per query merges its `splits` partial lists (each sorted, padding last) into the output.
+// The warp merges the sorted run src_v/src_i[0..len) (valid pairs first, then index -1) into its
+// sorted list lv/li of `fill` pairs, through the 32-pair staging buffer bv/bi; returns the new fill.
+// src may be global or shared memory.
+template <int KMAX>
+__device__ int merge_run(float* lv, int* li, int fill, const float* src_v, const int* src_i, int len, int k, float* bv,
+                         int* bi, int lane) {
+  for (int c0 = 0; c0 < len; c0 += 32) {
+    float v = -INFINITY;
+    int i = -1;
+    if (c0 + lane < len) {
+      v = src_v[c0 + lane];
+      i = src_i[c0 + lane];
+    }
+    const int c = __popc(__ballot_sync(kAllLanes, i >= 0));  // valid pairs form a prefix
+    if (c == 0) break;
+    if (fill == k) {  // the rest of the run cannot enter when its best cannot
+      const float v0 = __shfl_sync(kAllLanes, v, 0);
+      const int i0 = __shfl_sync(kAllLanes, i, 0);
+      if (!ranks_before(v0, i0, lv[k - 1], li[k - 1])) break;
+    }
+    bv[lane] = v;
+    bi[lane] = i;
+    __syncwarp();
+    fill = merge_into_list<KMAX>(lv, li, fill, bv, bi, c, k, lane);
+  }
+  return fill;
+}
+
+// A block per query merges its `splits` partial lists (each sorted, padding last) into the output:
+// each of its blockDim.x / 32 warps (a power of two, <= kMergeWarps) merges every so many splits
+// into a list of its own, then the warps' lists are merged pairwise in shared memory (dynamic:
+// per warp KMAX pairs, 32 staged pairs and a fill). More warps overlap the loads of more splits.
 template <int KMAX>
 __global__ void __launch_bounds__(kMergeWarps * 32)
-    merge_splits_kernel(const float* __restrict__ part_v, const int* __restrict__ part_i, int num_queries,
-                        int splits, int k, float* __restrict__ values, int64_t* __restrict__ indices) {
-  __shared__ float lv[kMergeWarps][KMAX];
-  __shared__ int li[kMergeWarps][KMAX];
-  __shared__ float bv[kMergeWarps][32];
-  __shared__ int bi[kMergeWarps][32];
+    merge_splits_kernel(const float* __restrict__ part_v, const int* __restrict__ part_i, int splits, int k,
+                        float* __restrict__ values, int64_t* __restrict__ indices) {
   const int lane = threadIdx.x & 31;
   const int w = threadIdx.x >> 5;
-  const int row = blockIdx.x * kMergeWarps + w;
-  if (row >= num_queries) return;  // whole warps only: no block-wide barrier below
+  const int warps = blockDim.x >> 5;
+  extern __shared__ float merge_smem[];
+  float* lv = merge_smem;                                 // [warps][KMAX]
+  int* li = reinterpret_cast<int*>(lv + warps * KMAX);    // [warps][KMAX]
+  float* bv = reinterpret_cast<float*>(li + warps * KMAX);  // [warps][32]
+  int* bi = reinterpret_cast<int*>(bv + warps * 32);      // [warps][32]
+  int* fills = bi + warps * 32;                           // [warps]
+  const int64_t row = blockIdx.x;
   int fill = 0;
-  for (int s = 0; s < splits; ++s) {
-    const int64_t base = (static_cast<int64_t>(row) * splits + s) * k;
-    for (int c0 = 0; c0 < k; c0 += 32) {
-      float v = -INFINITY;
-      int i = -1;
-      if (c0 + lane < k) {
-        v = part_v[base + c0 + lane];
-        i = part_i[base + c0 + lane];
-      }
-      const int c = __popc(__ballot_sync(kAllLanes, i >= 0));  // valid pairs form a prefix
-      if (c == 0) break;
-      if (fill == k) {  // the rest of this split cannot enter when its best cannot
-        const float v0 = __shfl_sync(kAllLanes, v, 0);
-        const int i0 = __shfl_sync(kAllLanes, i, 0);
-        if (!ranks_before(v0, i0, lv[w][k - 1], li[w][k - 1])) break;
-      }
-      bv[w][lane] = v;
-      bi[w][lane] = i;
-      __syncwarp();
-      fill = merge_into_list<KMAX>(lv[w], li[w], fill, bv[w], bi[w], c, k, lane);
+  for (int s = w; s < splits; s += warps) {
+    const int64_t base = (row * splits + s) * k;
+    fill = merge_run<KMAX>(lv + w * KMAX, li + w * KMAX, fill, part_v + base, part_i + base, k, k, bv + w * 32,
+                           bi + w * 32, lane);
+  }
+  if (lane == 0) fills[w] = fill;
+  for (int step = 1; step < warps; step <<= 1) {
+    __syncthreads();
+    if (w % (2 * step) == 0 && w + step < warps) {
+      const int src = w + step;
+      fill = merge_run<KMAX>(lv + w * KMAX, li + w * KMAX, fill, lv + src * KMAX, li + src * KMAX, fills[src], k,
+                             bv + w * 32, bi + w * 32, lane);
+      if (lane == 0) fills[w] = fill;
     }
   }
-  for (int pos = lane; pos < k; pos += 32) {
-    values[static_cast<int64_t>(row) * k + pos] = pos < fill ? lv[w][pos] : -INFINITY;
-    indices[static_cast<int64_t>(row) * k + pos] = pos < fill ? li[w][pos] : -1;
+  if (w == 0) {
+    for (int pos = lane; pos < k; pos += 32) {
+      values[row * k + pos] = pos < fill ? lv[pos] : -INFINITY;
+      indices[row * k + pos] = pos < fill ? li[pos] : -1;
+    }
   }
 }
 
-// A block per query: seed[row] = the k-th largest of its `groups` group maxima (-inf when fewer
-// than k are finite), by a bitonic sort (descending) of them padded with -inf to `size`, a power
-// of two. Group maxima are never NaN.
+// Order-preserving keys of floats: a larger float has a larger key (-0 just below +0).
+__device__ __forceinline__ uint32_t order_key(float x) {
+  const uint32_t u = __float_as_uint(x);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+__device__ __forceinline__ float key_value(uint32_t key) {
+  return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
+}
+
+// A block per query: seed[row] = the k-th largest of its `groups` group maxima (k <= groups; -inf
+// when fewer than k are finite), by a radix select over their order-preserving keys: 4 rounds of
+// 8 bits from the top, each counting the keys that match the digits found so far into 256 bins and
+// finding, from the largest bin down, the one that holds the k-th. Lanes of a warp that hit the
+// same bin add once (match_any): maxima of one query mostly share their top bits. Group maxima are
+// never NaN.
 __global__ void __launch_bounds__(kSelectThreads)
-    kth_group_max_kernel(const float* __restrict__ group_max, int groups, int size, int k, float* __restrict__ seed) {
-  extern __shared__ float v[];
-  const int row = blockIdx.x;
-  const float* src = group_max + static_cast<int64_t>(row) * groups;
-  for (int i = threadIdx.x; i < size; i += kSelectThreads) v[i] = i < groups ? src[i] : -INFINITY;
-  __syncthreads();
-  for (int len = 2; len <= size; len <<= 1) {
-    for (int stride = len >> 1; stride > 0; stride >>= 1) {
-      for (int t = threadIdx.x; t < size / 2; t += kSelectThreads) {
-        const int i = 2 * t - (t & (stride - 1));  // pairs (i, i + stride), bit `stride` of i clear
-        const float a = v[i], b = v[i + stride];
-        const bool descending = (i & len) == 0;
-        if (descending ? a < b : a > b) {
-          v[i] = b;
-          v[i + stride] = a;
-        }
-      }
-      __syncthreads();
+    kth_group_max_kernel(const float* __restrict__ group_max, int groups, int k, float* __restrict__ seed) {
+  static_assert(kSelectThreads == 256, "a thread per bin");
+  constexpr int kSelectWarps = kSelectThreads / 32;
+  extern __shared__ uint32_t keys[];  // [groups]
+  __shared__ int bins[256];
+  __shared__ int warp_sums[kSelectWarps];
+  __shared__ uint32_t found_prefix;
+  __shared__ int found_rank;
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const float* src = group_max + static_cast<int64_t>(blockIdx.x) * groups;
+  for (int i = tid; i < groups; i += kSelectThreads) keys[i] = order_key(src[i]);
+  uint32_t prefix = 0;  // the digits found so far
+  int rank = k;         // the wanted key is the rank-th largest of the keys that match them
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    bins[tid] = 0;
+    __syncthreads();
+    const uint32_t found_mask = shift == 24 ? 0u : ~0u << (shift + 8);
+    for (int base = warp * 32; base < groups; base += kSelectThreads) {  // whole warps: match_any
+      const int i = base + lane;
+      const uint32_t key = i < groups ? keys[i] : 0u;
+      const bool match = i < groups && (key & found_mask) == prefix;
+      const int bin = match ? static_cast<int>((key >> shift) & 255u) : -1;
+      const unsigned peers = __match_any_sync(kAllLanes, bin);
+      if (match && lane == __ffs(peers) - 1) atomicAdd(&bins[bin], __popc(peers));
     }
+    __syncthreads();
+    // Thread t takes bin 255 - t; incl: the matching keys in bins 255 - t .. 255.
+    const int count = bins[255 - tid];
+    int incl = count;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int x = __shfl_up_sync(kAllLanes, incl, o);
+      if (lane >= o) incl += x;
+    }
+    if (lane == 31) warp_sums[warp] = incl;
+    __syncthreads();
+    for (int w = 0; w < warp; ++w) incl += warp_sums[w];
+    const int excl = incl - count;
+    if (excl < rank && rank <= incl) {  // exactly one thread: the matching keys number >= rank
+      found_prefix = prefix | (static_cast<uint32_t>(255 - tid) << shift);
+      found_rank = rank - excl;
+    }
+    __syncthreads();
+    prefix = found_prefix;
+    rank = found_rank;
   }
-  if (threadIdx.x == 0) seed[row] = v[k - 1];
+  if (tid == 0) seed[blockIdx.x] = key_value(prefix);
 }
 
 // ---- planning -------------------------------------------------------------------------------
@@ -954,6 +1023,25 @@ int copy_width(uintptr_t address, int64_t stride_bytes, int64_t row_bytes) {
   return 0;
 }
 
+// Warps per query of the split merge. A warp merges ceil(splits / warps) splits in a row, then
+// log2(warps) pairwise levels follow, each costing about as much as 3.5 more splits in a row
+// (H100, k = 50, merge kernel time: 26 splits 52, 33, 27, 31 us with 1, 2, 4, 8 warps; 4 splits
+// 24 and 32 us with 1 and 2); and no more warps than let those of all queries be resident at once.
+int merge_warps(int64_t num_queries, int splits) {
+  const int64_t resident = static_cast<int64_t>(device_attribute(cudaDevAttrMultiProcessorCount)) *
+                           (device_attribute(cudaDevAttrMaxThreadsPerMultiProcessor) / 32);
+  int best = 1;
+  int64_t best_cost = 2LL * splits;  // in half splits merged in a row
+  for (int warps = 2, levels = 1; warps <= kMergeWarps && num_queries * warps <= resident; warps *= 2, ++levels) {
+    const int64_t cost = 2LL * ((splits + warps - 1) / warps) + 7LL * levels;
+    if (cost < best_cost) {
+      best = warps;
+      best_cost = cost;
+    }
+  }
+  return best;
+}
+
 template <bool kBF16, int BM, int KMAX, bool kWgmma = false, int kPipe = kStages>
 cudaError_t launch(const Plan& plan, const Params& params, float* seed, const TopkDotArgs& args,
                    cudaStream_t stream) {
@@ -973,10 +1061,8 @@ cudaError_t launch(const Plan& plan, const Params& params, float* seed, const To
     seed_kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(seed_params);
     err = cudaGetLastError();
     if (err != cudaSuccess) return err;
-    int size = 1;
-    while (size < plan.groups) size <<= 1;
-    kth_group_max_kernel<<<static_cast<unsigned>(args.num_queries), kSelectThreads, size * sizeof(float), stream>>>(
-        seed_params.group_max, plan.groups, size, params.k, seed);
+    kth_group_max_kernel<<<static_cast<unsigned>(args.num_queries), kSelectThreads, plan.groups * sizeof(uint32_t),
+                           stream>>>(seed_params.group_max, plan.groups, params.k, seed);
     err = cudaGetLastError();
     if (err != cudaSuccess) return err;
     main_params.seed = seed;
@@ -987,9 +1073,10 @@ cudaError_t launch(const Plan& plan, const Params& params, float* seed, const To
   kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(main_params);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  const unsigned merge_blocks = static_cast<unsigned>((args.num_queries + kMergeWarps - 1) / kMergeWarps);
-  merge_splits_kernel<KMAX><<<merge_blocks, kMergeWarps * 32, 0, stream>>>(
-      params.part_v, params.part_i, params.num_queries, params.splits, params.k, args.values, args.indices);
+  const int warps = merge_warps(args.num_queries, plan.splits);
+  const size_t merge_smem = warps * (KMAX * (sizeof(float) + sizeof(int)) + 32 * (sizeof(float) + sizeof(int)) + sizeof(int));
+  merge_splits_kernel<KMAX><<<static_cast<unsigned>(args.num_queries), warps * 32, merge_smem, stream>>>(
+      params.part_v, params.part_i, params.splits, params.k, args.values, args.indices);
   return cudaGetLastError();
 }
 
