@@ -9,13 +9,7 @@ import os
 
 import torch
 from setuptools import find_packages, setup
-from torch.utils.cpp_extension import (
-    CUDA_HOME,
-    BuildExtension,
-    CppExtension,
-    CUDAExtension,
-    _get_cuda_arch_flags,
-)
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 
 def build_with_cuda() -> bool:
@@ -35,8 +29,11 @@ def nvcc_arch_flags() -> list[str]:
     """torch's -gencode flags for its arch list, plus sm_90a code (CUDA >= 12) where it has sm_90 code.
 
     topk_dot's wgmma main loop (H100, H200) exists only in sm_90a code. torch adds no arch flags of
-    its own once the extension's nvcc flags name one, so the whole list is given here.
+    its own once the extension's nvcc flags name one, so the whole list is given here. (The helper
+    is private to torch: imported here, so that CPU-only builds never depend on it.)
     """
+    from torch.utils.cpp_extension import _get_cuda_arch_flags
+
     flags = _get_cuda_arch_flags()
     sm90, sm90a = "-gencode=arch=compute_90,code=sm_90", "-gencode=arch=compute_90a,code=sm_90a"
     if sm90 in flags and sm90a not in flags and int(torch.version.cuda.split(".")[0]) >= 12:
