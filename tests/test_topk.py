@@ -171,6 +171,21 @@ def test_nan_candidates_are_never_returned() -> None:
     assert (indices[:, -1] == -1).all() and not (indices == 4).any()
 
 
+def test_first_tile_floor_with_exclusions_and_nan() -> None:
+    """The first tile's floor (k-th largest group maximum of lower bounds) must leave out excluded
+    and NaN candidates: here the 30 best of each query are excluded and every 7th row is NaN."""
+    q, e = randn(8, 12, seed=27), randn(3000, 12, seed=28)
+    e[::7, 0] = float("nan")
+    best = topk_dot(q, e, 30)[1]
+    exclude = torch.cat([best, torch.full((8, 3), -1)], dim=1)
+    values, indices = topk_dot(q, e, 25, exclude=exclude)
+    assert_same((values, indices), topk_dot_reference(q, e, 25, exclude=exclude))
+    nan_rows = set(range(0, 3000, 7))  # NaN scores are never returned
+    excluded = [set(row.tolist()) | nan_rows for row in exclude]
+    for b, pairs in enumerate(brute_force(q, e, 25, excluded)):
+        assert indices[b].tolist() == [j for _, j in pairs]
+
+
 def test_no_queries_and_no_gradient() -> None:
     e = randn(10, 3, seed=25)
     values, indices = topk_dot(torch.empty(0, 3), e, 4)
