@@ -123,36 +123,49 @@ def brute_force_attention(qk: torch.Tensor, mask: torch.Tensor, x: torch.Tensor)
     return agg
 
 
-@pytest.mark.parametrize("needs", [(True, True, False, True), (False, False, True, False)])
-def test_fused_cpu_kernel_equals_the_definition(needs: tuple[bool, ...]) -> None:
-    """float32 CPU inputs take the fused kernel (csrc/core/attention.h): forward and gradients against
-    the definition in float64, with empty rows, fully valid rows and parts without gradient."""
+def check_fused_kernel(device: torch.device, needs: tuple[bool, ...], slots: int) -> None:
+    """float32 inputs on ``device`` take the fused kernel: forward and gradients against the
+    definition in float64, with empty rows, fully valid rows and parts without gradient."""
     gen = torch.Generator().manual_seed(4)
-    roots, heads, slots, widths = 37, 3, 9, (5, 1, 16)
+    roots, heads, widths = 37, 3, (5, 1, 16)
     mask = torch.rand(roots, slots, generator=gen) < 0.5
     mask[0], mask[1] = False, True
     qk = torch.randn(roots, heads, sum(widths), generator=gen)
     parts = [torch.randn(roots, slots, w, generator=gen) for w in widths]
     grad = torch.randn(roots, heads, sum(widths), generator=gen)
-    inputs32 = [t.clone().requires_grad_(need) for t, need in zip([qk, *parts], needs, strict=True)]
-    agg32 = MaskedAttention.apply(inputs32[0], mask, *inputs32[1:])
-    agg32.backward(grad)
-    inputs64 = [t.double().requires_grad_(need) for t, need in zip([qk, *parts], needs, strict=True)]
+    tensors = [qk, *parts]
+    inputs32 = [t.to(device, copy=True).requires_grad_(need) for t, need in zip(tensors, needs, strict=True)]
+    agg32 = MaskedAttention.apply(inputs32[0], mask.to(device), *inputs32[1:])
+    agg32.backward(grad.to(device))
+    inputs64 = [t.double().requires_grad_(need) for t, need in zip(tensors, needs, strict=True)]
     agg64 = brute_force_attention(inputs64[0], mask, torch.cat(inputs64[1:], dim=2))
     agg64.backward(grad.double())
-    assert torch.equal(agg32[0], torch.zeros(heads, sum(widths)))
-    torch.testing.assert_close(agg32.double(), agg64.detach(), atol=1e-5, rtol=1e-5)
+    assert torch.equal(agg32[0].cpu(), torch.zeros(heads, sum(widths)))
+    torch.testing.assert_close(agg32.double().cpu(), agg64.detach(), atol=1e-5, rtol=1e-5)
     for got, want, need in zip(inputs32, inputs64, needs, strict=True):
         assert (got.grad is not None) is need
         if need:
-            torch.testing.assert_close(got.grad.double(), want.grad, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(got.grad.double().cpu(), want.grad, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("needs", [(True, True, False, True), (False, False, True, False)])
+def test_fused_cpu_kernel_equals_the_definition(needs: tuple[bool, ...]) -> None:
+    check_fused_kernel(torch.device("cpu"), needs, slots=9)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("slots", [9, 40])  # more slots than a warp's lanes
+@pytest.mark.parametrize("needs", [(True, True, False, True), (False, False, True, False)])
+def test_fused_cuda_kernel_equals_the_definition(needs: tuple[bool, ...], slots: int) -> None:
+    check_fused_kernel(torch.device("cuda"), needs, slots)
 
 
 def test_fused_kernel_checks_its_inputs() -> None:
     qk, mask = torch.zeros(2, 1, 3), torch.ones(2, 4, dtype=torch.bool)
     with pytest.raises(ValueError, match="widths sum to 2"):
         _C.masked_attention_forward(qk, mask, [torch.zeros(2, 4, 2)])
-    with pytest.raises(ValueError, match=r"parts\[0\]: expected a contiguous CPU float32 tensor \[2, 4"):
+    with pytest.raises(ValueError, match=r"parts\[0\]: expected a contiguous float32 tensor \[2, 4, .*cpu"):
         _C.masked_attention_forward(qk, mask, [torch.zeros(2, 5, 3)])
     with pytest.raises(ValueError, match="mask: expected"):
         _C.masked_attention_forward(qk, mask.float(), [torch.zeros(2, 4, 3)])

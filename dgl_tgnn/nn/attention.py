@@ -66,17 +66,19 @@ class MaskedAttention(torch.autograd.Function):
         agg[r, h]      = sum_j alpha[r, h, j] x[r, j]                   (0 for a root without slots)
 
     ``x`` is never concatenated, and its gradient is computed only for the parts that need one
-    (typically the time encoding, not raw features). float32 CPU tensors go through the fused
-    kernel of ``csrc/core/attention.h`` (each root's slots read once per pass); other dtypes and
-    devices through batched products. Their backward pass is written out so that every batched
-    product has contiguous operands and both rank-``H`` updates of a part's gradient run as one
-    product (autograd's default layouts make MKL's small batched products several times slower).
+    (typically the time encoding, not raw features). float32 tensors go through the fused kernels
+    (``csrc/core/attention.h`` on CPU: each root's slots read once per pass; ``csrc/cuda/attention.h``
+    on a GPU in a CUDA build: one launch per pass instead of a dozen); other dtypes through batched
+    products. Their backward pass is written out so that every batched product has contiguous
+    operands and both rank-``H`` updates of a part's gradient run as one product (autograd's default
+    layouts make MKL's small batched products several times slower).
     """
 
     @staticmethod
     def forward(ctx, qk: torch.Tensor, mask: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:
-        ctx.fused = qk.device.type == "cpu" and all(x.dtype == torch.float32 for x in (qk, *parts))
-        if ctx.fused:  # csrc/core/attention.h: the same function, one pass over each root's slots
+        on_kernel_device = qk.device.type == "cpu" or (qk.is_cuda and _C.with_cuda)
+        ctx.fused = on_kernel_device and all(x.dtype == torch.float32 for x in (qk, *parts))
+        if ctx.fused:  # the same function, one pass over each root's slots
             qk, mask = qk.contiguous(), mask.contiguous()
             parts = tuple(part.contiguous() for part in parts)
             agg, alpha = _C.masked_attention_forward(qk, mask, list(parts))
