@@ -97,9 +97,10 @@ def test_ctrl_c_saves_a_checkpoint(tmp_path, events):
         return step(batch)
 
     trainer._train_batch = step_then_ctrl_c
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under nohup
     assert trainer.fit() is None
     assert trainer.batch == 2 and (tmp_path / "run" / rd.CHECKPOINT).exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
 
 
 def test_run_dir_contents_and_evaluate_reproduces_the_final_test(tmp_path, events):
