@@ -57,19 +57,25 @@ tgnn::AttentionShape check(const at::Tensor& qk, const at::Tensor& mask, const s
 }
 
 #ifdef WITH_CUDA
-// The kernels' arguments; at most kMaxAttentionParts parts and the (head, slot) weights of a root
-// within 48 KiB of shared memory (twice, for the backward pass).
+// The kernels' arguments: at most kMaxAttentionParts parts and kMaxAttentionWeights (head, slot)
+// weights per root (dgl_tgnn.nn.attention sends larger inputs to its batched products instead).
 tgnn::cuda::AttentionArgs cuda_args(const tgnn::AttentionShape& s, const std::vector<at::Tensor>& parts) {
-  TORCH_CHECK_VALUE(static_cast<int64_t>(parts.size()) <= tgnn::cuda::kMaxAttentionParts, "parts: at most ",
-                    num(tgnn::cuda::kMaxAttentionParts), " on a GPU, got ", num(static_cast<int64_t>(parts.size())));
-  TORCH_CHECK_VALUE(2 * s.heads * s.slots * static_cast<int64_t>(sizeof(float)) <= 48 * 1024,
-                    "masked attention on a GPU: heads x slots must be at most 6144, got ", num(s.heads * s.slots));
+  using tgnn::cuda::kMaxAttentionParts, tgnn::cuda::kMaxAttentionWeights;
+  TORCH_CHECK_VALUE(static_cast<int64_t>(parts.size()) <= kMaxAttentionParts, "parts: at most ",
+                    num(kMaxAttentionParts), " on a GPU, got ", num(static_cast<int64_t>(parts.size())));
+  TORCH_CHECK_VALUE(s.heads * s.slots <= kMaxAttentionWeights,
+                    "masked attention on a GPU: heads x slots must be at most ", num(kMaxAttentionWeights),
+                    ", got ", num(s.heads * s.slots));
   tgnn::cuda::AttentionArgs a{s.roots, s.heads, s.slots, s.width(), static_cast<int>(parts.size()), {}, {}};
   for (size_t p = 0; p < parts.size(); ++p) {
     a.widths[p] = s.widths[p];
     a.parts[p] = parts[p].data_ptr<float>();
   }
   return a;
+}
+
+void check_launch(cudaError_t status) {
+  TORCH_CHECK(status == cudaSuccess, "masked attention: kernel launch failed: ", cudaGetErrorString(status));
 }
 #endif
 
@@ -92,11 +98,9 @@ std::tuple<at::Tensor, at::Tensor> masked_attention_forward(const at::Tensor& qk
 #ifdef WITH_CUDA
   if (qk.is_cuda()) {
     const c10::cuda::CUDAGuard guard(qk.device());
-    const cudaError_t status =
-        tgnn::cuda::launch_attention_forward(cuda_args(s, parts), qk.data_ptr<float>(), mask.data_ptr<bool>(),
-                                             alpha.data_ptr<float>(), agg.data_ptr<float>(),
-                                             c10::cuda::getCurrentCUDAStream());
-    TORCH_CHECK(status == cudaSuccess, "masked attention: kernel launch failed: ", cudaGetErrorString(status));
+    check_launch(tgnn::cuda::launch_attention_forward(cuda_args(s, parts), qk.data_ptr<float>(), mask.data_ptr<bool>(),
+                                                      alpha.data_ptr<float>(), agg.data_ptr<float>(),
+                                                      c10::cuda::getCurrentCUDAStream()));
     return {agg, alpha};
   }
 #endif
@@ -138,13 +142,9 @@ std::tuple<std::optional<at::Tensor>, std::vector<std::optional<at::Tensor>>> ma
 #ifdef WITH_CUDA
   if (qk.is_cuda()) {
     const c10::cuda::CUDAGuard guard(qk.device());
-    float* grad_ptrs[tgnn::cuda::kMaxAttentionParts] = {};
-    const tgnn::cuda::AttentionArgs a = cuda_args(s, parts);
-    for (size_t p = 0; p < out.size(); ++p) grad_ptrs[p] = out[p];
-    const cudaError_t status = tgnn::cuda::launch_attention_backward(
-        a, qk.data_ptr<float>(), alpha.data_ptr<float>(), grad_agg.data_ptr<float>(), grad_qk_ptr, grad_ptrs,
-        c10::cuda::getCurrentCUDAStream());
-    TORCH_CHECK(status == cudaSuccess, "masked attention: kernel launch failed: ", cudaGetErrorString(status));
+    check_launch(tgnn::cuda::launch_attention_backward(cuda_args(s, parts), qk.data_ptr<float>(),
+                                                       alpha.data_ptr<float>(), grad_agg.data_ptr<float>(),
+                                                       grad_qk_ptr, out.data(), c10::cuda::getCurrentCUDAStream()));
     return {grad_qk, grad_parts};
   }
 #endif

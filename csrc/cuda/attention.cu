@@ -92,9 +92,13 @@ __global__ void attention_forward_kernel(AttentionArgs a, const float* qk, const
   weighted_slots(a, weights, r, agg + r * H * I);
 }
 
+// Output pointers of the parts' gradients, passed by value (null: not wanted).
+struct GradParts {
+  float* part[kMaxAttentionParts];
+};
+
 __global__ void attention_backward_kernel(AttentionArgs a, const float* qk, const float* alpha,
-                                          const float* grad_agg, float* grad_qk, float* grad_parts0,
-                                          float* grad_parts1, float* grad_parts2, float* grad_parts3) {
+                                          const float* grad_agg, float* grad_qk, GradParts grad_parts) {
   extern __shared__ float shared[];  // alpha [H * k], then grad_score [H * k]
   const int64_t r = blockIdx.x, H = a.heads, k = a.slots, I = a.width;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -116,10 +120,9 @@ __global__ void attention_backward_kernel(AttentionArgs a, const float* qk, cons
   }
   __syncthreads();
   if (grad_qk != nullptr) weighted_slots(a, gs, r, grad_qk + r * H * I);
-  float* const grad_parts[kMaxAttentionParts] = {grad_parts0, grad_parts1, grad_parts2, grad_parts3};
   int64_t off = 0;
   for (int p = 0; p < a.num_parts; off += a.widths[p], ++p) {
-    if (grad_parts[p] == nullptr) continue;
+    if (grad_parts.part[p] == nullptr) continue;
     const int64_t width = a.widths[p];
     for (int64_t idx = threadIdx.x; idx < k * width; idx += kThreads) {
       const int64_t j = idx / width, i = idx - j * width;
@@ -127,7 +130,7 @@ __global__ void attention_backward_kernel(AttentionArgs a, const float* qk, cons
       for (int64_t h = 0; h < H; ++h) {
         sum += w[h * k + j] * grad_agg[(r * H + h) * I + off + i] + gs[h * k + j] * qk[(r * H + h) * I + off + i];
       }
-      grad_parts[p][(r * k + j) * width + i] = sum;
+      grad_parts.part[p][(r * k + j) * width + i] = sum;
     }
   }
 }
@@ -146,9 +149,11 @@ cudaError_t launch_attention_backward(const AttentionArgs& a, const float* qk, c
                                       const float* grad_agg, float* grad_qk, float* const* grad_parts,
                                       cudaStream_t stream) {
   if (a.roots == 0) return cudaSuccess;
+  GradParts grads{};
+  for (int p = 0; p < a.num_parts; ++p) grads.part[p] = grad_parts[p];
   const size_t shared = 2 * static_cast<size_t>(a.heads * a.slots) * sizeof(float);
-  attention_backward_kernel<<<static_cast<unsigned>(a.roots), kThreads, shared, stream>>>(
-      a, qk, alpha, grad_agg, grad_qk, grad_parts[0], grad_parts[1], grad_parts[2], grad_parts[3]);
+  attention_backward_kernel<<<static_cast<unsigned>(a.roots), kThreads, shared, stream>>>(a, qk, alpha, grad_agg,
+                                                                                          grad_qk, grads);
   return cudaGetLastError();
 }
 

@@ -10,6 +10,7 @@
 namespace tgnn::cuda {
 
 constexpr int kMaxAttentionParts = 4;
+constexpr int64_t kMaxAttentionWeights = 6144;  // heads x slots: two float tables in 48 KiB of shared memory
 
 // R roots, H heads, k slots; the slot inputs as column blocks ("parts") part[p] [R, k, widths[p]];
 // qk [R, H, I] with I = sum widths; mask [R, k]; alpha [R, H, k]; agg [R, H, I]. float32, row-major.
@@ -24,8 +25,9 @@ struct AttentionArgs {
 cudaError_t launch_attention_forward(const AttentionArgs& a, const float* qk, const bool* mask, float* alpha,
                                      float* agg, cudaStream_t stream);
 
-// grad_qk [R, H, I] (skipped when null) and grad_parts[p] [R, k, widths[p]] (each skipped when null)
-// from grad_agg [R, H, I], as attention_backward in core/attention.h. Returns the launch status.
+// grad_qk [R, H, I] (skipped when null) and grad_parts[p] [R, k, widths[p]] for p < num_parts (each
+// skipped when null) from grad_agg [R, H, I], as attention_backward in core/attention.h. Returns the
+// launch status.
 cudaError_t launch_attention_backward(const AttentionArgs& a, const float* qk, const float* alpha,
                                       const float* grad_agg, float* grad_qk, float* const* grad_parts,
                                       cudaStream_t stream);
