@@ -161,6 +161,21 @@ def test_fused_cuda_kernel_equals_the_definition(needs: tuple[bool, ...], slots:
     check_fused_kernel(torch.device("cuda"), needs, slots)
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(("heads", "slots", "widths"), [(1, 7000, (2,)), (2, 5, (1, 2, 1, 2, 3))])
+def test_cuda_inputs_beyond_the_kernel_take_batched_products(heads: int, slots: int, widths: tuple) -> None:
+    """More (head, slot) weights or parts than the CUDA kernel holds: same function, no error."""
+    gen = torch.Generator().manual_seed(6)
+    mask = torch.rand(3, slots, generator=gen) < 0.5
+    qk = torch.randn(3, heads, sum(widths), generator=gen)
+    parts = [torch.randn(3, slots, w, generator=gen) for w in widths]
+    cuda = torch.device("cuda")
+    agg = MaskedAttention.apply(qk.to(cuda), mask.to(cuda), *(part.to(cuda) for part in parts))
+    expected = brute_force_attention(qk.double(), mask, torch.cat(parts, dim=2).double())
+    torch.testing.assert_close(agg.double().cpu(), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_fused_kernel_checks_its_inputs() -> None:
     qk, mask = torch.zeros(2, 1, 3), torch.ones(2, 4, dtype=torch.bool)
     with pytest.raises(ValueError, match="widths sum to 2"):

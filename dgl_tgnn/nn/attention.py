@@ -55,6 +55,20 @@ def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return rows.view(*ids.shape, *table.shape[1:])
 
 
+CUDA_ATTENTION_MAX_PARTS = 4  # tgnn::cuda::kMaxAttentionParts
+CUDA_ATTENTION_MAX_WEIGHTS = 6144  # tgnn::cuda::kMaxAttentionWeights (heads x slots)
+
+
+def _cuda_kernel_fits(qk: torch.Tensor, mask: torch.Tensor, parts: tuple[torch.Tensor, ...]) -> bool:
+    """Whether the fused CUDA kernel takes these inputs (else the batched products run)."""
+    return (
+        qk.is_cuda
+        and _C.with_cuda
+        and len(parts) <= CUDA_ATTENTION_MAX_PARTS
+        and qk.shape[1] * mask.shape[1] <= CUDA_ATTENTION_MAX_WEIGHTS
+    )
+
+
 class MaskedAttention(torch.autograd.Function):
     """Attention of each root over its valid slots, on the slots' inputs directly.
 
@@ -76,8 +90,9 @@ class MaskedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, qk: torch.Tensor, mask: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:
-        on_kernel_device = qk.device.type == "cpu" or (qk.is_cuda and _C.with_cuda)
-        ctx.fused = on_kernel_device and all(x.dtype == torch.float32 for x in (qk, *parts))
+        ctx.fused = all(x.dtype == torch.float32 for x in (qk, *parts)) and (
+            qk.device.type == "cpu" or _cuda_kernel_fits(qk, mask, parts)
+        )
         if ctx.fused:  # the same function, one pass over each root's slots
             qk, mask = qk.contiguous(), mask.contiguous()
             parts = tuple(part.contiguous() for part in parts)
