@@ -275,6 +275,7 @@ class Trainer:
             z_pos = self.embedder(torch.cat([batch.src, batch.dst]), torch.cat([times, times]), t0)
             neg = self.negatives.sample(batch, z_pos[:size].detach())
             z = torch.cat([z_pos, self.embedder(neg.flatten(), times.repeat_interleave(n), t0)])
+            roots = torch.cat([batch.src, batch.dst, neg.flatten()])
         else:
             queries = None
             if self.negatives.wants_queries:
@@ -293,7 +294,7 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         if isinstance(self.negatives, TopKNegatives):
-            self.negatives.observe(torch.cat([batch.src, batch.dst, neg.flatten()]), z.detach())
+            self.negatives.observe(roots, z.detach())
         self.model.observe(batch, self.edge_feat)
         return loss.detach()
 
