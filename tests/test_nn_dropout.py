@@ -65,3 +65,12 @@ def test_other_dtypes_fall_back_to_torch() -> None:
 def test_rejects_bad_probability(p: float) -> None:
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(p)
+
+
+def test_extension_mask_checks_its_inputs() -> None:
+    from dgl_tgnn import _C
+
+    with pytest.raises(ValueError, match="numel must be >= 0, got -1"):
+        _C.dropout_mask(-1, 0.5, 0)
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):
+        _C.dropout_mask(10, 1.0, 0)
