@@ -2,7 +2,7 @@
 #include "ops.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "dgl-tgnn native operators: temporal neighbour sampling, fused top-K dot product, fused masked attention, dropout masks";
+  m.doc() = "dgl-tgnn native operators: temporal neighbour sampling, fused top-K dot product, fused masked attention, dropout masks, time encoding";
 #ifdef WITH_CUDA
   m.attr("with_cuda") = true;
 #else
@@ -12,4 +12,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   register_topk_ops(m);
   register_attention_ops(m);
   register_dropout_ops(m);
+  register_time_encoding_ops(m);
 }

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from dgl_tgnn import _C
 from dgl_tgnn.nn import TimeEncoding
 from dgl_tgnn.nn.time_encoding import HarmonicEncoding
 
@@ -57,3 +58,47 @@ def test_encoding_gradients_are_exact() -> None:
     weight = torch.rand(5, dtype=torch.float64, generator=gen, requires_grad=True)
     bias = torch.randn(5, dtype=torch.float64, generator=gen, requires_grad=True)
     assert torch.autograd.gradcheck(HarmonicEncoding.apply, (dt, weight, bias))
+
+
+def test_cpu_encoding_matches_float64_cosine_of_the_float32_argument() -> None:
+    # Time differences in seconds over 8 decades times TGAT's frequencies: arguments up to ~1e8,
+    # where torch's own float32 cosine leaves its fast path.
+    gen = torch.Generator().manual_seed(1)
+    dt = 10 ** (8 * torch.rand(3000, generator=gen, dtype=torch.float64))
+    dt[::7] *= -1
+    enc = TimeEncoding(100, learnable=False)
+    out = enc(dt)
+    argument = dt.to(torch.float32).unsqueeze(1) * enc.weight  # float32, as the encoding forms it
+    assert (out.double() - argument.double().cos()).abs().max() < 1e-7
+
+
+def test_cpu_encoding_with_bias_and_strided_input() -> None:
+    gen = torch.Generator().manual_seed(2)
+    weight = torch.rand(9, generator=gen)
+    bias = torch.randn(9, generator=gen)
+    dt = (1e4 * torch.rand(400, generator=gen)).reshape(200, 2)[:, 1]  # not contiguous
+    out = _C.harmonic_encoding(dt, weight, bias)
+    exact = (dt.double().unsqueeze(1) * weight.double() + bias.double()).cos()
+    # The float32 argument carries up to one rounding of the product and one of the sum.
+    product = (dt.double().unsqueeze(1) * weight.double()).abs()
+    slack = 1e-7 + (2 * product + bias.double().abs()) * 2.0**-24
+    assert ((out.double() - exact).abs() <= slack).all()
+
+
+def test_cpu_encoding_of_non_finite_and_huge_differences() -> None:
+    weight = 1.0 / 10.0 ** torch.linspace(0.0, 9.0, 5)
+    dt = torch.tensor([float("nan"), float("inf"), 3e9, 1e30, 0.0])
+    out = _C.harmonic_encoding(dt, weight, torch.zeros(5))
+    assert out[:2].isnan().all()
+    expected = torch.tensor([[math.cos(a) for a in (x * weight).tolist()] for x in dt[2:].tolist()])
+    assert (out[2:].double() - expected.double()).abs().max() < 1e-7
+
+
+def test_cpu_encoding_rejects_bad_input() -> None:
+    weight, bias = torch.ones(3), torch.zeros(3)
+    with pytest.raises(ValueError, match="dt must be a 1-D float32 CPU tensor, got Double"):
+        _C.harmonic_encoding(torch.zeros(4, dtype=torch.float64), weight, bias)
+    with pytest.raises(ValueError, match="weight must be a 1-D float32 CPU tensor.* 2 dims"):
+        _C.harmonic_encoding(torch.zeros(4), torch.ones(3, 1), bias)
+    with pytest.raises(ValueError, match="weight and bias must have the same size, got 3 and 2"):
+        _C.harmonic_encoding(torch.zeros(4), weight, torch.zeros(2))

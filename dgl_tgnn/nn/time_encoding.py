@@ -5,6 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dgl_tgnn import _C
+
+
+def harmonic(dt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``cos(dt[:, None] * weight + bias)`` without gradient: ``dt`` ``[n]`` float32, ``weight``,
+    ``bias`` ``[D]`` -> ``[n, D]``. On CPU the extension's cosine (several times faster than torch's
+    for the arguments beyond 1e5 that time differences in seconds give), elsewhere torch's."""
+    if dt.device.type == "cpu" and dt.dtype == torch.float32 == weight.dtype == bias.dtype:
+        return _C.harmonic_encoding(dt, weight.detach(), bias.detach())
+    return torch.addcmul(bias, dt.unsqueeze(1), weight).cos_()
+
 
 class HarmonicEncoding(torch.autograd.Function):
     """``cos(dt[:, None] * w + b)`` for ``dt`` ``[n]`` float32, ``w``, ``b`` ``[D]`` -> ``[n, D]``.
@@ -17,7 +28,7 @@ class HarmonicEncoding(torch.autograd.Function):
     @staticmethod
     def forward(ctx, dt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(dt, weight, bias)
-        return torch.addcmul(bias, dt.unsqueeze(1), weight).cos_()
+        return harmonic(dt, weight, bias)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:
@@ -60,5 +71,5 @@ class TimeEncoding(nn.Module):
         if self.weight.requires_grad or self.bias.requires_grad:
             encoded = HarmonicEncoding.apply(flat, self.weight, self.bias)
         else:
-            encoded = torch.addcmul(self.bias, flat.unsqueeze(1), self.weight).cos_()
+            encoded = harmonic(flat, self.weight, self.bias)
         return encoded.view(*dt.shape, self.dim)
