@@ -188,6 +188,31 @@ def test_forward_gives_gradients_to_memory_modules() -> None:
     assert not model.memory.state.requires_grad
 
 
+def test_update_stores_the_memory_of_the_forward_pass() -> None:
+    """As in TGN's code: the memory persisted after the optimizer step is the one the forward pass
+    computed with the weights before the step; a forward pass after the step recomputes it."""
+    model = make_tgn()
+    zero = torch.zeros(MEM)
+    event(model, 0, 1, 1.0, 0)
+    before_step = model.memory.pending_update()
+    assert model.memory.pending_update() is before_step  # a second forward of the batch reuses it
+    with torch.no_grad():
+        model.memory.updater.weight_ih.add_(0.5)  # an optimizer step
+    after_step = model.memory.pending_update()
+    assert not torch.allclose(after_step, before_step)
+    raw = torch.cat([zero, zero, phi(model, 1.0), EDGE_FEAT[0]])
+    torch.testing.assert_close(after_step[0], gru(model, raw, zero))
+    with torch.no_grad():
+        model.memory.updater.weight_ih.sub_(0.5)
+    forward_pass = model.memory.pending_update()
+    torch.testing.assert_close(forward_pass, before_step)
+    with torch.no_grad():
+        model.memory.updater.weight_ih.add_(0.5)
+    event(model, 1, 2, 2.0, 1)  # applies event 0 as the last forward pass computed it
+    torch.testing.assert_close(model.memory.state[:2], forward_pass.detach())
+    assert not model.memory.state.requires_grad
+
+
 def test_backup_restore_round_trip() -> None:
     model = make_tgn(num_nodes=20).eval()
     edge_feat = torch.randn(8, EDGE)

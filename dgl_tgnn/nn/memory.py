@@ -53,6 +53,15 @@ class MemoryState:
     pending: RawMessages | None
 
 
+@dataclass(frozen=True)
+class _Applied:
+    """A ``Memory.pending_update()`` result: the messages it applied, (grad mode, weight versions)."""
+
+    pending: RawMessages
+    key: tuple[bool, tuple[int, ...]]
+    value: torch.Tensor
+
+
 def collect_messages(
     src: torch.Tensor, dst: torch.Tensor, t: torch.Tensor, edge_feat: torch.Tensor, keep_last: bool
 ) -> RawMessages:
@@ -150,13 +159,25 @@ class Memory(nn.Module):
         # slot[i] = position of node i in pending.nodes, -1 when it has no pending message.
         self.register_buffer("slot", torch.full((num_nodes,), -1, dtype=torch.int64), persistent=False)
         self.pending: RawMessages | None = None
+        # The last pending_update() result and what it depends on: reused by a second forward of the
+        # same batch, and stored as computed by update().
+        self._applied: _Applied | None = None
 
     def pending_update(self) -> torch.Tensor | None:
         """The memory of the nodes with pending messages after applying them (with autograd, not
-        stored): ``[P, memory_dim]`` float32 rows aligned with ``pending.nodes``; None when none."""
+        stored): ``[P, memory_dim]`` float32 rows aligned with ``pending.nodes``; None when none.
+        Computed once per batch, grad mode and version of the weights."""
         pending = self.pending
         if pending is None:
             return None
+        key = (torch.is_grad_enabled(), tuple(p._version for p in self.parameters()))
+        if self._applied is not None and self._applied.pending is pending and self._applied.key == key:
+            return self._applied.value
+        value = self._apply_messages(pending)
+        self._applied = _Applied(pending, key, value)
+        return value
+
+    def _apply_messages(self, pending: RawMessages) -> torch.Tensor:
         raw = torch.cat(
             [
                 self.state.index_select(0, pending.node),
@@ -197,7 +218,10 @@ class Memory(nn.Module):
     def update(self, src: torch.Tensor, dst: torch.Tensor, t: torch.Tensor, edge_feat: torch.Tensor) -> None:
         """Apply the pending messages for good (detached), then store events ``src[i] -> dst[i]``
         (``[B]`` int64) at ``t[i]`` (``[B]``, converted to float64) with features ``edge_feat``
-        ``[B, edge_dim]`` float32 as the next pending messages."""
+        ``[B, edge_dim]`` float32 as the next pending messages.
+
+        The applied memory is the one the last forward pass computed, before the optimizer step, as in
+        TGN's code; without a forward pass since the messages were stored, it is computed now."""
         batch = src.shape[0]
         if dst.shape != (batch,) or t.shape != (batch,) or edge_feat.shape != (batch, self.edge_dim):
             raise ValueError(
@@ -207,7 +231,10 @@ class Memory(nn.Module):
             )
         if self.pending is not None:
             nodes = self.pending.nodes
-            self.state[nodes] = self.pending_update()
+            applied = self._applied
+            fresh = applied is None or applied.pending is not self.pending
+            self.state[nodes] = self._apply_messages(self.pending) if fresh else applied.value.detach()
+            self._applied = None
             self.last_update[nodes] = self.pending.node_time
             self.slot[nodes] = -1
             self.pending = None
@@ -225,6 +252,7 @@ class Memory(nn.Module):
 
     def reset(self) -> None:
         """Zero memory and last-update times; drop pending messages."""
+        self._applied = None
         self.state.zero_()
         self.last_update.zero_()
         self.slot.fill_(-1)
@@ -236,6 +264,7 @@ class Memory(nn.Module):
 
     def restore(self, backup: MemoryState) -> None:
         """Return to ``backup`` (which may live on another device, e.g. loaded with map_location)."""
+        self._applied = None
         self.state.copy_(backup.state)
         self.last_update.copy_(backup.last_update)
         self.slot.fill_(-1)
