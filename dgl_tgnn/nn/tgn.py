@@ -101,7 +101,7 @@ class TGN(nn.Module):
         edge_feat: torch.Tensor,
     ) -> None:
         """After the optimizer step: persist (detached) the memory of the nodes with pending messages,
-        recomputed with the current weights, then store this batch's events as the pending messages.
+        as the last forward pass computed it, then store this batch's events as the pending messages.
 
         Args:
             src, dst: ``[B]`` int64 endpoints of the batch's events.
