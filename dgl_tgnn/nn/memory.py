@@ -55,10 +55,9 @@ class MemoryState:
 
 @dataclass(frozen=True)
 class _Applied:
-    """A ``Memory.pending_update()`` result: the messages it applied, (grad mode, weight versions)."""
+    """A ``Memory.pending_update()`` result and the messages it applied."""
 
     pending: RawMessages
-    key: tuple[bool, tuple[int, ...]]
     value: torch.Tensor
 
 
@@ -159,22 +158,17 @@ class Memory(nn.Module):
         # slot[i] = position of node i in pending.nodes, -1 when it has no pending message.
         self.register_buffer("slot", torch.full((num_nodes,), -1, dtype=torch.int64), persistent=False)
         self.pending: RawMessages | None = None
-        # The last pending_update() result and what it depends on: reused by a second forward of the
-        # same batch, and stored as computed by update().
+        # The last pending_update() result, which update() stores.
         self._applied: _Applied | None = None
 
     def pending_update(self) -> torch.Tensor | None:
         """The memory of the nodes with pending messages after applying them (with autograd, not
-        stored): ``[P, memory_dim]`` float32 rows aligned with ``pending.nodes``; None when none.
-        Computed once per batch, grad mode and version of the weights."""
+        stored): ``[P, memory_dim]`` float32 rows aligned with ``pending.nodes``; None when none."""
         pending = self.pending
         if pending is None:
             return None
-        key = (torch.is_grad_enabled(), tuple(p._version for p in self.parameters()))
-        if self._applied is not None and self._applied.pending is pending and self._applied.key == key:
-            return self._applied.value
         value = self._apply_messages(pending)
-        self._applied = _Applied(pending, key, value)
+        self._applied = _Applied(pending, value)
         return value
 
     def _apply_messages(self, pending: RawMessages) -> torch.Tensor:
