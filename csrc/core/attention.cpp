@@ -4,28 +4,81 @@
 #include <cmath>
 
 // Each entry point is vectorised (core/vector_clones.h): the inner loops are short vector
-// reductions and updates.
+// reductions and updates. The helpers below are always inlined, so that each clone vectorises them
+// for its own target (a helper that is called is compiled for the baseline only).
 #include "core/vector_clones.h"
+
+#define TGNN_INLINE __attribute__((always_inline)) inline
 
 namespace tgnn {
 
 namespace {
 
-float dot(const float* a, const float* b, int64_t n) {
-  float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+// 8 floats (an AVX2 register in the AVX2 clones, two SSE registers otherwise), loaded and stored
+// unaligned. Four of them make 4 independent accumulation chains where one chain would wait on the
+// latency of each add.
+typedef float Vec __attribute__((vector_size(32), aligned(4), may_alias));
+// Vec never crosses a call (every helper here is inlined), so the ABI note on returning it is moot.
+#pragma GCC diagnostic ignored "-Wpsabi"
+constexpr int64_t kVec = 8;
+
+TGNN_INLINE Vec load(const float* p) { return *reinterpret_cast<const Vec*>(p); }
+
+TGNN_INLINE void store(float* p, Vec v) { *reinterpret_cast<Vec*>(p) = v; }
+
+TGNN_INLINE float dot(const float* a, const float* b, int64_t n) {
+  Vec s0 = {}, s1 = {}, s2 = {}, s3 = {};
+  int64_t i = 0;
+  for (; i + 4 * kVec <= n; i += 4 * kVec) {
+    s0 += load(a + i) * load(b + i);
+    s1 += load(a + i + kVec) * load(b + i + kVec);
+    s2 += load(a + i + 2 * kVec) * load(b + i + 2 * kVec);
+    s3 += load(a + i + 3 * kVec) * load(b + i + 3 * kVec);
+  }
+  for (; i + kVec <= n; i += kVec) s0 += load(a + i) * load(b + i);
+  const Vec v = (s0 + s1) + (s2 + s3);
+  float sum = ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+  for (; i < n; ++i) sum += a[i] * b[i];
   return sum;
 }
 
-// y += a * x
-void axpy(float a, const float* x, float* y, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+// out[0:n] = sum_j w[j] x[j * stride + 0:n] over j < k, rows of zero weight skipped; each block of
+// columns is accumulated in registers and stored once.
+TGNN_INLINE void weighted_rows(const float* w, const float* x, int64_t stride, int64_t k, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 4 * kVec <= n; i += 4 * kVec) {
+    Vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    for (int64_t j = 0; j < k; ++j) {
+      if (w[j] == 0.0f) continue;
+      const float* row = x + j * stride + i;
+      const Vec wj = Vec{} + w[j];
+      a0 += wj * load(row);
+      a1 += wj * load(row + kVec);
+      a2 += wj * load(row + 2 * kVec);
+      a3 += wj * load(row + 3 * kVec);
+    }
+    store(out + i, a0);
+    store(out + i + kVec, a1);
+    store(out + i + 2 * kVec, a2);
+    store(out + i + 3 * kVec, a3);
+  }
+  for (; i + kVec <= n; i += kVec) {
+    Vec a0 = {};
+    for (int64_t j = 0; j < k; ++j)
+      if (w[j] != 0.0f) a0 += (Vec{} + w[j]) * load(x + j * stride + i);
+    store(out + i, a0);
+  }
+  for (; i < n; ++i) {
+    float sum = 0.0f;
+    for (int64_t j = 0; j < k; ++j)
+      if (w[j] != 0.0f) sum += w[j] * x[j * stride + i];
+    out[i] = sum;
+  }
 }
 
 // v . x[r, j] for a vector v [I] and slot j of root r, x given as parts.
-float dot_slot(const AttentionShape& s, const std::vector<const float*>& parts, const float* v, int64_t r, int64_t j) {
+TGNN_INLINE float dot_slot(const AttentionShape& s, const std::vector<const float*>& parts, const float* v, int64_t r,
+                           int64_t j) {
   float sum = 0.0f;
   int64_t off = 0;
   for (size_t p = 0; p < parts.size(); off += s.widths[p], ++p)
@@ -34,14 +87,12 @@ float dot_slot(const AttentionShape& s, const std::vector<const float*>& parts, 
 }
 
 // out [I] = sum_j w[j] x[r, j] (slots of zero weight skipped).
-void weighted_slots(const AttentionShape& s, const std::vector<const float*>& parts, const float* w, int64_t r,
-                    float* out) {
-  std::fill(out, out + s.width(), 0.0f);
-  for (int64_t j = 0; j < s.slots; ++j) {
-    if (w[j] == 0.0f) continue;
-    int64_t off = 0;
-    for (size_t p = 0; p < parts.size(); off += s.widths[p], ++p)
-      axpy(w[j], parts[p] + (r * s.slots + j) * s.widths[p], out + off, s.widths[p]);
+TGNN_INLINE void weighted_slots(const AttentionShape& s, const std::vector<const float*>& parts, const float* w,
+                                int64_t r, float* out) {
+  int64_t off = 0;
+  for (size_t p = 0; p < parts.size(); off += s.widths[p], ++p) {
+    const int64_t width = s.widths[p];
+    weighted_rows(w, parts[p] + r * s.slots * width, width, s.slots, width, out + off);
   }
 }
 
@@ -85,9 +136,13 @@ TGNN_VECTOR_CLONES void attention_backward(const AttentionShape& s, const float*
                         const float* alpha, const float* grad_agg, float* grad_qk,
                         const std::vector<float*>& grad_parts, int64_t begin, int64_t end) {
   const int64_t H = s.heads, k = s.slots, I = s.width(), P = static_cast<int64_t>(parts.size());
-  std::vector<float> grad_score(H * k);
+  std::vector<float> grad_score(H * k), weights(2 * H), rows(2 * H * I);
   for (int64_t r = begin; r < end; ++r) {
     const float* a = alpha + r * H * k;
+    for (int64_t h = 0; h < H; ++h) {  // interleaved rows grad_agg[r, h], qk[r, h] for weighted_rows
+      std::copy(grad_agg + (r * H + h) * I, grad_agg + (r * H + h + 1) * I, rows.data() + 2 * h * I);
+      std::copy(qk + (r * H + h) * I, qk + (r * H + h + 1) * I, rows.data() + (2 * h + 1) * I);
+    }
     for (int64_t h = 0; h < H; ++h) {
       const float* g = grad_agg + (r * H + h) * I;
       float* gs = grad_score.data() + h * k;
@@ -103,13 +158,13 @@ TGNN_VECTOR_CLONES void attention_backward(const AttentionShape& s, const float*
       if (grad_parts[p] == nullptr) continue;
       const int64_t w = s.widths[p];
       for (int64_t j = 0; j < k; ++j) {
-        float* out = grad_parts[p] + (r * k + j) * w;
-        std::fill(out, out + w, 0.0f);
+        // grad x[r, j] = sum_h alpha[h, j] grad_agg[h] + grad_score[h, j] qk[h]: the 2H rows of
+        // grad_agg and qk for this root, at their stride I, weighted.
         for (int64_t h = 0; h < H; ++h) {
-          const float weight = a[h * k + j], gsj = grad_score[h * k + j];
-          if (weight != 0.0f) axpy(weight, grad_agg + (r * H + h) * I + off, out, w);
-          if (gsj != 0.0f) axpy(gsj, qk + (r * H + h) * I + off, out, w);
+          weights[2 * h] = a[h * k + j];
+          weights[2 * h + 1] = grad_score[h * k + j];
         }
+        weighted_rows(weights.data(), rows.data() + off, I, 2 * H, w, grad_parts[p] + (r * k + j) * w);
       }
     }
   }
