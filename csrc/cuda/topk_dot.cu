@@ -1,36 +1,46 @@
 // Fused top-K dot product on the GPU, without a [B, N] score matrix.
 //
-// Grid: blockIdx.x takes BM queries, blockIdx.y a contiguous split of the candidates. A block of
-// 16 warps keeps its BM query rows in shared memory and streams its candidates in tiles of 128
-// through a 3-stage cp.async pipeline (128 bytes of each row per stage). Warps tile the BM x 128
-// score tile (WarpLayout) and compute it with mma.sync tensor-core instructions: bf16 inputs
-// directly (m16n8k16, float32 accumulation), float32 inputs as 3xTF32 (m16n8k8: hi*hi + hi*lo +
-// lo*hi, close to float32 accuracy).
+// Grid: blockIdx.x takes BM queries, blockIdx.y a contiguous split of the candidates. A block
+// streams its candidates in tiles of 128 through shared memory, 128 bytes of each row per pipeline
+// stage, and computes the BM x 128 score tile of each with tensor cores.
 //
-// Hopper (H100, H200, where the sm_90a code is loaded): bf16 with k <= 64 runs on wgmma instead.
-// Each of the 4 warpgroups computes a 64 x 64 quarter of the 128 x 128 score tile with
-// wgmma.mma_async (m64n64k16), both operands read by the tensor cores from shared memory through
-// matrix descriptors: query and candidate rows are kept in 128-byte chunks in the 128-byte swizzle
-// (no padding, no ldmatrix), zero-padded to whole chunks. Copies run two steps ahead in 4 stages
-// (3 where shared memory is short: one step ahead), so that one chunk's wgmma group can stay in
-// flight across the next barrier; the two halves of the block copy alternate steps, so that a
-// thread's proxy fence before a barrier has no copies of later steps to wait for. Its accumulators
-// have the layout of mma.sync's m16n8 fragments (warp tiles of 16 x 64 scores), so selection and
-// seeding below are the same code.
+// mma.sync (the general path): 16 warps keep the BM query rows in shared memory, copy the stages
+// through a 3-stage cp.async pipeline with a block barrier per stage, and tile the scores
+// (WarpLayout) with mma.sync: bf16 inputs directly (m16n8k16, float32 accumulation), float32 inputs
+// as 3xTF32 (m16n8k8: hi*hi + hi*lo + lo*hi, close to float32 accuracy).
+//
+// wgmma (Hopper: H100, H200, where the sm_90a code is loaded; bf16, k <= 64, rows of up to 512
+// bytes): a warp-specialized block of 3 warpgroups, BM = 128. One warpgroup only copies: every
+// (tile, chunk) step into the next of kWgmmaMaxStages stages once that stage is empty, signalling
+// through a per-stage mbarrier (cp.async.mbarrier.arrive.noinc) when its copies have landed, so
+// that no thread ever waits for its own copies. Each of the two others owns 64 query rows, held in
+// registers as wgmma A fragments for the whole kernel (loaded once from global memory), and
+// computes their 64 x 128 scores of each tile with wgmma.mma_async (m64n128k16), the candidates
+// read by the tensor cores from the stage in the 128-byte swizzle (no padding, no ldmatrix):
+// it waits for the stage's full mbarrier, fences the proxies, issues the chunk, and releases the
+// previous chunk's stage once that group has completed. The two warpgroups sync only with
+// themselves (named barriers), so one runs its selection while the other's wgmma run. Their
+// accumulators have the layout of mma.sync's m16n8 fragments (warp tiles of 16 x 128 scores), so
+// selection and seeding below are the same code. (H100, bf16, d = 172, k = 50: main pass at
+// N = 1e6, B = 600 1.10 -> 0.74 ms, at N = 1e7, B = 4000 54.7 -> 35.8 ms against the earlier form,
+// whose 4 warpgroups all copied and computed with a block barrier per stage, and whose copies and
+// tensor work did not overlap; see bench/RESULTS.md.)
 //
 // Selection, per query row, in shared memory: a sorted list of the best k so far, its k-th value
 // (the threshold) and a buffer of 32 pending candidates. A score reaching the threshold, and not
-// excluded, is appended to its row's buffer straight from the accumulators. Buffers are merged
-// into the lists only when one overflows (the threshold being stale in between only lets a few
-// more candidates through), then the scores not appended yet are filtered again and appended.
-// Exclusions: each row's sorted exclusion list is walked along with the tiles into a 128-bit mask
-// per row and tile. Finally each block writes its lists as partial results [B, splits, k] and a
-// second kernel merges the splits of each query (a block per query, its warps' lists merged pairwise).
+// excluded, is appended to its row's buffer straight from the accumulators (a thread visits only
+// its passing scores, which are rare). Buffers are merged into the lists only when one overflows
+// (the threshold being stale in between only lets a few more candidates through), then the scores
+// not appended yet are filtered again and appended. The team that shares the rows (the block, or a
+// wgmma warpgroup) votes on that once per tile. Exclusions: each row's sorted exclusion list is
+// walked along with the tiles into a 128-bit mask per row and tile, built a tile ahead. Finally
+// each block writes its lists as partial results [B, splits, k] and a second kernel merges the
+// splits of each query (a block per query, its warps' lists merged pairwise).
 //
 // Seeded threshold. When each block scans many tiles, a first pass of the same kernel (kSeed)
 // scores a slice of the candidates, the first splits * seed_tiles tiles (seed_tiles per block,
 // same grid), and writes, per query, the maximum of each group: the scores one thread holds for
-// that query over group_tiles consecutive tiles, excluded candidates left out. A small kernel takes each query's
+// that query (wgmma: either half of them) over group_tiles consecutive tiles, excluded candidates left out. A small kernel takes each query's
 // k-th largest group maximum: the groups are disjoint, so k distinct candidates score at least
 // that much, and every one of the final top k scores at least that much too. The main pass starts
 // each row's threshold there (ties pass), so from the first tile on it appends only scores that
@@ -44,6 +54,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/topk_select.h"
 #include "cuda/topk_dot.h"
@@ -58,7 +69,8 @@ constexpr int kStageStride = kChunkBytes + 16;  // padded shared row: conflict-f
 constexpr int kWarps = 16;                  // per block of the fused kernel (8 measured slower)
 constexpr int kThreads = kWarps * 32;
 constexpr int kStages = 3;                  // mma.sync kernels (4 measured no faster: H100, bf16, d = 172)
-constexpr int kWgmmaStages = 4;             // wgmma kernels, where shared memory allows (else 3)
+constexpr int kWgmmaMaxStages = 4;          // wgmma kernels (H100, bf16, d = 172: 3-5 alike, 2 and 6-8 slower)
+constexpr int kWgmmaMaxChunks = 4;          // wgmma kernels: rows of up to 512 bytes (query fragments in registers)
 constexpr int kBufCap = 32;                 // pending candidates per query row
 constexpr int kMaskWords = kTileN / 32;     // exclusion bits per row and tile
 constexpr int kMergeWarps = 8;              // warps per query of the split merge, at most
@@ -90,6 +102,7 @@ struct Params {
   int q_stride;          // bytes per shared query row: dpad_bytes + 16
   int copy_q, copy_e;    // bytes per cp.async for queries / candidates: 16, 8 or 4
   int tiles_per_split, splits;
+  int stages;            // of the wgmma pipeline
 };
 
 // ---- small PTX wrappers ---------------------------------------------------------------------
@@ -120,20 +133,25 @@ __device__ __forceinline__ void cp_async_any(unsigned dst, const void* src, int 
   }
 }
 
-// One thread's share of a pipeline stage copied by kLoaders threads: W bytes at the same column of
-// rows 0, kRowStep, 2 kRowStep, ... (of 128) from src (rows src_step bytes apart) to dst (rows
-// kDstRow bytes apart); rows at or beyond rows_left, or all of them when !col_valid, are
-// zero-filled. The row step is a multiple of 8, so the 128-byte swizzle (swizzle128) moves the
-// thread's column the same way in each of its rows.
-template <int W, int kDstRow, int kLoaders>
-__device__ __forceinline__ void copy_stage(unsigned dst, const char* src, int64_t src_step, int rows_left,
-                                           bool col_valid, const char* fallback) {
+// Byte `byte` (< 128) of shared row `row` in the 128-byte swizzle of wgmma's matrix descriptors:
+// 16-byte unit u of the row is stored at unit u ^ (row % 8). Rows are 128 bytes, 8-row atoms 1024
+// bytes, 1024-byte aligned; cp.async writes and the tensor cores' reads are both conflict-free.
+__device__ __forceinline__ int swizzle128(int row, int byte) { return byte ^ ((row & 7) << 4); }
+
+// One thread's share of a pipeline stage copied by kLoaders threads: W bytes at column `col` of rows
+// first, first + kRowStep, ... (of 128) from src (the first row's, rows src_step bytes apart) to
+// the stage at dst (rows kDstRow bytes apart, kSwizzle: in the 128-byte swizzle of swizzle128);
+// rows at or beyond first + rows_left, or all of them when !col_valid, are zero-filled.
+template <int W, int kDstRow, int kLoaders, bool kSwizzle>
+__device__ __forceinline__ void copy_stage(unsigned dst, int first, int col, const char* src, int64_t src_step,
+                                           int rows_left, bool col_valid, const char* fallback) {
   constexpr int kRowStep = kLoaders / (kChunkBytes / W);
-  static_assert(kRowStep % 8 == 0, "rows of one thread share their swizzle");
 #pragma unroll
   for (int i = 0; i < kTileN / kRowStep; ++i) {
+    const int row = first + i * kRowStep;
     const bool valid = col_valid && i * kRowStep < rows_left;
-    cp_async<W>(dst + i * kRowStep * kDstRow, valid ? src + i * src_step : fallback, valid);
+    cp_async<W>(dst + row * kDstRow + (kSwizzle ? swizzle128(row, col) : col), valid ? src + i * src_step : fallback,
+                valid);
   }
 }
 
@@ -166,11 +184,6 @@ __device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-// Byte `byte` (< 128) of shared row `row` in the 128-byte swizzle of wgmma's matrix descriptors:
-// 16-byte unit u of the row is stored at unit u ^ (row % 8). Rows are 128 bytes, 8-row atoms 1024
-// bytes, 1024-byte aligned; cp.async writes and the tensor cores' reads are both conflict-free.
-__device__ __forceinline__ int swizzle128(int row, int byte) { return byte ^ ((row & 7) << 4); }
-
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // Descriptor of a K-major bf16 operand in shared memory, 128-byte swizzle: start address, leading
 // byte offset 16 (unused by swizzled K-major layouts), stride byte offset 1024 (between 8-row
@@ -180,17 +193,20 @@ __device__ __forceinline__ uint64_t wgmma_desc(unsigned addr) {
          (static_cast<uint64_t>(1024 >> 4) << 32) | (static_cast<uint64_t>(1) << 62);
 }
 
-// d[nt][e] (the thread's scores of the warpgroup's 64 x 64 tile, as an m16n8 accumulator of its
+// d[nt][e] (the thread's scores of the warpgroup's 64 x 128 tile, as m16n8 accumulators of its
 // warp's 16 rows: row 16 (warp % 4) + lane / 4 + 8 (e / 2), column 8 nt + 2 (lane % 4) + e % 2)
-// (+)= A [64 x 16] . B [64 x 16]^T, both bf16 K-major, float32 accumulation (d is overwritten
+// (+)= A [64 x 16] . B [128 x 16]^T: A in registers (each warp's 16 rows as the A fragment of
+// mma.sync's m16n8k16), B bf16 K-major in shared memory; float32 accumulation (d is overwritten
 // when scale_d is 0).
-__device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][4], uint64_t a, uint64_t b, int scale_d) {
+__device__ __forceinline__ void wgmma_m64n128k16(float (&d)[16][4], const uint32_t (&a)[4], uint64_t b, int scale_d) {
   asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
       "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
-      "%32, %33, p, 1, 1, 0, 0;\n}\n"
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
       : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
         "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
         "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
@@ -198,35 +214,42 @@ __device__ __forceinline__ void wgmma_m64n64k16(float (&d)[8][4], uint64_t a, ui
         "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
         "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
         "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
-        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-      : "l"(a), "l"(b), "r"(scale_d));
+        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]),
+        "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
+        "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]),
+        "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]),
+        "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+        "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]),
+        "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]),
+        "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+        "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d));
 }
 
 // Keeps the compiler from moving accesses of d across the wgmma fence and wait (CUTLASS does the same).
-__device__ __forceinline__ void fence_registers(float (&d)[8][4]) {
+__device__ __forceinline__ void fence_registers(float (&d)[16][4]) {
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt)
+  for (int nt = 0; nt < 16; ++nt)
 #pragma unroll
     for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[nt][e])::"memory");
 }
 #endif
 
-// One chunk (128 bytes of each row, zero-padded beyond d: 4 k16-steps) of the warpgroup's 64 x 64
-// scores: acc (+)= A . B^T, A from the swizzled query rows at a_rows, B from the swizzled candidate
-// rows at b_rows, issued as one group; accumulate = false (a tile's first chunk) overwrites acc.
-// Then waits until at most this group is pending: the previous chunk's reads of shared memory are
-// done. No branch and no other write of acc while a group is pending, so that ptxas neither
-// serializes the wgmma instructions nor waits for them early. Only sm_90a code has wgmma; the host
-// launches the kernels that call these two only where that code is loaded.
-__device__ __forceinline__ void wgmma_chunk(float (&acc)[8][4], unsigned a_rows, unsigned b_rows, bool accumulate) {
+// One chunk (128 bytes of each row, zero-padded beyond d: 4 k16-steps) of the warpgroup's 64 x 128
+// scores: acc (+)= A . B^T, A the chunk's query fragments a[ks], B the swizzled candidate rows at
+// b_rows, issued as one group; accumulate = false (a tile's first chunk) overwrites acc. Then waits
+// until at most this group is pending: the previous chunk's reads of shared memory are done. No
+// branch and no other access of acc while a group is pending, so that ptxas neither serializes the
+// wgmma instructions nor waits for them early. Only sm_90a code has wgmma; the host launches the
+// kernels that call these two only where that code is loaded.
+__device__ __forceinline__ void wgmma_chunk(float (&acc)[16][4], const uint32_t (&a)[4][4], unsigned b_rows,
+                                            bool accumulate) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   fence_registers(acc);
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-  wgmma_m64n64k16(acc, wgmma_desc(a_rows), wgmma_desc(b_rows), accumulate);
+  wgmma_m64n128k16(acc, a[0], wgmma_desc(b_rows), accumulate);
 #pragma unroll
-  for (int ks = 1; ks < kChunkBytes / 32; ++ks) {
-    wgmma_m64n64k16(acc, wgmma_desc(a_rows + ks * 32), wgmma_desc(b_rows + ks * 32), 1);
-  }
+  for (int ks = 1; ks < kChunkBytes / 32; ++ks) wgmma_m64n128k16(acc, a[ks], wgmma_desc(b_rows + ks * 32), 1);
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
   asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
   fence_registers(acc);
@@ -236,7 +259,7 @@ __device__ __forceinline__ void wgmma_chunk(float (&acc)[8][4], unsigned a_rows,
 }
 
 // Waits for all of the warpgroup's wgmma: acc then holds the tile's scores.
-__device__ __forceinline__ void wgmma_wait_all(float (&acc)[8][4]) {
+__device__ __forceinline__ void wgmma_wait_all(float (&acc)[16][4]) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
   fence_registers(acc);
@@ -245,12 +268,71 @@ __device__ __forceinline__ void wgmma_wait_all(float (&acc)[8][4]) {
 #endif
 }
 
-// Orders this thread's completed cp.async writes (generic proxy) before the tensor cores' reads of
-// them (async proxy) behind the next barrier.
+// Orders the cp.async writes that this thread has seen complete (generic proxy) before its
+// tensor-core reads of them (async proxy).
 __device__ __forceinline__ void fence_proxy_async() {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
+}
+
+// mbarriers of the wgmma pipeline (shared memory, 8 bytes each); sm_90a code only, like wgmma.
+__device__ __forceinline__ void mbar_init(unsigned bar, int count) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+#else
+  __trap();
+#endif
+}
+
+// Waits until the phase of the given parity has completed (a fresh barrier counts the phase
+// before its first as completed, parity 1).
+__device__ __forceinline__ void mbar_wait(unsigned bar, int parity) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+#else
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+#else
+  __trap();
+#endif
+}
+
+// Arrives on bar once all of this thread's cp.async so far have completed (noinc: the arrival is
+// one of the count that bar was initialized with).
+__device__ __forceinline__ void cp_async_mbar_arrive(unsigned bar) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+#else
+  __trap();
+#endif
+}
+
+// Barrier `id` (1 ..; 0 is __syncthreads') of `threads` threads, whole warps.
+__device__ __forceinline__ void named_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// named_sync that returns whether x is true in any of the threads.
+__device__ __forceinline__ bool named_sync_or(int id, int threads, bool x) {
+  int any;
+  asm volatile(
+      "{\n.reg .pred p, q;\nsetp.ne.b32 q, %1, 0;\n"
+      "bar.red.or.pred p, %2, %3, q;\nselp.b32 %0, 1, 0, p;\n}\n"
+      : "=r"(any)
+      : "r"(static_cast<int>(x)), "r"(id), "r"(threads)
+      : "memory");
+  return any != 0;
 }
 
 // x = hi + lo with hi, lo representable in tf32 (lo carries the next 11 bits of x).
@@ -323,55 +405,67 @@ __device__ int merge_into_list(float* lv, int* li, int fill, const float* buf_v,
 
 // ---- the fused kernel -----------------------------------------------------------------------
 
-// wgmma: warpgroup g (warps 4g .. 4g + 3) computes the 64 x 64 scores of rows 64 (g / 2) and
-// candidates 64 (g % 2) of a 128 x 128 tile; warp w of it holds 16 rows, i.e. 8 x 2 warp tiles.
-constexpr int warps_m(int block_rows, bool wgmma) { return wgmma ? 8 : (block_rows >= 64 ? 4 : 2); }
+// wgmma: the block's 8 computing warps (2 warpgroups) each hold 16 query rows of all 128 candidates
+// of a tile: warpgroup g computes rows 64 g .. 64 g + 63 as one 64 x 128 accumulator.
+constexpr int kWgmmaWarps = 8;                            // computing warps of a wgmma block
+constexpr int kWgmmaThreads = (kWgmmaWarps + 4) * 32;     // and a warpgroup that copies
+constexpr int warps_m(int block_rows, bool wgmma) { return wgmma ? kWgmmaWarps : (block_rows >= 64 ? 4 : 2); }
 
-// Seed groups per row and tile: one per thread holding scores of that row.
-constexpr int groups_per_tile(int block_rows, bool wgmma) { return 4 * (kWarps / warps_m(block_rows, wgmma)); }
+// Seed groups per row and tile: one per thread holding scores of that row (wgmma: two, one per
+// half of its 32 columns, so that a group stays 16 candidates).
+constexpr int groups_per_tile(int block_rows, bool wgmma) { return wgmma ? 8 : 4 * (kWarps / warps_m(block_rows, false)); }
 
 // Warp layout over the BM x kTileN score tile: kWarpsM x kWarpsN warps of (16 MT) x (8 NT) scores;
 // warp w computes the rows of block row_block(w) and the candidates of block col_block(w).
 template <int BM, bool kWgmma>
 struct WarpLayout {
-  static_assert(!kWgmma || BM == 128, "wgmma tiles: 2 x 2 warpgroups of 64 x 64");
+  static_assert(!kWgmma || BM == 128, "wgmma tiles: 2 warpgroups of 64 x 128");
   static constexpr int kWarpsM = warps_m(BM, kWgmma);
-  static constexpr int kWarpsN = kWarps / kWarpsM;
+  static constexpr int kWarpsN = (kWgmma ? kWgmmaWarps : kWarps) / kWarpsM;
   static constexpr int kRows = BM / kWarpsM;       // query rows per warp
   static constexpr int kCols = kTileN / kWarpsN;   // candidates per warp
   static constexpr int MT = kRows / 16;            // m16 tiles per warp
   static constexpr int NT = kCols / 8;             // n8 tiles per warp
   static constexpr int kSlots = MT * NT * 4;       // scores per thread per tile
+  static constexpr int kParts = kWgmma ? 2 : 1;    // seed groups per thread, row and tile
   static constexpr int kGroups = groups_per_tile(BM, kWgmma);
-  static_assert(MT >= 1 && NT % 2 == 0 && kSlots <= 32, "a 32-bit mask has a bit per score");
-  static_assert(!kWgmma || (MT == 1 && NT == 8), "a warp's share of an m64n64 accumulator");
-  __device__ static int row_block(int warp) { return kWgmma ? (warp >> 3) * 4 + (warp & 3) : warp / kWarpsN; }
-  __device__ static int col_block(int warp) { return kWgmma ? (warp >> 2) & 1 : warp % kWarpsN; }
+  static_assert(MT >= 1 && NT % (2 * kParts) == 0 && kSlots <= 64, "a 64-bit mask has a bit per score");
+  static_assert(kGroups == 4 * kWarpsN * kParts, "a group per thread and part");
+  static_assert(!kWgmma || (MT == 1 && NT == 16), "a warp's share of an m64n128 accumulator");
+  __device__ static int row_block(int warp) { return warp / kWarpsN; }
+  __device__ static int col_block(int warp) { return warp % kWarpsN; }
 };
 
 // kSeed: the seed pass (group maxima into p.group_max, no selection); else the main pass.
-// kWgmma: scores by wgmma from swizzled shared rows (sm_90a; bf16, BM = 128); else by mma.sync.
-// kPipe: stages of the cp.async pipeline.
-template <bool kBF16, int BM, int KMAX, bool kSeed, bool kWgmma, int kPipe>
-__global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
+// kWgmma: scores by wgmma (sm_90a; bf16, BM = 128, rows of kChunks chunks), the block specialized
+// into 2 computing warpgroups and a copying one; else by mma.sync through a kPipe-stage pipeline.
+template <bool kBF16, int BM, int KMAX, bool kSeed, bool kWgmma, int kPipe, int kChunks>
+__global__ void __launch_bounds__(kWgmma ? kWgmmaThreads : kThreads, 1) topk_dot_kernel(const Params p) {
   using L = WarpLayout<BM, kWgmma>;
   constexpr int MT = L::MT;
   constexpr int NT = L::NT;
   static_assert(!kWgmma || kBF16, "wgmma path: bf16 only");
+  constexpr int kBlockThreads = kWgmma ? kWgmmaThreads : kThreads;
   constexpr int kStageRow = kWgmma ? kChunkBytes : kStageStride;  // bytes per shared candidate row
-  // Steps whose copies are issued ahead of the one computed. mma.sync reads a stage only before the
-  // next barrier, so all but one stage can be in flight; a wgmma group still reads its stage while
-  // the next one is issued (wgmma_steps), so a stage is refilled only two steps after its use.
-  constexpr int kAhead = kWgmma ? kPipe - 2 : kPipe - 1;
-  static_assert(kAhead >= 1, "a pipeline needs a stage in flight");
-  const int num_chunks = (p.dpad_bytes + kChunkBytes - 1) / kChunkBytes;
+  constexpr int kStageBytes = kTileN * kStageRow;
+  // Teams: the threads that share query rows and their selection state, and sync only among
+  // themselves. wgmma: each computing warpgroup (rows 64 g ..), with named barrier 1 + g, so that
+  // one warpgroup's selection runs while the other's wgmma do; mma.sync: the block.
+  constexpr int kTeamThreads = kWgmma ? 128 : kThreads;
+  constexpr int kTeamRows = kWgmma ? 64 : BM;
+  constexpr int kTeamWarps = kTeamThreads / 32;
+  const int num_chunks = kWgmma ? kChunks : (p.dpad_bytes + kChunkBytes - 1) / kChunkBytes;
+  const int num_stages = kWgmma ? p.stages : kPipe;
 
-  // wgmma: queries as num_chunks swizzled blocks of BM rows x 128 bytes, stages of 128 rows x 128
-  // bytes, all 1024-byte aligned (the host adds 1 KiB for the alignment). mma.sync: padded rows.
+  // wgmma: stages of 128 rows x 128 bytes, 1024-byte aligned (the host adds 1 KiB for the
+  // alignment), then a full and an empty mbarrier per stage. mma.sync: query rows, then stages
+  // of padded rows. Then the selection state.
   extern __shared__ __align__(128) unsigned char smem_raw[];
   unsigned char* q_s = kWgmma ? smem_raw + ((1024u - (smem_addr(smem_raw) & 1023u)) & 1023u) : smem_raw;
-  unsigned char* e_s = q_s + (kWgmma ? BM * num_chunks * kChunkBytes : BM * p.q_stride);
-  float* list_v = reinterpret_cast<float*>(e_s + kPipe * kTileN * kStageRow);
+  unsigned char* e_s = kWgmma ? q_s : q_s + BM * p.q_stride;
+  uint64_t* full_bar = reinterpret_cast<uint64_t*>(e_s + num_stages * kStageBytes);
+  uint64_t* empty_bar = full_bar + (kWgmma ? num_stages : 0);
+  float* list_v = reinterpret_cast<float*>(empty_bar + (kWgmma ? num_stages : 0));
   int* list_i = reinterpret_cast<int*>(list_v + BM * KMAX);
   float* buf_v = reinterpret_cast<float*>(list_i + BM * KMAX);
   int* buf_i = reinterpret_cast<int*>(buf_v + BM * kBufCap);
@@ -383,6 +477,10 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;
+  const bool copier = kWgmma && warp >= kWgmmaWarps;  // wgmma: the copying warpgroup
+  const int team = kWgmma ? warp >> 2 : 0;
+  const int team_tid = tid % kTeamThreads;
+  const int team_row0 = team * kTeamRows;
   const int wm = L::row_block(warp);  // the warp's block of query rows
   const int wn = L::col_block(warp);  // the warp's block of the tile's candidates
   const int g = lane >> 2;
@@ -392,24 +490,42 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
   const int n_begin = split * p.tiles_per_split * kTileN;
   const int n_end = min(p.num_candidates, n_begin + p.tiles_per_split * kTileN);
   const int num_tiles = (n_end - n_begin + kTileN - 1) / kTileN;
-  const int total = num_tiles * num_chunks;
+  const int64_t tile_bytes = static_cast<int64_t>(kTileN) * p.e_stride;
+
+  auto team_sync = [&]() {
+    if constexpr (kWgmma) {
+      named_sync(1 + team, kTeamThreads);
+    } else {
+      __syncthreads();
+    }
+  };
+  auto team_any = [&](bool x) {
+    if constexpr (kWgmma) {
+      return named_sync_or(1 + team, kTeamThreads, x);
+    } else {
+      return __syncthreads_or(x) != 0;
+    }
+  };
 
   // A row's threshold while its list is not full: the seed bound, at least -FLT_MAX.
   auto floor_threshold = [&](int r) {
     return p.seed != nullptr && row0 + r < p.num_queries ? fmaxf(p.seed[row0 + r], -FLT_MAX) : -FLT_MAX;
   };
-  for (int r = tid; r < BM; r += kThreads) {
+  for (int r = tid; r < BM; r += kBlockThreads) {
     cnt[r] = 0;
     fill[r] = 0;
     theta[r] = row0 + r < p.num_queries ? floor_threshold(r) : INFINITY;  // padding rows take nothing
   }
 
-  // Thread r < BM walks row r's sorted exclusions: ex_next is the next id >= the current tile.
+  // A builder thread per row (team thread r of the team's rows) walks the row's sorted exclusions
+  // into the tiles' masks: ex_next is the next id >= the tile being walked.
+  const bool builder = !copier && team_tid < kTeamRows;
+  const int brow = team_row0 + team_tid;
   const int64_t* ex_row = nullptr;
   int64_t ex_pos = 0;
   int64_t ex_next = LLONG_MAX;
-  if (tid < BM && row0 + tid < p.num_queries && p.m > 0) {
-    ex_row = p.excl + static_cast<int64_t>(row0 + tid) * p.m;
+  if (builder && row0 + brow < p.num_queries && p.m > 0) {
+    ex_row = p.excl + static_cast<int64_t>(row0 + brow) * p.m;
     int64_t lo = 0, hi = p.m;
     while (lo < hi) {
       const int64_t mid = (lo + hi) >> 1;
@@ -422,58 +538,128 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
     ex_pos = lo;
     ex_next = lo < p.m ? ex_row[lo] : LLONG_MAX;
   }
+  // Exclusion bits of a tile, double-buffered by tile parity: built a tile ahead, before a barrier
+  // of the team that follows the last reads of that buffer.
+  auto build_mask = [&](int tile) {
+    if (builder) {
+      const int64_t t0 = n_begin + static_cast<int64_t>(tile) * kTileN;
+      uint32_t* w = xmask + ((tile & 1) * BM + brow) * kMaskWords;
+#pragma unroll
+      for (int i = 0; i < kMaskWords; ++i) w[i] = 0;
+      while (ex_next < t0 + kTileN) {
+        const int off = static_cast<int>(ex_next - t0);
+        if (off >= 0) w[off >> 5] |= 1u << (off & 31);
+        ++ex_pos;
+        ex_next = ex_pos < p.m ? ex_row[ex_pos] : LLONG_MAX;
+      }
+    }
+  };
+  build_mask(0);
 
-  // Queries, zero-padded to dpad_bytes (wgmma: whole chunks) and to BM rows, as a cp.async group of
-  // their own, waited for by the first step.
-  {
-    const int units = (kWgmma ? num_chunks * kChunkBytes : p.dpad_bytes) / p.copy_q;
+  if constexpr (kWgmma) {
+    // A stage is full when the 128 copying threads' copies into it have landed, empty when the
+    // 256 computing threads' wgmma have read it.
+    if (tid == 0) {
+      for (int s = 0; s < num_stages; ++s) {
+        mbar_init(smem_addr(full_bar + s), 128);
+        mbar_init(smem_addr(empty_bar + s), kWgmmaWarps * 32);
+      }
+    }
+  }
+  __syncthreads();
+
+  if constexpr (kWgmma) {
+    if (copier) {
+      // Copies every step (tile, chunk) in order into the next stage once it is empty; never waits
+      // for its own copies (the full mbarrier does), so that up to num_stages steps are in flight.
+      const int ctid = tid - kWgmmaWarps * 32;
+      const int per_row = kChunkBytes / p.copy_e;  // copies per row and chunk
+      const int first = ctid / per_row;
+      const int col = (ctid % per_row) * p.copy_e;
+      const int64_t src_step = static_cast<int64_t>(128 / per_row) * p.e_stride;
+      const char* src = p.e + static_cast<int64_t>(n_begin + first) * p.e_stride + col;  // the tile's
+      int rows_left = n_end - n_begin - first;
+      int stage = 0, phase = 0;
+      for (int tile = 0; tile < num_tiles; ++tile) {
+        for (int chunk = 0; chunk < kChunks; ++chunk) {
+          mbar_wait(smem_addr(empty_bar + stage), phase ^ 1);
+          const unsigned dst = smem_addr(e_s) + stage * kStageBytes;
+          const bool col_valid = chunk * kChunkBytes + col < p.row_bytes;
+          const char* chunk_src = src + chunk * kChunkBytes;
+          if (p.copy_e == 16) {
+            copy_stage<16, kStageRow, 128, true>(dst, first, col, chunk_src, src_step, rows_left, col_valid, p.e);
+          } else if (p.copy_e == 8) {
+            copy_stage<8, kStageRow, 128, true>(dst, first, col, chunk_src, src_step, rows_left, col_valid, p.e);
+          } else {
+            copy_stage<4, kStageRow, 128, true>(dst, first, col, chunk_src, src_step, rows_left, col_valid, p.e);
+          }
+          cp_async_mbar_arrive(smem_addr(full_bar + stage));
+          if (++stage == num_stages) {
+            stage = 0;
+            phase ^= 1;
+          }
+        }
+        src += tile_bytes;
+        rows_left -= kTileN;
+      }
+      cp_async_wait<0>();
+      return;
+    }
+  }
+
+  // wgmma: the warp's query rows as A fragments (rows 16 warp + g (+ 8), zero-padded to whole
+  // chunks), loaded once. mma.sync: the query rows to shared memory, zero-padded to dpad_bytes, as a
+  // cp.async group of its own that the first step waits for.
+  uint32_t a_frag[kWgmma ? kChunks : 1][kChunkBytes / 32][4];
+  if constexpr (kWgmma) {
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c)
+#pragma unroll
+      for (int ks = 0; ks < kChunkBytes / 32; ++ks)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int row = row0 + wm * 16 + g + (i & 1) * 8;
+          const int byte = c * kChunkBytes + ks * 32 + (i >> 1) * 16 + t4 * 4;
+          a_frag[c][ks][i] = row < p.num_queries && byte < p.row_bytes
+                                 ? __ldg(reinterpret_cast<const uint32_t*>(p.q + static_cast<int64_t>(row) * p.row_bytes + byte))
+                                 : 0u;
+        }
+  } else {
+    const int units = p.dpad_bytes / p.copy_q;
     for (int u = tid; u < BM * units; u += kThreads) {
       const int r = u / units;
       const int byte = (u - r * units) * p.copy_q;
       const bool valid = row0 + r < p.num_queries && byte < p.row_bytes;
       const char* src = valid ? p.q + static_cast<int64_t>(row0 + r) * p.row_bytes + byte : p.q;
-      const unsigned dst = kWgmma ? smem_addr(q_s) + (byte / kChunkBytes) * (BM * kChunkBytes) + r * kChunkBytes +
-                                        swizzle128(r, byte % kChunkBytes)
-                                  : smem_addr(q_s + r * p.q_stride + byte);
-      cp_async_any(dst, src, p.copy_q, valid);
+      cp_async_any(smem_addr(q_s + r * p.q_stride + byte), src, p.copy_q, valid);
     }
     cp_async_commit();
   }
 
-  // Candidate copies: the thread always moves the same column bytes of rows r_first + i * r_step.
-  // Steps (tile, chunk) are issued in order, kAhead ahead of use. wgmma: the two halves of the
-  // block copy alternate steps (load_half), so that when a thread waits for its step's copies and
-  // fences them for the tensor cores, none of its copies of later steps are in flight: the fence
-  // (SASS: MEMBAR.ALL.CTA, then FENCE.VIEW.ASYNC.S) would otherwise also wait for the copies
-  // issued ahead (H100, bf16, d = 172: main pass 1133 -> 1105 us at N = 1e6, B = 600).
-  constexpr int kLoaders = kWgmma ? kThreads / 2 : kThreads;  // threads copying one step
-  const int load_half = tid / kLoaders;                         // wgmma: the steps of this parity
-  const int ltid = tid % kLoaders;
-  const int per_row = kChunkBytes / p.copy_e;  // copies per row and chunk
-  const int r_first = ltid / per_row;
-  const int col_byte = (ltid % per_row) * p.copy_e;
-  const int64_t src_step = static_cast<int64_t>(kLoaders / per_row) * p.e_stride;
-  const int64_t tile_bytes = static_cast<int64_t>(kTileN) * p.e_stride;
+  // mma.sync candidate copies: the thread always moves the same column bytes of rows r_first +
+  // i * r_step; steps (tile, chunk) are issued in order, kPipe - 1 ahead of use.
+  const int total = num_tiles * num_chunks;
+  const int per_row = kChunkBytes / p.copy_e;
+  const int r_first = tid / per_row;
+  const int col_byte = (tid % per_row) * p.copy_e;
+  const int64_t src_step = static_cast<int64_t>(kThreads / per_row) * p.e_stride;
   const char* ld_src = p.e + static_cast<int64_t>(n_begin + r_first) * p.e_stride + col_byte;  // tile's row
-  const unsigned ld_dst0 = smem_addr(e_s) + r_first * kStageRow + (kWgmma ? swizzle128(r_first, col_byte) : col_byte);
   int ld_step = 0, ld_chunk = 0, ld_stage = 0;
   int ld_rows_left = n_end - n_begin - r_first;  // rows of the loading tile from r_first on
   auto load_next = [&]() {
-    if (!kWgmma || (ld_step & 1) == load_half) {
-      if (ld_step < total) {
-        const unsigned dst = ld_dst0 + ld_stage * (kTileN * kStageRow);
-        const char* src = ld_src + ld_chunk * kChunkBytes;
-        const bool col_valid = ld_chunk * kChunkBytes + col_byte < p.row_bytes;
-        if (p.copy_e == 16) {
-          copy_stage<16, kStageRow, kLoaders>(dst, src, src_step, ld_rows_left, col_valid, p.e);
-        } else if (p.copy_e == 8) {
-          copy_stage<8, kStageRow, kLoaders>(dst, src, src_step, ld_rows_left, col_valid, p.e);
-        } else {
-          copy_stage<4, kStageRow, kLoaders>(dst, src, src_step, ld_rows_left, col_valid, p.e);
-        }
+    if (ld_step < total) {
+      const unsigned dst = smem_addr(e_s) + ld_stage * kStageBytes;
+      const char* src = ld_src + ld_chunk * kChunkBytes;
+      const bool col_valid = ld_chunk * kChunkBytes + col_byte < p.row_bytes;
+      if (p.copy_e == 16) {
+        copy_stage<16, kStageRow, kThreads, false>(dst, r_first, col_byte, src, src_step, ld_rows_left, col_valid, p.e);
+      } else if (p.copy_e == 8) {
+        copy_stage<8, kStageRow, kThreads, false>(dst, r_first, col_byte, src, src_step, ld_rows_left, col_valid, p.e);
+      } else {
+        copy_stage<4, kStageRow, kThreads, false>(dst, r_first, col_byte, src, src_step, ld_rows_left, col_valid, p.e);
       }
-      cp_async_commit();
     }
+    cp_async_commit();
     ++ld_step;
     ld_stage = ld_stage + 1 == kPipe ? 0 : ld_stage + 1;
     if (++ld_chunk == num_chunks) {
@@ -482,46 +668,62 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
       ld_rows_left -= kTileN;
     }
   };
-
+  if constexpr (!kWgmma) {
 #pragma unroll
-  for (int s = 0; s < kAhead; ++s) load_next();
+    for (int s = 0; s < kPipe - 1; ++s) load_next();
+  }
 
   // Lane-dependent parts of the ldmatrix addresses (see the fragment layouts of mma.sync).
   const unsigned q_lane = smem_addr(q_s) + (wm * L::kRows + (lane & 15)) * p.q_stride + (lane >> 4) * 16;
   const unsigned e_lane = (wn * L::kCols + (lane >> 4) * 8 + (lane & 7)) * kStageStride + ((lane >> 3) & 1) * 16;
 
   float acc[MT][NT][4];
-  float group_best[MT][2];  // seed pass: the thread's maxima of its rows in the current group
+  float group_best[MT][2][L::kParts];  // seed pass: the thread's maxima of its rows in the current group
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt) group_best[mt][0] = group_best[mt][1] = -INFINITY;
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int part = 0; part < L::kParts; ++part) group_best[mt][h][part] = -INFINITY;
+
+  // Pending scores: a bit per score of the thread, bit (2 (mt) + h) NT + nt) 2 + cc for
+  // acc[mt][nt][2 h + cc], so that each of its rows (mt, h) has a run of 2 NT bits.
+  using Mask = std::conditional_t<(L::kSlots > 32), uint64_t, uint32_t>;
+  constexpr int kRun = 2 * NT;
+  auto slot = [](int mt, int h, int nt, int cc) { return ((mt * 2 + h) * NT + nt) * 2 + cc; };
 
   // Appends the pending scores that are not excluded to their rows' buffers; a bit stays set
-  // when its buffer is full.
-  using Mask = uint32_t;  // one bit per score of the thread
+  // when its buffer is full. Scores pass rarely (a thread has any in about one tile in 20), so the
+  // thread visits only its set bits (a warp runs as many rounds as its busiest lane) and picks each
+  // score by a chain of selects: registers cannot be indexed at run time.
   auto append = [&](Mask& pending, int t0, const uint32_t* mask) {
+    Mask todo = pending;
+    while (todo != 0) {
+      const int i = (sizeof(Mask) == 8 ? __ffsll(static_cast<long long>(todo)) : __ffs(static_cast<int>(todo))) - 1;
+      todo &= todo - 1;
+      const int run = i / kRun;  // 2 mt + h
+      const int j = i % kRun;    // 2 nt + cc
+      const int r = wm * L::kRows + (run >> 1) * 16 + g + 8 * (run & 1);
+      const int c = wn * L::kCols + (j >> 1) * 8 + 2 * t4 + (j & 1);
+      bool done = (mask[r * kMaskWords + (c >> 5)] >> (c & 31)) & 1;  // excluded
+      if (!done) {
+        const int pos = atomicAdd(&cnt[r], 1);
+        if (pos < kBufCap) {
+          float v = acc[0][0][0];
 #pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
+          for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
+            for (int h = 0; h < 2; ++h)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int slot = (mt * NT + nt) * 4 + e;
-          if ((pending >> slot) & 1) {
-            const int r = wm * L::kRows + mt * 16 + g + 8 * (e >> 1);
-            const int c = wn * L::kCols + nt * 8 + 2 * t4 + (e & 1);
-            if ((mask[r * kMaskWords + (c >> 5)] >> (c & 31)) & 1) {
-              pending &= ~(Mask(1) << slot);
-            } else {
-              const int pos = atomicAdd(&cnt[r], 1);
-              if (pos < kBufCap) {
-                buf_v[r * kBufCap + pos] = acc[mt][nt][e];
-                buf_i[r * kBufCap + pos] = t0 + c;
-                pending &= ~(Mask(1) << slot);
-              }
-            }
-          }
+              for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int cc = 0; cc < 2; ++cc) v = i == slot(mt, h, nt, cc) ? acc[mt][nt][2 * h + cc] : v;
+          buf_v[r * kBufCap + pos] = v;
+          buf_i[r * kBufCap + pos] = t0 + c;
+          done = true;
         }
       }
+      if (done) pending &= ~(Mask(1) << i);
     }
   };
 
@@ -544,17 +746,22 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        float best = acc[mt][0][2 * h];
+        // The row's best score by a tree of maxima: a chain of 2 NT dependent ones is slow.
+        float m[NT];
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt) best = fmaxf(best, fmaxf(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]));
-        if (best >= th[mt][h]) {
+        for (int nt = 0; nt < NT; ++nt) m[nt] = fmaxf(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
+#pragma unroll
+        for (int level = 1; level < NT; level *= 2)
+#pragma unroll
+          for (int nt = 0; nt + level < NT; nt += 2 * level) m[nt] = fmaxf(m[nt], m[nt + level]);
+        if (m[0] >= th[mt][h]) {
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
             for (int cc = 0; cc < 2; ++cc) {
               const int n = t0 + wn * L::kCols + nt * 8 + 2 * t4 + cc;
               const bool keep = acc[mt][nt][2 * h + cc] >= th[mt][h] && (!last_tile || n < n_end);
-              if (keep) pending |= Mask(1) << ((mt * NT + nt) * 4 + 2 * h + cc);
+              if (keep) pending |= Mask(1) << slot(mt, h, nt, cc);
             }
         }
       }
@@ -569,13 +776,14 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          if (!(acc[mt][nt][e] >= th[mt][e >> 1])) pending &= ~(Mask(1) << ((mt * NT + nt) * 4 + e));
+          if (!(acc[mt][nt][e] >= th[mt][e >> 1])) pending &= ~(Mask(1) << slot(mt, e >> 1, nt, e & 1));
         }
   };
 
-  // Merges every non-empty buffer into its row's list (warp w takes rows w, w + kWarps, ...).
+  // Merges every non-empty buffer of the team's rows into its row's list (the team's warp w takes
+  // its rows w, w + kTeamWarps, ...).
   auto merge_buffers = [&]() {
-    for (int r = warp; r < BM; r += kWarps) {
+    for (int r = team_row0 + team_tid / 32; r < team_row0 + kTeamRows; r += kTeamWarps) {
       const int c = min(cnt[r], kBufCap);
       if (c > 0) {
         const int f = merge_into_list<KMAX>(list_v + r * KMAX, list_i + r * KMAX, fill[r], buf_v + r * kBufCap,
@@ -590,53 +798,44 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
     }
   };
 
-  int stage = 0;     // of the step being computed
-  int step_idx = 0;  // the step being computed
+  int stage = 0;  // of the step being computed
+  int phase = 0;  // wgmma: parity of the stage's full phase being waited for
   for (int tile = 0; tile < num_tiles; ++tile) {
     const int t0 = n_begin + tile * kTileN;
-    if constexpr (!kWgmma) {  // (wgmma: the tile's first chunk overwrites acc)
+    if constexpr (kWgmma) {
+      // Each chunk once its stage is full; the stage of the chunk before is released once its
+      // wgmma group has completed (wgmma_chunk waits for it), the tile's last one after the tile.
+      int prev = 0;
+#pragma unroll
+      for (int chunk = 0; chunk < kChunks; ++chunk) {
+        mbar_wait(smem_addr(full_bar + stage), phase);
+        fence_proxy_async();
+        wgmma_chunk(acc[0], a_frag[chunk], smem_addr(e_s) + stage * kStageBytes, chunk > 0);
+        if (chunk > 0) mbar_arrive(smem_addr(empty_bar + prev));
+        prev = stage;
+        if (++stage == num_stages) {
+          stage = 0;
+          phase ^= 1;
+        }
+      }
+      wgmma_wait_all(acc[0]);
+      mbar_arrive(smem_addr(empty_bar + prev));
+    } else {
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
           for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.0f;
-    }
-    if (tid < BM) {  // exclusion bits of this tile (double-buffered by tile parity)
-      uint32_t* w = xmask + ((tile & 1) * BM + tid) * kMaskWords;
-#pragma unroll
-      for (int i = 0; i < kMaskWords; ++i) w[i] = 0;
-      while (ex_next < static_cast<int64_t>(t0) + kTileN) {
-        const int off = static_cast<int>(ex_next - t0);
-        if (off >= 0) w[off >> 5] |= 1u << (off & 31);
-        ++ex_pos;
-        ex_next = ex_pos < p.m ? ex_row[ex_pos] : LLONG_MAX;
-      }
-    }
-
-    for (int chunk = 0; chunk < num_chunks; ++chunk) {
-      if constexpr (kWgmma) {
-        // The half that copied this step waits for its copies: the only ones it has in flight
-        // (the first step: everyone, for the queries too).
-        if (step_idx == 0 || (step_idx & 1) == load_half) {
-          cp_async_wait<0>();
-          fence_proxy_async();
-        }
-        ++step_idx;
-      } else {
-        cp_async_wait<kAhead - 1>();
-      }
-      __syncthreads();
-      load_next();
-
-      // Tensor-core scores of this chunk: 32 bytes of every row per k-step.
-      if constexpr (kWgmma) {  // whole chunks (zero-padded)
-        wgmma_chunk(acc[0], smem_addr(q_s) + chunk * (BM * kChunkBytes) + (warp >> 3) * 64 * kChunkBytes,
-                    smem_addr(e_s) + stage * (kTileN * kChunkBytes) + wn * 64 * kChunkBytes, chunk > 0);
-      } else {  // mma.sync: the fragments of the next k-step are loaded before the mma of this one
+      for (int chunk = 0; chunk < num_chunks; ++chunk) {
+        cp_async_wait<kPipe - 2>();
+        __syncthreads();
+        load_next();
+        // Tensor-core scores of this chunk: 32 bytes of every row per k-step; the fragments of the
+        // next k-step are loaded before the mma of this one.
         const int k_steps = min(kChunkBytes, p.dpad_bytes - chunk * kChunkBytes) / 32;
         const unsigned q_base = q_lane + chunk * kChunkBytes;
-        const unsigned e_base = smem_addr(e_s + stage * kTileN * kStageStride) + e_lane;
+        const unsigned e_base = smem_addr(e_s + stage * kStageBytes) + e_lane;
         uint32_t a[2][MT][4], b[2][NT][2];
         auto load_fragments = [&](int buf, int ks) {
 #pragma unroll
@@ -683,10 +882,9 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
             }
           }
         }
+        stage = stage + 1 == kPipe ? 0 : stage + 1;
       }
-      stage = stage + 1 == kPipe ? 0 : stage + 1;
     }
-    if constexpr (kWgmma) wgmma_wait_all(acc[0]);
 
     // ---- epilogue of the tile: scale, filter, append, merge on overflow ----
     const uint32_t* mask = xmask + (tile & 1) * BM * kMaskWords;
@@ -722,40 +920,49 @@ __global__ void __launch_bounds__(kThreads, 1) topk_dot_kernel(const Params p) {
             for (int cc = 0; cc < 2; ++cc) {
               const int c = wn * L::kCols + nt * 8 + 2 * t4 + cc;
               const bool excluded = p.m > 0 && ((mask[r * kMaskWords + (c >> 5)] >> (c & 31)) & 1);
-              if (t0 + c < n_end && !excluded) group_best[mt][h] = fmaxf(group_best[mt][h], acc[mt][nt][2 * h + cc]);
+              float& best = group_best[mt][h][nt / (NT / L::kParts)];
+              if (t0 + c < n_end && !excluded) best = fmaxf(best, acc[mt][nt][2 * h + cc]);
             }
         }
       if ((tile + 1) % p.group_tiles == 0 || tile + 1 == num_tiles) {
         const int groups_per_split = (p.tiles_per_split + p.group_tiles - 1) / p.group_tiles;
-        const int group = (split * groups_per_split + tile / p.group_tiles) * L::kGroups + wn * 4 + t4;
+        const int group0 = (split * groups_per_split + tile / p.group_tiles) * L::kGroups + wn * L::kParts * 4 + t4;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int row = row0 + wm * L::kRows + mt * 16 + g + 8 * h;
-            if (row < p.num_queries) p.group_max[static_cast<int64_t>(row) * p.groups + group] = group_best[mt][h];
-            group_best[mt][h] = -INFINITY;
+#pragma unroll
+            for (int part = 0; part < L::kParts; ++part) {
+              if (row < p.num_queries) {
+                p.group_max[static_cast<int64_t>(row) * p.groups + group0 + part * 4] = group_best[mt][h][part];
+              }
+              group_best[mt][h][part] = -INFINITY;
+            }
           }
       }
-      continue;
-    }
-    Mask pending = select(t0);
-    if (pending) append(pending, t0, mask);
-    while (__syncthreads_or(pending != 0)) {
-      merge_buffers();
-      __syncthreads();
-      refilter(pending);
+      if (tile + 1 < num_tiles) build_mask(tile + 1);
+      if constexpr (kWgmma) team_sync();  // (mma.sync: the next tile's barriers)
+    } else {
+      Mask pending = select(t0);
       if (pending) append(pending, t0, mask);
+      if (tile + 1 < num_tiles) build_mask(tile + 1);
+      while (team_any(pending != 0)) {
+        merge_buffers();
+        team_sync();
+        refilter(pending);
+        if (pending) append(pending, t0, mask);
+      }
     }
   }
 
-  cp_async_wait<0>();
+  if constexpr (!kWgmma) cp_async_wait<0>();
   if constexpr (kSeed) return;
-  __syncthreads();
+  team_sync();
   merge_buffers();
-  __syncthreads();
+  team_sync();
 
-  for (int r = warp; r < BM; r += kWarps) {
+  for (int r = team_row0 + team_tid / 32; r < team_row0 + kTeamRows; r += kTeamWarps) {
     const int row = row0 + r;
     if (row >= p.num_queries) continue;
     const int f = fill[r];
@@ -910,7 +1117,7 @@ __global__ void __launch_bounds__(kSelectThreads)
 struct Plan {
   int kmax = 0;        // list capacity per row: 64, 128 or 256
   int block_rows = 0;  // BM
-  bool wgmma = false;  // the wgmma kernels (topk_dot_kernel<..., true, stages>)
+  bool wgmma = false;  // the wgmma kernels (topk_dot_kernel<..., true, ...>)
   int stages = 0;      // of the cp.async pipeline
   int row_bytes = 0, dpad_bytes = 0;
   int smem_bytes = 0;
@@ -931,8 +1138,7 @@ int block_rows_for(bool bfloat16, int kmax) {
 }
 
 int64_t shared_bytes(int block_rows, int kmax, int64_t dpad_bytes, bool wgmma, int stages) {
-  const int64_t tiles = wgmma ? 1024 + block_rows * ((dpad_bytes + kChunkBytes - 1) / kChunkBytes) * kChunkBytes +
-                                    static_cast<int64_t>(stages) * kTileN * kChunkBytes
+  const int64_t tiles = wgmma ? 1024 + static_cast<int64_t>(stages) * (kTileN * kChunkBytes + 2 * sizeof(uint64_t))
                               : block_rows * (dpad_bytes + 16) + static_cast<int64_t>(stages) * kTileN * kStageStride;
   return tiles + static_cast<int64_t>(block_rows) * kmax * 8 + static_cast<int64_t>(block_rows) * kBufCap * 8 +
          static_cast<int64_t>(block_rows) * 12 + 2LL * block_rows * kMaskWords * 4;
@@ -965,8 +1171,8 @@ bool wgmma_loaded() {
 }
 
 // Fills the shape-only part of a plan; false when the kernel does not cover (k, d). The wgmma
-// kernels take bf16 with lists of 64 (BM = 128) where their shared memory fits, with 4 pipeline
-// stages or else 3.
+// kernels take bf16 rows of up to kWgmmaMaxChunks chunks with lists of 64 (BM = 128), with as
+// many pipeline stages as shared memory holds (at least 2, at most kWgmmaMaxStages).
 bool plan_shape(int64_t k, int64_t dim, bool bfloat16, Plan& plan) {
   if (k < 1 || k > kTopkMaxK || dim < 1) return false;
   const int64_t row_bytes = (dim * element_bytes(bfloat16) + 3) / 4 * 4;
@@ -975,8 +1181,8 @@ bool plan_shape(int64_t k, int64_t dim, bool bfloat16, Plan& plan) {
   plan.block_rows = block_rows_for(bfloat16, plan.kmax);
   const int64_t limit = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
   plan.stages = kStages;
-  if (bfloat16 && plan.kmax == 64 && wgmma_loaded()) {
-    for (int stages : {kWgmmaStages, 3}) {
+  if (bfloat16 && plan.kmax == 64 && dpad_bytes <= kWgmmaMaxChunks * kChunkBytes && wgmma_loaded()) {
+    for (int stages = kWgmmaMaxStages; stages >= 2; --stages) {
       if (shared_bytes(plan.block_rows, plan.kmax, dpad_bytes, true, stages) <= limit) {
         plan.wgmma = true;
         plan.stages = stages;
@@ -1065,14 +1271,16 @@ int merge_warps(int64_t num_queries, int splits) {
   return best;
 }
 
-template <bool kBF16, int BM, int KMAX, bool kWgmma = false, int kPipe = kStages>
+// kChunks: wgmma kernels only, 128-byte chunks per row.
+template <bool kBF16, int BM, int KMAX, bool kWgmma = false, int kChunks = 0>
 cudaError_t launch(const Plan& plan, const Params& params, float* seed, const TopkDotArgs& args,
                    cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((args.num_queries + BM - 1) / BM), static_cast<unsigned>(plan.splits));
+  const int threads = kWgmma ? kWgmmaThreads : kThreads;
   cudaError_t err;
   Params main_params = params;
   if (plan.seed_tiles > 0) {
-    auto seed_kernel = topk_dot_kernel<kBF16, BM, KMAX, true, kWgmma, kPipe>;
+    auto seed_kernel = topk_dot_kernel<kBF16, BM, KMAX, true, kWgmma, kStages, kChunks>;
     err = cudaFuncSetAttribute(seed_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem_bytes);
     if (err != cudaSuccess) return err;
     Params seed_params = params;
@@ -1081,7 +1289,7 @@ cudaError_t launch(const Plan& plan, const Params& params, float* seed, const To
     seed_params.group_max = params.part_v;  // the partial lists' space, free until the main pass
     seed_params.groups = plan.groups;
     seed_params.group_tiles = plan.group_tiles;
-    seed_kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(seed_params);
+    seed_kernel<<<grid, threads, plan.smem_bytes, stream>>>(seed_params);
     err = cudaGetLastError();
     if (err != cudaSuccess) return err;
     kth_group_max_kernel<<<static_cast<unsigned>(args.num_queries), kSelectThreads, plan.groups * sizeof(uint32_t),
@@ -1090,10 +1298,10 @@ cudaError_t launch(const Plan& plan, const Params& params, float* seed, const To
     if (err != cudaSuccess) return err;
     main_params.seed = seed;
   }
-  auto kernel = topk_dot_kernel<kBF16, BM, KMAX, false, kWgmma, kPipe>;
+  auto kernel = topk_dot_kernel<kBF16, BM, KMAX, false, kWgmma, kStages, kChunks>;
   err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.smem_bytes);
   if (err != cudaSuccess) return err;
-  kernel<<<grid, kThreads, plan.smem_bytes, stream>>>(main_params);
+  kernel<<<grid, threads, plan.smem_bytes, stream>>>(main_params);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   const int warps = merge_warps(args.num_queries, plan.splits);
@@ -1150,13 +1358,18 @@ cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream
   params.copy_e = copy_width(reinterpret_cast<uintptr_t>(args.candidates), params.e_stride, row_bytes);
   params.tiles_per_split = plan.tiles_per_split;
   params.splits = plan.splits;
+  params.stages = plan.stages;
   if (params.copy_q == 0 || params.copy_e == 0) return cudaErrorMisalignedAddress;
 
   if (args.bfloat16) {
-    if (plan.wgmma && plan.stages == kWgmmaStages) {
-      return launch<true, 128, 64, true, kWgmmaStages>(plan, params, seed, args, stream);
+    if (plan.wgmma) {
+      switch ((plan.dpad_bytes + kChunkBytes - 1) / kChunkBytes) {
+        case 1: return launch<true, 128, 64, true, 1>(plan, params, seed, args, stream);
+        case 2: return launch<true, 128, 64, true, 2>(plan, params, seed, args, stream);
+        case 3: return launch<true, 128, 64, true, 3>(plan, params, seed, args, stream);
+        default: return launch<true, 128, 64, true, 4>(plan, params, seed, args, stream);
+      }
     }
-    if (plan.wgmma) return launch<true, 128, 64, true, 3>(plan, params, seed, args, stream);
     if (plan.kmax == 64) return launch<true, 128, 64>(plan, params, seed, args, stream);
     if (plan.kmax == 128) return launch<true, 64, 128>(plan, params, seed, args, stream);
     return launch<true, 32, 256>(plan, params, seed, args, stream);
