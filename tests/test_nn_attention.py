@@ -31,9 +31,12 @@ def make_layer(node_dim: int, edge_dim: int, engine: str, num_heads: int = 2) ->
     return layer.eval()
 
 
-def reference(layer: TemporalAttention, block: TemporalBlock, root_feat, nbr_feat, edge_feat) -> torch.Tensor:
-    """TGAT's layer root by root in float64 with explicit keys and values (no folding, no DGL)."""
-    p = {name: t.detach().double() for name, t in layer.named_parameters()}
+def reference(
+    layer: TemporalAttention, block: TemporalBlock, root_feat, nbr_feat, edge_feat, params=None
+) -> torch.Tensor:
+    """TGAT's layer root by root in float64 with explicit keys and values (no folding, no DGL), with
+    ``params`` (float64 copies of the layer's parameters by name) when given."""
+    p = params or {name: t.detach().double() for name, t in layer.named_parameters()}
     heads, d = layer.num_heads, layer.head_dim
 
     def phi(dt: float) -> torch.Tensor:
@@ -76,6 +79,19 @@ def test_matches_per_root_reference(engine: str, node_dim: int, edge_dim: int, n
     assert out.shape == (block.num_roots, 8) and out.dtype == torch.float32
     expected = reference(layer, block, root_feat, nbr_feat, edge_feat)
     torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("node_dim", "edge_dim"), [(5, 3), (0, 3), (0, 0)])
+def test_parameter_gradients_match_per_root_reference(engine: str, node_dim: int, edge_dim: int) -> None:
+    layer = make_layer(node_dim, edge_dim, engine)
+    block, root_feat, nbr_feat, edge_feat = make_inputs(node_dim, edge_dim, seed=5)
+    weight = torch.randn(block.num_roots, 8, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    (layer(block, root_feat, nbr_feat, edge_feat).double() * weight).sum().backward()
+    params = {name: t.detach().double().requires_grad_() for name, t in layer.named_parameters()}
+    (reference(layer, block, root_feat, nbr_feat, edge_feat, params) * weight).sum().backward()
+    for name, param in layer.named_parameters():
+        torch.testing.assert_close(param.grad.double(), params[name].grad, atol=1e-4, rtol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize(("node_dim", "edge_dim"), [(5, 3), (0, 3), (5, 0)])

@@ -240,13 +240,16 @@ class TemporalAttention(nn.Module):
             if tuple(tensor.shape) != expected[name]:
                 raise ValueError(f"{name} must have shape {expected[name]}, got {tuple(tensor.shape)}")
 
-        phi_zero = self.time_enc(root_feat.new_zeros(1)).expand(num_roots, -1)
-        x_q = torch.cat([root_feat, phi_zero], dim=1)
-        query = self.w_q(x_q).view(num_roots, self.num_heads, self.head_dim)
+        phi_zero = self.time_enc(root_feat.new_zeros(1))
+        # Without node features every root's query input is phi(0): one row, formed once.
+        query_rows = num_roots if self.node_dim > 0 else 1
+        x_q = torch.cat([root_feat, phi_zero.expand(num_roots, -1)], dim=1) if self.node_dim > 0 else phi_zero
+        query = self.w_q(x_q).view(query_rows, self.num_heads, self.head_dim)
         w_k = self.w_k.weight.view(self.num_heads, self.head_dim, self.input_dim)
-        qk = torch.einsum("rhd,hdi->rhi", query / math.sqrt(self.head_dim), w_k)  # [R, H, I]
+        qk = torch.einsum("rhd,hdi->rhi", query / math.sqrt(self.head_dim), w_k)  # [R or 1, H, I]
+        qk = qk.expand(num_roots, -1, -1)
         if resolve_engine(self.engine, root_feat.device) == "dgl":
-            agg = self._dgl_aggregate(block, qk, nbr_feat, edge_feat)
+            agg = self._dgl_aggregate(block, qk.contiguous(), nbr_feat, edge_feat)
         else:
             agg = self._dense_aggregate(block, qk, nbr_feat, edge_feat)
         w_v = self.w_v.weight.view(self.num_heads, self.head_dim, self.input_dim)
