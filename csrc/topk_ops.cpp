@@ -1,6 +1,7 @@
 // Fused top-K dot product: torch glue, input checks, and the CPU implementation.
 //
-// CPU path. Parallel tasks take up to kCpuTaskQueries queries and a contiguous split of the
+// CPU path. Parallel tasks take up to kCpuTaskQueries queries (fewer where the candidates are too few
+// to split among the threads) and a contiguous split of the
 // candidates; a task walks its candidates in tiles of kCpuTile rows and, per tile and block of
 // kCpuQueryBlock queries, gets float32 scores from one ATen matmul into a 2 MiB scratch of its own
 // (no [B, N] buffer). Those scores only filter: a candidate whose float32 score, raised by a proven
@@ -33,6 +34,7 @@ namespace {
 constexpr int64_t kCpuTile = 2048;        // candidates per score tile
 constexpr int64_t kCpuQueryBlock = 256;   // queries per score tile (2 MiB of scores)
 constexpr int64_t kCpuTaskQueries = 4096; // queries per parallel task
+constexpr int64_t kCpuMinTaskQueries = 16; // ... at least, where fewer feed more threads
 constexpr int64_t kScanBlock = 16;        // scores tested at once against a query's threshold
 constexpr double kNormEps = 1e-12;        // cosine: norms are clamped to at least this, as F.normalize
 
@@ -103,7 +105,7 @@ double norm2(const float* x, int64_t d) { return std::sqrt(exact_dot(x, x, d)); 
 
 // Scans the candidates [n_begin, n_end) for the queries [q0, q0 + qb) into selectors[0..qb).
 // Single-threaded (it runs inside a parallel task); scores is a scratch tensor of at least
-// kCpuQueryBlock * kCpuTile floats.
+// min(kCpuQueryBlock, qb) * min(kCpuTile, n_end - n_begin) floats.
 void scan_candidates(const at::Tensor& queries, const at::Tensor& candidates, const at::Tensor& exclude,
                      const std::vector<double>& q_norm, bool normalize, int64_t q0, int64_t qb, int64_t n_begin,
                      int64_t n_end, at::Tensor& scores, std::vector<tgnn::TopKSelector>& selectors) {
@@ -204,9 +206,9 @@ void scan_candidates(const at::Tensor& queries, const at::Tensor& candidates, co
   }
 }
 
-// One parallel region: tasks are (kCpuTaskQueries queries, split of the candidates), each with its
-// own selectors; splits exist only when there are too few query blocks to feed every thread
-// twice, and their partial results are merged per query at the end.
+// One parallel region: tasks are (block of queries, split of the candidates), each with its own
+// selectors; splits exist only when there are too few query blocks to feed every thread twice, and
+// their partial results are merged per query at the end.
 std::tuple<at::Tensor, at::Tensor> topk_dot_cpu(const at::Tensor& queries_in, const at::Tensor& candidates_in,
                                                 int64_t k, const at::Tensor& exclude, bool normalize) {
   const at::Tensor queries = queries_in.contiguous();
@@ -221,9 +223,17 @@ std::tuple<at::Tensor, at::Tensor> topk_dot_cpu(const at::Tensor& queries_in, co
   std::vector<double> q_norm(static_cast<size_t>(num_queries));
   for (int64_t b = 0; b < num_queries; ++b) q_norm[b] = norm2(queries.data_ptr<float>() + b * d, d);
 
-  const int64_t blocks = (num_queries + kCpuTaskQueries - 1) / kCpuTaskQueries;
+  // Tasks: every thread should get two. Candidates of fewer tiles than that (a training batch's
+  // table: one tile) are not split further; the queries are, into blocks of fewer queries.
+  const int64_t tasks_wanted = 2 * at::get_num_threads();
   const int64_t tiles = (n + kCpuTile - 1) / kCpuTile;
-  const int64_t wanted = (2 * at::get_num_threads() + blocks - 1) / blocks;
+  int64_t task_queries = kCpuTaskQueries;
+  if (tiles < tasks_wanted) {
+    const int64_t query_blocks = (tasks_wanted + tiles - 1) / tiles;
+    task_queries = std::clamp((num_queries + query_blocks - 1) / query_blocks, kCpuMinTaskQueries, kCpuTaskQueries);
+  }
+  const int64_t blocks = (num_queries + task_queries - 1) / task_queries;
+  const int64_t wanted = (tasks_wanted + blocks - 1) / blocks;
   const int64_t tiles_per_split = (tiles + std::min(tiles, wanted) - 1) / std::min(tiles, wanted);
   const int64_t splits = (tiles + tiles_per_split - 1) / tiles_per_split;
   // Results of split s for query b at [(s * B + b) * k, ... + k).
@@ -231,12 +241,12 @@ std::tuple<at::Tensor, at::Tensor> topk_dot_cpu(const at::Tensor& queries_in, co
   std::vector<int64_t> part_indices(part_values.size());
 
   at::parallel_for(0, blocks * splits, 1, [&](int64_t begin, int64_t end) {
-    at::Tensor scores = at::empty({kCpuQueryBlock * kCpuTile}, queries.options());
+    at::Tensor scores = at::empty({std::min(kCpuQueryBlock, task_queries) * std::min(kCpuTile, n)}, queries.options());
     for (int64_t task = begin; task < end; ++task) {
       const int64_t block = task / splits;
       const int64_t split = task % splits;
-      const int64_t q0 = block * kCpuTaskQueries;
-      const int64_t qb = std::min(kCpuTaskQueries, num_queries - q0);
+      const int64_t q0 = block * task_queries;
+      const int64_t qb = std::min(task_queries, num_queries - q0);
       std::vector<tgnn::TopKSelector> selectors;
       selectors.reserve(static_cast<size_t>(qb));
       for (int64_t r = 0; r < qb; ++r) selectors.emplace_back(k, std::max<int64_t>(16, k / 4));

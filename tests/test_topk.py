@@ -57,6 +57,24 @@ def test_matches_python_brute_force() -> None:
         assert values[b].tolist() == [s for s, _ in pairs]
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_queries_split_among_threads_give_the_same_result(threads: int) -> None:
+    # The training table's shape: one tile of candidates, so the queries are split into blocks
+    # (of at least 16; the last one partial) to feed the threads.
+    q, e = randn(203, 40, seed=21), randn(1000, 40, seed=22)
+    exclude = torch.randint(-1, 1000, (203, 2), generator=torch.Generator().manual_seed(23))
+    excluded = [set(row.tolist()) for row in exclude]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        values, indices = topk_dot(q, e, 50, exclude=exclude)
+    finally:
+        torch.set_num_threads(before)
+    for b, pairs in enumerate(brute_force(q, e, 50, excluded)):
+        assert indices[b].tolist() == [j for _, j in pairs]
+        assert values[b].tolist() == [s for s, _ in pairs]
+
+
 def test_hand_computed_example() -> None:
     q = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     e = torch.tensor([[3.0, 1.0], [1.0, 3.0], [3.0, -5.0], [-1.0, 1.0]])
