@@ -3,12 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-// Each entry point is vectorised (core/vector_clones.h): the inner loops are short vector
-// reductions and updates. The helpers below are always inlined, so that each clone vectorises them
-// for its own target (a helper that is called is compiled for the baseline only).
+// Each entry point is vectorised (core/vector_clones.h), its helpers inlined into each clone: the
+// inner loops are short vector reductions and updates.
 #include "core/vector_clones.h"
-
-#define TGNN_INLINE __attribute__((always_inline)) inline
 
 namespace tgnn {
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/vector_clones.h"
 
 namespace tgnn {
 
@@ -21,7 +22,7 @@ constexpr double kFastLimit = 2.0e8;
 // cos(x) for |x| < kFastLimit: x = k pi / 2 + r with |r| <= pi / 4 (in double), then cos(x) =
 // cos(r), -sin(r), -cos(r), sin(r) by k mod 4, from float Taylor polynomials of degree 8 (cos) and 9
 // (sin), whose truncation stays below 3e-8 on |r| <= pi / 4.
-__attribute__((always_inline)) inline float fast_cos(float xf) {
+TGNN_INLINE float fast_cos(float xf) {
   const double x = xf;
   const double k = (x * kTwoOverPi + kRound) - kRound;  // nearest integer (vectorises; std::nearbyint does not)
   const float r = static_cast<float>(((x - k * kPio2A) - k * kPio2B) - k * kPio2C);
@@ -36,29 +37,8 @@ __attribute__((always_inline)) inline float fast_cos(float xf) {
   return (c * (1 - odd) + s * odd) * sign;
 }
 
-__attribute__((always_inline)) inline void encode_row(float dt, const float* w, const float* b, int64_t dim,
-                                                      float* out) {
+TGNN_VECTOR_CLONES void encode_row(float dt, const float* w, const float* b, int64_t dim, float* out) {
   for (int64_t j = 0; j < dim; ++j) out[j] = fast_cos(dt * w[j] + b[j]);
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-// The same loop with AVX2 and FMA, taken where the CPU has both (checked by feature, not by model).
-__attribute__((target("avx2,fma"))) void encode_row_avx2_fma(float dt, const float* w, const float* b, int64_t dim,
-                                                              float* out) {
-  encode_row(dt, w, b, dim, out);
-}
-
-bool has_avx2_fma() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
-#endif
-
-void encode_row_best(float dt, const float* w, const float* b, int64_t dim, float* out) {
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (has_avx2_fma()) return encode_row_avx2_fma(dt, w, b, dim, out);
-#endif
-  encode_row(dt, w, b, dim, out);
 }
 
 }  // namespace
@@ -76,7 +56,7 @@ void harmonic_encoding(const float* dt, const float* w, const float* b, int64_t 
     float* row = out + i * dim;
     const double bound = std::abs(static_cast<double>(dt[i])) * w_max + b_max;
     if (finite && bound < kFastLimit) {  // false for a NaN or infinite dt
-      encode_row_best(dt[i], w, b, dim, row);
+      encode_row(dt[i], w, b, dim, row);
     } else {
       for (int64_t j = 0; j < dim; ++j) row[j] = std::cos(dt[i] * w[j] + b[j]);
     }
