@@ -242,9 +242,8 @@ class TemporalAttention(nn.Module):
 
         phi_zero = self.time_enc(root_feat.new_zeros(1))
         # Without node features every root's query input is phi(0): one row, formed once.
-        query_rows = num_roots if self.node_dim > 0 else 1
         x_q = torch.cat([root_feat, phi_zero.expand(num_roots, -1)], dim=1) if self.node_dim > 0 else phi_zero
-        query = self.w_q(x_q).view(query_rows, self.num_heads, self.head_dim)
+        query = self.w_q(x_q).view(x_q.shape[0], self.num_heads, self.head_dim)
         w_k = self.w_k.weight.view(self.num_heads, self.head_dim, self.input_dim)
         qk = torch.einsum("rhd,hdi->rhi", query / math.sqrt(self.head_dim), w_k)  # [R or 1, H, I]
         qk = qk.expand(num_roots, -1, -1)
