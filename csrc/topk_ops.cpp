@@ -1,11 +1,11 @@
 // Fused top-K dot product: torch glue, input checks, and the CPU implementation.
 //
-// CPU path. Parallel tasks take up to kCpuTaskQueries queries (fewer where the candidates are too few
-// to split among the threads) and a contiguous split of the
-// candidates; a task walks its candidates in tiles of kCpuTile rows and, per tile and block of
-// kCpuQueryBlock queries, gets float32 scores from one ATen matmul into a 2 MiB scratch of its own
-// (no [B, N] buffer). Those scores only filter: a candidate whose float32 score, raised by a proven
-// bound of the matmul's rounding error, reaches the query's running k-th best is rescored exactly
+// CPU path. Parallel tasks take up to kCpuTaskQueries queries (fewer where the candidates are too
+// few to split among the threads) and a contiguous split of the candidates; a task walks its
+// candidates in tiles of kCpuTile rows and, per tile and block of kCpuQueryBlock queries, gets
+// float32 scores from one ATen matmul into a scratch of its own of at most 2 MiB (no [B, N] buffer).
+// Those scores only filter: a candidate whose float32 score, raised by a proven bound of the
+// matmul's rounding error, reaches the query's running k-th best is rescored exactly
 // (products and sum in float64, rounded once to float32) and offered to the query's
 // tgnn::TopKSelector. So the result is the exact top-k of the correctly rounded scores, whatever
 // the BLAS, its blocking or the thread count, and ties follow the smaller index.
