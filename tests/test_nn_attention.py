@@ -139,11 +139,17 @@ def brute_force_attention(qk: torch.Tensor, mask: torch.Tensor, x: torch.Tensor)
     return agg
 
 
-def check_fused_kernel(device: torch.device, needs: tuple[bool, ...], slots: int) -> None:
+def check_fused_kernel(
+    device: torch.device,
+    needs: tuple[bool, ...],
+    slots: int,
+    heads: int = 3,
+    widths: tuple[int, ...] = (5, 1, 16),
+) -> None:
     """float32 inputs on ``device`` take the fused kernel: forward and gradients against the
     definition in float64, with empty rows, fully valid rows and parts without gradient."""
     gen = torch.Generator().manual_seed(4)
-    roots, heads, widths = 37, 3, (5, 1, 16)
+    roots = 37
     mask = torch.rand(roots, slots, generator=gen) < 0.5
     mask[0], mask[1] = False, True
     qk = torch.randn(roots, heads, sum(widths), generator=gen)
@@ -167,6 +173,13 @@ def check_fused_kernel(device: torch.device, needs: tuple[bool, ...], slots: int
 @pytest.mark.parametrize("needs", [(True, True, False, True), (False, False, True, False)])
 def test_fused_cpu_kernel_equals_the_definition(needs: tuple[bool, ...]) -> None:
     check_fused_kernel(torch.device("cpu"), needs, slots=9)
+
+
+@pytest.mark.parametrize("needs", [(True, True, False, True), (False, False, True, False)])
+def test_fused_cpu_kernel_wide_parts(needs: tuple[bool, ...]) -> None:
+    """Heads in pairs only, and widths that take every column path of the CPU kernel: blocks of
+    32, 8 and 4 floats and single ones (100 = 3 * 32 + 4, 45 = 32 + 8 + 4 + 1)."""
+    check_fused_kernel(torch.device("cpu"), needs, slots=11, heads=2, widths=(100, 3, 45))
 
 
 @pytest.mark.cuda
