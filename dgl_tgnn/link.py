@@ -15,6 +15,14 @@ from dgl_tgnn.nn import TGAT, TGN, DotDecoder, MLPDecoder
 from dgl_tgnn.sampling import TemporalBlock, TemporalSampler
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device``; a CPU tensor goes to a GPU through a pinned copy, and the host does not
+    wait for the transfer (a plain ``to`` waits for the GPU to finish all queued work first)."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
 class LinkModel(nn.Module):
     """An encoder (``TGAT`` or ``TGN``) that embeds (node, time) roots, and a decoder that scores pairs.
 
@@ -74,8 +82,21 @@ class LinkModel(nn.Module):
 
         ``edge_feat [E, edge_dim]`` lives on the model's device; the batch is moved there.
         """
+        self.observe_events(batch.src, batch.dst, batch.t, batch.eids, edge_feat)
+
+    def observe_events(
+        self,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        t: torch.Tensor,
+        eids: torch.Tensor,
+        edge_feat: torch.Tensor,
+    ) -> None:
+        """``observe`` of events ``src``, ``dst``, ``t``, ``eids`` (``[B]`` each, moved to the device of
+        ``edge_feat [E, edge_dim]``)."""
         if self.has_memory:
-            src, dst, t, eids = (x.to(edge_feat.device) for x in (batch.src, batch.dst, batch.t, batch.eids))
+            device = edge_feat.device
+            src, dst, t, eids = (to_device(x, device) for x in (src, dst, t, eids))
             self.encoder.update(src, dst, t, eids, edge_feat)
 
     def score(self, z_src: torch.Tensor, z_dst: torch.Tensor) -> torch.Tensor:
@@ -121,19 +142,36 @@ class Neighbourhoods:
         self.device = device
         self.seconds = 0.0
 
-    def __call__(self, nodes: torch.Tensor, times: torch.Tensor, batch_start: float) -> list[TemporalBlock]:
-        """Blocks of roots ``nodes [R]`` int64 at ``times [R]`` float64 (``>= batch_start``)."""
+    def __call__(
+        self, nodes: torch.Tensor, times: torch.Tensor, batch_start: float | torch.Tensor
+    ) -> list[TemporalBlock]:
+        """Blocks of roots ``nodes [R]`` int64 at ``times [R]`` float64 (``>= batch_start``, seconds:
+        a float, or a 0-dim float64 tensor on ``device``, which a CUDA graph reads at each replay)."""
         began = time.perf_counter()
         # The sampler runs on the model's device (on a GPU without reading back its input check, one
         # synchronisation: the roots are valid node ids and finite times by construction).
-        nodes, times = nodes.to(self.device), times.to(self.device)
+        nodes, times = to_device(nodes, self.device), to_device(times, self.device)
         if self.visible_batch:
             blocks = self.sampler.sample(nodes, times, check=False)
         else:
-            blocks = self.sampler.sample(nodes, torch.full_like(times, batch_start), check=False)
+            if isinstance(batch_start, torch.Tensor):
+                start = batch_start.expand(times.shape).contiguous()
+            else:
+                start = torch.full_like(times, batch_start)
+            blocks = self.sampler.sample(nodes, start, check=False)
             blocks[0] = dataclasses.replace(blocks[0], root_times=times)
         self.seconds += time.perf_counter() - began
         return blocks
+
+    @property
+    def replayable(self) -> bool:
+        """True when a captured call may be replayed for other roots: the draws do not depend on
+        the call number (``recent``) and nothing synchronises (no deduplication)."""
+        return self.sampler.strategy == "recent" and not self.sampler.dedup
+
+    def count_replay(self) -> None:
+        """Count a replayed call (a CUDA graph's) as a call, as ``state_dict`` records them."""
+        self.sampler._calls += 1
 
     def state_dict(self) -> dict[str, int]:
         """The sampler's call counter: its draws are a function of (seed, call number)."""

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from dgl_tgnn import run_dir as rd
 from dgl_tgnn.config import DataConfig, RunConfig, apply_overrides, config_from_dict, load_config, save_config
+from dgl_tgnn.cuda_graph import GraphedStep
 from dgl_tgnn.data import TemporalDataset, load_dataset, split_events
 from dgl_tgnn.evaluation import Embedder, Evaluator
 from dgl_tgnn.events import EventBatch, EventStream, PairHistory
@@ -54,6 +55,7 @@ from dgl_tgnn.negatives import (
     TopKNegatives,
     UniformNegatives,
 )
+from dgl_tgnn.nn.memory import RawMessages
 
 
 def _column(value: str | None) -> int | str | None:
@@ -108,6 +110,9 @@ class Trainer:
         dataset: the events, when already loaded (default: ``load_events(config.data)``).
         progress: show a tqdm bar per epoch.
         log: where one-line summaries go.
+        cuda_graph: on a GPU, replay the training step of full batches from a CUDA graph when the
+            neighbour sampler allows it (``Neighbourhoods.replayable``: most-recent neighbours,
+            no deduplication); same results as the step run op by op (tests/test_cuda_graph.py).
     """
 
     def __init__(
@@ -118,6 +123,7 @@ class Trainer:
         dataset: TemporalDataset | None = None,
         progress: bool = True,
         log: Callable[[str], None] = print,
+        cuda_graph: bool = True,
     ) -> None:
         self.config = config.validate()
         self.run_dir = run_dir
@@ -154,7 +160,11 @@ class Trainer:
         torch.manual_seed(c.train.seed)
         self.model = LinkModel(c.model, ds.num_nodes, self.node_feat.shape[1], self.edge_feat.shape[1])
         self.model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.train.lr, fused=True)
+        # capturable: the step counts live on the GPU, so the CUDA graph can hold the optimizer step.
+        capturable = self.device.type == "cuda"
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=c.train.lr, fused=True, capturable=capturable
+        )
 
         is_new = np.zeros(ds.num_nodes, dtype=bool)
         is_new[self.split.new_nodes] = True
@@ -167,6 +177,10 @@ class Trainer:
         self.neighbourhoods = self._neighbourhoods(self.train_graph, seed=c.train.seed)
         self.embedder = Embedder(self.model, self.neighbourhoods, self.node_feat, self.train_edge_feat)
         self.negatives = self._negative_sampler()
+        self.graphed: GraphedStep | None = None
+        if cuda_graph and self.device.type == "cuda" and self.neighbourhoods.replayable:
+            self.graphed = GraphedStep(self._graph_step)
+        self._pending_at: RawMessages | None = None
         self.evaluator = Evaluator(
             self.model,
             self.full_graph,
@@ -266,26 +280,30 @@ class Trainer:
 
     # ----------------------------------------------------------------- training
     def _train_batch(self, batch: EventBatch) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return self._train_batch_cuda(batch)
         size, n = len(batch), self.negatives.num_negatives
         t0 = float(batch.t[0])
         times = batch.t
-        if self.negatives.wants_queries and self.device.type == "cpu":
+        if self.negatives.wants_queries:
             # The queries for the hard negatives are the sources' embeddings of this very pass
             # (detached): sources and destinations are embedded first, the negatives they pick next.
             z_pos = self.embedder(torch.cat([batch.src, batch.dst]), torch.cat([times, times]), t0)
             neg = self.negatives.sample(batch, z_pos[:size].detach())
             z = torch.cat([z_pos, self.embedder(neg.flatten(), times.repeat_interleave(n), t0)])
-            roots = torch.cat([batch.src, batch.dst, neg.flatten()])
         else:
-            queries = None
-            if self.negatives.wants_queries:
-                # On a GPU the step is bound by kernel launches: a no-gradient pass of the sources
-                # launches fewer kernels than a training pass split in two (bench/RESULTS.md).
-                with self._inference():
-                    queries = self.embedder(batch.src, times, t0)
-            neg = self.negatives.sample(batch, queries)
+            neg = self.negatives.sample(batch)
             roots = torch.cat([batch.src, batch.dst, neg.flatten()])
             z = self.embedder(roots, torch.cat([times, times, times.repeat_interleave(n)]), t0)
+        loss = self._optimize(z, size, n)
+        if isinstance(self.negatives, TopKNegatives):
+            self.negatives.observe(torch.cat([batch.src, batch.dst, neg.flatten()]), z.detach())
+        self.model.observe(batch, self.edge_feat)
+        return loss.detach()
+
+    def _optimize(self, z: torch.Tensor, size: int, n: int) -> torch.Tensor:
+        """Loss of embeddings ``z`` ``[(2 + n) * size, d]`` (sources, destinations, then ``n``
+        negatives per event), backward pass and optimizer step; returns the loss (a 0-dim tensor)."""
         z_src, z_dst, z_neg = z[:size], z[size : 2 * size], z[2 * size :]
         pos_logits = self.model.score(z_src, z_dst)
         neg_logits = self.model.score(z_src[:, None, :], z_neg.reshape(size, n, -1))
@@ -293,10 +311,81 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        return loss
+
+    def _train_batch_cuda(self, batch: EventBatch) -> torch.Tensor:
+        """A training batch on a GPU: negatives on the host, then the device step (``_device_step``),
+        replayed from a CUDA graph for full batches (see ``_graphable``)."""
+        size = len(batch)
+        queries = None
+        if self.negatives.wants_queries:
+            # The step is bound by kernel launches: a no-gradient pass of the sources launches
+            # fewer kernels than a training pass split in two (bench/RESULTS.md).
+            with self._inference():
+                queries = self.embedder(batch.src, batch.t, float(batch.t[0]))
+        neg = self.negatives.sample(batch, queries)
+        # The whole batch in one transfer: src | dst | eids | neg | the bits of t (float64).
+        host = torch.cat([batch.src, batch.dst, batch.eids, neg.flatten(), batch.t.view(torch.int64)])
+        host = host.pin_memory()
+        if self._graphable(size):
+            assert self.graphed is not None
+            replay = self.graphed.captured
+            if self.model.has_memory:
+                self.model.encoder.memory.keep_pending_in(self._pending_buffers(size))
+            loss, z = self.graphed(host)
+            if replay:  # the sampler was not called from Python
+                self.neighbourhoods.count_replay()
+            loss = loss.clone()  # the graph's loss is overwritten by the next replay
+        else:
+            loss, z = self._device_step(host.to(self.device, non_blocking=True), size)
         if isinstance(self.negatives, TopKNegatives):
-            self.negatives.observe(roots, z.detach())
-        self.model.observe(batch, self.edge_feat)
-        return loss.detach()
+            self.negatives.observe(torch.cat([batch.src, batch.dst, neg.flatten()]), z)
+        return loss
+
+    def _device_step(self, inputs: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training step of a batch of ``size`` events on the GPU, from ``inputs``
+        ``[(4 + n) * size]`` int64 on the device (``src | dst | eids | neg | t``, ``neg`` row-major
+        ``[size, n]``, ``t`` as the bits of float64 seconds): embeddings, loss, backward pass,
+        optimizer step, TGN's memory update; no host synchronisation. Returns the loss (0-dim) and
+        the embeddings ``[(2 + n) * size, d]``, both detached."""
+        n = inputs.shape[0] // size - 4
+        src, dst, eids = inputs[:size], inputs[size : 2 * size], inputs[2 * size : 3 * size]
+        neg = inputs[3 * size : (3 + n) * size]
+        t = inputs[(3 + n) * size :].view(torch.float64)
+        roots = torch.cat([src, dst, neg])
+        times = torch.cat([t, t, t[:, None].expand(size, n).flatten()])
+        z = self.embedder(roots, times, t[0])
+        loss = self._optimize(z, size, n)
+        self.model.observe_events(src, dst, t, eids, self.edge_feat)
+        return loss.detach(), z.detach()
+
+    def _graph_step(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``_device_step`` of a full batch as the CUDA graph holds it: TGN's next pending messages
+        are written into the buffers the graph reads them from."""
+        size = self.config.train.batch_size
+        out = self._device_step(inputs, size)
+        if self.model.has_memory:
+            self.model.encoder.memory.keep_pending_in(self._pending_buffers(size))
+        return out
+
+    def _graphable(self, size: int) -> bool:
+        """Whether this batch's step runs as the CUDA graph: a full batch, a sampler that may be
+        replayed, and for TGN pending messages of a full batch (not at an epoch's first batch)."""
+        if self.graphed is None or size != self.config.train.batch_size:
+            return False
+        if not self.model.has_memory:
+            return True
+        pending = self.model.encoder.memory.pending
+        return pending is not None and pending.node.shape[0] == 2 * size
+
+    def _pending_buffers(self, size: int) -> RawMessages:
+        """Where the CUDA graph keeps TGN's pending messages (``2 * size`` rows, made once from the
+        current ones)."""
+        if self._pending_at is None:
+            pending = self.model.encoder.memory.pending
+            assert pending is not None and pending.node.shape[0] == 2 * size
+            self._pending_at = pending.clone()
+        return self._pending_at
 
     def train_epoch(self, stop_after: int | None = None) -> bool:
         """Trains the rest of epoch ``self.epoch``; False when interrupted (Ctrl-C, or after

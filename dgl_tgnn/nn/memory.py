@@ -21,17 +21,28 @@ class RawMessages:
 
     Event ``(src, dst, t, e)`` gives node ``src`` the message ``(other=dst, t, e)`` and node ``dst``
     the message ``(other=src, t, e)``. With the ``"last"`` aggregator only each node's latest message
-    is kept (ties in time: the later one in batch order, ``dst``'s after ``src``'s).
+    counts (ties in time: the later one in batch order, ``dst``'s after ``src``'s).
+
+    The pending update (``Memory.pending_update()``) has one row per entry of ``nodes``. Two layouts:
+
+    * compact (CPU): ``nodes`` holds each receiving node once, sorted, ``row`` is None; with ``"last"``
+      only each node's latest message is stored (``M = P``).
+    * per message (CUDA): no size depends on the data, so nothing waits for the GPU and a CUDA graph
+      can hold it: every message is stored (``M = P = 2B``, ``nodes = node``, a node's rows
+      repeated) and ``row`` names, for each entry of ``nodes``, the one row that holds its node's
+      memory: the row of its latest message, into which ``"mean"`` also sums its messages. The
+      other rows of a node are computed and never read.
 
     Attributes:
         node: ``[M]`` int64 node that receives each message.
         other: ``[M]`` int64 the other endpoint of the message's event.
         t: ``[M]`` float64 event time.
         edge_feat: ``[M, edge_dim]`` float32 event features.
-        nodes: ``[P]`` int64 distinct receiving nodes, sorted.
-        index: ``[M]`` int64 position of ``node`` in ``nodes``.
-        count: ``[P]`` float32 messages per node.
-        node_time: ``[P]`` float64 latest message time per node (its new ``last_update``).
+        nodes: ``[P]`` int64 receiving nodes, one per row of the pending update.
+        index: ``[M]`` int64 row of the pending update each message is aggregated into.
+        count: ``[P]`` float32 messages aggregated into each row (at least 1).
+        node_time: ``[P]`` float64 latest message time of each row's node (its new ``last_update``).
+        row: None (compact) or ``[P]`` int64: the row of the pending update holding ``nodes[p]``'s memory.
     """
 
     node: torch.Tensor
@@ -42,6 +53,18 @@ class RawMessages:
     index: torch.Tensor
     count: torch.Tensor
     node_time: torch.Tensor
+    row: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> RawMessages:
+        """These messages with every tensor on ``device``."""
+        return RawMessages(*(None if x is None else x.to(device) for x in self._tensors()))
+
+    def clone(self) -> RawMessages:
+        """A copy that later in-place writes to these tensors (a CUDA graph's replays) leave alone."""
+        return RawMessages(*(None if x is None else x.clone() for x in self._tensors()))
+
+    def _tensors(self) -> list[torch.Tensor | None]:
+        return [getattr(self, f.name) for f in fields(self)]
 
 
 @dataclass(frozen=True)
@@ -62,14 +85,23 @@ class _Applied:
 
 
 def collect_messages(
-    src: torch.Tensor, dst: torch.Tensor, t: torch.Tensor, edge_feat: torch.Tensor, keep_last: bool
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    t: torch.Tensor,
+    edge_feat: torch.Tensor,
+    keep_last: bool,
+    num_nodes: int,
+    per_message: bool,
 ) -> RawMessages:
     """Both directions' raw messages of events ``src[i] -> dst[i]`` at ``t[i]`` (``[B]`` each,
-    ``edge_feat`` ``[B, edge_dim]``); with ``keep_last`` only each node's latest message."""
+    ``edge_feat`` ``[B, edge_dim]``, node ids below ``num_nodes``); with ``keep_last`` only each
+    node's latest message counts. In the per-message layout or the compact one (see ``RawMessages``)."""
     node = torch.stack([src, dst], dim=1).flatten()
     other = torch.stack([dst, src], dim=1).flatten()
     t = t.repeat_interleave(2)
     edge_feat = edge_feat.repeat_interleave(2, dim=0)
+    if per_message:
+        return _per_message(node, other, t, edge_feat, keep_last, num_nodes)
     nodes, index = torch.unique(node, sorted=True, return_inverse=True)
     if keep_last:
         # Rank messages by (time, batch position); each node keeps its highest rank.
@@ -84,6 +116,33 @@ def collect_messages(
     node_time = torch.zeros(nodes.shape[0], dtype=torch.float64, device=t.device)
     node_time = node_time.scatter_reduce(0, index, t, "amax", include_self=False)
     return RawMessages(node, other, t, edge_feat, nodes, index, count, node_time)
+
+
+def _per_message(
+    node: torch.Tensor,
+    other: torch.Tensor,
+    t: torch.Tensor,
+    edge_feat: torch.Tensor,
+    keep_last: bool,
+    num_nodes: int,
+) -> RawMessages:
+    """The per-message layout of ``RawMessages`` from ``[M]`` messages: fixed shapes, no host sync."""
+    num = node.shape[0]
+    positions = torch.arange(num, device=node.device)
+    # Rank messages by (time, batch position); each node's row is that of its highest rank.
+    order = torch.sort(t, stable=True).indices
+    rank = torch.empty_like(order)
+    rank[order] = positions
+    best = torch.full((num_nodes,), -1, dtype=torch.int64, device=node.device)
+    best = best.scatter_reduce_(0, node, rank, "amax")
+    row = order[best[node]]  # [M] the row of each message's node
+    if keep_last:
+        index, count = positions, torch.ones(num, device=node.device)
+    else:
+        index = row
+        count = torch.zeros(num, device=node.device).index_add_(0, row, torch.ones(num, device=node.device))
+        count = count.clamp_(min=1.0)  # rows that are never read: 0 / 1, not 0 / 0
+    return RawMessages(node, other, t, edge_feat, node, index, count, t[row], row)
 
 
 class Memory(nn.Module):
@@ -110,7 +169,8 @@ class Memory(nn.Module):
 
     Buffers: ``state`` ``[N, memory_dim]`` float32 and ``last_update`` ``[N]`` float64 (both start at
     zero, are saved in ``state_dict`` and never carry autograd history). The pending messages are not
-    part of ``state_dict``; ``backup()`` includes them.
+    part of ``state_dict``; ``backup()`` includes them. They are stored in the compact layout of
+    ``RawMessages`` on CPU and per message on CUDA (no host synchronisation).
     """
 
     def __init__(
@@ -227,22 +287,33 @@ class Memory(nn.Module):
             nodes = self.pending.nodes
             applied = self._applied
             fresh = applied is None or applied.pending is not self.pending
-            self.state[nodes] = self._apply_messages(self.pending) if fresh else applied.value.detach()
+            value = self._apply_messages(self.pending) if fresh else applied.value.detach()
+            if self.pending.row is not None:  # per message: each node's rows take its one row
+                value = value.index_select(0, self.pending.row)
+            self.state[nodes] = value
             self._applied = None
             self.last_update[nodes] = self.pending.node_time
-            self.slot[nodes] = -1
+            self.slot.index_fill_(0, nodes, -1)  # (slot[nodes] = -1 would copy the -1 from the host)
             self.pending = None
         if batch > 0:
             self.pending = collect_messages(
-                src, dst, t.to(torch.float64), edge_feat.detach().float(), self.aggregator == "last"
+                src,
+                dst,
+                t.to(torch.float64),
+                edge_feat.detach().float(),
+                self.aggregator == "last",
+                self.num_nodes,
+                per_message=src.is_cuda,
             )
             self._index_pending()
 
     def _index_pending(self) -> None:
         """Point ``slot`` of the pending nodes at their rows (all other slots are -1)."""
-        if self.pending is not None:
-            nodes = self.pending.nodes
-            self.slot[nodes] = torch.arange(nodes.shape[0], device=nodes.device)
+        pending = self.pending
+        if pending is not None:
+            nodes = pending.nodes
+            rows = torch.arange(nodes.shape[0], device=nodes.device) if pending.row is None else pending.row
+            self.slot[nodes] = rows
 
     def reset(self) -> None:
         """Zero memory and last-update times; drop pending messages."""
@@ -253,8 +324,27 @@ class Memory(nn.Module):
         self.pending = None
 
     def backup(self) -> MemoryState:
-        """A copy of memory, last-update times and pending messages (these are never modified in place)."""
-        return MemoryState(self.state.clone(), self.last_update.clone(), self.pending)
+        """A copy of memory, last-update times and pending messages."""
+        pending = None if self.pending is None else self.pending.clone()
+        return MemoryState(self.state.clone(), self.last_update.clone(), pending)
+
+    def keep_pending_in(self, buffers: RawMessages) -> None:
+        """Copy the pending messages into ``buffers`` (tensors of the same shapes) and keep them there,
+        at fixed addresses: a CUDA graph reads the pending messages where it read them when captured
+        (and writes the next ones there). To be called before a forward pass: the update an earlier
+        forward pass computed is dropped (``update()`` would recompute it)."""
+        self._applied = None
+        pending = self.pending
+        if pending is buffers:
+            return
+        if pending is None:
+            raise ValueError("no pending messages to keep")
+        for target, source in zip(buffers._tensors(), pending._tensors(), strict=True):
+            if (target is None) != (source is None) or (target is not None and target.shape != source.shape):
+                raise ValueError("the pending messages do not have the buffers' layout and shapes")
+            if target is not None:
+                target.copy_(source)
+        self.pending = buffers
 
     def restore(self, backup: MemoryState) -> None:
         """Return to ``backup`` (which may live on another device, e.g. loaded with map_location)."""
@@ -263,7 +353,5 @@ class Memory(nn.Module):
         self.last_update.copy_(backup.last_update)
         self.slot.fill_(-1)
         pending = backup.pending
-        if pending is not None and pending.node.device != self.state.device:
-            pending = RawMessages(*(getattr(pending, f.name).to(self.state.device) for f in fields(pending)))
-        self.pending = pending
+        self.pending = None if pending is None else pending.to(self.state.device)
         self._index_pending()
