@@ -169,9 +169,9 @@ class Neighbourhoods:
         the call number (``recent``) and nothing synchronises (no deduplication)."""
         return self.sampler.strategy == "recent" and not self.sampler.dedup
 
-    def count_replay(self) -> None:
-        """Count a replayed call (a CUDA graph's) as a call, as ``state_dict`` records them."""
-        self.sampler._calls += 1
+    def count_replay(self, calls: int) -> None:
+        """Count the sampler calls a replayed CUDA graph made, as ``state_dict`` records them."""
+        self.sampler._calls += calls
 
     def state_dict(self) -> dict[str, int]:
         """The sampler's call counter: its draws are a function of (seed, call number)."""

@@ -35,6 +35,13 @@ ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``score(queries [B, d], candidates [C, d]) -> [B, C]``: link logits of every (query, candidate)."""
 
 
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` (on the host) on ``device``; to a GPU through a pinned copy, without waiting for the GPU."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
 class NegativeSampler:
     """Base class: a candidate pool, a count and a seeded generator.
 
@@ -319,7 +326,8 @@ class TopKNegatives(NegativeSampler):
             with torch.no_grad():
                 return topk_by_score(self.score, queries, self.table, self.k, exclude, self.chunk)
         cosine = self.similarity == "cosine"
-        _, index = topk_dot(queries, self.table, self.k, exclude=exclude.to(queries.device), normalize=cosine)
+        exclude = _to_device(exclude, queries.device)
+        _, index = topk_dot(queries, self.table, self.k, exclude=exclude, normalize=cosine)
         return index
 
     def sample(self, batch: EventBatch, queries: torch.Tensor | None = None) -> torch.Tensor:
@@ -355,8 +363,8 @@ class TopKNegatives(NegativeSampler):
             0, inverse, torch.arange(rows.numel()), reduce="amax", include_self=False
         )
         last = last[unique_rows >= 0]
-        source = embeddings.detach()[last.to(embeddings.device)].to(self.table.dtype)
-        self.table[rows[last].to(self.table.device)] = source
+        source = embeddings.detach()[_to_device(last, embeddings.device)].to(self.table.dtype)
+        self.table[_to_device(rows[last], self.table.device)] = source
 
     def state_dict(self) -> dict:
         return super().state_dict() | {

@@ -177,9 +177,17 @@ class Trainer:
         self.neighbourhoods = self._neighbourhoods(self.train_graph, seed=c.train.seed)
         self.embedder = Embedder(self.model, self.neighbourhoods, self.node_feat, self.train_edge_feat)
         self.negatives = self._negative_sampler()
+        # CUDA graphs: the training step, and with topk negatives the query pass and the table refresh.
         self.graphed: GraphedStep | None = None
+        self.graphed_queries: GraphedStep | None = None
+        self.graphed_refresh: GraphedStep | None = None
+        self._refresh_nodes: torch.Tensor | None = None  # the topk pool on the GPU, for graphed refreshes
         if cuda_graph and self.device.type == "cuda" and self.neighbourhoods.replayable:
             self.graphed = GraphedStep(self._graph_step)
+            if isinstance(self.negatives, TopKNegatives):
+                self.graphed_queries = GraphedStep(self._query_step)
+                self.graphed_refresh = GraphedStep(self._refresh_step)
+                self._refresh_nodes = self.negatives.candidates.to(self.device)
         self._pending_at: RawMessages | None = None
         self.evaluator = Evaluator(
             self.model,
@@ -274,9 +282,46 @@ class Trainer:
             self.model.train()
 
     def _embed_candidates(self, nodes: torch.Tensor, time_s: float) -> torch.Tensor:
-        """The topk table refresh: embeddings of ``nodes`` at ``time_s``."""
+        """The topk table refresh: embeddings of ``nodes`` at ``time_s``; replayed from a CUDA graph
+        for the whole pool within a graphed batch (TGN: pending messages in the graph's buffers)."""
+        if self.graphed_refresh is not None and nodes is self.negatives.candidates and self._pending_kept():
+            time_bits = torch.tensor([time_s], dtype=torch.float64).view(torch.int64)
+            (table,) = self._replay(self.graphed_refresh, time_bits, nodes.shape[0])
+            return table.clone()  # the graph's table is overwritten by the next replay
         with self._inference():
             return self.embedder.at(nodes, time_s)
+
+    def _refresh_step(self, inputs: torch.Tensor) -> tuple[torch.Tensor]:
+        """``_embed_candidates`` of the whole pool as a CUDA graph holds it: ``inputs`` ``[1]`` int64,
+        the bits of the time (float64 seconds)."""
+        t = inputs.view(torch.float64)
+        nodes = self._refresh_nodes
+        assert nodes is not None
+        with self._inference():
+            return (self.embedder(nodes, t.expand(nodes.shape[0]), t[0]),)
+
+    def _query_step(self, inputs: torch.Tensor) -> tuple[torch.Tensor]:
+        """The topk query pass as a CUDA graph holds it: ``inputs`` ``[2 * B]`` int64, the sources
+        and the bits of their times (float64 seconds); returns their embeddings ``[B, d]``."""
+        size = inputs.shape[0] // 2
+        src, t = inputs[:size], inputs[size:].view(torch.float64)
+        with self._inference():
+            return (self.embedder(src, t, t[0]),)
+
+    def _replay(self, graphed: GraphedStep, inputs: torch.Tensor, roots: int) -> tuple[torch.Tensor, ...]:
+        """``graphed(inputs)``; a replay counts the sampler calls that embedding ``roots`` roots makes."""
+        replay = graphed.captured
+        outputs = graphed(inputs)
+        if replay:  # the sampler was not called from Python
+            self.neighbourhoods.count_replay(-(-roots // self.embedder.chunk))
+        return outputs
+
+    def _pending_kept(self) -> bool:
+        """True without memory, or when TGN's pending messages are in the CUDA graphs' buffers."""
+        if not self.model.has_memory:
+            return True
+        pending = self.model.encoder.memory.pending
+        return pending is not None and pending is self._pending_at
 
     # ----------------------------------------------------------------- training
     def _train_batch(self, batch: EventBatch) -> torch.Tensor:
@@ -316,25 +361,27 @@ class Trainer:
     def _train_batch_cuda(self, batch: EventBatch) -> torch.Tensor:
         """A training batch on a GPU: negatives on the host, then the device step (``_device_step``),
         replayed from a CUDA graph for full batches (see ``_graphable``)."""
-        size = len(batch)
+        size, n = len(batch), self.negatives.num_negatives
+        graphable = self._graphable(size)
         queries = None
         if self.negatives.wants_queries:
             # The step is bound by kernel launches: a no-gradient pass of the sources launches
             # fewer kernels than a training pass split in two (bench/RESULTS.md).
-            with self._inference():
-                queries = self.embedder(batch.src, batch.t, float(batch.t[0]))
+            if graphable and self.graphed_queries is not None:
+                self._keep_pending(size)
+                host = torch.cat([batch.src, batch.t.view(torch.int64)]).pin_memory()
+                (queries,) = self._replay(self.graphed_queries, host, size)
+            else:
+                with self._inference():
+                    queries = self.embedder(batch.src, batch.t, float(batch.t[0]))
         neg = self.negatives.sample(batch, queries)
         # The whole batch in one transfer: src | dst | eids | neg | the bits of t (float64).
         host = torch.cat([batch.src, batch.dst, batch.eids, neg.flatten(), batch.t.view(torch.int64)])
         host = host.pin_memory()
-        if self._graphable(size):
+        if graphable:
             assert self.graphed is not None
-            replay = self.graphed.captured
-            if self.model.has_memory:
-                self.model.encoder.memory.keep_pending_in(self._pending_buffers(size))
-            loss, z = self.graphed(host)
-            if replay:  # the sampler was not called from Python
-                self.neighbourhoods.count_replay()
+            self._keep_pending(size)
+            loss, z = self._replay(self.graphed, host, (2 + n) * size)
             loss = loss.clone()  # the graph's loss is overwritten by the next replay
         else:
             loss, z = self._device_step(host.to(self.device, non_blocking=True), size)
@@ -364,8 +411,7 @@ class Trainer:
         are written into the buffers the graph reads them from."""
         size = self.config.train.batch_size
         out = self._device_step(inputs, size)
-        if self.model.has_memory:
-            self.model.encoder.memory.keep_pending_in(self._pending_buffers(size))
+        self._keep_pending(size)
         return out
 
     def _graphable(self, size: int) -> bool:
@@ -379,13 +425,19 @@ class Trainer:
         return pending is not None and pending.node.shape[0] == 2 * size
 
     def _pending_buffers(self, size: int) -> RawMessages:
-        """Where the CUDA graph keeps TGN's pending messages (``2 * size`` rows, made once from the
+        """Where the CUDA graphs keep TGN's pending messages (``2 * size`` rows, made once from the
         current ones)."""
         if self._pending_at is None:
             pending = self.model.encoder.memory.pending
             assert pending is not None and pending.node.shape[0] == 2 * size
             self._pending_at = pending.clone()
         return self._pending_at
+
+    def _keep_pending(self, size: int) -> None:
+        """Before a graphed pass of a batch of ``size`` events: TGN's pending messages into the
+        graphs' buffers (``Memory.keep_pending_in``)."""
+        if self.model.has_memory:
+            self.model.encoder.memory.keep_pending_in(self._pending_buffers(size))
 
     def train_epoch(self, stop_after: int | None = None) -> bool:
         """Trains the rest of epoch ``self.epoch``; False when interrupted (Ctrl-C, or after
