@@ -98,12 +98,14 @@ class UniformNegatives(NegativeSampler):
 def _pick_valid(valid: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
     """``[B, count]`` column indices drawn uniformly without replacement among the True entries of
     ``valid [B, m]`` (``-1`` where a row has fewer than ``count``)."""
-    keys = torch.rand(valid.shape, generator=generator, dtype=torch.float64)
+    keys = torch.rand(valid.shape, generator=generator, dtype=torch.float64, device=valid.device)
     keys = torch.where(valid, keys, 2.0)
     chosen_keys, chosen = torch.topk(keys, min(count, valid.shape[1]), dim=1, largest=False)
     chosen = torch.where(chosen_keys < 2.0, chosen, -1)
     if chosen.shape[1] < count:
-        pad = torch.full((valid.shape[0], count - chosen.shape[1]), -1, dtype=torch.int64)
+        pad = torch.full(
+            (valid.shape[0], count - chosen.shape[1]), -1, dtype=torch.int64, device=valid.device
+        )
         chosen = torch.cat([chosen, pad], dim=1)
     return chosen
 
@@ -286,6 +288,12 @@ class TopKNegatives(NegativeSampler):
         self.embed, self.score, self.history, self.chunk = embed, score, history, chunk
         self.row_of = torch.full((int(self.candidates.max()) + 1,), -1, dtype=torch.int64)
         self.row_of[self.candidates] = torch.arange(num_candidates)
+        self.seed = seed
+        # On a GPU (queries on CUDA, no exclude_known) negatives are drawn there, with a generator
+        # of the GPU (seeded with ``seed``; restored from ``load_state_dict`` when first used).
+        self._on_device: dict[str, torch.Tensor] = {}  # candidates and row_of on the GPU
+        self._device_generator: torch.Generator | None = None
+        self._device_generator_state: torch.Tensor | None = None
         self.table: torch.Tensor | None = None
         self.batches_since_refresh = 0
         self.refreshes = 0
@@ -331,6 +339,8 @@ class TopKNegatives(NegativeSampler):
         return index
 
     def sample(self, batch: EventBatch, queries: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, n_hard + n_rand]`` int64 negatives; on the GPU of ``queries`` when they are on one
+        (and ``exclude_known`` is off: its history lives on the host), else on the host."""
         rows = len(batch)
         if self.warming_up:
             return self.uniform(rows, self.num_negatives)
@@ -340,6 +350,8 @@ class TopKNegatives(NegativeSampler):
         if self.batches_since_refresh % self.refresh == 0:
             self._refresh(float(batch.t[0]))
         self.batches_since_refresh += 1
+        if queries.is_cuda and not self.exclude_known:
+            return self._sample_on_device(batch, queries)
         exclude = self.rows(batch.dst)[:, None]
         if self.exclude_known:
             assert self.history is not None
@@ -352,9 +364,57 @@ class TopKNegatives(NegativeSampler):
         hard = torch.where(pick >= 0, self.candidates[hard_rows.clamp(min=0)], fallback)
         return torch.cat([hard, self.uniform(rows, self.n_rand)], dim=1)
 
+    def _device(self, name: str, device: torch.device) -> torch.Tensor:
+        """``candidates`` or ``row_of`` on ``device`` (copied once)."""
+        if name not in self._on_device or self._on_device[name].device != device:
+            self._on_device[name] = getattr(self, name).to(device)
+        return self._on_device[name]
+
+    def _rows_on_device(self, nodes: torch.Tensor) -> torch.Tensor:
+        """``rows`` of ``nodes`` on their GPU, without synchronising."""
+        row_of = self._device("row_of", nodes.device)
+        inside = (nodes >= 0) & (nodes < row_of.numel())
+        return torch.where(inside, row_of[nodes.clamp(0, row_of.numel() - 1)], -1)
+
+    def _generator_on(self, device: torch.device) -> torch.Generator:
+        if self._device_generator is None or self._device_generator.device != device:
+            self._device_generator = torch.Generator(device).manual_seed(self.seed)
+            if self._device_generator_state is not None:
+                self._device_generator.set_state(self._device_generator_state)
+        return self._device_generator
+
+    def _sample_on_device(self, batch: EventBatch, queries: torch.Tensor) -> torch.Tensor:
+        """``sample`` on the GPU of ``queries``: the same draws in distribution as on the host, from
+        the GPU's generator, with no host synchronisation."""
+        from dgl_tgnn.topk import topk_dot
+
+        assert self.table is not None
+        device, rows = queries.device, len(batch)
+        exclude = self._rows_on_device(_to_device(batch.dst, device))[:, None]  # in [-1, N_c)
+        q = queries.detach().to(self.table.dtype)
+        if self.similarity == "decoder":
+            assert self.score is not None
+            with torch.no_grad():
+                nearest = topk_by_score(self.score, q, self.table, self.k, exclude, self.chunk)
+        else:
+            cosine = self.similarity == "cosine"
+            _, nearest = topk_dot(q, self.table, self.k, exclude=exclude, normalize=cosine, check=False)
+        generator = self._generator_on(device)
+        candidates = self._device("candidates", device)
+        pick = _pick_valid(nearest >= 0, self.n_hard, generator)
+        hard_rows = torch.gather(nearest, 1, pick.clamp(min=0))
+        fallback = torch.randint(candidates.numel(), (rows, self.n_hard), generator=generator, device=device)
+        hard = torch.where(pick >= 0, candidates[hard_rows.clamp(min=0)], candidates[fallback])
+        uniform = torch.randint(candidates.numel(), (rows, self.n_rand), generator=generator, device=device)
+        return torch.cat([hard, candidates[uniform]], dim=1)
+
     def observe(self, nodes: torch.Tensor, embeddings: torch.Tensor) -> None:
-        """Writes ``embeddings [n, d]`` (detached) into the table rows of ``nodes [n]`` in the pool."""
+        """Writes ``embeddings [n, d]`` (detached) into the table rows of ``nodes [n]`` in the pool
+        (a node's last occurrence wins); on the GPU without synchronising when ``nodes`` are there."""
         if self.table is None or self.warming_up:
+            return
+        if nodes.is_cuda:
+            self._observe_on_device(nodes, embeddings)
             return
         rows = self.rows(nodes)
         # Where a node occurs more than once, its last occurrence wins (deterministically).
@@ -366,11 +426,28 @@ class TopKNegatives(NegativeSampler):
         source = embeddings.detach()[_to_device(last, embeddings.device)].to(self.table.dtype)
         self.table[_to_device(rows[last], self.table.device)] = source
 
+    def _observe_on_device(self, nodes: torch.Tensor, embeddings: torch.Tensor) -> None:
+        """``observe`` with fixed shapes: every occurrence of a row writes the value of the row's
+        last occurrence, and nodes outside the pool rewrite row 0 with its final value."""
+        assert self.table is not None
+        rows = self._rows_on_device(nodes)
+        positions = torch.arange(rows.shape[0], device=rows.device)
+        # last[r + 1]: the last occurrence of row r, -1 if none (last[0] gathers the rows outside).
+        last = torch.full((self.table.shape[0] + 1,), -1, dtype=torch.int64, device=rows.device)
+        last = last.scatter_reduce_(0, rows + 1, positions, "amax")
+        target = rows.clamp(min=0)
+        source = last[target + 1]
+        new = embeddings.detach()[source.clamp(min=0)].to(self.table.dtype)
+        value = torch.where((source >= 0)[:, None], new, self.table[target])
+        self.table.index_put_((target,), value)
+
     def state_dict(self) -> dict:
+        generator = self._device_generator
         return super().state_dict() | {
             "table": self.table,
             "batches_since_refresh": self.batches_since_refresh,
             "refreshes": self.refreshes,
+            "device_generator": self._device_generator_state if generator is None else generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -378,3 +455,5 @@ class TopKNegatives(NegativeSampler):
         self.table = state["table"]
         self.batches_since_refresh = state["batches_since_refresh"]
         self.refreshes = state["refreshes"]
+        self._device_generator_state = state.get("device_generator")  # absent in older checkpoints
+        self._device_generator = None

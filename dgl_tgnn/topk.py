@@ -35,6 +35,7 @@ def _check_args(
     k: int,
     exclude: torch.Tensor | None,
     normalize: bool,
+    check: bool = True,
 ) -> tuple[int, torch.Tensor | None]:
     """Validates the arguments of ``topk_dot``; returns ``k`` as an int and exclude as int64."""
     for name, x in (("queries", queries), ("candidates", candidates)):
@@ -73,7 +74,7 @@ def _check_args(
         raise ValueError(f"exclude is on {exclude.device} but queries on {queries.device}")
     if exclude.dtype != torch.int64:
         raise ValueError(f"exclude must be int64, got {exclude.dtype}")
-    if exclude.numel() > 0:
+    if check and exclude.numel() > 0:
         lo, hi = (int(v) for v in torch.aminmax(exclude))
         if lo < -1 or hi >= n:
             bad = lo if lo < -1 else hi
@@ -87,6 +88,7 @@ def topk_dot(
     k: int,
     exclude: torch.Tensor | None = None,
     normalize: bool = False,
+    check: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best candidates of each query by dot product, never materialising ``[B, N]``.
 
@@ -97,6 +99,8 @@ def topk_dot(
         exclude: ``None`` or int64 ``[B, m]`` candidate ids never returned for the query of that row;
             ``-1`` pads rows with fewer exclusions.
         normalize: rank by cosine similarity ``q.e / (max(|q|, eps) max(|e|, eps))`` instead.
+        check: read back the range of ``exclude`` to raise on bad ids (on a GPU a host
+            synchronisation); False where they are valid by construction.
 
     Returns:
         ``(values, indices)``: ``[B, k]`` float32 scores sorted descending and ``[B, k]`` int64
@@ -107,7 +111,7 @@ def topk_dot(
         ValueError: ``k`` outside ``[1, N]``, inputs not 2-D, different ``d``, devices or dtypes, an
             unsupported dtype, or exclusion ids outside ``[-1, N)``.
     """
-    k, exclude = _check_args(queries, candidates, k, exclude, normalize)
+    k, exclude = _check_args(queries, candidates, k, exclude, normalize, check)
     with torch.no_grad():
         if queries.device.type == "cpu":
             return _C.topk_dot(queries, candidates, k, exclude, normalize)

@@ -45,7 +45,7 @@ from dgl_tgnn.data import TemporalDataset, load_dataset, split_events
 from dgl_tgnn.evaluation import Embedder, Evaluator
 from dgl_tgnn.events import EventBatch, EventStream, PairHistory
 from dgl_tgnn.graph import TemporalGraph
-from dgl_tgnn.link import LinkModel, Neighbourhoods
+from dgl_tgnn.link import LinkModel, Neighbourhoods, to_device
 from dgl_tgnn.losses import link_loss
 from dgl_tgnn.negatives import (
     DegreeNegatives,
@@ -285,7 +285,7 @@ class Trainer:
         """The topk table refresh: embeddings of ``nodes`` at ``time_s``; replayed from a CUDA graph
         for the whole pool within a graphed batch (TGN: pending messages in the graph's buffers)."""
         if self.graphed_refresh is not None and nodes is self.negatives.candidates and self._pending_kept():
-            time_bits = torch.tensor([time_s], dtype=torch.float64).view(torch.int64)
+            time_bits = torch.tensor([time_s], dtype=torch.float64).view(torch.int64).pin_memory()
             (table,) = self._replay(self.graphed_refresh, time_bits, nodes.shape[0])
             return table.clone()  # the graph's table is overwritten by the next replay
         with self._inference():
@@ -374,19 +374,28 @@ class Trainer:
             else:
                 with self._inference():
                     queries = self.embedder(batch.src, batch.t, float(batch.t[0]))
-        neg = self.negatives.sample(batch, queries)
-        # The whole batch in one transfer: src | dst | eids | neg | the bits of t (float64).
-        host = torch.cat([batch.src, batch.dst, batch.eids, neg.flatten(), batch.t.view(torch.int64)])
-        host = host.pin_memory()
+        neg = self.negatives.sample(batch, queries)  # topk: drawn on the GPU
+        # The step's inputs src | dst | eids | neg | the bits of t (float64), in one transfer.
+        if neg.is_cuda:
+            events = torch.cat([batch.src, batch.dst, batch.eids, batch.t.view(torch.int64)])
+            events = to_device(events, self.device)
+            inputs = torch.cat([events[: 3 * size], neg.flatten(), events[3 * size :]])
+        else:
+            host = torch.cat([batch.src, batch.dst, batch.eids, neg.flatten(), batch.t.view(torch.int64)])
+            inputs = to_device(host, self.device)
         if graphable:
             assert self.graphed is not None
             self._keep_pending(size)
-            loss, z = self._replay(self.graphed, host, (2 + n) * size)
+            loss, z = self._replay(self.graphed, inputs, (2 + n) * size)
             loss = loss.clone()  # the graph's loss is overwritten by the next replay
         else:
-            loss, z = self._device_step(host.to(self.device, non_blocking=True), size)
+            loss, z = self._device_step(inputs, size)
         if isinstance(self.negatives, TopKNegatives):
-            self.negatives.observe(torch.cat([batch.src, batch.dst, neg.flatten()]), z)
+            if neg.is_cuda:
+                roots = torch.cat([inputs[: 2 * size], neg.flatten()])
+            else:
+                roots = torch.cat([batch.src, batch.dst, neg.flatten()])
+            self.negatives.observe(roots, z)
         return loss
 
     def _device_step(self, inputs: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
