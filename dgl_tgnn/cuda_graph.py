@@ -19,7 +19,8 @@ class GraphedStep:
       each replay) and from tensors updated in place (parameters, optimizer state, buffers);
     * never synchronise with the host (no ``.item()``, no data-dependent output sizes);
     * take no host value that changes between calls (a Python float of the batch, a seed drawn on
-      the host); torch's own random numbers are fine (each replay draws new ones, as eager calls do).
+      the host); random numbers of torch's default CUDA generator and of ``generators`` are fine
+      (each replay draws new ones, as eager calls do).
 
     The first call runs eagerly on a side stream (the warm-up: optimizer state, library workspaces
     and the like are created before capture, as PyTorch prescribes); the second captures the step
@@ -29,10 +30,16 @@ class GraphedStep:
     Args:
         step: ``inputs -> outputs``: a tensor of one shape and dtype every call, on the device,
             to a tuple of tensors.
+        generators: CUDA generators other than torch's default one that ``step`` draws from.
     """
 
-    def __init__(self, step: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]) -> None:
+    def __init__(
+        self,
+        step: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+        generators: tuple[torch.Generator, ...] = (),
+    ) -> None:
         self.step = step
+        self.generators = generators
         self.graph: torch.cuda.CUDAGraph | None = None
         self.inputs: torch.Tensor | None = None
         self.outputs: tuple[torch.Tensor, ...] = ()
@@ -63,6 +70,8 @@ class GraphedStep:
             return outputs
         self.inputs = inputs.to(device, non_blocking=True)
         graph = torch.cuda.CUDAGraph()
+        for generator in self.generators:
+            graph.register_generator_state(generator)
         with torch.cuda.graph(graph):
             self.outputs = self.step(self.inputs)
         self.graph = graph

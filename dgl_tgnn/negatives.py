@@ -320,7 +320,11 @@ class TopKNegatives(NegativeSampler):
     def _refresh(self, time_s: float) -> None:
         began = time.perf_counter()
         with torch.no_grad():
-            self.table = self.embed(self.candidates, time_s).detach()
+            table = self.embed(self.candidates, time_s).detach()
+        if self.table is not None and self.table.is_cuda and self.table.shape == table.shape:
+            self.table.copy_(table)  # in place: a CUDA graph reads the table where it was captured
+        else:
+            self.table = table
         self.refreshes += 1
         self.refresh_seconds += time.perf_counter() - began
 
@@ -347,11 +351,9 @@ class TopKNegatives(NegativeSampler):
         if queries is None or queries.shape[0] != rows:
             got = None if queries is None else tuple(queries.shape)
             raise ValueError(f"topk negatives need queries [{rows}, d], got {got}")
-        if self.batches_since_refresh % self.refresh == 0:
-            self._refresh(float(batch.t[0]))
-        self.batches_since_refresh += 1
+        self.begin_batch(batch)
         if queries.is_cuda and not self.exclude_known:
-            return self._sample_on_device(batch, queries)
+            return self.draw_on_device(_to_device(batch.dst, queries.device), queries)
         exclude = self.rows(batch.dst)[:, None]
         if self.exclude_known:
             assert self.history is not None
@@ -376,21 +378,34 @@ class TopKNegatives(NegativeSampler):
         inside = (nodes >= 0) & (nodes < row_of.numel())
         return torch.where(inside, row_of[nodes.clamp(0, row_of.numel() - 1)], -1)
 
-    def _generator_on(self, device: torch.device) -> torch.Generator:
-        if self._device_generator is None or self._device_generator.device != device:
+    def begin_batch(self, batch: EventBatch) -> None:
+        """The part of ``sample`` before the draws (after the warm-up): the table refresh when due
+        (every ``refresh`` batches and at an epoch's first), and the count of batches."""
+        if self.batches_since_refresh % self.refresh == 0:
+            self._refresh(float(batch.t[0]))
+        self.batches_since_refresh += 1
+
+    def generator_on(self, device: torch.device) -> torch.Generator:
+        """The generator of the draws on GPU ``device`` (one GPU: the first asked for): seeded with
+        ``seed`` when first made, then always the same object (a CUDA graph holds it), restored by
+        ``load_state_dict``."""
+        if self._device_generator is None:
             self._device_generator = torch.Generator(device).manual_seed(self.seed)
             if self._device_generator_state is not None:
                 self._device_generator.set_state(self._device_generator_state)
+                self._device_generator_state = None
         return self._device_generator
 
-    def _sample_on_device(self, batch: EventBatch, queries: torch.Tensor) -> torch.Tensor:
-        """``sample`` on the GPU of ``queries``: the same draws in distribution as on the host, from
-        the GPU's generator, with no host synchronisation."""
+    def draw_on_device(self, dst: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """The draws of ``sample`` (after ``begin_batch``) on the GPU of ``queries`` ``[B, d]``, for
+        events with destinations ``dst`` ``[B]`` there: the same draws in distribution as on the
+        host, from ``generator_on``; fixed shapes and no host synchronisation (a CUDA graph can
+        hold it). Returns ``[B, n_hard + n_rand]`` int64 node ids on that GPU."""
         from dgl_tgnn.topk import topk_dot
 
         assert self.table is not None
-        device, rows = queries.device, len(batch)
-        exclude = self._rows_on_device(_to_device(batch.dst, device))[:, None]  # in [-1, N_c)
+        device, rows = queries.device, dst.shape[0]
+        exclude = self._rows_on_device(dst)[:, None]  # in [-1, N_c)
         q = queries.detach().to(self.table.dtype)
         if self.similarity == "decoder":
             assert self.score is not None
@@ -399,7 +414,7 @@ class TopKNegatives(NegativeSampler):
         else:
             cosine = self.similarity == "cosine"
             _, nearest = topk_dot(q, self.table, self.k, exclude=exclude, normalize=cosine, check=False)
-        generator = self._generator_on(device)
+        generator = self.generator_on(device)
         candidates = self._device("candidates", device)
         pick = _pick_valid(nearest >= 0, self.n_hard, generator)
         hard_rows = torch.gather(nearest, 1, pick.clamp(min=0))
@@ -455,5 +470,10 @@ class TopKNegatives(NegativeSampler):
         self.table = state["table"]
         self.batches_since_refresh = state["batches_since_refresh"]
         self.refreshes = state["refreshes"]
-        self._device_generator_state = state.get("device_generator")  # absent in older checkpoints
-        self._device_generator = None
+        generator_state = state.get("device_generator")  # absent in older checkpoints
+        if self._device_generator is None:
+            self._device_generator_state = generator_state
+        elif generator_state is None:
+            self._device_generator.manual_seed(self.seed)
+        else:  # the same object: a CUDA graph may hold it
+            self._device_generator.set_state(generator_state)

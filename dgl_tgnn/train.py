@@ -185,7 +185,9 @@ class Trainer:
         if cuda_graph and self.device.type == "cuda" and self.neighbourhoods.replayable:
             self.graphed = GraphedStep(self._graph_step)
             if isinstance(self.negatives, TopKNegatives):
-                self.graphed_queries = GraphedStep(self._query_step)
+                if not self.negatives.exclude_known:  # (its history is on the host)
+                    generator = self.negatives.generator_on(self.device)
+                    self.graphed_queries = GraphedStep(self._query_step, generators=(generator,))
                 self.graphed_refresh = GraphedStep(self._refresh_step)
                 self._refresh_nodes = self.negatives.candidates.to(self.device)
         self._pending_at: RawMessages | None = None
@@ -301,12 +303,15 @@ class Trainer:
             return (self.embedder(nodes, t.expand(nodes.shape[0]), t[0]),)
 
     def _query_step(self, inputs: torch.Tensor) -> tuple[torch.Tensor]:
-        """The topk query pass as a CUDA graph holds it: ``inputs`` ``[2 * B]`` int64, the sources
-        and the bits of their times (float64 seconds); returns their embeddings ``[B, d]``."""
-        size = inputs.shape[0] // 2
-        src, t = inputs[:size], inputs[size:].view(torch.float64)
+        """The topk query pass and the draws as a CUDA graph holds them: ``inputs`` ``[3 * B]``
+        int64, sources, destinations and the bits of the times (float64 seconds); returns the
+        negatives ``[B, n]`` (``TopKNegatives.draw_on_device``)."""
+        assert isinstance(self.negatives, TopKNegatives)
+        size = inputs.shape[0] // 3
+        src, dst, t = inputs[:size], inputs[size : 2 * size], inputs[2 * size :].view(torch.float64)
         with self._inference():
-            return (self.embedder(src, t, t[0]),)
+            queries = self.embedder(src, t, t[0])
+        return (self.negatives.draw_on_device(dst, queries),)
 
     def _replay(self, graphed: GraphedStep, inputs: torch.Tensor, roots: int) -> tuple[torch.Tensor, ...]:
         """``graphed(inputs)``; a replay counts the sampler calls that embedding ``roots`` roots makes."""
@@ -363,18 +368,21 @@ class Trainer:
         replayed from a CUDA graph for full batches (see ``_graphable``)."""
         size, n = len(batch), self.negatives.num_negatives
         graphable = self._graphable(size)
-        queries = None
-        if self.negatives.wants_queries:
-            # The step is bound by kernel launches: a no-gradient pass of the sources launches
-            # fewer kernels than a training pass split in two (bench/RESULTS.md).
-            if graphable and self.graphed_queries is not None:
-                self._keep_pending(size)
-                host = torch.cat([batch.src, batch.t.view(torch.int64)]).pin_memory()
-                (queries,) = self._replay(self.graphed_queries, host, size)
-            else:
+        # topk: the queries are the sources' embeddings of a no-gradient pass (the step is bound by
+        # kernel launches: it launches fewer kernels than a training pass split in two,
+        # bench/RESULTS.md); the negatives are drawn on the GPU.
+        if self.negatives.wants_queries and graphable and self.graphed_queries is not None:
+            assert isinstance(self.negatives, TopKNegatives)
+            self._keep_pending(size)
+            self.negatives.begin_batch(batch)  # the refresh, when due, first
+            events = torch.cat([batch.src, batch.dst, batch.t.view(torch.int64)])
+            (neg,) = self._replay(self.graphed_queries, to_device(events, self.device), size)
+        else:
+            queries = None
+            if self.negatives.wants_queries:
                 with self._inference():
                     queries = self.embedder(batch.src, batch.t, float(batch.t[0]))
-        neg = self.negatives.sample(batch, queries)  # topk: drawn on the GPU
+            neg = self.negatives.sample(batch, queries)
         # The step's inputs src | dst | eids | neg | the bits of t (float64), in one transfer.
         if neg.is_cuda:
             events = torch.cat([batch.src, batch.dst, batch.eids, batch.t.view(torch.int64)])
