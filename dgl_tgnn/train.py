@@ -364,8 +364,9 @@ class Trainer:
         return loss
 
     def _train_batch_cuda(self, batch: EventBatch) -> torch.Tensor:
-        """A training batch on a GPU: negatives on the host, then the device step (``_device_step``),
-        replayed from a CUDA graph for full batches (see ``_graphable``)."""
+        """A training batch on a GPU: the negatives (topk ones drawn on the GPU, within the query
+        pass's CUDA graph for full batches), then the device step (``_device_step``), replayed from
+        a CUDA graph for full batches (see ``_graphable``)."""
         size, n = len(batch), self.negatives.num_negatives
         graphable = self._graphable(size)
         # topk: the queries are the sources' embeddings of a no-gradient pass (the step is bound by
@@ -433,13 +434,14 @@ class Trainer:
 
     def _graphable(self, size: int) -> bool:
         """Whether this batch's step runs as the CUDA graph: a full batch, a sampler that may be
-        replayed, and for TGN pending messages of a full batch (not at an epoch's first batch)."""
+        replayed, and for TGN pending messages of a full batch in the per-message layout (not at an
+        epoch's first batch)."""
         if self.graphed is None or size != self.config.train.batch_size:
             return False
         if not self.model.has_memory:
             return True
         pending = self.model.encoder.memory.pending
-        return pending is not None and pending.node.shape[0] == 2 * size
+        return pending is not None and pending.row is not None and pending.node.shape[0] == 2 * size
 
     def _pending_buffers(self, size: int) -> RawMessages:
         """Where the CUDA graphs keep TGN's pending messages (``2 * size`` rows, made once from the

@@ -215,7 +215,7 @@ class Memory(nn.Module):
         self.updater = cell(message_dim, memory_dim)
         self.register_buffer("state", torch.zeros(num_nodes, memory_dim))
         self.register_buffer("last_update", torch.zeros(num_nodes, dtype=torch.float64))
-        # slot[i] = position of node i in pending.nodes, -1 when it has no pending message.
+        # slot[i] = the row of the pending update holding node i's memory, -1 without pending messages.
         self.register_buffer("slot", torch.full((num_nodes,), -1, dtype=torch.int64), persistent=False)
         self.pending: RawMessages | None = None
         # The last pending_update() result, which update() stores.
