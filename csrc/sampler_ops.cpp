@@ -143,16 +143,20 @@ std::vector<Hop> sample_cpu(const TCSR& g, const at::Tensor& nodes, const at::Te
 }
 
 #ifdef WITH_CUDA
-// As sample_cpu, on the device of nodes, with a packed T-CSR on that device. No host
-// synchronisation: invalid roots (ids out of range, NaN times) get empty rows and, when error
-// (int32 [1], zeroed) is given, OR 1 / 2 into it for the caller to read.
+// As sample_cpu, on the device of nodes, with a packed T-CSR on that device. The call number is
+// read by the kernels from call (int64 [1] on that device), so that a CUDA graph holding this
+// call draws anew once the caller has advanced it. No host synchronisation: invalid roots (ids
+// out of range, NaN times) get empty rows and, when error (int32 [1], zeroed) is given, OR 1 / 2
+// into it for the caller to read.
 std::vector<Hop> sample_cuda(const at::Tensor& indptr, const at::Tensor& nbr, const at::Tensor& eid,
                              const at::Tensor& ts, const at::Tensor& nodes, const at::Tensor& times,
                              const std::vector<int64_t>& fanouts, int64_t strategy, bool replace, uint64_t seed,
-                             uint64_t call, uint64_t first_hop, const std::optional<at::Tensor>& error) {
+                             const at::Tensor& call, uint64_t first_hop, const std::optional<at::Tensor>& error) {
   check_sampling_args(nodes, times, fanouts, strategy, 0);
   TORCH_CHECK_VALUE(nodes.is_cuda(), "nodes: expected a CUDA tensor for the CUDA sampler, got ",
                     nodes.device().str());
+  TORCH_CHECK_VALUE(call.scalar_type() == at::kLong && call.numel() == 1 && call.device() == nodes.device(),
+                    "call: expected an int64 tensor of one element on ", nodes.device().str());
   check_vector(indptr, "indptr", at::kLong);
   check_vector(nbr, "nbr", at::kLong);
   check_vector(eid, "eid", at::kLong);
@@ -181,7 +185,7 @@ std::vector<Hop> sample_cuda(const at::Tensor& indptr, const at::Tensor& nbr, co
     const cudaError_t status = tgnn::cuda::launch_sample_hop(indptr.data_ptr<int64_t>(), nbr.data_ptr<int64_t>(), eid.data_ptr<int64_t>(),
                                   ts.data_ptr<double>(), indptr.numel() - 1, roots.data_ptr<int64_t>(),
                                   root_times.data_ptr<double>(), roots.numel(), fanouts[h],
-                                  static_cast<int>(strategy), replace, tgnn::rng::hop_key(seed, call, first_hop + h),
+                                  static_cast<int>(strategy), replace, seed, call.data_ptr<int64_t>(), first_hop + h,
                                   h == 0 ? error_ptr : nullptr, nbr_nodes.data_ptr<int64_t>(),
                                   nbr_eids.data_ptr<int64_t>(), nbr_times.data_ptr<double>(),
                                   mask.data_ptr<bool>(), stream);

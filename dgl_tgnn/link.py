@@ -165,17 +165,17 @@ class Neighbourhoods:
 
     @property
     def replayable(self) -> bool:
-        """True when a captured call may be replayed for other roots: the draws do not depend on
-        the call number (``recent``) and nothing synchronises (no deduplication)."""
-        return self.sampler.strategy == "recent" and not self.sampler.dedup
+        """True when a captured call may be replayed for other roots: nothing synchronises (no
+        deduplication). Uniform draws too: on a GPU the kernels read the call number there."""
+        return not self.sampler.dedup
 
     def count_replay(self, calls: int) -> None:
         """Count the sampler calls a replayed CUDA graph made, as ``state_dict`` records them."""
-        self.sampler._calls += calls
+        self.sampler.count_replayed(calls)
 
     def state_dict(self) -> dict[str, int]:
         """The sampler's call counter: its draws are a function of (seed, call number)."""
-        return {"calls": self.sampler._calls}
+        return {"calls": self.sampler.calls}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.sampler._calls = state["calls"]
+        self.sampler.calls = state["calls"]

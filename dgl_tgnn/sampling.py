@@ -104,7 +104,10 @@ class TemporalSampler:
 
     Random draws are a pure function of ``(seed, call number, hop, root index, draw)`` (a
     counter-based hash, csrc/core/rng.h): the same seed gives the same samples whatever
-    ``num_threads`` and on CPU or CUDA alike; each call of :meth:`sample` draws new ones.
+    ``num_threads`` and on CPU or CUDA alike; each call of :meth:`sample` draws new ones. On a GPU
+    the call number lives in a device counter that the kernels read and each call advances there,
+    so a CUDA graph that captured calls draws anew at each replay (:meth:`count_replayed` then
+    tells the host count).
 
     Args:
         graph: the events to sample from.
@@ -159,6 +162,32 @@ class TemporalSampler:
         self.num_threads = num_threads
         self.dedup = dedup
         self._calls = 0
+        # The call number on each GPU sampled on, as the kernels read it (equal to _calls).
+        self._call_counters: dict[torch.device, torch.Tensor] = {}
+
+    @property
+    def calls(self) -> int:
+        """Calls of :meth:`sample` so far (the next call draws as call number ``calls``)."""
+        return self._calls
+
+    @calls.setter
+    def calls(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise ValueError(f"calls: expected an int >= 0, got {value!r}")
+        self._calls = int(value)
+        for counter in self._call_counters.values():
+            counter.fill_(self._calls)
+
+    def count_replayed(self, calls: int) -> None:
+        """Count ``calls`` calls that a replayed CUDA graph made on the GPU: the device counter
+        moved on in the graph; this moves the host count (``calls``) with it."""
+        self._calls += calls
+
+    def __getstate__(self) -> dict:
+        """Pickles without the GPU counters (remade from ``calls`` where sampled next)."""
+        state = self.__dict__.copy()
+        state["_call_counters"] = {}
+        return state
 
     def sample(self, nodes: ArrayLike, times: ArrayLike, check: bool = True) -> list[TemporalBlock]:
         """Samples ``len(fanouts)`` hops around roots ``(nodes[i], times[i])``.
@@ -183,7 +212,25 @@ class TemporalSampler:
         if nodes.device != times.device:
             raise ValueError(f"times: on {times.device}, expected the device of nodes ({nodes.device})")
         call = self._calls
+        counter = self._call_counter(nodes.device) if nodes.is_cuda else None  # holds call
         self._calls += 1
+        try:
+            return self._sample_blocks(nodes, times, call, check)
+        finally:  # the device counter moves with _calls, even when the roots were refused
+            if counter is not None:
+                counter.add_(1)
+
+    def _call_counter(self, device: torch.device) -> torch.Tensor:
+        """The call number on GPU ``device`` (int64 ``[1]``, made from ``calls`` when first used)."""
+        counter = self._call_counters.get(device)
+        if counter is None:
+            counter = torch.full((1,), self._calls, dtype=torch.int64, device=device)
+            self._call_counters[device] = counter
+        return counter
+
+    def _sample_blocks(
+        self, nodes: torch.Tensor, times: torch.Tensor, call: int, check: bool
+    ) -> list[TemporalBlock]:
         if not self.dedup:
             hops = self._sample_hops(nodes, times, self.fanouts, call, 0, check)
             blocks = []
@@ -230,7 +277,7 @@ class TemporalSampler:
                 first_hop,
             )
         if nodes.is_cuda:
-            return self._sample_cuda(nodes, times, fanouts, strategy, call, first_hop, check)
+            return self._sample_cuda(nodes, times, fanouts, strategy, first_hop, check)
         raise ValueError(f"nodes: unsupported device {nodes.device}, expected cpu or cuda")
 
     def _sample_cuda(
@@ -239,10 +286,10 @@ class TemporalSampler:
         times: torch.Tensor,
         fanouts: list[int],
         strategy: int,
-        call: int,
         first_hop: int,
         check: bool,
     ) -> list[tuple[torch.Tensor, ...]]:
+        """``_sample_hops`` on the GPU of ``nodes``, for the call number in that GPU's counter."""
         if not _C.with_cuda:
             raise RuntimeError("nodes are on CUDA but dgl_tgnn._C was built without CUDA (DGL_TGNN_CUDA=1)")
         for i, k in enumerate(fanouts, start=first_hop):
@@ -259,7 +306,7 @@ class TemporalSampler:
             strategy,
             self.replace,
             self.seed,
-            call,
+            self._call_counters[nodes.device],
             first_hop,
             error,
         )

@@ -111,8 +111,8 @@ class Trainer:
         progress: show a tqdm bar per epoch.
         log: where one-line summaries go.
         cuda_graph: on a GPU, replay the training step of full batches from a CUDA graph when the
-            neighbour sampler allows it (``Neighbourhoods.replayable``: most-recent neighbours,
-            no deduplication); same results as the step run op by op (tests/test_cuda_graph.py).
+            neighbour sampler allows it (``Neighbourhoods.replayable``: no deduplication, the
+            default on a GPU); same results as the step run op by op (tests/test_cuda_graph.py).
     """
 
     def __init__(

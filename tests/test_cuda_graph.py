@@ -103,7 +103,8 @@ def config(model: str, **overrides):
         ("tgn", {}),  # the default TGN: last aggregator, dropout 0.1
         ("tgn", {"model.aggregator": "mean", "model.message": "mlp", "train.visible_batch": False}),
         ("tgn", {"negatives.kind": "topk", "negatives.k": 5, "negatives.refresh": 3, "negatives.n_rand": 1}),
-        ("tgat", {"model.strategy": "recent"}),  # no memory; most-recent neighbours can be replayed
+        ("tgat", {"model.strategy": "recent"}),  # no memory
+        ("tgat", {}),  # the default TGAT: uniform neighbours, drawn anew at each replay
     ],
 )
 def test_graphed_training_equals_eager_training(model: str, overrides: dict) -> None:

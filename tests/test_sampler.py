@@ -195,6 +195,21 @@ def test_same_seed_same_samples_whatever_threads(strategy, replace):
     assert (strategy == "uniform") != torch.equal(other_seed[0].nbr_eids, first[0].nbr_eids)
 
 
+def test_calls_counts_and_sets_the_call_number():
+    g, rng = zipf_like_graph()
+    nodes, times = rng.integers(0, 200, 500), rng.uniform(0, 600, 500)
+    sampler = TemporalSampler(g, [5], "uniform", seed=5)
+    draws = [sampler.sample(nodes, times)[0].nbr_eids for _ in range(3)]
+    assert sampler.calls == 3
+    sampler.calls = 1  # e.g. a resumed run: the next call draws as call 1 did
+    assert torch.equal(sampler.sample(nodes, times)[0].nbr_eids, draws[1])
+    sampler.count_replayed(0)
+    assert sampler.calls == 2
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="calls"):
+            sampler.calls = bad
+
+
 def _second_hop_eids(sampler, nodes, times):
     return sampler.sample(nodes, times)[1].nbr_eids
 

@@ -113,6 +113,32 @@ def test_cuda_sample_does_not_synchronise(zipf):
     assert blocks[1].mask.any()
 
 
+def test_cuda_graph_replays_draw_as_the_next_calls(zipf):
+    """Uniform samples captured in a CUDA graph: each replay draws what the next eager call would
+    (the kernels read the call number on the device), the same as the CPU sampler's calls."""
+    g, nodes, times = zipf
+    cpu = TemporalSampler(g, [10, 10], "uniform", seed=11)
+    expected = [cpu.sample(nodes, times) for _ in range(5)]
+    gpu = TemporalSampler(g, [10, 10], "uniform", seed=11)
+    roots = torch.from_numpy(nodes).cuda(), torch.from_numpy(times).cuda()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up (call 0) off the default stream, as capture wants
+        assert_same(expected[0], gpu.sample(*roots, check=False))
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):  # records call 1 (counted on the host) without running it
+        captured = gpu.sample(*roots, check=False)
+    graph.replay()  # runs call 1
+    assert_same(expected[1], captured)
+    for call in (2, 3):
+        graph.replay()
+        gpu.count_replayed(1)
+        assert_same(expected[call], captured)
+    assert gpu.calls == 4
+    assert_same(expected[4], gpu.sample(*roots))  # eager again, from the device counter
+
+
 @pytest.mark.parametrize("strategy", ["recent", "uniform"])
 def test_cuda_dedup_chain_matches_cpu(zipf, strategy):
     g, nodes, times = zipf

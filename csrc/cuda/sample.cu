@@ -84,10 +84,12 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
     sample_hop_kernel(const int64_t* __restrict__ indptr, const int64_t* __restrict__ nbr,
                       const int64_t* __restrict__ eid, const double* __restrict__ ts, int64_t num_nodes,
                       const int64_t* __restrict__ roots, const double* __restrict__ times, int64_t num_roots,
-                      int k, int strategy, bool replace, uint64_t hop_key, int* error,
+                      int k, int strategy, bool replace, uint64_t seed, const int64_t* __restrict__ call,
+                      uint64_t hop, int* error,
                       int64_t* __restrict__ out_nodes, int64_t* __restrict__ out_eids,
                       double* __restrict__ out_times, bool* __restrict__ out_mask) {
   const int lane = threadIdx.x % kWarp;
+  const uint64_t hop_key = rng::hop_key(seed, static_cast<uint64_t>(*call), hop);
   const int64_t num_warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp; i < num_roots;
        i += num_warps) {
@@ -150,17 +152,17 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
 
 cudaError_t launch_sample_hop(const int64_t* indptr, const int64_t* nbr, const int64_t* eid, const double* ts,
                               int64_t num_nodes, const int64_t* roots, const double* times, int64_t num_roots,
-                              int64_t fanout, int strategy, bool replace, uint64_t hop_key, int* error,
-                              int64_t* out_nodes, int64_t* out_eids, double* out_times, bool* out_mask,
-                              cudaStream_t stream) {
+                              int64_t fanout, int strategy, bool replace, uint64_t seed, const int64_t* call,
+                              uint64_t hop, int* error, int64_t* out_nodes, int64_t* out_eids, double* out_times,
+                              bool* out_mask, cudaStream_t stream) {
   if (num_roots == 0) return cudaSuccess;
   const int64_t blocks64 = (num_roots + kWarpsPerBlock - 1) / kWarpsPerBlock;
   const unsigned blocks = static_cast<unsigned>(blocks64 < (1 << 30) ? blocks64 : (1 << 30));
   const int k = static_cast<int>(fanout);
 #define TGNN_LAUNCH(C)                                                                                        \
   sample_hop_kernel<C><<<blocks, kWarp * kWarpsPerBlock, 0, stream>>>(                                        \
-      indptr, nbr, eid, ts, num_nodes, roots, times, num_roots, k, strategy, replace, hop_key, error, out_nodes, \
-      out_eids, out_times, out_mask)
+      indptr, nbr, eid, ts, num_nodes, roots, times, num_roots, k, strategy, replace, seed, call, hop, error,     \
+      out_nodes, out_eids, out_times, out_mask)
   if (k <= 32) {
     TGNN_LAUNCH(1);
   } else if (k <= 64) {
