@@ -378,6 +378,14 @@ class Trainer:
             self.negatives.begin_batch(batch)  # the refresh, when due, first
             events = torch.cat([batch.src, batch.dst, batch.t.view(torch.int64)])
             (neg,) = self._replay(self.graphed_queries, to_device(events, self.device), size)
+        elif self.negatives.wants_queries and not self.negatives.exclude_known:
+            # The graphed path's order: the refresh (its sampler calls), the query pass, the draws
+            # on the GPU; uniform neighbours are then drawn alike with and without graphs.
+            assert isinstance(self.negatives, TopKNegatives)
+            self.negatives.begin_batch(batch)
+            with self._inference():
+                queries = self.embedder(batch.src, batch.t, float(batch.t[0]))
+            neg = self.negatives.draw_on_device(to_device(batch.dst, self.device), queries)
         else:
             queries = None
             if self.negatives.wants_queries:

@@ -105,6 +105,7 @@ def config(model: str, **overrides):
         ("tgn", {"negatives.kind": "topk", "negatives.k": 5, "negatives.refresh": 3, "negatives.n_rand": 1}),
         ("tgat", {"model.strategy": "recent"}),  # no memory
         ("tgat", {}),  # the default TGAT: uniform neighbours, drawn anew at each replay
+        ("tgat", {"negatives.kind": "topk", "negatives.k": 5, "negatives.refresh": 3}),
     ],
 )
 def test_graphed_training_equals_eager_training(model: str, overrides: dict) -> None:
