@@ -1,6 +1,8 @@
 """`dgl-tgnn train` / `evaluate` from the command line: a 1-epoch run on a tiny built-in subset."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -132,6 +134,16 @@ def test_help_explains_every_option():
         "--time-encoding",
     ):
         assert option in result.output, option
+
+
+def test_python_dash_m_runs_the_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "dgl_tgnn", "datasets"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wikipedia" in result.stdout
+    usage = subprocess.run([sys.executable, "-m", "dgl_tgnn", "--help"], capture_output=True, text=True)
+    assert usage.stdout.startswith("Usage: dgl-tgnn")
 
 
 def test_train_on_a_generic_csv_file(tmp_path):
