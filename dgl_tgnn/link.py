@@ -9,18 +9,11 @@ import torch
 from torch import nn
 
 from dgl_tgnn.config import ModelConfig
+from dgl_tgnn.devices import to_device
 from dgl_tgnn.events import EventBatch
 from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.nn import TGAT, TGN, DotDecoder, MLPDecoder
 from dgl_tgnn.sampling import TemporalBlock, TemporalSampler
-
-
-def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``x`` on ``device``; a CPU tensor goes to a GPU through a pinned copy, and the host does not
-    wait for the transfer (a plain ``to`` waits for the GPU to finish all queued work first)."""
-    if device.type == "cuda" and x.device.type == "cpu":
-        return x.pin_memory().to(device, non_blocking=True)
-    return x.to(device)
 
 
 class LinkModel(nn.Module):

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import torch
 
+from dgl_tgnn.devices import to_device
 from dgl_tgnn.events import EventBatch, PairHistory
 
 NEGATIVES = ("uniform", "historical", "inductive", "degree", "topk")
@@ -33,13 +34,6 @@ EmbedFn = Callable[[torch.Tensor, float], torch.Tensor]
 """``embed(nodes [N] int64, time) -> [N, d]``: embeddings of ``nodes`` at ``time`` (seconds)."""
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``score(queries [B, d], candidates [C, d]) -> [B, C]``: link logits of every (query, candidate)."""
-
-
-def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``x`` (on the host) on ``device``; to a GPU through a pinned copy, without waiting for the GPU."""
-    if device.type == "cuda" and x.device.type == "cpu":
-        return x.pin_memory().to(device, non_blocking=True)
-    return x.to(device)
 
 
 class NegativeSampler:
@@ -328,19 +322,35 @@ class TopKNegatives(NegativeSampler):
         self.refreshes += 1
         self.refresh_seconds += time.perf_counter() - began
 
-    def _nearest(self, queries: torch.Tensor, exclude: torch.Tensor) -> torch.Tensor:
+    def _nearest(self, queries: torch.Tensor, exclude: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """``[B, k]`` table rows nearest to ``queries [B, d]`` by ``similarity``, never those of
+        ``exclude [B, m]`` (``-1`` pads); on the device of ``queries``. ``check``: as ``topk_dot``'s."""
         from dgl_tgnn.topk import topk_dot
 
         assert self.table is not None
         queries = queries.detach().to(self.table.dtype)
+        exclude = to_device(exclude, queries.device)
         if self.similarity == "decoder":
             assert self.score is not None
             with torch.no_grad():
                 return topk_by_score(self.score, queries, self.table, self.k, exclude, self.chunk)
         cosine = self.similarity == "cosine"
-        exclude = _to_device(exclude, queries.device)
-        _, index = topk_dot(queries, self.table, self.k, exclude=exclude, normalize=cosine)
+        _, index = topk_dot(queries, self.table, self.k, exclude=exclude, normalize=cosine, check=check)
         return index
+
+    def _draw(self, nearest: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The negatives of events whose nearest table rows are ``nearest [B, k]`` (``-1``: none):
+        ``n_hard`` drawn uniformly without replacement among those rows (uniformly from the pool
+        where too few), then ``n_rand`` uniform ones; ``[B, n_hard + n_rand]`` node ids, drawn
+        with ``generator`` on the device of ``nearest``."""
+        device, rows = nearest.device, nearest.shape[0]
+        candidates = self._device("candidates", device)
+        pick = _pick_valid(nearest >= 0, self.n_hard, generator)
+        hard_rows = torch.gather(nearest, 1, pick.clamp(min=0))
+        fallback = torch.randint(candidates.numel(), (rows, self.n_hard), generator=generator, device=device)
+        hard = torch.where(pick >= 0, candidates[hard_rows.clamp(min=0)], candidates[fallback])
+        uniform = torch.randint(candidates.numel(), (rows, self.n_rand), generator=generator, device=device)
+        return torch.cat([hard, candidates[uniform]], dim=1)
 
     def sample(self, batch: EventBatch, queries: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, n_hard + n_rand]`` int64 negatives; on the GPU of ``queries`` when they are on one
@@ -353,18 +363,13 @@ class TopKNegatives(NegativeSampler):
             raise ValueError(f"topk negatives need queries [{rows}, d], got {got}")
         self.begin_batch(batch)
         if queries.is_cuda and not self.exclude_known:
-            return self.draw_on_device(_to_device(batch.dst, queries.device), queries)
+            return self.draw_on_device(to_device(batch.dst, queries.device), queries)
         exclude = self.rows(batch.dst)[:, None]
         if self.exclude_known:
             assert self.history is not None
             known = self.history.known(batch.src, batch.stop)
             exclude = torch.cat([exclude, torch.where(known >= 0, self.rows(known), -1)], dim=1)
-        nearest = self._nearest(queries, exclude).cpu()
-        pick = _pick_valid(nearest >= 0, self.n_hard, self.generator)
-        hard_rows = torch.gather(nearest, 1, pick.clamp(min=0))
-        fallback = self.uniform(rows, self.n_hard)
-        hard = torch.where(pick >= 0, self.candidates[hard_rows.clamp(min=0)], fallback)
-        return torch.cat([hard, self.uniform(rows, self.n_rand)], dim=1)
+        return self._draw(self._nearest(queries, exclude).cpu(), self.generator)
 
     def _device(self, name: str, device: torch.device) -> torch.Tensor:
         """``candidates`` or ``row_of`` on ``device`` (copied once)."""
@@ -401,27 +406,9 @@ class TopKNegatives(NegativeSampler):
         events with destinations ``dst`` ``[B]`` there: the same draws in distribution as on the
         host, from ``generator_on``; fixed shapes and no host synchronisation (a CUDA graph can
         hold it). Returns ``[B, n_hard + n_rand]`` int64 node ids on that GPU."""
-        from dgl_tgnn.topk import topk_dot
-
-        assert self.table is not None
-        device, rows = queries.device, dst.shape[0]
-        exclude = self._rows_on_device(dst)[:, None]  # in [-1, N_c)
-        q = queries.detach().to(self.table.dtype)
-        if self.similarity == "decoder":
-            assert self.score is not None
-            with torch.no_grad():
-                nearest = topk_by_score(self.score, q, self.table, self.k, exclude, self.chunk)
-        else:
-            cosine = self.similarity == "cosine"
-            _, nearest = topk_dot(q, self.table, self.k, exclude=exclude, normalize=cosine, check=False)
-        generator = self.generator_on(device)
-        candidates = self._device("candidates", device)
-        pick = _pick_valid(nearest >= 0, self.n_hard, generator)
-        hard_rows = torch.gather(nearest, 1, pick.clamp(min=0))
-        fallback = torch.randint(candidates.numel(), (rows, self.n_hard), generator=generator, device=device)
-        hard = torch.where(pick >= 0, candidates[hard_rows.clamp(min=0)], candidates[fallback])
-        uniform = torch.randint(candidates.numel(), (rows, self.n_rand), generator=generator, device=device)
-        return torch.cat([hard, candidates[uniform]], dim=1)
+        exclude = self._rows_on_device(dst)[:, None]  # in [-1, N_c): valid by construction
+        nearest = self._nearest(queries, exclude, check=False)
+        return self._draw(nearest, self.generator_on(queries.device))
 
     def observe(self, nodes: torch.Tensor, embeddings: torch.Tensor) -> None:
         """Writes ``embeddings [n, d]`` (detached) into the table rows of ``nodes [n]`` in the pool
@@ -438,8 +425,8 @@ class TopKNegatives(NegativeSampler):
             0, inverse, torch.arange(rows.numel()), reduce="amax", include_self=False
         )
         last = last[unique_rows >= 0]
-        source = embeddings.detach()[_to_device(last, embeddings.device)].to(self.table.dtype)
-        self.table[_to_device(rows[last], self.table.device)] = source
+        source = embeddings.detach()[to_device(last, embeddings.device)].to(self.table.dtype)
+        self.table[to_device(rows[last], self.table.device)] = source
 
     def _observe_on_device(self, nodes: torch.Tensor, embeddings: torch.Tensor) -> None:
         """``observe`` with fixed shapes: every occurrence of a row writes the value of the row's
