@@ -42,10 +42,11 @@ from dgl_tgnn import run_dir as rd
 from dgl_tgnn.config import DataConfig, RunConfig, apply_overrides, config_from_dict, load_config, save_config
 from dgl_tgnn.cuda_graph import GraphedStep
 from dgl_tgnn.data import TemporalDataset, load_dataset, split_events
+from dgl_tgnn.devices import to_device
 from dgl_tgnn.evaluation import Embedder, Evaluator
 from dgl_tgnn.events import EventBatch, EventStream, PairHistory
 from dgl_tgnn.graph import TemporalGraph
-from dgl_tgnn.link import LinkModel, Neighbourhoods, to_device
+from dgl_tgnn.link import LinkModel, Neighbourhoods
 from dgl_tgnn.losses import link_loss
 from dgl_tgnn.negatives import (
     DegreeNegatives,
@@ -369,23 +370,21 @@ class Trainer:
         a CUDA graph for full batches (see ``_graphable``)."""
         size, n = len(batch), self.negatives.num_negatives
         graphable = self._graphable(size)
-        # topk: the queries are the sources' embeddings of a no-gradient pass (the step is bound by
-        # kernel launches: it launches fewer kernels than a training pass split in two,
-        # bench/RESULTS.md); the negatives are drawn on the GPU.
-        if self.negatives.wants_queries and graphable and self.graphed_queries is not None:
+        # topk: the queries are the sources' embeddings of a no-gradient pass, and the negatives
+        # are drawn on the GPU (``_query_step``; a training pass split in two measured slower,
+        # bench/RESULTS.md). The table refresh, when due, comes first, graphed or not, so that the
+        # sampler's calls come in one order and uniform neighbours are drawn alike.
+        if self.negatives.wants_queries and not self.negatives.exclude_known:
             assert isinstance(self.negatives, TopKNegatives)
-            self._keep_pending(size)
-            self.negatives.begin_batch(batch)  # the refresh, when due, first
-            events = torch.cat([batch.src, batch.dst, batch.t.view(torch.int64)])
-            (neg,) = self._replay(self.graphed_queries, to_device(events, self.device), size)
-        elif self.negatives.wants_queries and not self.negatives.exclude_known:
-            # The graphed path's order: the refresh (its sampler calls), the query pass, the draws
-            # on the GPU; uniform neighbours are then drawn alike with and without graphs.
-            assert isinstance(self.negatives, TopKNegatives)
+            if graphable:  # (TGN: the pending messages into the graphs' buffers, for the refresh too)
+                self._keep_pending(size)
             self.negatives.begin_batch(batch)
-            with self._inference():
-                queries = self.embedder(batch.src, batch.t, float(batch.t[0]))
-            neg = self.negatives.draw_on_device(to_device(batch.dst, self.device), queries)
+            events = to_device(torch.cat([batch.src, batch.dst, batch.t.view(torch.int64)]), self.device)
+            if graphable:
+                assert self.graphed_queries is not None
+                (neg,) = self._replay(self.graphed_queries, events, size)
+            else:
+                (neg,) = self._query_step(events)
         else:
             queries = None
             if self.negatives.wants_queries:
