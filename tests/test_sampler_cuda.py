@@ -90,6 +90,24 @@ def test_cuda_bad_input():
     assert b.mask.tolist() == [[True, True], [False, False], [False, False]]
 
 
+def test_cuda_call_counter_checked_and_kept_in_step_with_refused_calls(zipf):
+    g, nodes, times = zipf
+    dev = torch.device("cuda")
+    roots = torch.from_numpy(nodes).to(dev), torch.from_numpy(times).to(dev)
+    args = (*g.packed_csr(dev), *roots, [5], 1, False, 3)
+    with pytest.raises(ValueError, match="call: expected an int64 tensor of one element on cuda"):
+        _C.sample_cuda(*args, torch.zeros(1, dtype=torch.int64), 0, None)  # on the host
+    with pytest.raises(ValueError, match="call: expected an int64 tensor of one element"):
+        _C.sample_cuda(*args, torch.zeros(2, dtype=torch.int64, device=dev), 0, None)
+    # A call refused for a bad root still counts, on the host and on the device alike.
+    gpu = TemporalSampler(g, [5], "uniform", seed=3)
+    with pytest.raises(ValueError, match="out of range"):
+        gpu.sample(torch.tensor([-7], device=dev), torch.tensor([1.0], device=dev))
+    cpu = TemporalSampler(g, [5], "uniform", seed=3)
+    cpu.calls = 1
+    assert_same(cpu.sample(nodes, times), gpu.sample(*roots))
+
+
 def test_cuda_sees_appended_events():
     g = TemporalGraph([0], [1], [1.0], num_nodes=3)
     sampler = TemporalSampler(g, [3])
