@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
@@ -69,6 +70,13 @@ class LinkModel(nn.Module):
     ) -> torch.Tensor:
         """``[R0, embed_dim]`` embeddings of ``blocks[0]``'s roots."""
         return self.encoder(blocks, node_feat, edge_feat)
+
+    def sharing_memory_update(self) -> contextlib.AbstractContextManager[None]:
+        """A scope whose forward passes share TGN's memory update (``Memory.sharing_update``);
+        TGAT has no memory: nothing to share."""
+        if self.has_memory:
+            return self.encoder.memory.sharing_update()
+        return contextlib.nullcontext()
 
     def observe(self, batch: EventBatch, edge_feat: torch.Tensor) -> None:
         """After a batch: TGN persists its memory and stores the batch's messages (TGAT keeps no state).

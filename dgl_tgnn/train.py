@@ -339,9 +339,10 @@ class Trainer:
         if self.negatives.wants_queries:
             # The queries for the hard negatives are the sources' embeddings of this very pass
             # (detached): sources and destinations are embedded first, the negatives they pick next.
-            z_pos = self.embedder(torch.cat([batch.src, batch.dst]), torch.cat([times, times]), t0)
-            neg = self.negatives.sample(batch, z_pos[:size].detach())
-            z = torch.cat([z_pos, self.embedder(neg.flatten(), times.repeat_interleave(n), t0)])
+            with self.model.sharing_memory_update():
+                z_pos = self.embedder(torch.cat([batch.src, batch.dst]), torch.cat([times, times]), t0)
+                neg = self.negatives.sample(batch, z_pos[:size].detach())
+                z = torch.cat([z_pos, self.embedder(neg.flatten(), times.repeat_interleave(n), t0)])
         else:
             neg = self.negatives.sample(batch)
             roots = torch.cat([batch.src, batch.dst, neg.flatten()])

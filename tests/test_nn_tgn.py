@@ -212,6 +212,39 @@ def test_update_stores_the_memory_of_the_forward_pass() -> None:
     assert not model.memory.state.requires_grad
 
 
+def test_forward_passes_sharing_the_memory_update() -> None:
+    """Within ``sharing_update()`` (the hard negatives' two forward passes of a step) the pending
+    messages are applied once, with the gradients of two separate applications; outside it, and
+    under another grad mode, every call applies them."""
+    model = make_tgn(num_nodes=20)
+    edge_feat = torch.randn(8, EDGE)
+    history(model, edge_feat)
+    calls = []
+    model.memory.updater.register_forward_hook(lambda *args: calls.append(1))
+    times = torch.full((10,), 30.0, dtype=torch.float64)
+    first, second = (batch_blocks(torch.arange(lo, lo + 10), times, seed=lo)[0] for lo in (0, 10))
+    weights = torch.randn(2, 10, 4)
+    parameters = list(model.memory.parameters())
+
+    def gradients() -> tuple[torch.Tensor, ...]:
+        z_first = model([first], torch.zeros(20, 0), edge_feat)
+        with torch.no_grad():  # e.g. a refresh of the hard negatives' table
+            model([second], torch.zeros(20, 0), edge_feat)
+        z_second = model([second], torch.zeros(20, 0), edge_feat)
+        loss = (weights[0] * z_first).sum() + (weights[1] * z_second).sum()
+        return torch.autograd.grad(loss, parameters)
+
+    separate = gradients()
+    assert len(calls) == 3
+    with model.memory.sharing_update():
+        shared = gradients()
+    assert len(calls) == 3 + 2  # the no_grad pass computes its own; the second grad pass reuses
+    for got, expected in zip(shared, separate, strict=True):
+        torch.testing.assert_close(got, expected)
+    model([first], torch.zeros(20, 0), edge_feat)
+    assert len(calls) == 6
+
+
 def test_backup_restore_round_trip() -> None:
     model = make_tgn(num_nodes=20).eval()
     edge_feat = torch.randn(8, EDGE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import torch
@@ -220,16 +222,36 @@ class Memory(nn.Module):
         self.pending: RawMessages | None = None
         # The last pending_update() result, which update() stores.
         self._applied: _Applied | None = None
+        self._sharing = False
 
     def pending_update(self) -> torch.Tensor | None:
         """The memory of the nodes with pending messages after applying them (with autograd, not
-        stored): ``[P, memory_dim]`` float32 rows aligned with ``pending.nodes``; None when none."""
+        stored): ``[P, memory_dim]`` float32 rows aligned with ``pending.nodes``; None when none.
+
+        Within ``sharing_update()``, calls after the first return the first call's tensor."""
         pending = self.pending
         if pending is None:
             return None
+        applied = self._applied
+        if self._sharing and applied is not None and applied.pending is pending:
+            if applied.value.requires_grad == torch.is_grad_enabled():
+                return applied.value
+            return self._apply_messages(pending)  # under another grad mode: the shared one is kept
         value = self._apply_messages(pending)
         self._applied = _Applied(pending, value)
         return value
+
+    @contextlib.contextmanager
+    def sharing_update(self) -> Iterator[None]:
+        """Forward passes in this scope share one ``pending_update()`` (one computation and one
+        backward pass; their gradients sum as if each had its own): for several forward passes of
+        one training step, between which the messages, memory and parameters do not change."""
+        self._applied = None  # computed before the scope: its graph may be freed by a backward pass
+        self._sharing = True
+        try:
+            yield
+        finally:
+            self._sharing = False
 
     def _apply_messages(self, pending: RawMessages) -> torch.Tensor:
         raw = torch.cat(
