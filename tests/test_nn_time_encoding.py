@@ -60,24 +60,30 @@ def test_encoding_gradients_are_exact() -> None:
     assert torch.autograd.gradcheck(HarmonicEncoding.apply, (dt, weight, bias))
 
 
-def test_cpu_encoding_matches_float64_cosine_of_the_float32_argument() -> None:
+NEEDS_CUDA = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+DEVICES = ["cpu", pytest.param("cuda", marks=NEEDS_CUDA)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_encoding_matches_float64_cosine_of_the_float32_argument(device: str) -> None:
     # Time differences in seconds over 8 decades times TGAT's frequencies: arguments up to ~1e8,
     # where torch's own float32 cosine leaves its fast path.
     gen = torch.Generator().manual_seed(1)
     dt = 10 ** (8 * torch.rand(3000, generator=gen, dtype=torch.float64))
     dt[::7] *= -1
     enc = TimeEncoding(100, learnable=False)
-    out = enc(dt)
-    argument = dt.to(torch.float32).unsqueeze(1) * enc.weight  # float32, as the encoding forms it
+    out = enc.to(device)(dt.to(device)).cpu()
+    argument = dt.to(torch.float32).unsqueeze(1) * enc.weight.cpu()  # float32, as the encoding forms it
     assert (out.double() - argument.double().cos()).abs().max() < 1.5e-7
 
 
-def test_cpu_encoding_with_bias_and_strided_input() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_encoding_with_bias_and_strided_input(device: str) -> None:
     gen = torch.Generator().manual_seed(2)
     weight = torch.rand(9, generator=gen)
     bias = torch.randn(9, generator=gen)
     dt = (1e4 * torch.rand(400, generator=gen)).reshape(200, 2)[:, 1]  # not contiguous
-    out = _C.harmonic_encoding(dt, weight, bias)
+    out = _C.harmonic_encoding(dt.to(device), weight.to(device), bias.to(device)).cpu()
     exact = (dt.double().unsqueeze(1) * weight.double() + bias.double()).cos()
     # The float32 argument carries up to one rounding of the product and one of the sum.
     product = (dt.double().unsqueeze(1) * weight.double()).abs()
@@ -85,20 +91,28 @@ def test_cpu_encoding_with_bias_and_strided_input() -> None:
     assert ((out.double() - exact).abs() <= slack).all()
 
 
-def test_cpu_encoding_of_non_finite_and_huge_differences() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_encoding_of_non_finite_and_huge_differences(device: str) -> None:
     weight = 1.0 / 10.0 ** torch.linspace(0.0, 9.0, 5)
     dt = torch.tensor([float("nan"), float("inf"), 3e9, 1e30, 0.0])
-    out = _C.harmonic_encoding(dt, weight, torch.zeros(5))
+    out = _C.harmonic_encoding(dt.to(device), weight.to(device), torch.zeros(5, device=device)).cpu()
     assert out[:2].isnan().all()
     expected = torch.tensor([[math.cos(a) for a in (x * weight).tolist()] for x in dt[2:].tolist()])
     assert (out[2:].double() - expected.double()).abs().max() < 1.5e-7
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_encoding_rejects_tensors_on_two_devices() -> None:
+    with pytest.raises(ValueError, match="weight must be a 1-D float32 tensor on the CPU or a GPU .*on cpu"):
+        _C.harmonic_encoding(torch.zeros(4, device="cuda"), torch.ones(3), torch.zeros(3, device="cuda"))
+
+
 def test_cpu_encoding_rejects_bad_input() -> None:
     weight, bias = torch.ones(3), torch.zeros(3)
-    with pytest.raises(ValueError, match="dt must be a 1-D float32 CPU tensor, got Double"):
+    with pytest.raises(ValueError, match="dt must be a 1-D float32 tensor on the CPU.*, got Double"):
         _C.harmonic_encoding(torch.zeros(4, dtype=torch.float64), weight, bias)
-    with pytest.raises(ValueError, match="weight must be a 1-D float32 CPU tensor.* 2 dims"):
+    with pytest.raises(ValueError, match="weight must be a 1-D float32 tensor on the CPU.* 2 dims"):
         _C.harmonic_encoding(torch.zeros(4), torch.ones(3, 1), bias)
     with pytest.raises(ValueError, match="weight and bias must have the same size, got 3 and 2"):
         _C.harmonic_encoding(torch.zeros(4), weight, torch.zeros(2))

@@ -10,11 +10,7 @@
 #include <limits>
 #include <vector>
 
-#if defined(__CUDACC__)
-#define TGNN_HOST_DEVICE __host__ __device__
-#else
-#define TGNN_HOST_DEVICE
-#endif
+#include "core/host_device.h"
 
 namespace tgnn {
 

@@ -10,9 +10,11 @@ from dgl_tgnn import _C
 
 def harmonic(dt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``cos(dt[:, None] * weight + bias)`` without gradient: ``dt`` ``[n]`` float32, ``weight``,
-    ``bias`` ``[D]`` -> ``[n, D]``. On CPU the extension's cosine (several times faster than torch's
-    for the arguments beyond 1e5 that time differences in seconds give), elsewhere torch's."""
-    if dt.device.type == "cpu" and dt.dtype == torch.float32 == weight.dtype == bias.dtype:
+    ``bias`` ``[D]`` -> ``[n, D]``. On CPU and, in a CUDA build, on a GPU the extension's cosine
+    (several times faster than torch's for the arguments beyond 1e5 that time differences in seconds
+    give; one kernel on a GPU instead of two), elsewhere torch's."""
+    on_device = dt.device.type == "cpu" or (dt.device.type == "cuda" and _C.with_cuda)
+    if on_device and dt.dtype == torch.float32 == weight.dtype == bias.dtype:
         return _C.harmonic_encoding(dt, weight.detach(), bias.detach())
     return torch.addcmul(bias, dt.unsqueeze(1), weight).cos_()
 
