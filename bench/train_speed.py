@@ -5,17 +5,21 @@ one training epoch runs in a fresh process (so that peak memory is that run's ow
 epoch is the baseline; topk at the default refresh cadence and topk at the paper's setting
 (``--refresh 1``) are reported as ratios to it, with the refresh time they add. ``no-dedup`` and
 ``learnable-time`` time the uniform epoch with that default reverted (``model.dedup: never``,
-``model.time_encoding: learnable``).
+``model.time_encoding: learnable``). With ``--repeats N`` the settings run in N alternating rounds
+and each reports the median of its N epochs (the ratios are those of the medians), which a machine
+whose speed drifts between runs needs.
 
     python bench/train_speed.py                       # wikipedia, TGAT and TGN, CPU (2 threads) [+ CUDA]
     python bench/train_speed.py --max-events 20000 --json
     python bench/train_speed.py --devices cpu --settings uniform,no-dedup,learnable-time
+    python bench/train_speed.py --devices cpu --models tgn --settings uniform,topk --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -59,6 +63,18 @@ def one_epoch(overrides: dict) -> dict:
     }
 
 
+def summarize(runs: list[dict]) -> dict:
+    """One setting's runs: medians of the seconds, the largest peak memory, every epoch's seconds."""
+    return {
+        "epoch_seconds": statistics.median(r["epoch_seconds"] for r in runs),
+        "sampler_seconds": statistics.median(r["sampler_seconds"] for r in runs),
+        "refresh_seconds": statistics.median(r["refresh_seconds"] for r in runs),
+        "batches": runs[0]["batches"],
+        "peak_memory_mb": max(r["peak_memory_mb"] for r in runs),
+        "epoch_seconds_runs": [r["epoch_seconds"] for r in runs],
+    }
+
+
 def run_child(overrides: dict) -> dict:
     command = [sys.executable, __file__, "--child", json.dumps(overrides)]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -84,9 +100,14 @@ def main() -> None:
         help="settings: uniform (the baseline, first), topk (default refresh), topk-paper (refresh 1), "
         "no-dedup and learnable-time (uniform with that default reverted)",
     )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="alternating rounds of the settings; medians are reported"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.child is not None:
         print(json.dumps(one_epoch(json.loads(args.child))))
         return
@@ -96,22 +117,26 @@ def main() -> None:
     rows = []
     for device in devices:
         for model in args.models.split(","):
+            names = args.settings.split(",")
+            runs: dict[str, list[dict]] = {name: [] for name in names}
+            for _ in range(args.repeats):
+                for name in names:
+                    overrides = {
+                        "model.name": model,
+                        "data.dataset": args.dataset,
+                        "data.max_events": args.max_events,
+                        "model.engine": args.engine,
+                        "negatives.k": args.k,
+                        "train.device": device,
+                        "train.threads": args.threads,
+                        **SETTINGS[name],
+                    }
+                    runs[name].append(run_child(overrides))
             base = None
-            for name in args.settings.split(","):
-                extra = SETTINGS[name]
-                refresh = extra.get("negatives.refresh", refresh_default)
+            for name in names:
+                refresh = SETTINGS[name].get("negatives.refresh", refresh_default)
                 label = f"topk (refresh {refresh})" if name.startswith("topk") else name
-                overrides = {
-                    "model.name": model,
-                    "data.dataset": args.dataset,
-                    "data.max_events": args.max_events,
-                    "model.engine": args.engine,
-                    "negatives.k": args.k,
-                    "train.device": device,
-                    "train.threads": args.threads,
-                    **extra,
-                }
-                result = run_child(overrides)
+                result = summarize(runs[name])
                 base = base or result["epoch_seconds"]
                 rows.append(
                     {
@@ -124,10 +149,12 @@ def main() -> None:
                 )
                 if not args.json:
                     r = rows[-1]
+                    each = ", ".join(f"{x:.2f}" for x in r["epoch_seconds_runs"]) if args.repeats > 1 else ""
                     print(
                         f"{device:<5} {model:<5} {label:<28} epoch {r['epoch_seconds']:7.2f} s  "
                         f"refresh {r['refresh_seconds']:6.2f} s  sampler {r['sampler_seconds']:5.2f} s  "
-                        f"peak {r['peak_memory_mb']:7.0f} MB  x{r['ratio_to_uniform']:.2f} uniform",
+                        f"peak {r['peak_memory_mb']:7.0f} MB  x{r['ratio_to_uniform']:.2f} uniform"
+                        + (f"  (runs: {each})" if each else ""),
                         flush=True,
                     )
     info = {
