@@ -74,7 +74,7 @@ def test_encoding_matches_float64_cosine_of_the_float32_argument(device: str) ->
     enc = TimeEncoding(100, learnable=False)
     out = enc.to(device)(dt.to(device)).cpu()
     argument = dt.to(torch.float32).unsqueeze(1) * enc.weight.cpu()  # float32, as the encoding forms it
-    assert (out.double() - argument.double().cos()).abs().max() < 1.5e-7
+    assert (out.double() - argument.double().cos()).abs().max() < 1e-7
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -87,7 +87,7 @@ def test_encoding_with_bias_and_strided_input(device: str) -> None:
     exact = (dt.double().unsqueeze(1) * weight.double() + bias.double()).cos()
     # The float32 argument carries up to one rounding of the product and one of the sum.
     product = (dt.double().unsqueeze(1) * weight.double()).abs()
-    slack = 1.5e-7 + (2 * product + bias.double().abs()) * 2.0**-24
+    slack = 1e-7 + (2 * product + bias.double().abs()) * 2.0**-24
     assert ((out.double() - exact).abs() <= slack).all()
 
 
@@ -98,7 +98,7 @@ def test_encoding_of_non_finite_and_huge_differences(device: str) -> None:
     out = _C.harmonic_encoding(dt.to(device), weight.to(device), torch.zeros(5, device=device)).cpu()
     assert out[:2].isnan().all()
     expected = torch.tensor([[math.cos(a) for a in (x * weight).tolist()] for x in dt[2:].tolist()])
-    assert (out[2:].double() - expected.double()).abs().max() < 1.5e-7
+    assert (out[2:].double() - expected.double()).abs().max() < 1e-7
 
 
 @pytest.mark.cuda

@@ -11,7 +11,7 @@
 namespace tgnn {
 
 // Rows [begin, end) of out [n, dim]: out[i * dim + j] = cos(a) with a = dt[i] * w[j] + b[j] formed in
-// float32 (one rounding where the CPU fuses the multiply-add, else two), within 1.5e-7 of the exact
+// float32 (one rounding where the CPU fuses the multiply-add, else two), within 1e-7 of the exact
 // cosine of a. Rows whose argument could reach 2e8 in magnitude, or is not finite, take std::cos.
 void harmonic_encoding(const float* dt, const float* w, const float* b, int64_t dim, float* out, int64_t begin,
                        int64_t end);
