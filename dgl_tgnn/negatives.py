@@ -344,7 +344,7 @@ class TopKNegatives(NegativeSampler):
         where too few), then ``n_rand`` uniform ones; ``[B, n_hard + n_rand]`` node ids, drawn
         with ``generator`` on the device of ``nearest``."""
         device, rows = nearest.device, nearest.shape[0]
-        candidates = self._device("candidates", device)
+        candidates = self.on_device("candidates", device)
         pick = _pick_valid(nearest >= 0, self.n_hard, generator)
         hard_rows = torch.gather(nearest, 1, pick.clamp(min=0))
         fallback = torch.randint(candidates.numel(), (rows, self.n_hard), generator=generator, device=device)
@@ -371,15 +371,16 @@ class TopKNegatives(NegativeSampler):
             exclude = torch.cat([exclude, torch.where(known >= 0, self.rows(known), -1)], dim=1)
         return self._draw(self._nearest(queries, exclude).cpu(), self.generator)
 
-    def _device(self, name: str, device: torch.device) -> torch.Tensor:
-        """``candidates`` or ``row_of`` on ``device`` (copied once)."""
+    def on_device(self, name: str, device: torch.device) -> torch.Tensor:
+        """``candidates`` or ``row_of`` on ``device`` (copied once; the same tensor every call, which
+        a CUDA graph may hold)."""
         if name not in self._on_device or self._on_device[name].device != device:
             self._on_device[name] = getattr(self, name).to(device)
         return self._on_device[name]
 
     def _rows_on_device(self, nodes: torch.Tensor) -> torch.Tensor:
         """``rows`` of ``nodes`` on their GPU, without synchronising."""
-        row_of = self._device("row_of", nodes.device)
+        row_of = self.on_device("row_of", nodes.device)
         inside = (nodes >= 0) & (nodes < row_of.numel())
         return torch.where(inside, row_of[nodes.clamp(0, row_of.numel() - 1)], -1)
 

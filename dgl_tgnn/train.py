@@ -182,7 +182,6 @@ class Trainer:
         self.graphed: GraphedStep | None = None
         self.graphed_queries: GraphedStep | None = None
         self.graphed_refresh: GraphedStep | None = None
-        self._refresh_nodes: torch.Tensor | None = None  # the topk pool on the GPU, for graphed refreshes
         if cuda_graph and self.device.type == "cuda" and self.neighbourhoods.replayable:
             self.graphed = GraphedStep(self._graph_step)
             if isinstance(self.negatives, TopKNegatives):
@@ -190,7 +189,6 @@ class Trainer:
                     generator = self.negatives.generator_on(self.device)
                     self.graphed_queries = GraphedStep(self._query_step, generators=(generator,))
                 self.graphed_refresh = GraphedStep(self._refresh_step)
-                self._refresh_nodes = self.negatives.candidates.to(self.device)
         self._pending_at: RawMessages | None = None
         self.evaluator = Evaluator(
             self.model,
@@ -297,9 +295,9 @@ class Trainer:
     def _refresh_step(self, inputs: torch.Tensor) -> tuple[torch.Tensor]:
         """``_embed_candidates`` of the whole pool as a CUDA graph holds it: ``inputs`` ``[1]`` int64,
         the bits of the time (float64 seconds)."""
+        assert isinstance(self.negatives, TopKNegatives)
         t = inputs.view(torch.float64)
-        nodes = self._refresh_nodes
-        assert nodes is not None
+        nodes = self.negatives.on_device("candidates", self.device)
         with self._inference():
             return (self.embedder(nodes, t.expand(nodes.shape[0]), t[0]),)
 
