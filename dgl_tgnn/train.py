@@ -405,12 +405,8 @@ class Trainer:
             loss = loss.clone()  # the graph's loss is overwritten by the next replay
         else:
             loss, z = self._device_step(inputs, size)
-        if isinstance(self.negatives, TopKNegatives):
-            if neg.is_cuda:
-                roots = torch.cat([inputs[: 2 * size], neg.flatten()])
-            else:
-                roots = torch.cat([batch.src, batch.dst, neg.flatten()])
-            self.negatives.observe(roots, z)
+        if isinstance(self.negatives, TopKNegatives):  # the batch's roots: src | dst | neg of inputs
+            self.negatives.observe(torch.cat([inputs[: 2 * size], inputs[3 * size : (3 + n) * size]]), z)
         return loss
 
     def _device_step(self, inputs: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
