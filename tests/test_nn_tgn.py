@@ -3,6 +3,7 @@ import torch
 from nn_blocks import BLOCK_TENSORS, random_chain
 
 from dgl_tgnn.nn import TGN
+from dgl_tgnn.nn.memory import collect_messages
 from dgl_tgnn.sampling import TemporalBlock
 
 MEM, TIME, EDGE = 3, 2, 2
@@ -243,6 +244,18 @@ def test_forward_passes_sharing_the_memory_update() -> None:
         torch.testing.assert_close(got, expected)
     model([first], torch.zeros(20, 0), edge_feat)
     assert len(calls) == 6
+
+
+def test_keep_pending_in_refuses_missing_or_mismatched_messages() -> None:
+    model = make_tgn()
+    src, dst = torch.tensor([0, 1]), torch.tensor([2, 3])
+    t = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    buffers = collect_messages(src, dst, t, EDGE_FEAT[:2], True, 5, per_message=True)
+    with pytest.raises(ValueError, match="^no pending messages to keep$"):
+        model.memory.keep_pending_in(buffers)
+    event(model, 0, 1, 1.0, 0)  # one event, compact layout on CPU: not the buffers' shapes
+    with pytest.raises(ValueError, match="^the pending messages do not have the buffers' layout and shapes$"):
+        model.memory.keep_pending_in(buffers)
 
 
 def test_backup_restore_round_trip() -> None:
