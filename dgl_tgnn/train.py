@@ -301,13 +301,13 @@ class Trainer:
         with self._inference():
             return (self.embedder(nodes, t.expand(nodes.shape[0]), t[0]),)
 
-    def _query_step(self, inputs: torch.Tensor) -> tuple[torch.Tensor]:
-        """The topk query pass and the draws as a CUDA graph holds them: ``inputs`` ``[3 * B]``
-        int64, sources, destinations and the bits of the times (float64 seconds); returns the
-        negatives ``[B, n]`` (``TopKNegatives.draw_on_device``)."""
+    def _query_step(self, events: torch.Tensor) -> tuple[torch.Tensor]:
+        """The topk query pass and the draws as a CUDA graph holds them: ``events`` ``[4 * B]`` int64,
+        ``src | dst | eids | t`` (``t`` as the bits of float64 seconds); returns the negatives
+        ``[B, n]`` (``TopKNegatives.draw_on_device``)."""
         assert isinstance(self.negatives, TopKNegatives)
-        size = inputs.shape[0] // 3
-        src, dst, t = inputs[:size], inputs[size : 2 * size], inputs[2 * size :].view(torch.float64)
+        size = events.shape[0] // 4
+        src, dst, t = events[:size], events[size : 2 * size], events[3 * size :].view(torch.float64)
         with self._inference():
             queries = self.embedder(src, t, t[0])
         return (self.negatives.draw_on_device(dst, queries),)
@@ -378,26 +378,24 @@ class Trainer:
             if graphable:  # (TGN: the pending messages into the graphs' buffers, for the refresh too)
                 self._keep_pending(size)
             self.negatives.begin_batch(batch)
-            events = to_device(torch.cat([batch.src, batch.dst, batch.t.view(torch.int64)]), self.device)
+            # src | dst | eids | the bits of t (float64), in one transfer, for both passes
+            events = torch.cat([batch.src, batch.dst, batch.eids, batch.t.view(torch.int64)])
+            events = to_device(events, self.device)
             if graphable:
                 assert self.graphed_queries is not None
                 (neg,) = self._replay(self.graphed_queries, events, size)
             else:
                 (neg,) = self._query_step(events)
+            inputs = torch.cat([events[: 3 * size], neg.flatten(), events[3 * size :]])
         else:
             queries = None
             if self.negatives.wants_queries:
                 with self._inference():
                     queries = self.embedder(batch.src, batch.t, float(batch.t[0]))
-            neg = self.negatives.sample(batch, queries)
-        # The step's inputs src | dst | eids | neg | the bits of t (float64), in one transfer.
-        if neg.is_cuda:
-            events = torch.cat([batch.src, batch.dst, batch.eids, batch.t.view(torch.int64)])
-            events = to_device(events, self.device)
-            inputs = torch.cat([events[: 3 * size], neg.flatten(), events[3 * size :]])
-        else:
+            neg = self.negatives.sample(batch, queries)  # on the host
             host = torch.cat([batch.src, batch.dst, batch.eids, neg.flatten(), batch.t.view(torch.int64)])
             inputs = to_device(host, self.device)
+        # inputs: the step's src | dst | eids | neg | the bits of t (float64)
         if graphable:
             assert self.graphed is not None
             self._keep_pending(size)
