@@ -120,19 +120,8 @@ def test_state_dict_resumes_the_same_draws_on_the_gpu() -> None:
 
 def test_the_pool_is_copied_to_the_gpu_once_whichever_way_it_is_named() -> None:
     """A CUDA graph holds the pool's GPU copy: ``cuda`` and ``cuda:<current>`` must give that one tensor."""
-    negatives = TopKNegatives(
-        torch.arange(10),
-        n_hard=1,
-        n_rand=0,
-        k=3,
-        refresh=1,
-        warmup_epochs=0,
-        similarity="dot",
-        exclude_known=False,
-        embed=lambda nodes, time_s: node_vectors(nodes, 4),
-        seed=0,
-    )
+    negatives = sampler()
     first = negatives.on_device("candidates", torch.device("cuda"))
-    assert torch.equal(first.cpu(), torch.arange(10))
+    assert torch.equal(first.cpu(), torch.arange(30))
     assert negatives.on_device("candidates", torch.device("cuda", torch.cuda.current_device())) is first
     assert negatives.on_device("candidates", torch.device("cuda")) is first
