@@ -374,6 +374,8 @@ class TopKNegatives(NegativeSampler):
     def on_device(self, name: str, device: torch.device) -> torch.Tensor:
         """``candidates`` or ``row_of`` on ``device`` (copied once; the same tensor every call, which
         a CUDA graph may hold). ``cuda`` names the current GPU."""
+        if name not in ("candidates", "row_of"):
+            raise ValueError(f"name must be 'candidates' or 'row_of', got {name!r}")
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         if name not in self._on_device or self._on_device[name].device != device:

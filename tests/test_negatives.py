@@ -304,3 +304,10 @@ def test_invalid_settings_raise():
         topk_sampler(embed, similarity="l2")
     with pytest.raises(ValueError, match="num_negatives"):
         UniformNegatives(torch.arange(3), 0, seed=0)
+
+
+def test_on_device_names_only_the_pool_tensors():
+    sampler = topk_sampler(lambda nodes, t: torch.zeros(len(nodes), 2))
+    assert torch.equal(sampler.on_device("row_of", torch.device("cpu")), sampler.row_of)
+    with pytest.raises(ValueError, match="^name must be 'candidates' or 'row_of', got 'table'$"):
+        sampler.on_device("table", torch.device("cpu"))
