@@ -91,6 +91,10 @@ _TRAIN_FLAGS = {
     "decoder": "model.decoder",
     "engine": "model.engine",
     "time_encoding": "model.time_encoding",
+    "node_embedding": "model.node_embedding",
+    "pair_history": "model.pair_history",
+    "edgebank_mode": "model.edgebank_mode",
+    "protocol": "eval.protocol",
     "lr": "train.lr",
     "seed": "train.seed",
     "device": "train.device",
@@ -105,82 +109,171 @@ _TRAIN_FLAGS = {
 
 
 @main.command(context_settings={"max_content_width": 110})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="YAML run config (see configs/tgat.yaml); flags override it. "
-              "Default: the paper settings of --model.")
-@click.option("--resume", "resume", type=click.Path(file_okay=False),
-              help="Continue the interrupted run in this run directory (with its own config; "
-              "give no other option).")
-@click.option("--model", type=click.Choice(["tgat", "tgn"]), help="Encoder: TGAT or TGN (default tgat).")
-@click.option("--neg", type=click.Choice(["uniform", "historical", "inductive", "degree", "topk"]),
-              help="Training negatives: uniform; historical / inductive (DyGLib's, topped up with uniform); "
-              "degree (proportional to degree); topk (hard negatives of arXiv 2402.09239).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="YAML run config (see configs/tgat.yaml); flags override it. "
+    "Default: the paper settings of --model.",
+)
+@click.option(
+    "--resume",
+    "resume",
+    type=click.Path(file_okay=False),
+    help="Continue the interrupted run in this run directory (with its own config; give no other option).",
+)
+@click.option(
+    "--model",
+    type=click.Choice(["tgat", "tgn", "edgebank"]),
+    help="Encoder: TGAT or TGN (default tgat), or the EdgeBank baseline (no parameters; TGB's protocol).",
+)
+@click.option(
+    "--neg",
+    type=click.Choice(["uniform", "historical", "inductive", "degree", "topk"]),
+    help="Training negatives: uniform; historical / inductive (DyGLib's, topped up with uniform); "
+    "degree (proportional to degree); topk (hard negatives of arXiv 2402.09239).",
+)
 @click.option("--k", type=int, help="topk: draw hard negatives among the K nearest candidates (default 50).")
-@click.option("--refresh", type=int,
-              help="topk: recompute the whole candidate table every F batches (default 10; the paper's "
-              "is 1); between refreshes each batch's embeddings update it.")
+@click.option(
+    "--refresh",
+    type=int,
+    help="topk: recompute the whole candidate table every F batches (default 10; the paper's "
+    "is 1); between refreshes each batch's embeddings update it.",
+)
 @click.option("--warmup-epochs", type=int, help="topk: train this many epochs on uniform negatives first.")
-@click.option("--n-hard", type=int,
-              help="topk: hard negatives per event (default 1); other kinds draw n_hard + n_rand.")
+@click.option(
+    "--n-hard", type=int, help="topk: hard negatives per event (default 1); other kinds draw n_hard + n_rand."
+)
 @click.option("--n-rand", type=int, help="topk: additional uniform negatives per event (default 0).")
-@click.option("--similarity", type=click.Choice(["dot", "cosine", "decoder"]),
-              help="topk: nearest by dot product, cosine, or the model's own link score (in chunks).")
-@click.option("--exclude-known/--no-exclude-known", default=None,
-              help="topk: never take a destination the source has interacted with as a hard negative "
-              "(the true destination is always excluded).")
-@click.option("--loss", type=click.Choice(["bce", "infonce"]),
-              help="bce: TGN's binary cross-entropy; infonce: softmax of the positive against its negatives.")
+@click.option(
+    "--similarity",
+    type=click.Choice(["dot", "cosine", "decoder"]),
+    help="topk: nearest by dot product, cosine, or the model's own link score (in chunks).",
+)
+@click.option(
+    "--exclude-known/--no-exclude-known",
+    default=None,
+    help="topk: never take a destination the source has interacted with as a hard negative "
+    "(the true destination is always excluded).",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(["bce", "infonce"]),
+    help="bce: TGN's binary cross-entropy; infonce: softmax of the positive against its negatives.",
+)
 @click.option("--temperature", type=float, help="infonce temperature (default 1.0).")
 @click.option("--dataset", help="Built-in dataset (see `dgl-tgnn datasets`; default wikipedia).")
-@click.option("--data", type=click.Path(dir_okay=False),
-              help="A file of events instead: JODIE csv, TGN ml_<name>.csv, edge list, or generic csv.")
-@click.option("--format", "fmt", type=click.Choice(["jodie", "tgn", "edgelist", "csv"]),
-              help="Format of --data (guessed when omitted).")
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    help="A file of events instead: JODIE csv, TGN ml_<name>.csv, edge list, or generic csv.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jodie", "tgn", "edgelist", "csv"]),
+    help="Format of --data (guessed when omitted).",
+)
 @click.option("--src-col", help="Generic csv: source column (header name or 0-based index).")
 @click.option("--dst-col", help="Generic csv: destination column.")
 @click.option("--time-col", help="Generic csv: time column.")
 @click.option("--feature-cols", callback=_str_list, help="Generic csv: comma-separated edge feature columns.")
 @click.option("--delimiter", help="Generic csv: field delimiter (default ',').")
 @click.option("--max-events", type=int, help="Use only the first N events (quick runs).")
-@click.option("--features/--no-features", default=None,
-              help="Use the dataset's node/edge features (default) or train featureless.")
-@click.option("--candidates", type=click.Choice(["destinations", "all"]),
-              help="Draw negatives (training and evaluation) from the destination side (default; TGN's "
-              "protocol) or from all nodes (TGLite's examples; easier on bipartite data).")
-@click.option("--new-node-ratio", type=float,
-              help="Share of the val/test nodes held out of training for the inductive sets (default 0.1).")
+@click.option(
+    "--features/--no-features",
+    default=None,
+    help="Use the dataset's node/edge features (default) or train featureless.",
+)
+@click.option(
+    "--candidates",
+    type=click.Choice(["destinations", "all"]),
+    help="Draw negatives (training and evaluation) from the destination side (default; TGN's "
+    "protocol) or from all nodes (TGLite's examples; easier on bipartite data).",
+)
+@click.option(
+    "--new-node-ratio",
+    type=float,
+    help="Share of the val/test nodes held out of training for the inductive sets (default 0.1).",
+)
 @click.option("--epochs", type=int, help="Maximum epochs (default: the config's).")
 @click.option("--batch-size", type=int, help="Events per batch (default 200).")
 @click.option("--fanouts", callback=_int_list, help="Neighbours per hop, comma-separated, e.g. 10,10.")
-@click.option("--strategy", type=click.Choice(["uniform", "recent"]),
-              help="Neighbour sampling among earlier events: uniform (TGAT) or most recent (TGN).")
-@click.option("--dedup", type=click.Choice(["auto", "always", "never"]),
-              help="Sample and embed each distinct (node, time) of a deeper hop once: exact for recent "
-              "neighbours (uniform ones then share draws). auto (default): on CPU only.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["uniform", "recent"]),
+    help="Neighbour sampling among earlier events: uniform (TGAT) or most recent (TGN).",
+)
+@click.option(
+    "--dedup",
+    type=click.Choice(["auto", "always", "never"]),
+    help="Sample and embed each distinct (node, time) of a deeper hop once: exact for recent "
+    "neighbours (uniform ones then share draws). auto (default): on CPU only.",
+)
 @click.option("--layers", type=int, help="Attention layers (give --fanouts with as many entries).")
 @click.option("--embed-dim", type=int, help="Embedding width (default 100).")
 @click.option("--memory-dim", type=int, help="TGN memory width (default 100).")
 @click.option("--decoder", type=click.Choice(["mlp", "dot"]), help="Link decoder (default mlp).")
-@click.option("--engine", type=click.Choice(["auto", "dense", "dgl"]),
-              help="Attention engine: dense tensors, DGL message passing, or auto.")
-@click.option("--time-encoding", type=click.Choice(["fixed", "learnable"]),
-              help="Time encoding cos(w dt + b): fixed at TGAT's initial w, b (default; steadier) or "
-              "learnable (the papers).")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "dense", "dgl"]),
+    help="Attention engine: dense tensors, DGL message passing, or auto.",
+)
+@click.option(
+    "--time-encoding",
+    type=click.Choice(["fixed", "learnable"]),
+    help="Time encoding cos(w dt + b): fixed at TGAT's initial w, b (default; steadier) or "
+    "learnable (the papers).",
+)
+@click.option(
+    "--node-embedding",
+    type=int,
+    help="Width of a learnable identity vector per node, appended to its features (0: none).",
+)
+@click.option(
+    "--pair-history",
+    type=int,
+    help="Score pair features (met before, how often, how recently) from the source's last N "
+    "events (0: none).",
+)
+@click.option(
+    "--edgebank-mode",
+    type=click.Choice(["unlimited", "window"]),
+    help="edgebank: remember every pair, or only those within TGB's time window.",
+)
+@click.option(
+    "--protocol",
+    type=click.Choice(["tgn", "tgb"]),
+    help="tgn: TGN's split and AP against one negative (default); tgb: TGB's split at 0.70/0.85, "
+    "every positive ranked against its negative set (MRR, Recall@k), early stop on val MRR.",
+)
 @click.option("--lr", type=float, help="Adam learning rate (default 1e-4).")
 @click.option("--seed", type=int, help="Seed of weights, negatives, neighbour sampling and the split.")
 @click.option("--device", help="torch device, e.g. cpu or cuda:0 (default cpu).")
 @click.option("--threads", type=int, help="CPU threads for torch and the sampler (default: torch's).")
 @click.option("--patience", type=int, help="Stop after this many epochs without a better validation metric.")
-@click.option("--early-stop", type=click.Choice(["ap", "mrr"]),
-              help="Validation metric for early stopping and the best checkpoint (default ap).")
-@click.option("--eval-negs", callback=_eval_negs,
-              help="MRR/Recall@k negatives per positive: 'all' candidate destinations (default), a "
-              "seeded sample of N, or 'none' (AP/AUC only).")
-@click.option("--test-every-epoch/--no-test-every-epoch", default=None,
-              help="Also evaluate the test split after every epoch (default on).")
-@click.option("--visible-batch/--no-visible-batch", default=None,
-              help="Let a root see earlier events of its own batch as neighbours (TGN's code, TGLite, TGM; "
-              "default) or only events before the batch.")
+@click.option(
+    "--early-stop",
+    type=click.Choice(["ap", "mrr"]),
+    help="Validation metric for early stopping and the best checkpoint (default ap).",
+)
+@click.option(
+    "--eval-negs",
+    callback=_eval_negs,
+    help="MRR/Recall@k negatives per positive: 'all' candidate destinations (default), a "
+    "seeded sample of N, or 'none' (AP/AUC only).",
+)
+@click.option(
+    "--test-every-epoch/--no-test-every-epoch",
+    default=None,
+    help="Also evaluate the test split after every epoch (default on).",
+)
+@click.option(
+    "--visible-batch/--no-visible-batch",
+    default=None,
+    help="Let a root see earlier events of its own batch as neighbours (TGN's code, TGLite, TGM; "
+    "default) or only events before the batch.",
+)
 @click.option("--runs-dir", help="Parent of the run directories (default runs).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per epoch.")
 def train(config_path: str | None, resume: str | None, progress: bool, **flags: object) -> None:
@@ -192,7 +285,7 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
     from dgl_tgnn import run_dir as rd
     from dgl_tgnn.config import apply_overrides, load_config
     from dgl_tgnn.data import DataError
-    from dgl_tgnn.train import Trainer
+    from dgl_tgnn.train import Trainer, fit_edgebank
 
     try:
         if resume is not None:
@@ -210,6 +303,9 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
             config.validate()
             run = rd.create_run_dir(config.train.runs_dir, config.model.name, config.negatives.kind)
             click.echo(f"run directory: {run}")
+            if config.model.name == "edgebank":
+                fit_edgebank(config, run, log=click.echo)
+                return
             trainer = Trainer(config, run, progress=progress, log=click.echo)
         trainer.fit()
     except (DataError, ValueError) as error:
@@ -218,17 +314,30 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
 
 @main.command(context_settings={"max_content_width": 110})
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--metric", type=click.Choice(["all", "ap", "mrr"]), default="all", show_default=True,
-              help="ap: AP and AUC only (fast); mrr or all: also MRR and Recall@k.")
-@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
-              help="The split to evaluate (transductive and inductive sets).")
-@click.option("--eval-negs", callback=_eval_negs,
-              help="MRR/Recall@k negatives per positive: 'all', a seeded sample of N, or 'none' "
-              "(default: the run's).")
+@click.option(
+    "--metric",
+    type=click.Choice(["all", "ap", "mrr"]),
+    default="all",
+    show_default=True,
+    help="ap: AP and AUC only (fast); mrr or all: also MRR and Recall@k.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val"]),
+    default="test",
+    show_default=True,
+    help="The split to evaluate (transductive and inductive sets).",
+)
+@click.option(
+    "--eval-negs",
+    callback=_eval_negs,
+    help="MRR/Recall@k negatives per positive: 'all', a seeded sample of N, or 'none' (default: the run's).",
+)
 @click.option("--device", help="torch device (default: the run's).")
 @click.option("--threads", type=int, help="CPU threads (default: the run's).")
-def evaluate(path: str, metric: str, split: str, eval_negs: str | int | None, device: str | None,
-             threads: int | None) -> None:
+def evaluate(
+    path: str, metric: str, split: str, eval_negs: str | int | None, device: str | None, threads: int | None
+) -> None:
     """Evaluate a trained model: PATH is a run directory (its best.pt) or a checkpoint file."""
     from dgl_tgnn.data import DataError
     from dgl_tgnn.train import evaluate_checkpoint

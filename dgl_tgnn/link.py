@@ -13,12 +13,17 @@ from dgl_tgnn.config import ModelConfig
 from dgl_tgnn.devices import to_device
 from dgl_tgnn.events import EventBatch
 from dgl_tgnn.graph import TemporalGraph
-from dgl_tgnn.nn import TGAT, TGN, DotDecoder, MLPDecoder
+from dgl_tgnn.nn import TGAT, TGN, DotDecoder, MLPDecoder, PairScorer
+from dgl_tgnn.pair_features import NUM_PAIR_FEATURES
 from dgl_tgnn.sampling import TemporalBlock, TemporalSampler
 
 
 class LinkModel(nn.Module):
     """An encoder (``TGAT`` or ``TGN``) that embeds (node, time) roots, and a decoder that scores pairs.
+
+    With ``config.node_embedding > 0`` every node also has a learnable identity vector of that
+    width, appended to its features; with ``config.pair_history > 0`` a :class:`PairScorer` adds a
+    logit from :class:`~dgl_tgnn.pair_features.PairFeatures` of each scored pair (``pair_score``).
 
     Args:
         config: the model section of the run config.
@@ -30,6 +35,12 @@ class LinkModel(nn.Module):
         super().__init__()
         c = config
         learnable_time = c.time_encoding == "learnable"
+        self.node_embedding: nn.Embedding | None = None
+        if c.node_embedding > 0:
+            self.node_embedding = nn.Embedding(num_nodes, c.node_embedding)
+            nn.init.normal_(self.node_embedding.weight, std=0.1)
+            node_dim += c.node_embedding
+        self.pair_scorer = PairScorer(NUM_PAIR_FEATURES) if c.pair_history > 0 else None
         if c.name == "tgat":
             self.encoder: nn.Module = TGAT(
                 node_dim,
@@ -69,6 +80,8 @@ class LinkModel(nn.Module):
         self, blocks: list[TemporalBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
     ) -> torch.Tensor:
         """``[R0, embed_dim]`` embeddings of ``blocks[0]``'s roots."""
+        if self.node_embedding is not None:
+            node_feat = torch.cat([node_feat, self.node_embedding.weight], dim=1)
         return self.encoder(blocks, node_feat, edge_feat)
 
     def sharing_memory_update(self) -> contextlib.AbstractContextManager[None]:
@@ -103,6 +116,15 @@ class LinkModel(nn.Module):
     def score(self, z_src: torch.Tensor, z_dst: torch.Tensor) -> torch.Tensor:
         """Link logits of ``z_src [..., d]`` with ``z_dst [..., d]`` (leading dims broadcast)."""
         return self.decoder(z_src, z_dst)
+
+    def score_table(self, z_src: torch.Tensor, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` logits of ``z_src [B, d]`` with rows ``index [B, C]`` of ``table [U, d]``."""
+        return self.decoder.score_table(z_src, table, index)
+
+    def pair_score(self, features: torch.Tensor) -> torch.Tensor:
+        """The pair logit of ``features [..., NUM_PAIR_FEATURES]`` (``[...]``), added to ``score``'s."""
+        assert self.pair_scorer is not None
+        return self.pair_scorer(features)
 
 
 class Neighbourhoods:

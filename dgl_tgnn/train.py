@@ -41,13 +41,15 @@ from tqdm import tqdm
 from dgl_tgnn import run_dir as rd
 from dgl_tgnn.config import DataConfig, RunConfig, apply_overrides, config_from_dict, load_config, save_config
 from dgl_tgnn.cuda_graph import GraphedStep
-from dgl_tgnn.data import TemporalDataset, load_dataset, split_events
+from dgl_tgnn.data import Split, TemporalDataset, load_dataset, split_events
 from dgl_tgnn.devices import to_device
+from dgl_tgnn.edgebank import EdgeBank
 from dgl_tgnn.evaluation import Embedder, Evaluator
 from dgl_tgnn.events import EventBatch, EventStream, PairHistory
 from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.link import LinkModel, Neighbourhoods
 from dgl_tgnn.losses import link_loss
+from dgl_tgnn.model_predictor import ModelPredictor
 from dgl_tgnn.negatives import (
     DegreeNegatives,
     HistoricalNegatives,
@@ -57,6 +59,8 @@ from dgl_tgnn.negatives import (
     UniformNegatives,
 )
 from dgl_tgnn.nn.memory import RawMessages
+from dgl_tgnn.pair_features import PairFeatures
+from dgl_tgnn.ranking import NegativeSets, rank_stream
 
 
 def _column(value: str | None) -> int | str | None:
@@ -92,6 +96,83 @@ def load_events(config: DataConfig) -> TemporalDataset:
     if not config.features:
         ds = dataclasses.replace(ds, edge_feat=None, node_feat=None)
     return ds
+
+
+def ranking_negatives(
+    config: RunConfig, ds: TemporalDataset, split: Split, run_dir: Path | None
+) -> dict[str, NegativeSets]:
+    """TGB's negative sets of the validation and test positives (``dgl_tgnn/ranking.py``).
+
+    The built-in wikipedia with ``eval.negatives == "all"``: every destination (TGB's set for
+    tgbl-wiki-v2); otherwise ``eval.negatives`` (100 for ``"all"``) seeded ``hist_rnd`` negatives per
+    positive, the historical half among the sources' training destinations. The pool is TGB's:
+    destination ids from the smallest to the largest. Kept in ``run_dir/negatives_<split>.npz`` and
+    read back from there, so a resumed run ranks against the same sets (they are deterministic)."""
+    pool = np.arange(ds.dst.min(), ds.dst.max() + 1, dtype=np.int64)
+    builtin_wiki = config.data.path is None and config.data.dataset == "wikipedia"
+    negatives = config.eval.negatives
+    count = 100 if negatives == "all" else int(negatives)
+    sets = {}
+    for name in ("val", "test"):
+        path = None if run_dir is None else run_dir / f"negatives_{name}.npz"
+        if path is not None and path.exists():
+            sets[name] = NegativeSets.load(path)
+            continue
+        rows = getattr(split, name)
+        src, dst, t = ds.src[rows], ds.dst[rows], ds.t[rows]
+        if builtin_wiki and negatives == "all":
+            sets[name] = NegativeSets.all_destinations(src, dst, t, pool)
+        else:
+            seed = config.eval.seed + (1 if name == "test" else 0)
+            history_src, history_dst = ds.src[split.train], ds.dst[split.train]
+            sets[name] = NegativeSets.sampled(src, dst, t, pool, history_src, history_dst, count, seed)
+        if path is not None:
+            sets[name].save(path)
+    return sets
+
+
+def rank_edgebank(
+    config: RunConfig, ds: TemporalDataset, split: Split, sets: dict[str, NegativeSets], mode: str
+) -> dict[str, float]:
+    """``val_*`` and ``test_*`` metrics of EdgeBank (``mode``) filled with the training events, the
+    validation and test splits ranked in turn against ``sets``."""
+    c = config
+    bank = EdgeBank(ds.src, ds.dst, ds.t, mode, c.model.window_ratio)
+    bank.observe_stream(split.train)
+    src, dst, t = (torch.from_numpy(a) for a in (ds.src, ds.dst, ds.t))
+    result: dict[str, float] = {}
+    for name in ("val", "test"):
+        stream = EventStream(src, dst, t, torch.from_numpy(getattr(split, name)))
+        metrics = rank_stream(
+            bank, stream, sets[name], c.train.batch_size, c.eval.recall_ks, seed=c.eval.seed
+        )
+        result |= {f"{name}_{k}": v for k, v in metrics.items()}
+    return result
+
+
+def fit_edgebank(
+    config: RunConfig,
+    run_dir: Path | None,
+    *,
+    dataset: TemporalDataset | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """EdgeBank under TGB's protocol: its memory filled with the training events ("training"), then
+    the validation and test splits ranked in turn (each observed after it is scored). Returns the
+    test metrics (and ``val_mrr``); writes ``config.yaml`` and ``metrics.jsonl`` to ``run_dir``."""
+    c = config.validate()
+    ds = dataset if dataset is not None else load_events(c.data)
+    split = split_events(ds, c.data.val_ratio, c.data.test_ratio, 0.0)
+    if run_dir is not None:
+        save_config(c, run_dir / rd.CONFIG)
+    result = rank_edgebank(c, ds, split, ranking_negatives(c, ds, split, run_dir), c.model.edgebank_mode)
+    log(f"EdgeBank ({c.model.edgebank_mode}): val MRR {result['val_mrr']:.4f}")
+    test = {k: v for k, v in result.items() if k.startswith("test_")}
+    test["val_mrr"], test["best_epoch"] = result["val_mrr"], 0
+    if run_dir is not None:
+        rd.append_metrics(run_dir, {"final": test})
+    log(format_test(test))
+    return test
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -137,9 +218,10 @@ class Trainer:
             torch.set_num_threads(c.train.threads)
         ds = dataset if dataset is not None else load_events(c.data)
         self.dataset = ds
-        self.split = split_events(
-            ds, c.data.val_ratio, c.data.test_ratio, c.data.new_node_ratio, seed=c.train.seed
-        )
+        # TGB's protocol holds no node out (its split is at the 0.70 / 0.85 time quantiles).
+        self.tgb = c.eval.protocol == "tgb"
+        new_node_ratio = 0.0 if self.tgb else c.data.new_node_ratio
+        self.split = split_events(ds, c.data.val_ratio, c.data.test_ratio, new_node_ratio, seed=c.train.seed)
         if len(self.split.train) == 0 or len(self.split.val) == 0:
             raise ValueError(f"dataset {ds.name!r} ({ds.num_events} events) is too small to split")
 
@@ -176,13 +258,24 @@ class Trainer:
         # Training negatives never touch the nodes held out for the inductive sets (as in TGN).
         self.train_candidates = torch.from_numpy(candidates[~is_new[candidates]])
         self.neighbourhoods = self._neighbourhoods(self.train_graph, seed=c.train.seed)
+        self.pair_features = (
+            PairFeatures(self.train_graph, c.model.pair_history, self.device)
+            if c.model.pair_history
+            else None
+        )
         self.embedder = Embedder(self.model, self.neighbourhoods, self.node_feat, self.train_edge_feat)
         self.negatives = self._negative_sampler()
         # CUDA graphs: the training step, and with topk negatives the query pass and the table refresh.
         self.graphed: GraphedStep | None = None
         self.graphed_queries: GraphedStep | None = None
         self.graphed_refresh: GraphedStep | None = None
-        if cuda_graph and self.device.type == "cuda" and self.neighbourhoods.replayable:
+        # (Pair features find each batch's distinct candidates: a synchronisation, so no graph.)
+        if (
+            cuda_graph
+            and self.device.type == "cuda"
+            and self.neighbourhoods.replayable
+            and not self.pair_features
+        ):
             self.graphed = GraphedStep(self._graph_step)
             if isinstance(self.negatives, TopKNegatives):
                 if not self.negatives.exclude_known:  # (its history is on the host)
@@ -190,6 +283,7 @@ class Trainer:
                     self.graphed_queries = GraphedStep(self._query_step, generators=(generator,))
                 self.graphed_refresh = GraphedStep(self._refresh_step)
         self._pending_at: RawMessages | None = None
+        self.ranking_negatives = ranking_negatives(c, ds, self.split, run_dir) if self.tgb else {}
         self.evaluator = Evaluator(
             self.model,
             self.full_graph,
@@ -333,7 +427,8 @@ class Trainer:
             return self._train_batch_cuda(batch)
         size, n = len(batch), self.negatives.num_negatives
         t0 = float(batch.t[0])
-        times = batch.t
+        # TGB's protocol: every root embedded at the batch's start, as the predictor scores a batch.
+        times = torch.full_like(batch.t, t0) if self.tgb else batch.t
         if self.negatives.wants_queries:
             # The queries for the hard negatives are the sources' embeddings of this very pass
             # (detached): sources and destinations are embedded first, the negatives they pick next.
@@ -345,18 +440,31 @@ class Trainer:
             neg = self.negatives.sample(batch)
             roots = torch.cat([batch.src, batch.dst, neg.flatten()])
             z = self.embedder(roots, torch.cat([times, times, times.repeat_interleave(n)]), t0)
-        loss = self._optimize(z, size, n)
+        loss = self._optimize(z, size, n, self._pair_logits(batch.src, batch.t, batch.dst, neg))
         if isinstance(self.negatives, TopKNegatives):
             self.negatives.observe(torch.cat([batch.src, batch.dst, neg.flatten()]), z.detach())
         self.model.observe(batch, self.edge_feat)
         return loss.detach()
 
-    def _optimize(self, z: torch.Tensor, size: int, n: int) -> torch.Tensor:
+    def _pair_logits(
+        self, src: torch.Tensor, t: torch.Tensor, dst: torch.Tensor, neg: torch.Tensor
+    ) -> torch.Tensor | None:
+        """``[B, 1 + n]`` pair logits of each event's destination and negatives ``neg [B, n]`` (from
+        the training events before the batch's start), or None without pair features."""
+        if self.pair_features is None:
+            return None
+        candidates = torch.cat([dst.to(neg.device)[:, None], neg.reshape(dst.shape[0], -1)], dim=1)
+        return self.model.pair_score(self.pair_features(src, t, t[0], candidates))
+
+    def _optimize(self, z: torch.Tensor, size: int, n: int, pair: torch.Tensor | None = None) -> torch.Tensor:
         """Loss of embeddings ``z`` ``[(2 + n) * size, d]`` (sources, destinations, then ``n``
-        negatives per event), backward pass and optimizer step; returns the loss (a 0-dim tensor)."""
+        negatives per event) plus pair logits ``pair [size, 1 + n]`` when given, backward pass and
+        optimizer step; returns the loss (a 0-dim tensor)."""
         z_src, z_dst, z_neg = z[:size], z[size : 2 * size], z[2 * size :]
         pos_logits = self.model.score(z_src, z_dst)
         neg_logits = self.model.score(z_src[:, None, :], z_neg.reshape(size, n, -1))
+        if pair is not None:
+            pos_logits, neg_logits = pos_logits + pair[:, 0], neg_logits + pair[:, 1:]
         loss = link_loss(self.config.train.loss, pos_logits, neg_logits, self.config.train.temperature)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -418,9 +526,10 @@ class Trainer:
         neg = inputs[3 * size : (3 + n) * size]
         t = inputs[(3 + n) * size :].view(torch.float64)
         roots = torch.cat([src, dst, neg])
-        times = torch.cat([t, t, t[:, None].expand(size, n).flatten()])
+        at = t[:1].expand(size) if self.tgb else t  # TGB's protocol: roots at the batch's start
+        times = torch.cat([at, at, at[:, None].expand(size, n).flatten()])
         z = self.embedder(roots, times, t[0])
-        loss = self._optimize(z, size, n)
+        loss = self._optimize(z, size, n, self._pair_logits(src, t, dst, neg.reshape(size, n)))
         self.model.observe_events(src, dst, t, eids, self.edge_feat)
         return loss.detach(), z.detach()
 
@@ -514,8 +623,46 @@ class Trainer:
             self.partial["sampler_seconds"] += self.neighbourhoods.seconds - sampler_before
         return True
 
+    # ----------------------------------------------------------------- TGB's protocol
+    def predictor(self) -> ModelPredictor:
+        """The model as a :class:`~dgl_tgnn.predictor.LinkPredictor` over the dataset's stream (times
+        in the trainer's units, from the first event); its state is rebuilt from the stream."""
+        c, ds = self.config, self.dataset
+        return ModelPredictor(
+            self.model,
+            c,
+            ds.src,
+            ds.dst,
+            ds.t - ds.t[0],
+            self.node_feat,
+            self.edge_feat,
+            self.device,
+            dedup=self.dedup,
+        )
+
+    def rank(self, split: str) -> dict[str, float]:
+        """TGB's metrics of ``split`` (``"val"`` or ``"test"``): the model observes every earlier
+        event of the stream (TGN's memory rebuilt through them), then ranks the split's positives
+        through the predictor, observing each batch after scoring it."""
+        predictor = self.predictor()
+        earlier = self.split.train if split == "val" else np.concatenate([self.split.train, self.split.val])
+        predictor.observe_stream(np.sort(earlier))
+        e = self.config.eval
+        return rank_stream(
+            predictor,
+            self.streams[split],
+            self.ranking_negatives[split],
+            self.config.train.batch_size,
+            e.recall_ks,
+            edge_feat=self.edge_feat,
+            seed=e.seed,
+            progress=self.progress,
+        )
+
     def _evaluate_epoch(self) -> tuple[dict[str, float], Any]:
         """Validation (and test) metrics after an epoch, and TGN's memory after validation."""
+        if self.tgb:  # the test split is ranked once, with the best epoch's weights
+            return {f"val_{k}": v for k, v in self.rank("val").items()}, None
         ranking = True
         evaluate = self.evaluator.evaluate
         memory = self.model.encoder if self.model.has_memory else None
@@ -601,7 +748,7 @@ class Trainer:
             self.negatives.refresh_seconds = 0.0
         self.history.append(record)
         self.log(self._summary(record))
-        score = metrics[f"val_{c.eval.metric}"]
+        score = metrics["val_mrr" if self.tgb else f"val_{c.eval.metric}"]
         if score > self.best_metric:
             self.best_metric, self.best_epoch, self.bad_epochs = score, self.epoch + 1, 0
             if self.run_dir is not None:
@@ -649,9 +796,14 @@ class Trainer:
             assert self._best_in_memory is not None
             state, val_end = self._best_in_memory
         self.model.load_state_dict(state)
-        if self.model.has_memory:
-            self.model.encoder.restore_memory(val_end)
-        result = self._evaluate_test(val_end)
+        if self.tgb:
+            result = {f"test_{k}": v for k, v in self.rank("test").items()}
+            bank = rank_edgebank(self.config, self.dataset, self.split, self.ranking_negatives, "unlimited")
+            result["edgebank_test_mrr"] = bank["test_mrr"]
+        else:
+            if self.model.has_memory:
+                self.model.encoder.restore_memory(val_end)
+            result = self._evaluate_test(val_end)
         result["best_epoch"] = self.best_epoch
         if self.run_dir is not None:
             rd.append_metrics(self.run_dir, {"final": result})
@@ -716,6 +868,14 @@ class Trainer:
         return trainer
 
 
+def load_best(run_dir: str | Path) -> dict[str, Any]:
+    """The best checkpoint of a run directory (its ``best.pt``), on the CPU."""
+    path = Path(run_dir) / rd.BEST
+    if not path.exists():
+        raise ValueError(f"{run_dir}: no {rd.BEST} in it (a run that finished at least one epoch)")
+    return torch.load(path, weights_only=False, map_location="cpu")
+
+
 def format_test(result: dict[str, float]) -> str:
     """One line of the final test metrics."""
     names = [
@@ -726,6 +886,7 @@ def format_test(result: dict[str, float]) -> str:
         ("test_recall@10", "Recall@10"),
         ("test_new_ap", "inductive AP"),
         ("test_new_auc", "inductive AUC"),
+        ("edgebank_test_mrr", "EdgeBank MRR"),
     ]
     shown = " | ".join(f"{label} {result[key]:.4f}" for key, label in names if key in result)
     return f"test (best epoch {result['best_epoch']}): {shown}"
@@ -751,16 +912,31 @@ def evaluate_checkpoint(
     through the saved model, as TGN's evaluation carries it.
     """
     path = Path(path)
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    if (
+        path.is_dir()
+        and (path / rd.CONFIG).exists()
+        and load_config(path / rd.CONFIG).model.name == "edgebank"
+    ):
+        config = apply_overrides(load_config(path / rd.CONFIG), overrides or {})
+        ds = load_events(config.data)
+        tgb_split = split_events(ds, config.data.val_ratio, config.data.test_ratio, 0.0)
+        sets = ranking_negatives(config, ds, tgb_split, path)
+        result = rank_edgebank(config, ds, tgb_split, sets, config.model.edgebank_mode)
+        return {k: v for k, v in result.items() if k.startswith(f"{split}_")}
     file = path / rd.BEST if path.is_dir() else path
     if not file.exists():
         raise ValueError(f"{path}: no checkpoint ({rd.BEST}) found")
-    if split not in ("test", "val"):
-        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     saved = torch.load(file, weights_only=False, map_location="cpu")
     config = apply_overrides(config_from_dict(saved["config"]), overrides or {})
-    trainer = Trainer(config, None, progress=False, log=log)
+    run_dir = path if path.is_dir() else path.parent
+    # TGB's protocol: the negative sets stored with the run, the split ranked through the predictor.
+    trainer = Trainer(config, run_dir if config.eval.protocol == "tgb" else None, progress=False, log=log)
     trainer.model.load_state_dict(saved["model"])
     trainer.model.eval()
+    if trainer.tgb:
+        return {f"{split}_{k}": v for k, v in trainer.rank(split).items()}
     evaluator, streams = trainer.evaluator, trainer.streams
     memory = trainer.model.encoder if trainer.model.has_memory else None
     start = saved.get("val_memory") if split == "test" else None

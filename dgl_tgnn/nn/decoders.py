@@ -24,9 +24,34 @@ class MLPDecoder(nn.Module):
     def forward(self, z_src: torch.Tensor, z_dst: torch.Tensor) -> torch.Tensor:
         return self.out(F.relu(self.src_hidden(z_src) + self.dst_hidden(z_dst))).squeeze(-1)
 
+    def score_table(self, z_src: torch.Tensor, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """``forward(z_src[b], table[index[b, c]])`` as ``[B, C]``, from ``z_src [B, d]``, ``table [U, d]``
+        and ``index [B, C]`` int64: the destination half of ``W_1`` runs once per table row."""
+        hidden = self.src_hidden(z_src)[:, None, :] + self.dst_hidden(table)[index]
+        return self.out(F.relu(hidden)).squeeze(-1)
+
 
 class DotDecoder(nn.Module):
     """``z_src . z_dst``. Forward: ``[B, d]``, ``[B, d]`` -> logits ``[B]`` (leading dims broadcast)."""
 
     def forward(self, z_src: torch.Tensor, z_dst: torch.Tensor) -> torch.Tensor:
         return (z_src * z_dst).sum(-1)
+
+    def score_table(self, z_src: torch.Tensor, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """``forward(z_src[b], table[index[b, c]])`` as ``[B, C]`` (see ``MLPDecoder.score_table``)."""
+        return (z_src @ table.T).gather(1, index)
+
+
+class PairScorer(nn.Module):
+    """A logit from features of a (source, candidate) pair: ``w_2 relu(W_1 f + b_1) + b_2``.
+
+    Forward: ``features [..., num_features]`` float32 -> logits ``[...]``, added to the decoder's.
+    """
+
+    def __init__(self, num_features: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(num_features, hidden)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out(F.relu(self.hidden(features))).squeeze(-1)
