@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import pickle
+import re
 import resource
 import signal
 import time
@@ -56,7 +58,91 @@ from dgl_tgnn.negatives import (
     TopKNegatives,
     UniformNegatives,
 )
-from dgl_tgnn.nn.memory import RawMessages
+from dgl_tgnn.nn.memory import MemoryState, RawMessages
+
+# What a checkpoint holds at its top level (``checkpoint.pt``: Trainer.state; ``best.pt``: BEST_KEYS).
+CHECKPOINT_KEYS = ("config", "epoch", "batch", "model", "optimizer")
+BEST_KEYS = ("config", "epoch", "model")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: unreadable, not a dgl-tgnn checkpoint, or holding
+    anything but tensors and plain containers (never unpickled beyond those)."""
+
+
+def memory_to_plain(memory: MemoryState | None) -> dict[str, Any] | None:
+    """TGN's memory backup as plain containers of tensors (what ``torch.load(weights_only=True)`` reads)."""
+    if memory is None:
+        return None
+    pending = memory.pending
+    return {
+        "state": memory.state,
+        "last_update": memory.last_update,
+        "pending": None
+        if pending is None
+        else {f.name: getattr(pending, f.name) for f in dataclasses.fields(pending)},
+    }
+
+
+def memory_from_plain(plain: dict[str, Any] | None) -> MemoryState | None:
+    """The inverse of :func:`memory_to_plain`."""
+    if plain is None:
+        return None
+    pending = plain["pending"]
+    return MemoryState(
+        plain["state"], plain["last_update"], None if pending is None else RawMessages(**pending)
+    )
+
+
+def load_checkpoint(
+    path: Path, required: tuple[str, ...], map_location: str | torch.device | None = None
+) -> dict[str, Any]:
+    """The content of the checkpoint file ``path``, read with ``weights_only=True``: tensors and
+    plain containers only, so that a crafted file cannot run code. Raises ``CheckpointError`` (one
+    line) for a missing, empty, truncated, corrupted or foreign file, or one lacking ``required``."""
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({err.strerror})") from None
+    if size == 0:
+        raise CheckpointError(f"{path}: the checkpoint is empty (0 bytes)")
+    try:
+        saved = torch.load(path, weights_only=True, map_location=map_location)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        detail = f"it names {found.group(1)}" if found else "not loadable with weights_only=True"
+        raise CheckpointError(
+            f"{path}: refused: the checkpoint holds objects other than tensors and plain containers "
+            f"({detail}); it may be crafted or from an older version"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (corrupted or truncated? {reason[:200]})"
+        ) from None
+    if not isinstance(saved, dict) or any(key not in saved for key in required):
+        got = sorted(saved)[:8] if isinstance(saved, dict) else type(saved).__name__
+        raise CheckpointError(
+            f"{path}: not a dgl-tgnn checkpoint (expected the keys {', '.join(required)}; got {got})"
+        )
+    return saved
+
+
+def save_atomically(obj: Any, path: Path) -> None:
+    """``torch.save(obj, path)`` through ``path.tmp`` and a rename, with SIGINT and SIGTERM held
+    back meanwhile: an interruption leaves the old file or the new one, never a partial one, and
+    never a ``.tmp`` without the file."""
+    tmp = path.with_suffix(".tmp")
+    held = {signal.SIGINT, signal.SIGTERM}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        torch.save(obj, tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _column(value: str | None) -> int | str | None:
@@ -605,12 +691,12 @@ class Trainer:
         if score > self.best_metric:
             self.best_metric, self.best_epoch, self.bad_epochs = score, self.epoch + 1, 0
             if self.run_dir is not None:
-                torch.save(
+                save_atomically(
                     {
                         "config": c.to_dict(),
                         "epoch": self.epoch + 1,
                         "model": self.model.state_dict(),
-                        "val_memory": val_end,
+                        "val_memory": memory_to_plain(val_end),
                     },
                     self.run_dir / rd.BEST,
                 )
@@ -643,8 +729,8 @@ class Trainer:
     def _final_test(self) -> dict[str, float]:
         """Loads the best epoch's weights (and memory) and evaluates the test split."""
         if self.run_dir is not None:
-            best = torch.load(self.run_dir / rd.BEST, weights_only=False)
-            state, val_end = best["model"], best["val_memory"]
+            best = load_checkpoint(self.run_dir / rd.BEST, BEST_KEYS)
+            state, val_end = best["model"], memory_from_plain(best.get("val_memory"))
         else:
             assert self._best_in_memory is not None
             state, val_end = self._best_in_memory
@@ -671,7 +757,7 @@ class Trainer:
             "best": (self.best_metric, self.best_epoch, self.bad_epochs),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "memory": memory,
+            "memory": memory_to_plain(memory),
             "negatives": self.negatives.state_dict(),
             "neighbour_sampler": self.neighbourhoods.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -686,7 +772,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state["memory"] is not None:
-            self.model.encoder.restore_memory(state["memory"])
+            self.model.encoder.restore_memory(memory_from_plain(state["memory"]))
         self.negatives.load_state_dict(state["negatives"])
         self.neighbourhoods.load_state_dict(state["neighbour_sampler"])
         torch.set_rng_state(state["torch_rng"])
@@ -696,9 +782,7 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         if self.run_dir is None:
             return
-        path = self.run_dir / rd.CHECKPOINT
-        torch.save(self.state(), path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)
+        save_atomically(self.state(), self.run_dir / rd.CHECKPOINT)
 
     @classmethod
     def resume(
@@ -709,11 +793,36 @@ class Trainer:
         if not (run_dir / rd.CHECKPOINT).exists():
             raise ValueError(f"--resume {run_dir}: no {rd.CHECKPOINT} in it")
         config = load_config(run_dir / rd.CONFIG)
+        state = load_checkpoint(run_dir / rd.CHECKPOINT, CHECKPOINT_KEYS)
+        _check_same_config(state["config"], config.to_dict(), run_dir / rd.CONFIG, run_dir / rd.CHECKPOINT)
         trainer = cls(config, run_dir, progress=progress, log=log)
-        state = torch.load(run_dir / rd.CHECKPOINT, weights_only=False)
-        trainer.load_state(state)
+        try:
+            trainer.load_state(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CheckpointError(
+                f"{run_dir / rd.CHECKPOINT}: does not fit the model of {run_dir / rd.CONFIG} ({reason[:200]})"
+            ) from None
         rd.rewrite_metrics(run_dir, trainer.history)
         return trainer
+
+
+def _check_same_config(saved: Any, current: dict[str, Any], config_path: Path, checkpoint: Path) -> None:
+    """Raises ``CheckpointError`` naming the first setting where ``config_path`` no longer says what
+    the checkpoint was trained with."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{checkpoint}: not a dgl-tgnn checkpoint (its config is not a mapping)")
+    for section, values in current.items():
+        saved_values = saved.get(section)
+        for key, value in values.items():
+            if not isinstance(saved_values, dict) or key not in saved_values:
+                continue  # a setting newer than the checkpoint: its default
+            was = saved_values[key]
+            if was != value:
+                raise CheckpointError(
+                    f"{config_path} no longer matches {checkpoint.name}: {section}.{key} is {value!r}, "
+                    f"the checkpoint was trained with {was!r}; restore it to resume"
+                )
 
 
 def format_test(result: dict[str, float]) -> str:
@@ -756,14 +865,20 @@ def evaluate_checkpoint(
         raise ValueError(f"{path}: no checkpoint ({rd.BEST}) found")
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-    saved = torch.load(file, weights_only=False, map_location="cpu")
+    saved = load_checkpoint(file, BEST_KEYS, map_location="cpu")
     config = apply_overrides(config_from_dict(saved["config"]), overrides or {})
     trainer = Trainer(config, None, progress=False, log=log)
-    trainer.model.load_state_dict(saved["model"])
+    try:
+        trainer.model.load_state_dict(saved["model"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{file}: its weights do not fit the model of its config ({reason[:200]})"
+        ) from None
     trainer.model.eval()
     evaluator, streams = trainer.evaluator, trainer.streams
     memory = trainer.model.encoder if trainer.model.has_memory else None
-    start = saved.get("val_memory") if split == "test" else None
+    start = memory_from_plain(saved.get("val_memory")) if split == "test" else None
     if memory is not None and start is None:
         memory.reset_memory()
         with torch.no_grad():

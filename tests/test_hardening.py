@@ -1,0 +1,110 @@
+"""Hardening (issue 17): checkpoints never run code, NaN is never a hit, one-line CLI errors,
+signals and concurrent resumes, silent wrong results refused."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dgl_tgnn import run_dir as rd
+from dgl_tgnn.cli import main
+from dgl_tgnn.config import apply_overrides, default_config
+from dgl_tgnn.train import (
+    BEST_KEYS,
+    CheckpointError,
+    Trainer,
+    load_checkpoint,
+    load_events,
+)
+
+pytest.importorskip("dgl")
+
+
+def tiny(model: str = "tgat", **overrides):
+    """A small, fast config on the first 1,200 Wikipedia events."""
+    settings = {
+        "data.max_events": 1200,
+        "train.epochs": 1,
+        "train.batch_size": 100,
+        "train.threads": 1,
+        "model.engine": "dense",
+        "model.embed_dim": 16,
+        "model.time_dim": 16,
+        "model.memory_dim": 16,
+        "model.fanouts": [5, 5] if model == "tgat" else [5],
+        "eval.negatives": 20,
+    }
+    settings.update(overrides)
+    return apply_overrides(default_config(model), settings)
+
+
+@pytest.fixture(scope="module")
+def events():
+    return load_events(tiny().data)
+
+
+def quiet(line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, events) -> Path:
+    """A finished 1-epoch TGN run directory (do not modify: copy it)."""
+    path = tmp_path_factory.mktemp("trained") / "run"
+    path.mkdir()
+    Trainer(tiny("tgn"), path, dataset=events, progress=False, log=quiet).fit()
+    return path
+
+
+class Payload:
+    """Unpickling it runs ``touch marker``: what a crafted checkpoint does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def one_line_failure(result) -> str:
+    assert result.exit_code not in (0, None), result.output
+    assert "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) >= 1 and lines[-1].startswith("Error: "), result.output
+    return lines[-1]
+
+
+# ----------------------------------------------------------------- 1. checkpoints run no code
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_crafted_checkpoint_runs_no_code(tmp_path, legacy):
+    marker = tmp_path / "pwned"
+    crafted = tmp_path / "best.pt"
+    payload = {"config": {}, "epoch": 1, "model": Payload(marker)}
+    torch.save(payload, crafted, _use_new_zipfile_serialization=not legacy)
+    # The payload is live: the old loader ran it.
+    torch.load(crafted, weights_only=False)
+    assert marker.exists()
+    marker.unlink()
+
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(crafted, BEST_KEYS)
+    line = one_line_failure(CliRunner().invoke(main, ["evaluate", str(crafted)]))
+    assert "refused" in line and "system" in line
+    resumed = tmp_path / "run"
+    resumed.mkdir()
+    (resumed / rd.CONFIG).write_text("data:\n  max_events: 1200\n")
+    torch.save(payload | {"batch": 0, "optimizer": {}}, resumed / rd.CHECKPOINT)
+    one_line_failure(CliRunner().invoke(main, ["train", "--resume", str(resumed)]))
+    assert not marker.exists()
+
+
+def test_checkpoints_hold_only_tensors_and_plain_containers(trained_run):
+    for name, keys in ((rd.BEST, BEST_KEYS), (rd.CHECKPOINT, ("optimizer", "memory", "negatives"))):
+        saved = torch.load(trained_run / name, weights_only=True)
+        assert all(key in saved for key in keys)
+    memory = torch.load(trained_run / rd.BEST, weights_only=True)["val_memory"]
+    assert isinstance(memory, dict) and isinstance(memory["state"], torch.Tensor)
