@@ -65,6 +65,10 @@ CHECKPOINT_KEYS = ("config", "epoch", "batch", "model", "optimizer")
 BEST_KEYS = ("config", "epoch", "model")
 
 
+class TrainingDiverged(ValueError):
+    """A non-finite training loss: the run stops, and nothing of the diverged model is saved."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: unreadable, not a dgl-tgnn checkpoint, or holding
     anything but tensors and plain containers (never unpickled beyond those)."""
@@ -570,10 +574,16 @@ class Trainer:
         # Batch losses stay on the device and are read every 20 batches (no per-batch sync on a GPU).
         losses: list[torch.Tensor] = []
 
-        def read_losses() -> None:
+        checked = len(self.partial["losses"])  # losses before this one are finite
+
+        def read_losses(check: bool = True) -> None:
+            nonlocal checked
             if losses:
                 self.partial["losses"] += torch.stack(losses).tolist()
                 losses.clear()
+            if check:
+                self._check_finite(checked)
+                checked = len(self.partial["losses"])
 
         try:
             for batch in stream.batches(batch_size, first=self.batch):
@@ -592,13 +602,28 @@ class Trainer:
                     if stop_after == 0 and self.batch < total:
                         self._interrupted = True
                 if self._interrupted and self.batch < total:
+                    read_losses()
                     return False
         finally:
-            read_losses()
+            read_losses(check=False)
             bar.close()
             self.partial["train_seconds"] += time.perf_counter() - began
             self.partial["sampler_seconds"] += self.neighbourhoods.seconds - sampler_before
+        self._check_finite(checked)
         return True
+
+    def _check_finite(self, start: int) -> None:
+        """Raises ``TrainingDiverged`` naming the first batch from ``start`` on (of this epoch) whose
+        loss is NaN or infinite: nothing of the diverged model is saved."""
+        losses = self.partial["losses"]
+        for index in range(start, len(losses)):
+            if not np.isfinite(losses[index]):
+                total = self.streams["train"].num_batches(self.config.train.batch_size)
+                raise TrainingDiverged(
+                    f"training diverged at epoch {self.epoch + 1}, batch {index + 1} of {total}: the loss "
+                    f"is {losses[index]}; lower the learning rate (--lr, now {self.config.train.lr:g}) or "
+                    "check the features for huge values (no checkpoint holds the diverged model)"
+                )
 
     def _evaluate_epoch(self) -> tuple[dict[str, float], Any]:
         """Validation (and test) metrics after an epoch, and TGN's memory after validation."""

@@ -17,6 +17,7 @@ from dgl_tgnn.train import (
     BEST_KEYS,
     CheckpointError,
     Trainer,
+    TrainingDiverged,
     load_checkpoint,
     load_events,
 )
@@ -108,3 +109,35 @@ def test_checkpoints_hold_only_tensors_and_plain_containers(trained_run):
         assert all(key in saved for key in keys)
     memory = torch.load(trained_run / rd.BEST, weights_only=True)["val_memory"]
     assert isinstance(memory, dict) and isinstance(memory["state"], torch.Tensor)
+
+
+# ----------------------------------------------------------------- 2. NaN stops training
+QUICK = "--max-events 1200 --epochs 1 --batch-size 100 --threads 1 --engine dense --embed-dim 16".split()
+QUICK += "--fanouts 5,5 --eval-negs 20 --no-progress".split()
+
+
+def test_a_diverging_run_stops_with_one_line_and_saves_nothing(tmp_path):
+    result = CliRunner().invoke(main, ["train", "--runs-dir", str(tmp_path), *QUICK, "--lr", "1e6"])
+    line = one_line_failure(result)
+    assert "diverged" in line and "batch 2 of" in line and "--lr" in line and "features" in line
+    (run,) = tmp_path.iterdir()
+    assert not (run / rd.BEST).exists() and not (run / rd.CHECKPOINT).exists()
+    assert "AP" not in result.output and not (run / rd.METRICS).exists()
+
+
+def test_a_nan_loss_names_its_batch(tmp_path, events):
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(tiny(), tmp_path / "run", dataset=events, progress=False, log=quiet)
+    step, calls = trainer._train_batch, []
+
+    def poisoned_at_the_fourth_batch(batch):
+        calls.append(1)
+        if len(calls) == 4:
+            with torch.no_grad():
+                trainer.model.decoder.out.weight.fill_(float("nan"))
+        return step(batch)
+
+    trainer._train_batch = poisoned_at_the_fourth_batch
+    with pytest.raises(TrainingDiverged, match="epoch 1, batch 4 of"):
+        trainer.fit()
+    assert not (tmp_path / "run" / rd.BEST).exists()
