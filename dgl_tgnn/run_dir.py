@@ -26,15 +26,23 @@ def create_run_dir(runs_dir: str | Path, model: str, negatives: str) -> Path:
     """A new, empty ``runs_dir/<YYYYmmdd-HHMMSS>-<model>-<negatives>[-n]/``."""
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{negatives}"
     root = Path(runs_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    for n in range(1000):
-        path = root / (stem if n == 0 else f"{stem}-{n}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"cannot create a run directory under {root}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for n in range(1000):
+            path = root / (stem if n == 0 else f"{stem}-{n}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as err:
+        raise ValueError(
+            f"cannot create a run directory under {root} ({err.strerror or err}); "
+            "choose another with --runs-dir"
+        ) from None
+    raise ValueError(
+        f"cannot create a run directory under {root} (1000 exist); choose another with --runs-dir"
+    )
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:

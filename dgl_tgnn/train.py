@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import pickle
 import re
 import resource
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -67,6 +69,10 @@ BEST_KEYS = ("config", "epoch", "model")
 
 class TrainingDiverged(ValueError):
     """A non-finite training loss: the run stops, and nothing of the diverged model is saved."""
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be written (the run so far is saved elsewhere when possible)."""
 
 
 class CheckpointError(ValueError):
@@ -140,7 +146,10 @@ def save_atomically(obj: Any, path: Path) -> None:
     held = {signal.SIGINT, signal.SIGTERM}
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as file:  # (an OSError when it fails: torch.save's own file raises RuntimeError)
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -184,6 +193,28 @@ def load_events(config: DataConfig) -> TemporalDataset:
     return ds
 
 
+def check_device(name: str) -> torch.device:
+    """The torch device ``name`` (``train.device``); a ValueError in one line when it is unknown or
+    absent here (e.g. ``cuda`` without CUDA)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name}: unknown device (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {name}: CUDA is not available on this machine or torch build; use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ValueError(
+                f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name}: not supported (use cpu, cuda or cuda:N)")
+    return device
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory so far: the device's allocated peak on CUDA, the process's resident peak on CPU."""
     if device.type == "cuda":
@@ -221,7 +252,7 @@ class Trainer:
         self.progress = progress
         self.log = log
         c = self.config
-        self.device = torch.device(c.train.device)
+        self.device = check_device(c.train.device)
         self.dedup = c.model.dedup == "always" or (c.model.dedup == "auto" and self.device.type == "cpu")
         if c.train.threads is not None:
             torch.set_num_threads(c.train.threads)
@@ -664,14 +695,21 @@ class Trainer:
         """
         c = self.config
         if self.run_dir is not None and not (self.run_dir / rd.CONFIG).exists():
-            save_config(c, self.run_dir / rd.CONFIG)
+            try:
+                save_config(c, self.run_dir / rd.CONFIG)
+            except OSError as err:
+                raise RunDirError(
+                    f"cannot write to the run directory {self.run_dir} ({err.strerror or err}); "
+                    "choose another with --runs-dir"
+                ) from None
         previous = signal.getsignal(signal.SIGINT)
         if self.run_dir is not None:
             signal.signal(signal.SIGINT, self._on_sigint)
         try:
             while self.epoch < c.train.epochs and self.bad_epochs < c.train.patience:
                 if not self.train_epoch(stop_after_batches):
-                    self._save_checkpoint()
+                    with self._writing_run_dir():
+                        self._save_checkpoint()
                     self.log(f"interrupted: resume with `dgl-tgnn train --resume {self.run_dir}`")
                     return None
                 self._finish_epoch()
@@ -712,19 +750,17 @@ class Trainer:
             self.negatives.refresh_seconds = 0.0
         self.history.append(record)
         self.log(self._summary(record))
+        best: dict[str, Any] | None = None
         score = metrics[f"val_{c.eval.metric}"]
         if score > self.best_metric:
             self.best_metric, self.best_epoch, self.bad_epochs = score, self.epoch + 1, 0
-            if self.run_dir is not None:
-                save_atomically(
-                    {
-                        "config": c.to_dict(),
-                        "epoch": self.epoch + 1,
-                        "model": self.model.state_dict(),
-                        "val_memory": memory_to_plain(val_end),
-                    },
-                    self.run_dir / rd.BEST,
-                )
+            if self.run_dir is not None:  # written below, with the epoch's other files
+                best = {
+                    "config": c.to_dict(),
+                    "epoch": self.epoch + 1,
+                    "model": self.model.state_dict(),
+                    "val_memory": memory_to_plain(val_end),
+                }
             else:
                 weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self._best_in_memory = (weights, val_end)
@@ -734,9 +770,43 @@ class Trainer:
         self.batch = 0
         self.partial = self._new_partial()
         if self.run_dir is not None:
-            rd.append_metrics(self.run_dir, record)
-            rd.plot_curves(self.run_dir, self.history)
-            self._save_checkpoint()
+            with self._writing_run_dir(best):
+                if best is not None:
+                    save_atomically(best, self.run_dir / rd.BEST)
+                rd.append_metrics(self.run_dir, record)
+                rd.plot_curves(self.run_dir, self.history)
+                self._save_checkpoint()
+
+    @contextlib.contextmanager
+    def _writing_run_dir(self, best: dict[str, Any] | None = None) -> Iterator[None]:
+        """Writes into the run directory. When one fails (read-only, removed, disk full), the run so
+        far (``checkpoint.pt``, ``best`` when given, config and metrics) goes to a new directory
+        under the system's temporary one, and a ``RunDirError`` says where and how to resume."""
+        try:
+            yield
+        except OSError as err:
+            assert self.run_dir is not None
+            what = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+            where = (
+                f"epoch {self.epoch + 1}, batch {self.batch}" if self.batch else f"end of epoch {self.epoch}"
+            )
+            try:
+                rescue = Path(tempfile.mkdtemp(prefix=f"dgl-tgnn-rescue-{self.run_dir.name}-"))
+                save_config(self.config, rescue / rd.CONFIG)
+                rd.rewrite_metrics(rescue, self.history)
+                if best is not None:
+                    torch.save(best, rescue / rd.BEST)
+                torch.save(self.state(), rescue / rd.CHECKPOINT)
+            except OSError as again:
+                raise RunDirError(
+                    f"cannot write to the run directory {self.run_dir} ({what}), nor save the run "
+                    f"elsewhere ({again.strerror or again}): the run is lost after {where}"
+                ) from None
+            raise RunDirError(
+                f"cannot write to the run directory {self.run_dir} ({what}); the run so far ({where}) "
+                f"is saved in {rescue}: copy its files into a writable run directory and continue "
+                "with `dgl-tgnn train --resume` on it"
+            ) from None
 
     @staticmethod
     def _summary(record: dict[str, Any]) -> str:
@@ -764,9 +834,10 @@ class Trainer:
             self.model.encoder.restore_memory(val_end)
         result = self._evaluate_test(val_end)
         result["best_epoch"] = self.best_epoch
-        if self.run_dir is not None:
-            rd.append_metrics(self.run_dir, {"final": result})
         self.log(format_test(result))
+        if self.run_dir is not None:
+            with self._writing_run_dir():
+                rd.append_metrics(self.run_dir, {"final": result})
         return result
 
     # ----------------------------------------------------------------- checkpoints

@@ -4,6 +4,8 @@ signals and concurrent resumes, silent wrong results refused."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,10 +14,11 @@ from click.testing import CliRunner
 
 from dgl_tgnn import run_dir as rd
 from dgl_tgnn.cli import main
-from dgl_tgnn.config import apply_overrides, default_config
+from dgl_tgnn.config import apply_overrides, default_config, load_config
 from dgl_tgnn.train import (
     BEST_KEYS,
     CheckpointError,
+    RunDirError,
     Trainer,
     TrainingDiverged,
     load_checkpoint,
@@ -141,3 +144,113 @@ def test_a_nan_loss_names_its_batch(tmp_path, events):
     with pytest.raises(TrainingDiverged, match="epoch 1, batch 4 of"):
         trainer.fit()
     assert not (tmp_path / "run" / rd.BEST).exists()
+
+
+# ----------------------------------------------------------------- 5. one-line CLI errors
+def copy_run(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to)
+    return to
+
+
+def final_result(run: Path) -> dict:
+    return rd.read_metrics(run)[-1]["final"]
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "flipped", "text", "tensor", "foreign dict"])
+def test_damaged_or_foreign_checkpoints_fail_in_one_line(tmp_path, trained_run, damage):
+    run = copy_run(trained_run, tmp_path / "run")
+    best = run / rd.BEST
+    data = best.read_bytes()
+    if damage == "empty":
+        best.write_bytes(b"")
+    elif damage == "truncated":
+        best.write_bytes(data[: len(data) // 2])
+    elif damage == "flipped":
+        best.write_bytes(data[:100] + bytes(b ^ 0xFF for b in data[100:4000]) + data[4000:])
+    elif damage == "text":
+        best.write_text("model: not a checkpoint\n")
+    elif damage == "tensor":
+        torch.save(torch.zeros(3), best)
+    else:
+        torch.save({"state_dict": {}}, best)
+    line = one_line_failure(CliRunner().invoke(main, ["evaluate", str(run)]))
+    assert str(best) in line
+    debug = CliRunner().invoke(main, ["evaluate", str(run), "--debug"])
+    assert debug.exit_code != 0 and isinstance(debug.exception, CheckpointError)
+
+
+def test_resume_refuses_a_config_that_no_longer_matches_its_checkpoint(tmp_path, trained_run):
+    run = copy_run(trained_run, tmp_path / "run")
+    config = run / rd.CONFIG
+    config.write_text(config.read_text().replace("embed_dim: 16", "embed_dim: 32"))
+    line = one_line_failure(CliRunner().invoke(main, ["train", "--resume", str(run)]))
+    assert "model.embed_dim is 32" in line and "16" in line
+
+
+def test_an_unwritable_runs_dir_fails_in_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    line = one_line_failure(
+        CliRunner().invoke(main, ["train", "--runs-dir", str(tmp_path / "file" / "runs")])
+    )
+    assert "cannot create a run directory" in line and "--runs-dir" in line
+
+
+def test_a_run_dir_lost_mid_run_keeps_the_epoch_elsewhere(tmp_path, trained_run, events):
+    run = tmp_path / "run"
+    run.mkdir()
+    trainer = Trainer(tiny("tgn"), run, dataset=events, progress=False, log=quiet)
+    step, calls = trainer._train_batch, []
+
+    def remove_the_run_dir(batch):
+        calls.append(1)
+        if len(calls) == 2:
+            shutil.rmtree(run)  # as a read-only remount or a full disk would
+        return step(batch)
+
+    trainer._train_batch = remove_the_run_dir
+    with pytest.raises(RunDirError, match="cannot write to the run directory") as error:
+        trainer.fit()
+    rescue = Path(str(error.value).split("is saved in ")[1].split(":")[0])
+    assert {p.name for p in rescue.iterdir()} == {rd.CONFIG, rd.METRICS, rd.BEST, rd.CHECKPOINT}
+    moved = copy_run(rescue, tmp_path / "moved")
+    shutil.rmtree(rescue)
+    resumed = Trainer.resume(moved, progress=False, log=quiet)
+    resumed.dataset = events
+    assert resumed.fit() == final_result(trained_run)
+
+
+def test_yaml_values_are_typed(tmp_path):
+    def load(text: str):
+        (tmp_path / "c.yaml").write_text(text)
+        return load_config(tmp_path / "c.yaml")
+
+    assert load("train:\n  lr: 1e-3\n").train.lr == 1e-3  # a string to PyYAML
+    assert load("train:\n  lr: 2\n").train.lr == 2.0
+    assert load("data:\n  src_col: 0\n").data.src_col == "0"
+    for text, message in [
+        ("train:\n  epochs: true\n", "train.epochs must be an integer; got True"),
+        ("train:\n  threads: two\n", "train.threads must be an integer"),
+        ("train:\n  lr: fast\n", "train.lr must be a number"),
+        ("model:\n  fanouts: [10, x]\n", "model.fanouts must be a list of ints"),
+        ("data:\n  features: 1\n", "data.features must be true or false"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load(text)
+    line = one_line_failure(
+        CliRunner().invoke(main, ["train", "--config", str(tmp_path / "c.yaml"), "--runs-dir", str(tmp_path)])
+    )
+    assert "data.features" in line
+
+
+@pytest.mark.parametrize(
+    "device, message",
+    [("cuda", "CUDA is not available"), ("gpu", "unknown device"), ("mps", "not supported")],
+)
+def test_unusable_devices_fail_in_one_line(tmp_path, device, message):
+    if device == "cuda" and torch.cuda.is_available():
+        device, message = f"cuda:{torch.cuda.device_count()}", "CUDA device(s)"
+    line = one_line_failure(
+        CliRunner().invoke(main, ["train", "--runs-dir", str(tmp_path), *QUICK, "--device", device])
+    )
+    assert message in line and "--device" in line
+    assert not any(tmp_path.iterdir())  # no run directory left behind
