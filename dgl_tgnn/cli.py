@@ -253,7 +253,8 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
         run = rd.create_run_dir(config.train.runs_dir, config.model.name, config.negatives.kind)
         click.echo(f"run directory: {run}")
         trainer = Trainer(config, run, progress=progress, log=click.echo)
-    trainer.fit()
+    if trainer.fit() is None:  # interrupted (Ctrl-C: 130, SIGTERM: 143) after saving a checkpoint
+        sys.exit(128 + trainer.interrupted_by)
 
 
 @main.command(context_settings={"max_content_width": 110})

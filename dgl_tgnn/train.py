@@ -33,6 +33,7 @@ import re
 import resource
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -140,11 +141,15 @@ def load_checkpoint(
 
 def save_atomically(obj: Any, path: Path) -> None:
     """``torch.save(obj, path)`` through ``path.tmp`` and a rename, with SIGINT and SIGTERM held
-    back meanwhile: an interruption leaves the old file or the new one, never a partial one, and
-    never a ``.tmp`` without the file."""
+    back meanwhile (in the main thread; delivered to their handlers after the rename): an
+    interruption leaves the old file or the new one, never a partial one, and never a ``.tmp``
+    without the file."""
     tmp = path.with_suffix(".tmp")
-    held = {signal.SIGINT, signal.SIGTERM}
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    held: list[int] = []
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda signum, frame: held.append(signum))
     try:
         with open(tmp, "wb") as file:  # (an OSError when it fails: torch.save's own file raises RuntimeError)
             torch.save(obj, file)
@@ -155,7 +160,10 @@ def save_atomically(obj: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
 
 
 def _column(value: str | None) -> int | str | None:
@@ -236,6 +244,14 @@ class Trainer:
             neighbour sampler allows it (``Neighbourhoods.replayable``: no deduplication, the
             default on a GPU); same results as the step run op by op (tests/test_cuda_graph.py).
     """
+
+    # Inside an epoch, checkpoint.pt is written after the first batch that ends this many seconds
+    # after the last checkpoint: a killed run loses minutes, not its epoch.
+    checkpoint_every_s: float = 300.0
+    # Set by fit(): the signal that interrupted it (SIGINT or SIGTERM; the exit code is 128 + it).
+    interrupted_by: int = int(signal.SIGINT)
+    _lock: int | None = None  # the run directory's lock (rd.lock_run_dir), held while training
+    _last_checkpoint: float = 0.0
 
     def __init__(
         self,
@@ -635,6 +651,11 @@ class Trainer:
                 if self._interrupted and self.batch < total:
                     read_losses()
                     return False
+                due = time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s
+                if due and self.run_dir is not None and self.batch < total:
+                    read_losses()  # (nothing diverged is saved)
+                    with self._writing_run_dir():
+                        self._save_checkpoint()
         finally:
             read_losses(check=False)
             bar.close()
@@ -702,9 +723,14 @@ class Trainer:
                     f"cannot write to the run directory {self.run_dir} ({err.strerror or err}); "
                     "choose another with --runs-dir"
                 ) from None
-        previous = signal.getsignal(signal.SIGINT)
+        self.interrupted_by = int(signal.SIGINT)
+        self._last_checkpoint = time.monotonic()
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         if self.run_dir is not None:
-            signal.signal(signal.SIGINT, self._on_sigint)
+            if self._lock is None:
+                self._lock = rd.lock_run_dir(self.run_dir)
+            for signum in previous:
+                signal.signal(signum, self._on_sigint)
         try:
             while self.epoch < c.train.epochs and self.bad_epochs < c.train.patience:
                 if not self.train_epoch(stop_after_batches):
@@ -716,16 +742,24 @@ class Trainer:
                 if self._interrupted:
                     self.log(f"interrupted: resume with `dgl-tgnn train --resume {self.run_dir}`")
                     return None
+            return self._final_test()
         finally:
             if self.run_dir is not None:
-                signal.signal(signal.SIGINT, previous)
-        return self._final_test()
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+            if self._lock is not None:
+                rd.unlock_run_dir(self._lock)
+                self._lock = None
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
-        if self._interrupted:  # a second Ctrl-C stops at once
+        """Ctrl-C or SIGTERM: finish the batch, save a checkpoint and return (a second one: stop at
+        once, leaving the last checkpoint, which is never written partially)."""
+        if self._interrupted:
             raise KeyboardInterrupt
         self._interrupted = True
-        self.log("\nCtrl-C: finishing the batch and saving a checkpoint (Ctrl-C again to abort)")
+        self.interrupted_by = signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.log(f"\n{name}: finishing the batch and saving a checkpoint (Ctrl-C again to abort)")
 
     def _finish_epoch(self) -> None:
         c = self.config
@@ -879,6 +913,7 @@ class Trainer:
         if self.run_dir is None:
             return
         save_atomically(self.state(), self.run_dir / rd.CHECKPOINT)
+        self._last_checkpoint = time.monotonic()
 
     @classmethod
     def resume(
@@ -888,6 +923,17 @@ class Trainer:
         run_dir = Path(run_dir)
         if not (run_dir / rd.CHECKPOINT).exists():
             raise ValueError(f"--resume {run_dir}: no {rd.CHECKPOINT} in it")
+        lock = rd.lock_run_dir(run_dir)
+        try:
+            trainer = cls._resumed(run_dir, progress, log)
+        except BaseException:
+            rd.unlock_run_dir(lock)
+            raise
+        trainer._lock = lock
+        return trainer
+
+    @classmethod
+    def _resumed(cls, run_dir: Path, progress: bool, log: Callable[[str], None]) -> Trainer:
         config = load_config(run_dir / rd.CONFIG)
         state = load_checkpoint(run_dir / rd.CHECKPOINT, CHECKPOINT_KEYS)
         _check_same_config(state["config"], config.to_dict(), run_dir / rd.CONFIG, run_dir / rd.CHECKPOINT)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,79 @@ def test_unusable_devices_fail_in_one_line(tmp_path, device, message):
     )
     assert message in line and "--device" in line
     assert not any(tmp_path.iterdir())  # no run directory left behind
+
+
+# ----------------------------------------------------------------- 6. signals and concurrency
+def signal_at_the_second_batch(monkeypatch, signum):
+    step = Trainer._train_batch
+    calls = []
+
+    def step_then_signal(self, batch):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signum)
+        return step(self, batch)
+
+    monkeypatch.setattr(Trainer, "_train_batch", step_then_signal)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_save_then_exit_128_plus_the_signal(tmp_path, monkeypatch, signum, code):
+    signal_at_the_second_batch(monkeypatch, signum)
+    result = CliRunner().invoke(main, ["train", "--runs-dir", str(tmp_path), *QUICK])
+    assert result.exit_code == code, result.output
+    (run,) = tmp_path.iterdir()
+    assert (run / rd.CHECKPOINT).exists() and not (run / "checkpoint.tmp").exists()
+    assert torch.load(run / rd.CHECKPOINT, weights_only=True)["batch"] == 2
+    assert "--resume" in result.output
+
+
+def test_a_second_ctrl_c_during_a_save_leaves_a_whole_checkpoint(tmp_path, monkeypatch):
+    from dgl_tgnn import train as train_module
+
+    path = tmp_path / rd.CHECKPOINT
+    train_module.save_atomically({"n": torch.zeros(1)}, path)
+    real_save = torch.save
+
+    def interrupted_save(obj, file):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C (the default handler raises KeyboardInterrupt)
+        real_save(obj, file)
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.save_atomically({"n": torch.ones(1)}, path)
+    assert torch.load(path, weights_only=True)["n"].item() == 1.0  # the save completed first
+    assert not path.with_suffix(".tmp").exists()
+
+
+def test_a_second_resume_of_one_run_dir_refuses(tmp_path, events):
+    run = tmp_path / "run"
+    run.mkdir()
+    Trainer(tiny(), run, dataset=events, progress=False, log=quiet).fit(stop_after_batches=2)
+    first = Trainer.resume(run, progress=False, log=quiet)
+    with pytest.raises(ValueError, match="in use by another dgl-tgnn process"):
+        Trainer.resume(run, progress=False, log=quiet)
+    line = one_line_failure(CliRunner().invoke(main, ["train", "--resume", str(run)]))
+    assert f"pid {os.getpid()}" in line
+    first.fit()  # releases the lock at its end
+    assert Trainer.resume(run, progress=False, log=quiet)._lock is not None
+
+
+def test_checkpoints_inside_an_epoch_resume_exactly(tmp_path, trained_run, events):
+    """kill -9 after the in-epoch checkpoint of batch 3: resuming gives the uninterrupted result."""
+    run = tmp_path / "run"
+    run.mkdir()
+    trainer = Trainer(tiny("tgn"), run, dataset=events, progress=False, log=quiet)
+    trainer.checkpoint_every_s = 0.0  # after every batch
+    save = trainer._save_checkpoint
+
+    def save_and_snapshot():
+        save()
+        if trainer.epoch == 0 and trainer.batch == 3:
+            copy_run(run, tmp_path / "killed")
+
+    trainer._save_checkpoint = save_and_snapshot
+    assert trainer.fit() == final_result(trained_run)
+    assert torch.load(tmp_path / "killed" / rd.CHECKPOINT, weights_only=True)["batch"] == 3
+    assert Trainer.resume(tmp_path / "killed", progress=False, log=quiet).fit() == final_result(trained_run)
+    assert Trainer.checkpoint_every_s == 300.0
