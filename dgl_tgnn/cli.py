@@ -244,6 +244,11 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
     else:
         if flags["data"] is not None and flags["dataset"] is not None:
             raise click.UsageError("give --dataset or --data, not both")
+        file_flags = ("fmt", "src_col", "dst_col", "time_col", "feature_cols", "delimiter")
+        if flags["dataset"] is not None and any(flags[name] is not None for name in file_flags):
+            given = next(name for name in file_flags if flags[name] is not None)
+            flag = "--format" if given == "fmt" else "--" + given.replace("_", "-")
+            raise click.UsageError(f"{flag} describes a --data file: it does nothing with --dataset")
         config = load_config(config_path, flags["model"])  # type: ignore[arg-type]
         config = apply_overrides(config, {key: flags[name] for name, key in _TRAIN_FLAGS.items()})
         if flags["dataset"] is not None:  # a built-in dataset replaces a file named by the config

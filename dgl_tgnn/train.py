@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import pickle
 import re
@@ -252,6 +253,7 @@ class Trainer:
     interrupted_by: int = int(signal.SIGINT)
     _lock: int | None = None  # the run directory's lock (rd.lock_run_dir), held while training
     _last_checkpoint: float = 0.0
+    _data_hash: str | None = None
 
     def __init__(
         self,
@@ -715,6 +717,7 @@ class Trainer:
         a test hook), after writing ``checkpoint.pt``.
         """
         c = self.config
+        self.check_splits()
         if self.run_dir is not None and not (self.run_dir / rd.CONFIG).exists():
             try:
                 save_config(c, self.run_dir / rd.CONFIG)
@@ -750,6 +753,27 @@ class Trainer:
             if self._lock is not None:
                 rd.unlock_run_dir(self._lock)
                 self._lock = None
+
+    def data_hash(self) -> str:
+        """A content hash of the events and features trained on (stored in checkpoints, so that
+        ``evaluate`` notices a data file that changed since)."""
+        if self._data_hash is None:
+            ds, digest = self.dataset, hashlib.blake2b(digest_size=16)
+            for array in (ds.src, ds.dst, ds.t, ds.edge_feat, ds.node_feat):
+                if array is not None:
+                    digest.update(f"{array.dtype}{array.shape}".encode())
+                    digest.update(np.ascontiguousarray(array).data)
+            self._data_hash = digest.hexdigest()
+        return self._data_hash
+
+    def check_splits(self) -> None:
+        """A ValueError with the split sizes when the test split is empty (no metrics to report)."""
+        if len(self.split.test) == 0:
+            sizes = ", ".join(f"{name} {len(getattr(self.split, name))}" for name in ("train", "val", "test"))
+            raise ValueError(
+                f"dataset {self.dataset.name!r} ({self.dataset.num_events} events) leaves an empty test "
+                f"split ({sizes} events): use more events (--max-events) or a larger data.test_ratio"
+            )
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         """Ctrl-C or SIGTERM: finish the batch, save a checkpoint and return (a second one: stop at
@@ -791,6 +815,7 @@ class Trainer:
             if self.run_dir is not None:  # written below, with the epoch's other files
                 best = {
                     "config": c.to_dict(),
+                    "data_hash": self.data_hash(),
                     "epoch": self.epoch + 1,
                     "model": self.model.state_dict(),
                     "val_memory": memory_to_plain(val_end),
@@ -880,6 +905,7 @@ class Trainer:
         memory = self.model.encoder.backup_memory() if self.model.has_memory else None
         return {
             "config": self.config.to_dict(),
+            "data_hash": self.data_hash(),
             "epoch": self.epoch,
             "batch": self.batch,
             "partial": dict(self.partial),
@@ -1010,6 +1036,13 @@ def evaluate_checkpoint(
     saved = load_checkpoint(file, BEST_KEYS, map_location="cpu")
     config = apply_overrides(config_from_dict(saved["config"]), overrides or {})
     trainer = Trainer(config, None, progress=False, log=log)
+    trainer.check_splits()
+    if saved.get("data_hash", trainer.data_hash()) != trainer.data_hash():
+        where = config.data.path or config.data.dataset
+        raise ValueError(
+            f"{file}: the data ({where}) changed since training (content hash {saved['data_hash'][:12]} "
+            f"then, {trainer.data_hash()[:12]} now); evaluate on the data the model was trained on"
+        )
     try:
         trainer.model.load_state_dict(saved["model"])
     except (RuntimeError, TypeError, AttributeError) as err:

@@ -331,3 +331,29 @@ def test_checkpoints_inside_an_epoch_resume_exactly(tmp_path, trained_run, event
     assert torch.load(tmp_path / "killed" / rd.CHECKPOINT, weights_only=True)["batch"] == 3
     assert Trainer.resume(tmp_path / "killed", progress=False, log=quiet).fit() == final_result(trained_run)
     assert Trainer.checkpoint_every_s == 300.0
+
+
+# ----------------------------------------------------------------- 7. silent wrong results
+def test_an_empty_test_split_is_refused_with_the_split_sizes(tmp_path, events):
+    config = tiny(**{"data.test_ratio": 0.0})
+    with pytest.raises(ValueError, match=r"empty test split \(train \d+, val \d+, test 0 events\)"):
+        Trainer(config, None, dataset=events, progress=False, log=quiet).fit()
+
+
+def test_evaluate_refuses_data_that_changed_since_training(tmp_path, trained_run, events):
+    run = copy_run(trained_run, tmp_path / "run")
+    assert torch.load(run / rd.BEST, weights_only=True)["data_hash"]
+    config = run / rd.CONFIG
+    # the same built-in data, one event fewer: another content
+    config.write_text(config.read_text().replace("max_events: 1200", "max_events: 1199"))
+    best = torch.load(run / rd.BEST, weights_only=True)
+    best["config"]["data"]["max_events"] = 1199
+    torch.save(best, run / rd.BEST)
+    line = one_line_failure(CliRunner().invoke(main, ["evaluate", str(run)]))
+    assert "changed since training" in line
+
+
+@pytest.mark.parametrize("flag, value", [("--format", "csv"), ("--src-col", "0"), ("--delimiter", ";")])
+def test_data_file_flags_are_refused_with_a_built_in_dataset(tmp_path, flag, value):
+    line = one_line_failure(CliRunner().invoke(main, ["train", "--dataset", "uci", flag, value, *QUICK]))
+    assert flag in line and "--dataset" in line
