@@ -3,10 +3,13 @@ signals and concurrent resumes, silent wrong results refused."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -357,3 +360,26 @@ def test_evaluate_refuses_data_that_changed_since_training(tmp_path, trained_run
 def test_data_file_flags_are_refused_with_a_built_in_dataset(tmp_path, flag, value):
     line = one_line_failure(CliRunner().invoke(main, ["train", "--dataset", "uci", flag, value, *QUICK]))
     assert flag in line and "--dataset" in line
+
+
+# ----------------------------------------------------------------- 8. busy machines
+@pytest.mark.parametrize(
+    "argv0, env, expected",
+    [
+        ("-m", {}, "PASSIVE"),  # python -m dgl_tgnn (argv[0] while the package is imported)
+        ("/venv/bin/dgl-tgnn", {}, "PASSIVE"),  # the console script
+        ("/venv/bin/dgl-tgnn", {"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),  # an explicit setting wins
+        ("/venv/bin/dgl-tgnn", {"GOMP_SPINCOUNT": "1000"}, None),
+        ("my_script.py", {}, None),  # a library user's process is left alone
+    ],
+)
+def test_the_command_line_sets_a_passive_openmp_wait_policy_before_torch(argv0, env, expected):
+    code = (
+        f"import sys; sys.argv = [{argv0!r}]; import dgl_tgnn, os, json; "
+        "print(json.dumps([os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules]))"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=clean | env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == [expected, True]
