@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 CONFIGS = {
-    # today's default: the CLI sets the OpenMP wait policy to passive itself
-    "default": {},
-    # before the fix: libgomp's own default (it spins 300,000 rounds before sleeping)
-    "spinning (before)": {"GOMP_SPINCOUNT": "300000"},
+    # today's default: one torch thread while another process keeps a core busy (Trainer._adapt_threads)
+    "default": [],
+    # before: the default thread count (2 on 2 cores) throughout, as an explicit --threads keeps it
+    "fixed 2 threads (before)": ["--threads", "2"],
 }
 COMMAND = [
     "train",
@@ -46,13 +46,12 @@ def load() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
 
 
-def epoch_seconds(env_extra: dict[str, str], max_events: int | None, timeout: float) -> float:
+def epoch_seconds(flags: list[str], max_events: int | None, timeout: float) -> float:
     """``train_seconds`` of one epoch of COMMAND in a fresh process (inf when past ``timeout``)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    env.update(env_extra)
     with tempfile.TemporaryDirectory() as runs:
         extra = ["--max-events", str(max_events)] if max_events else []
-        cmd = [sys.executable, "-m", "dgl_tgnn", *COMMAND, *extra, "--runs-dir", runs]
+        cmd = [sys.executable, "-m", "dgl_tgnn", *COMMAND, *flags, *extra, "--runs-dir", runs]
         try:
             subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -85,9 +84,9 @@ def main() -> None:
                 competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
                 time.sleep(0.5)
             try:
-                for name, env in CONFIGS.items():
+                for name, flags in CONFIGS.items():
                     print(f"round {round_ + 1}, {state}, {name}: {load()}", flush=True)
-                    seconds = epoch_seconds(env, args.max_events, args.timeout)
+                    seconds = epoch_seconds(flags, args.max_events, args.timeout)
                     times.setdefault((name, state), []).append(seconds)
                     print(f"  epoch train_seconds {seconds:.2f}", flush=True)
             finally:

@@ -3,13 +3,13 @@ signals and concurrent resumes, silent wrong results refused."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -363,23 +363,23 @@ def test_data_file_flags_are_refused_with_a_built_in_dataset(tmp_path, flag, val
 
 
 # ----------------------------------------------------------------- 8. busy machines
-@pytest.mark.parametrize(
-    "argv0, env, expected",
-    [
-        ("-m", {}, "PASSIVE"),  # python -m dgl_tgnn (argv[0] while the package is imported)
-        ("/venv/bin/dgl-tgnn", {}, "PASSIVE"),  # the console script
-        ("/venv/bin/dgl-tgnn", {"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),  # an explicit setting wins
-        ("/venv/bin/dgl-tgnn", {"GOMP_SPINCOUNT": "1000"}, None),
-        ("my_script.py", {}, None),  # a library user's process is left alone
-    ],
-)
-def test_the_command_line_sets_a_passive_openmp_wait_policy_before_torch(argv0, env, expected):
-    code = (
-        f"import sys; sys.argv = [{argv0!r}]; import dgl_tgnn, os, json; "
-        "print(json.dumps([os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules]))"
-    )
-    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=clean | env, capture_output=True, text=True, check=True
-    )
-    assert json.loads(out.stdout) == [expected, True]
+def test_training_uses_one_thread_while_another_process_is_busy(tmp_path, events):
+    """The default thread count (train.threads unset) drops to 1 while others keep a core busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    trainer = Trainer(tiny(**{"train.threads": None}), None, dataset=events, progress=False, log=quiet)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        trainer._adapt_threads()
+        assert trainer._default_threads == 2
+        time.sleep(0.5)
+        trainer._adapt_threads()
+        assert torch.get_num_threads() == 1
+    finally:
+        busy.kill()
+        busy.wait()
+        torch.set_num_threads(before)
+    # an explicit thread count is left alone
+    pinned = Trainer(tiny(**{"train.threads": 1}), None, dataset=events, progress=False, log=quiet)
+    pinned._adapt_threads()
+    assert pinned._threads_mark is None
