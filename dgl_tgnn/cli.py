@@ -1,6 +1,47 @@
-"""The ``dgl-tgnn`` command line."""
+"""The ``dgl-tgnn`` command line.
+
+Every failure a user can cause ends in one line (``Error: ...``) and a non-zero exit code: 1, or
+128 + the signal's number after Ctrl-C (130) or SIGTERM (143); ``--debug`` shows the traceback.
+"""
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of ``error``'s message; with its type when that is not a ValueError (ours)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if isinstance(error, ValueError):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text} (--debug shows the traceback)"
+
+
+def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """Adds ``--debug`` to a command and turns any exception it raises into one line and exit code 1
+    (a second Ctrl-C: 130); with ``--debug`` the exception propagates with its traceback."""
+
+    @functools.wraps(command)
+    def run(*args: Any, debug: bool = False, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            click.echo("Error: interrupted (the last checkpoint, if any, is intact)", err=True)
+            sys.exit(130)
+        except Exception as error:
+            if debug:
+                raise
+            raise click.ClickException(_one_line(error)) from None
+
+    return click.option("--debug", is_flag=True, help="On an error, show the full traceback.")(run)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -11,6 +52,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("names", nargs=-1, metavar="[NAME_OR_PATH]...")
+@_one_line_errors
 def datasets(names: tuple[str, ...]) -> None:
     """List the built-in datasets: events, nodes, edge feature dim, bipartite, time span.
 
@@ -183,6 +225,7 @@ _TRAIN_FLAGS = {
               "default) or only events before the batch.")
 @click.option("--runs-dir", help="Parent of the run directories (default runs).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per epoch.")
+@_one_line_errors
 def train(config_path: str | None, resume: str | None, progress: bool, **flags: object) -> None:
     """Train TGAT or TGN on a dataset and report test AP, AUC, MRR and Recall@k.
 
@@ -191,29 +234,32 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
     """
     from dgl_tgnn import run_dir as rd
     from dgl_tgnn.config import apply_overrides, load_config
-    from dgl_tgnn.data import DataError
-    from dgl_tgnn.train import Trainer
+    from dgl_tgnn.train import Trainer, check_device
 
-    try:
-        if resume is not None:
-            given = sorted(name for name, value in flags.items() if value is not None)
-            if given or config_path:
-                raise click.UsageError("--resume continues a run with its saved config: give no other option")
-            trainer = Trainer.resume(resume, progress=progress, log=click.echo)
-        else:
-            if flags["data"] is not None and flags["dataset"] is not None:
-                raise click.UsageError("give --dataset or --data, not both")
-            config = load_config(config_path, flags["model"])  # type: ignore[arg-type]
-            config = apply_overrides(config, {key: flags[name] for name, key in _TRAIN_FLAGS.items()})
-            if flags["dataset"] is not None:  # a built-in dataset replaces a file named by the config
-                config.data.path = None
-            config.validate()
-            run = rd.create_run_dir(config.train.runs_dir, config.model.name, config.negatives.kind)
-            click.echo(f"run directory: {run}")
-            trainer = Trainer(config, run, progress=progress, log=click.echo)
-        trainer.fit()
-    except (DataError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+    if resume is not None:
+        given = sorted(name for name, value in flags.items() if value is not None)
+        if given or config_path:
+            raise click.UsageError("--resume continues a run with its saved config: give no other option")
+        trainer = Trainer.resume(resume, progress=progress, log=click.echo)
+    else:
+        if flags["data"] is not None and flags["dataset"] is not None:
+            raise click.UsageError("give --dataset or --data, not both")
+        file_flags = ("fmt", "src_col", "dst_col", "time_col", "feature_cols", "delimiter")
+        if flags["dataset"] is not None and any(flags[name] is not None for name in file_flags):
+            given = next(name for name in file_flags if flags[name] is not None)
+            flag = "--format" if given == "fmt" else "--" + given.replace("_", "-")
+            raise click.UsageError(f"{flag} describes a --data file: it does nothing with --dataset")
+        config = load_config(config_path, flags["model"])  # type: ignore[arg-type]
+        config = apply_overrides(config, {key: flags[name] for name, key in _TRAIN_FLAGS.items()})
+        if flags["dataset"] is not None:  # a built-in dataset replaces a file named by the config
+            config.data.path = None
+        config.validate()
+        check_device(config.train.device)
+        run = rd.create_run_dir(config.train.runs_dir, config.model.name, config.negatives.kind)
+        click.echo(f"run directory: {run}")
+        trainer = Trainer(config, run, progress=progress, log=click.echo)
+    if trainer.fit() is None:  # interrupted (Ctrl-C: 130, SIGTERM: 143) after saving a checkpoint
+        sys.exit(128 + trainer.interrupted_by)
 
 
 @main.command(context_settings={"max_content_width": 110})
@@ -227,16 +273,13 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
               "(default: the run's).")
 @click.option("--device", help="torch device (default: the run's).")
 @click.option("--threads", type=int, help="CPU threads (default: the run's).")
+@_one_line_errors
 def evaluate(path: str, metric: str, split: str, eval_negs: str | int | None, device: str | None,
              threads: int | None) -> None:
     """Evaluate a trained model: PATH is a run directory (its best.pt) or a checkpoint file."""
-    from dgl_tgnn.data import DataError
     from dgl_tgnn.train import evaluate_checkpoint
 
     overrides = {"eval.negatives": eval_negs, "train.device": device, "train.threads": threads}
-    try:
-        result = evaluate_checkpoint(path, split=split, ranking=metric != "ap", overrides=overrides)
-    except (DataError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+    result = evaluate_checkpoint(path, split=split, ranking=metric != "ap", overrides=overrides)
     for key, value in result.items():
         click.echo(f"{key:<22} {value:.4f}")

@@ -82,3 +82,25 @@ def test_bad_shapes_raise():
         average_precision(torch.zeros(0), torch.zeros(2))
     with pytest.raises(ValueError, match="k must be"):
         recall_at(torch.ones(2), 0)
+
+
+def test_nan_is_never_a_hit():
+    """A NaN positive used to rank first (NaN compares false) and a diverged model scored MRR 1."""
+    nan = float("nan")
+    ranks = positive_ranks(torch.tensor([nan, 0.5, 0.5]), torch.tensor([[0.1, 0.2], [nan, 0.1], [nan, nan]]))
+    assert ranks.tolist() == [3.0, 2.0, 3.0]
+    assert mrr(ranks) < 1.0 and recall_at(ranks, 1) == 0.0
+    mask = torch.tensor([[True, False], [True, True], [True, True]])
+    assert (
+        positive_ranks(
+            torch.tensor([nan, 1.0, 1.0]), torch.tensor([[0.1, 0.2], [0.0, 0.0], [0.0, 0.0]]), mask
+        )[0]
+        == 2.0
+    )
+    for metric in (average_precision, roc_auc):
+        with pytest.raises(ValueError, match="NaN"):
+            metric(torch.tensor([nan, 1.0]), torch.tensor([0.0]))
+        with pytest.raises(ValueError, match="NaN"):
+            metric(torch.tensor([1.0]), torch.tensor([nan]))
+    # infinities are ordinary scores
+    assert average_precision(torch.tensor([float("inf")]), torch.tensor([0.0])) == 1.0
