@@ -1,8 +1,10 @@
 """Temporal interaction datasets: file loaders, built-in datasets, splits, synthetic workloads."""
 
+from dgl_tgnn.data.convert import from_arrays, from_dataframe, from_dgl, from_pyg
 from dgl_tgnn.data.dataset import DataError, TemporalDataset
 from dgl_tgnn.data.registry import builtin_names, load_dataset
 from dgl_tgnn.data.splits import Split, split_events
+from dgl_tgnn.data.summary import describe
 from dgl_tgnn.data.synthetic import zipf_events
 
 __all__ = [
@@ -10,6 +12,11 @@ __all__ = [
     "Split",
     "TemporalDataset",
     "builtin_names",
+    "describe",
+    "from_arrays",
+    "from_dataframe",
+    "from_dgl",
+    "from_pyg",
     "load_dataset",
     "split_events",
     "zipf_events",

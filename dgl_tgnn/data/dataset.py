@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -86,7 +87,7 @@ class TemporalDataset:
     num_nodes: int
     bipartite: bool
     dst_candidates: np.ndarray
-    source: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n_events = len(self.t)

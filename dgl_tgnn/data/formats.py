@@ -55,17 +55,69 @@ _CHUNK = 1 << 16
 # Column names recognised in a header (lower case, without anything but letters and digits), by role.
 COLUMN_NAMES = {
     "src": (
-        "src", "source", "from", "u", "user", "userid", "sender", "srcid", "sourceid", "fromid", "node1",
-        "head", "sourcenode", "srcnode", "fromnode", "caller", "author", "uid", "usr", "start",
+        "src",
+        "source",
+        "from",
+        "u",
+        "user",
+        "userid",
+        "sender",
+        "srcid",
+        "sourceid",
+        "fromid",
+        "node1",
+        "head",
+        "sourcenode",
+        "srcnode",
+        "fromnode",
+        "caller",
+        "author",
+        "uid",
+        "usr",
+        "start",
     ),
     "dst": (
-        "dst", "destination", "target", "to", "v", "i", "item", "itemid", "receiver", "recipient", "dstid",
-        "targetid", "toid", "destinationid", "node2", "tail", "targetnode", "dstnode", "tonode", "callee",
-        "iid", "end",
+        "dst",
+        "destination",
+        "target",
+        "to",
+        "v",
+        "i",
+        "item",
+        "itemid",
+        "receiver",
+        "recipient",
+        "dstid",
+        "targetid",
+        "toid",
+        "destinationid",
+        "node2",
+        "tail",
+        "targetnode",
+        "dstnode",
+        "tonode",
+        "callee",
+        "iid",
+        "end",
     ),
     "time": (
-        "t", "time", "timestamp", "ts", "date", "datetime", "unixtime", "unixtimestamp", "epoch", "created",
-        "createdat", "when", "day", "timestamps", "seconds", "time_", "eventtime",
+        "t",
+        "time",
+        "timestamp",
+        "ts",
+        "date",
+        "datetime",
+        "unixtime",
+        "unixtimestamp",
+        "epoch",
+        "created",
+        "createdat",
+        "when",
+        "day",
+        "timestamps",
+        "seconds",
+        "time_",
+        "eventtime",
     ),
 }
 FLAGS = {"src": "--src-col", "dst": "--dst-col", "time": "--time-col"}
@@ -96,7 +148,8 @@ class CsvColumns:
         given = [key for key in (self.src, self.dst, self.time) if key is not None]
         if len(set(given)) != len(given):
             raise ValueError(
-                f"--src-col, --dst-col and --time-col must differ, got {self.src!r}, {self.dst!r}, {self.time!r}"
+                "--src-col, --dst-col and --time-col must differ, "
+                f"got {self.src!r}, {self.dst!r}, {self.time!r}"
             )
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '\r\n"'):
             raise ValueError(
@@ -292,7 +345,7 @@ def _convert(values: np.ndarray, kind: str, notes: dict) -> np.ndarray | None:
     if kind == "time" and dtype_kind == "O":
         seconds = _dates_to_seconds(values)
         if seconds is not None:
-            notes["time_unit"] = "seconds since 1970-01-01 UTC (from ISO-8601 dates)"
+            notes["time_unit"] = "seconds since 1970-01-01 UTC, from ISO-8601 dates"
         return seconds
     if dtype_kind == "i":
         return values.astype(np.int64 if kind == "label" else np.float64)
@@ -463,7 +516,12 @@ def read_edgelist(path: Path, keep_ids: bool = False) -> TemporalDataset:
     columns = {"src": 0, "dst": 1, "time": width - 1, "features": [2] if width == 4 else []}
     source = _source(path, "edgelist", columns, delimiter="whitespace", header=False)
     return from_events(
-        dataset_name(path), arrays[0], arrays[1], arrays[2], edge_feat=edge_feat, keep_ids=keep_ids,
+        dataset_name(path),
+        arrays[0],
+        arrays[1],
+        arrays[2],
+        edge_feat=edge_feat,
+        keep_ids=keep_ids,
         source=source,
     )
 
@@ -594,7 +652,7 @@ def read_csv(path: Path, columns: CsvColumns, keep_ids: bool = False, fmt: str =
     sep = columns.delimiter
     if sep is None:
         sep = _sniff_delimiter(lines[:-1] if len(lines) > 2 else lines)
-        notes.append(f"delimiter {'whitespace' if sep is None else repr(sep)} (guessed; --delimiter)")
+        notes.append(f"delimiter {'whitespace' if sep is None else repr(sep)} (--delimiter)")
     elif sep == " ":
         sep = None
     rows = [[cell.strip() for cell in _cells(line, sep, f"{path}:{number}")] for number, line in lines]
@@ -603,7 +661,7 @@ def read_csv(path: Path, columns: CsvColumns, keep_ids: bool = False, fmt: str =
     if has_header is None:
         has_header = columns.by_name or _looks_like_header(rows[0], rows[1:])
         if has_header:
-            notes.append("line 1 is a header (guessed; --no-header)")
+            notes.append("line 1 is a header (--no-header)")
     header = rows[0] if has_header else None
     width = len(rows[0])
     if has_header and len(lines) < 2:
@@ -619,8 +677,11 @@ def read_csv(path: Path, columns: CsvColumns, keep_ids: bool = False, fmt: str =
         for role in missing:
             normed = [_norm(name) for name in header]
             found = next(
-                (normed.index(name) for name in COLUMN_NAMES[role] if name in normed and
-                 normed.index(name) not in taken),
+                (
+                    normed.index(name)
+                    for name in COLUMN_NAMES[role]
+                    if name in normed and normed.index(name) not in taken
+                ),
                 None,
             )
             if found is None:
@@ -631,8 +692,11 @@ def read_csv(path: Path, columns: CsvColumns, keep_ids: bool = False, fmt: str =
             keys[role] = found
             taken.add(found)
         notes.append(
-            "columns " + ", ".join(f"{role}={header[keys[role]]!r}" for role in missing)
-            + " (guessed by name; " + ", ".join(FLAGS[role] for role in missing) + ")"
+            "columns "
+            + ", ".join(f"{role}={header[keys[role]]!r}" for role in missing)
+            + " (by name; "
+            + ", ".join(FLAGS[role] for role in missing)
+            + ")"
         )
     elif missing:
         if width == 3 and not taken:
@@ -645,7 +709,7 @@ def read_csv(path: Path, columns: CsvColumns, keep_ids: bool = False, fmt: str =
                 f"header: give {', '.join(FLAGS[role] for role in missing)} (0-based column indices)"
             )
         notes.append(
-            f"columns src={keys['src']}, dst={keys['dst']}, time={keys['time']} (guessed by position; "
+            f"columns src={keys['src']}, dst={keys['dst']}, time={keys['time']} (by position; "
             "--src-col, --dst-col, --time-col)"
         )
     if len(set(keys.values())) != 3:
@@ -682,8 +746,12 @@ def read_csv(path: Path, columns: CsvColumns, keep_ids: bool = False, fmt: str =
     source = _source(
         path,
         fmt,
-        {"src": name(keys["src"]), "dst": name(keys["dst"]), "time": name(keys["time"]),
-         "features": [name(i) for i in features]},
+        {
+            "src": name(keys["src"]),
+            "dst": name(keys["dst"]),
+            "time": name(keys["time"]),
+            "features": [name(i) for i in features],
+        },
         delimiter="whitespace" if sep is None else sep,
         header=bool(has_header),
         notes=notes,
@@ -691,7 +759,12 @@ def read_csv(path: Path, columns: CsvColumns, keep_ids: bool = False, fmt: str =
     )
     source.update(found)
     return from_events(
-        dataset_name(path), arrays[0], arrays[1], arrays[2], edge_feat=edge_feat, keep_ids=keep_ids,
+        dataset_name(path),
+        arrays[0],
+        arrays[1],
+        arrays[2],
+        edge_feat=edge_feat,
+        keep_ids=keep_ids,
         source=source,
     )
 
@@ -712,7 +785,9 @@ def read_tgb(path: Path, keep_ids: bool = False) -> TemporalDataset:
         return read_jodie(path, keep_ids=keep_ids, fmt="tgb")
     if len(header) < 3:
         raise DataError(f"{path}:{lines[0][0]}: expected ts,src,dst,... in a TGB edge list, got {header}")
-    second = [cell.strip() for cell in _cells(lines[1][1], ",", f"{path}:{lines[1][0]}")] if len(lines) > 1 else []
+    second = (
+        [cell.strip() for cell in _cells(lines[1][1], ",", f"{path}:{lines[1][0]}")] if len(lines) > 1 else []
+    )
     features = tuple(i for i in range(3, len(header)) if i < len(second) and _is_number(second[i]))
     columns = CsvColumns(src=1, dst=2, time=0, features=features, delimiter=",", header=True)
     return read_csv(path, columns, keep_ids=keep_ids, fmt="tgb")
@@ -783,7 +858,13 @@ def read_tgn(path: Path, keep_ids: bool = False) -> TemporalDataset:
     edge_feat = _npy_rows(edge_path, edge_table, idx) if edge_table.shape[1] else None
     columns = {"src": "u", "dst": "i", "time": "ts", "label": "label", "features": [edge_path.name]}
     ds = from_events(
-        dataset_name(path), src, dst, t, label=label, edge_feat=edge_feat, bipartite=bipartite,
+        dataset_name(path),
+        src,
+        dst,
+        t,
+        label=label,
+        edge_feat=edge_feat,
+        bipartite=bipartite,
         source=_source(path, "tgn", columns, delimiter=",", header=True),
     )
     node_feat = _npy_rows(node_path, node_table, ds.node_ids) if node_table.shape[1] else None

@@ -72,7 +72,8 @@ def load_dataset(
         name_or_path: a built-in name (it takes precedence over a file of that name) or a file path.
         fmt: ``"jodie"``, ``"tgn"`` (path of ``ml_<name>.csv``), ``"edgelist"``, ``"tgb"``
             (``tgbl-<name>_edgelist_v2.csv``) or ``"csv"``; None guesses it: ``csv`` when columns are given,
-            else ``tgn`` / ``tgb`` by the file name, ``jodie`` by its header, ``edgelist`` by whitespace-separated
+            else ``tgn`` / ``tgb`` by the file name, ``jodie`` by its header, ``edgelist`` by
+            whitespace-separated
             lines of 3 or 4 columns ending in numbers, else ``csv``.
         src_col, dst_col, time_col, feature_cols: columns of a generic csv, header names or 0-based indices;
             the source, destination and time columns are guessed when not given (by header name, else by
@@ -144,7 +145,7 @@ def load_dataset(
         source["dataset"] = name
     elif guessed:
         source.setdefault("notes", [])
-        source["notes"] = [f"format {fmt} (guessed; --format)", *source["notes"]]
+        source["notes"] = [f"format {fmt} (--format)", *source["notes"]]
     return dataclasses.replace(ds, name=name, source=source)
 
 
