@@ -82,3 +82,17 @@ def test_bad_shapes_raise():
         average_precision(torch.zeros(0), torch.zeros(2))
     with pytest.raises(ValueError, match="k must be"):
         recall_at(torch.ones(2), 0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("distinct", [4, 1000])
+def test_ap_auc_match_scikit_learn(seed, distinct):
+    """scikit-learn (the design's reference) on random scores, with many ties (4 values) and few."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randint(0, distinct, (200 + seed,), generator=g).double() / distinct + 0.1
+    neg = torch.randint(0, distinct, (300 - seed,), generator=g).double() / distinct
+    labels = [1] * len(pos) + [0] * len(neg)
+    scores = torch.cat([pos, neg]).tolist()
+    assert average_precision(pos, neg) == pytest.approx(metrics.average_precision_score(labels, scores))
+    assert roc_auc(pos, neg) == pytest.approx(metrics.roc_auc_score(labels, scores))

@@ -197,13 +197,14 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def float32_features(feat: np.ndarray, what: str) -> np.ndarray:
     """``feat`` as float32, refusing values that are not finite after the cast (``1e39`` overflows)."""
-    out = np.ascontiguousarray(feat, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(feat, dtype=np.float32)
     bad = ~np.isfinite(out)
     if bad.any():
         row, *col = np.unravel_index(int(np.flatnonzero(bad.ravel())[0]), out.shape)
         where = f"row {row}" + (f", column {col[0]}" if col else "")
         raise DataError(
-            f"{what}: {where}: {np.asarray(feat)[(row, *col)]!r} is not a finite float32 "
+            f"{what}: {where}: {np.asarray(feat)[(row, *col)].item()!r} is not a finite float32 "
             f"(|x| <= {np.finfo(np.float32).max:.3g})"
         )
     return out
