@@ -35,10 +35,7 @@ def write(path, text):
 def test_string_ids_are_rows_in_order_of_first_appearance_and_the_mapping_is_kept(tmp_path):
     path = write(
         tmp_path / "votes.csv",
-        "Source,Target,Rating,Time\n"
-        "omar-alghabra,user_42,1,30\n"
-        "user_42,bob,-1,10\n"
-        "bob,omar-alghabra,1,20\n",
+        "Source,Target,Rating,Time\nomar-alghabra,user_42,1,30\nuser_42,bob,-1,10\nbob,omar-alghabra,1,20\n",
     )
     ds = load_dataset(path)
     assert ds.string_ids and ds.num_nodes == 3 and ds.source["ids"] == "string"
@@ -79,10 +76,7 @@ def test_delimiter_is_sniffed(tmp_path, sep):
 def test_iso_dates_and_datetimes_become_seconds(tmp_path):
     path = write(
         tmp_path / "dates.csv",
-        "user;item;date\n"
-        "a;x;1970-01-02\n"
-        "b;x;1970-01-01T00:01:00Z\n"
-        "a;y;1970-01-01 02:00:00+01:00\n",
+        "user;item;date\na;x;1970-01-02\nb;x;1970-01-01T00:01:00Z\na;y;1970-01-01 02:00:00+01:00\n",
     )
     ds = load_dataset(path)
     np.testing.assert_array_equal(ds.t, [60.0, 3600.0, 86400.0])
@@ -140,9 +134,7 @@ def test_every_csv_error_names_the_flag_that_fixes_it(tmp_path, text, options, f
 def test_tgb_time_first_edge_list_with_string_ids(tmp_path):
     path = write(
         tmp_path / "tgbl-coin_edgelist_v2.csv",
-        "day,src,dst,w\n"
-        "1648811421,0x27cb,0x8426,800.0\n"
-        "1648811400,0x8426,0xaaaa,1.5\n",
+        "day,src,dst,w\n1648811421,0x27cb,0x8426,800.0\n1648811400,0x8426,0xaaaa,1.5\n",
     )
     ds = load_dataset(path)
     assert ds.name == "tgbl-coin" and ds.source["format"] == "tgb" and not ds.bipartite
@@ -270,3 +262,18 @@ def test_from_pyg_with_real_pyg():
     )
     ds = from_pyg(data)
     assert ds.num_events == 2 and ds.edge_dim == 3
+
+
+def test_tgb_node_feature_file_next_to_the_edge_list(tmp_path):
+    path = write(
+        tmp_path / "tgbl-flight_edgelist_v2.csv", "timestamp,src,dst,callsign\n1,AAA,BBB,X1\n2,BBB,CCC,X2\n"
+    )
+    write(
+        tmp_path / "airport_node_feat_v2.csv",
+        "airport_code,type,longitude,latitude\nBBB,small,1.5,2\nAAA,big,3,4\n",
+    )
+    ds = load_dataset(path)
+    np.testing.assert_array_equal(ds.node_ids, ["AAA", "BBB", "CCC"])
+    np.testing.assert_array_equal(ds.node_feat, [[3, 4], [1.5, 2], [0, 0]])
+    assert ds.edge_feat is None and ds.source["unused_columns"] == ["callsign"]
+    assert "1 nodes without a row in airport_node_feat_v2.csv: zeros" in describe(ds)

@@ -782,7 +782,7 @@ def read_tgb(path: Path, keep_ids: bool = False) -> TemporalDataset:
         raise _no_events(path)
     header = [cell.strip() for cell in _cells(lines[0][1], ",", f"{path}:{lines[0][0]}")]
     if not header or _norm(header[0]) not in COLUMN_NAMES["time"]:
-        return read_jodie(path, keep_ids=keep_ids, fmt="tgb")
+        return _tgb_node_features(path, read_jodie(path, keep_ids=keep_ids, fmt="tgb"))
     if len(header) < 3:
         raise DataError(f"{path}:{lines[0][0]}: expected ts,src,dst,... in a TGB edge list, got {header}")
     second = (
@@ -790,7 +790,49 @@ def read_tgb(path: Path, keep_ids: bool = False) -> TemporalDataset:
     )
     features = tuple(i for i in range(3, len(header)) if i < len(second) and _is_number(second[i]))
     columns = CsvColumns(src=1, dst=2, time=0, features=features, delimiter=",", header=True)
-    return read_csv(path, columns, keep_ids=keep_ids, fmt="tgb")
+    return _tgb_node_features(path, read_csv(path, columns, keep_ids=keep_ids, fmt="tgb"))
+
+
+def _tgb_node_features(path: Path, ds: TemporalDataset) -> TemporalDataset:
+    """Node features from TGB's node feature file next to the edge list (``*node_feat*.csv``, e.g.
+    ``airport_node_feat_v2.csv``): first column the node id, its numeric columns the features; nodes
+    without a row get zeros."""
+    files = sorted(path.parent.glob("*node_feat*.csv"))
+    if not files or ds.bipartite:
+        return ds
+    if len(files) > 1:
+        raise DataError(f"{path.parent}: several node feature files {[f.name for f in files]}: keep one")
+    feat_path = files[0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = pd.read_csv(io.BytesIO(read_text(feat_path)), dtype={0: str}, encoding_errors="replace")
+    except (ValueError, OverflowError) as error:
+        raise DataError(f"{feat_path}: cannot parse: {str(error).strip().splitlines()[0]}") from None
+    numeric = [c for c in frame.columns[1:] if frame[c].dtype.kind in "iuf"]
+    if frame.shape[1] < 2 or not numeric:
+        raise DataError(f"{feat_path}: expected a node id column and numeric feature columns")
+    ids = frame.iloc[:, 0].astype(str).str.strip()
+    if not ids.is_unique:
+        raise DataError(f"{feat_path}: node {ids[ids.duplicated()].iloc[0]!r} has several rows")
+    table = frame[numeric].to_numpy(dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(table.astype(np.float32))
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(
+            f"{feat_path}:{row + 2}: {numeric[col]!r} is not a finite float32: {table[row, col]!r}"
+        )
+    position = pd.Index(ids).get_indexer(ds.node_ids.astype(str))
+    node_feat = np.zeros((ds.num_nodes, len(numeric)), dtype=np.float32)
+    node_feat[position >= 0] = table[position[position >= 0]]
+    source = dict(ds.source)
+    source["node_features"] = {"path": str(feat_path), "columns": numeric}
+    missing = int(np.sum(position < 0))
+    if missing:
+        note = f"{missing:,} nodes without a row in {feat_path.name}: zeros"
+        source["notes"] = [*source.get("notes", []), note]
+    return dataclasses.replace(ds, node_feat=node_feat, source=source)
 
 
 def _load_npy(path: Path, rows_needed: int) -> np.ndarray:
