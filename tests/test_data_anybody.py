@@ -12,12 +12,14 @@ from dgl_tgnn.cli import main
 from dgl_tgnn.data import (
     DataError,
     TemporalDataset,
+    data_record,
     describe,
     from_arrays,
     from_dataframe,
     from_dgl,
     from_pyg,
     load_dataset,
+    run_name,
 )
 
 
@@ -277,3 +279,24 @@ def test_tgb_node_feature_file_next_to_the_edge_list(tmp_path):
     np.testing.assert_array_equal(ds.node_feat, [[3, 4], [1.5, 2], [0, 0]])
     assert ds.edge_feat is None and ds.source["unused_columns"] == ["callsign"]
     assert "1 nodes without a row in airport_node_feat_v2.csv: zeros" in describe(ds)
+
+
+def test_data_record_reads_the_file_again_the_same_way(tmp_path):
+    path = write(tmp_path / "rec.txt", "when|who|whom|w\n5|a|b|1\n6|b|c|2\n")
+    ds = load_dataset(path, src_col="who", dst_col="whom", feature_cols=["w"])
+    record = data_record(ds)
+    assert record == {
+        "path": path,
+        "format": "csv",
+        "keep_ids": False,
+        "src_col": "who",
+        "dst_col": "whom",
+        "time_col": "when",
+        "feature_cols": ["w"],
+        "delimiter": "|",
+        "header": True,
+    }
+    again = load_dataset(record.pop("path"), fmt=record.pop("format"), **record)
+    np.testing.assert_array_equal(again.edge_feat, ds.edge_feat)
+    assert data_record(load_dataset("uci")) == {}
+    assert run_name(load_dataset(write(tmp_path / "a b&c.txt", "1 2 3\n"))) == "a_b_c"

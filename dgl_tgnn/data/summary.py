@@ -3,7 +3,9 @@ block (:func:`describe`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -136,3 +138,34 @@ def describe(ds: TemporalDataset) -> str:
     for warning in warnings_of(ds):
         lines.append(f"  warning: {warning}")
     return "\n".join(lines)
+
+
+def data_record(ds: TemporalDataset) -> dict[str, Any]:
+    """What was read, as the ``load_dataset`` options (and config ``data`` keys) that read it again the same
+    way, guesses resolved: ``path``, ``format``, ``keep_ids`` and, for csv, ``src_col``, ``dst_col``,
+    ``time_col``, ``feature_cols``, ``delimiter`` (``" "``: whitespace) and ``header``. Columns are strings,
+    as on the command line (a 0-based index as digits). Empty for built-in and in-memory datasets."""
+    info = ds.source
+    if info.get("dataset") or not info.get("path"):
+        return {}
+    record: dict[str, Any] = {
+        "path": info["path"],
+        "format": info["format"],
+        "keep_ids": info.get("ids") == "kept",
+    }
+    if info["format"] == "csv":
+        columns = info["columns"]
+        record.update(
+            src_col=str(columns["src"]),
+            dst_col=str(columns["dst"]),
+            time_col=str(columns["time"]),
+            feature_cols=[str(c) for c in columns["features"]] or None,
+            delimiter=" " if info["delimiter"] == "whitespace" else info["delimiter"],
+            header=info["header"],
+        )
+    return record
+
+
+def run_name(ds: TemporalDataset) -> str:
+    """``ds.name`` made safe for a run directory name (letters, digits, ``.``, ``_``, ``-``; at most 40)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", ds.name).strip("._")[:40] or "data"
