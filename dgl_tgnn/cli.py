@@ -50,28 +50,65 @@ def main() -> None:
     """Train and evaluate temporal GNNs (TGAT, TGN) on streams of timestamped interactions."""
 
 
-@main.command()
+def _column_flag(value: str | None) -> int | str | None:
+    """A column given on the command line: a 0-based index when all digits, else a header name."""
+    return int(value) if value is not None and value.isdigit() else value
+
+
+@main.command(context_settings={"max_content_width": 110})
 @click.argument("names", nargs=-1, metavar="[NAME_OR_PATH]...")
+@click.option("--data", type=click.Path(dir_okay=False),
+              help="Describe this file of events as it is loaded for training (format, columns, ids, time "
+              "span, warnings), with the loader options below.")
+@click.option("--format", "fmt", type=click.Choice(["jodie", "tgn", "edgelist", "csv", "tgb"]),
+              help="Format of --data (guessed when omitted).")
+@click.option("--src-col", help="Source column (header name or 0-based index; guessed when omitted).")
+@click.option("--dst-col", help="Destination column.")
+@click.option("--time-col", help="Time column (numbers, or ISO-8601 dates read as seconds).")
+@click.option("--feature-cols", help="Comma-separated edge feature columns.")
+@click.option("--delimiter", help="Field delimiter (' ' for whitespace; sniffed when omitted).")
+@click.option("--header/--no-header", default=None,
+              help="The first line is (not) a header (detected by default).")
+@click.option("--keep-ids", is_flag=True, default=False,
+              help="Integer ids are node rows as they are (num_nodes = max id + 1) instead of re-indexed.")
 @_one_line_errors
-def datasets(names: tuple[str, ...]) -> None:
+def datasets(names: tuple[str, ...], data: str | None, fmt: str | None, src_col: str | None,
+             dst_col: str | None, time_col: str | None, feature_cols: str | None, delimiter: str | None,
+             header: bool | None, keep_ids: bool) -> None:
     """List the built-in datasets: events, nodes, edge feature dim, bipartite, time span.
 
-    With arguments, describe those datasets instead (built-in names or event files, format guessed).
+    With arguments, a row for each of those datasets instead (built-in names or event files, format
+    guessed). With --data FILE, what was loaded from FILE, in detail.
     """
-    from pathlib import Path
-
-    from dgl_tgnn.data import DataError, builtin_names, load_dataset
-    from dgl_tgnn.data.formats import guess_format
+    from dgl_tgnn.data import DataError, builtin_names, describe, load_dataset
     from dgl_tgnn.data.registry import builtin_format
     from dgl_tgnn.data.summary import format_table, summary_row
 
-    rows = []
     try:
+        if data is not None:
+            if names:
+                raise click.UsageError("give --data FILE or NAME_OR_PATH arguments, not both")
+            ds = load_dataset(
+                data,
+                fmt=fmt,
+                src_col=_column_flag(src_col),
+                dst_col=_column_flag(dst_col),
+                time_col=_column_flag(time_col),
+                feature_cols=None if feature_cols is None else [
+                    _column_flag(c.strip()) for c in feature_cols.split(",")
+                ],
+                delimiter=delimiter,
+                header=header,
+                keep_ids=keep_ids,
+            )
+            click.echo(describe(ds))
+            return
+        rows = []
         for name in names or builtin_names():
             ds = load_dataset(name)
-            fmt = builtin_format(name) if name in builtin_names() else guess_format(Path(name))
-            rows.append(summary_row(ds, fmt))
-    except DataError as error:
+            fmt_read = builtin_format(name) if name in builtin_names() else ds.source.get("format", "?")
+            rows.append(summary_row(ds, fmt_read))
+    except (DataError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(format_table(rows))
 

@@ -219,3 +219,11 @@ class TemporalGraph:
     def __repr__(self) -> str:
         kind = "undirected" if self.undirected else "directed"
         return f"TemporalGraph(num_nodes={self.num_nodes}, num_events={self.num_events}, {kind})"
+
+    @classmethod
+    def from_dgl(cls, g: object, time: str = "timestamp", **kwargs: object) -> TemporalGraph:
+        """The events of a DGL graph with a time edge field (DGL's node ids; edge ids become event ids);
+        ``edge_feat=`` names a feature field, ``undirected=`` as above. See dgl_tgnn.data.convert."""
+        from dgl_tgnn.data.convert import graph_from_dgl
+
+        return graph_from_dgl(cls, g, time=time, **kwargs)

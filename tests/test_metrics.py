@@ -104,3 +104,17 @@ def test_nan_is_never_a_hit():
             metric(torch.tensor([1.0]), torch.tensor([nan]))
     # infinities are ordinary scores
     assert average_precision(torch.tensor([float("inf")]), torch.tensor([0.0])) == 1.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("distinct", [4, 1000])
+def test_ap_auc_match_scikit_learn(seed, distinct):
+    """scikit-learn (the design's reference) on random scores, with many ties (4 values) and few."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randint(0, distinct, (200 + seed,), generator=g).double() / distinct + 0.1
+    neg = torch.randint(0, distinct, (300 - seed,), generator=g).double() / distinct
+    labels = [1] * len(pos) + [0] * len(neg)
+    scores = torch.cat([pos, neg]).tolist()
+    assert average_precision(pos, neg) == pytest.approx(metrics.average_precision_score(labels, scores))
+    assert roc_auc(pos, neg) == pytest.approx(metrics.roc_auc_score(labels, scores))
