@@ -31,7 +31,24 @@ TORCH_LIBRARY(dgl_tgnn, m) {
       .def("storage_size", &storage_size)
       .def("undirected", &undirected)
       .def("max_time", &max_time)
-      .def("tracing_mode", [](const c10::intrusive_ptr<TCSRHolder>&) -> std::string { return "real"; });
+      // What torch.compile's fake class (dgl_tgnn.ops) is made from: the sizes, no data.
+      .def("__obj_flatten__",
+           [](const c10::intrusive_ptr<TCSRHolder>& self) {
+             return std::make_tuple(std::make_tuple(std::string("num_nodes"), self->graph.num_nodes()),
+                                    std::make_tuple(std::string("num_entries"), self->graph.num_entries()));
+           })
+      .def_pickle([](const c10::intrusive_ptr<TCSRHolder>&) -> int64_t {
+                    TORCH_CHECK(false, "TCSR: not picklable (TemporalGraph pickles its events)");
+                  },
+                  [](int64_t) -> c10::intrusive_ptr<TCSRHolder> {
+                    TORCH_CHECK(false, "TCSR: not picklable (TemporalGraph pickles its events)");
+                  })
+      // Identity (torch.compile's graph passes compare constants).
+      .def("__eq__", [](const c10::intrusive_ptr<TCSRHolder>& self, const c10::IValue& other) {
+        return other.isCustomClass() &&
+               other.type() == c10::getCustomClassType<c10::intrusive_ptr<TCSRHolder>>() &&
+               other.toCustomClass<TCSRHolder>().get() == self.get();
+      });
 
   // Sampler. Events: int64 src/dst and float64 t, CPU, 1-D; event id = position.
   m.def("tcsr_build(Tensor src, Tensor dst, Tensor t, int num_nodes, bool undirected, int num_threads=0) "

@@ -126,6 +126,24 @@ def sample_cuda(
     return _hops(flat)
 
 
+@torch._library.register_fake_class("dgl_tgnn::TCSR")
+class _FakeTCSR:
+    """What ``torch.compile`` traces in place of a T-CSR: its sizes (``__obj_flatten__`` in C++)."""
+
+    def __init__(self, num_nodes: int, num_entries: int) -> None:
+        self._num_nodes, self._num_entries = num_nodes, num_entries
+
+    @classmethod
+    def __obj_unflatten__(cls, flat: tuple[tuple[str, int], ...]) -> _FakeTCSR:
+        return cls(**dict(flat))
+
+    def num_nodes(self) -> int:
+        return self._num_nodes
+
+    def num_entries(self) -> int:
+        return self._num_entries
+
+
 @torch.library.register_fake("dgl_tgnn::tcsr_pack")
 def _(tcsr, num_threads=0):
     nodes, entries = tcsr.num_nodes(), tcsr.num_entries()
