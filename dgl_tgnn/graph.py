@@ -99,6 +99,7 @@ class TemporalGraph:
             raise ValueError(f"undirected: expected a bool, got {undirected!r}")
         # tcsr_build and tcsr_append validate the events (ValueError naming the first bad one).
         self._tcsr = ops.tcsr_build(src, dst, t, int(num_nodes), undirected)
+        self._num_nodes, self._undirected = int(num_nodes), undirected  # fixed: read without a call into C++
         self._src, self._dst, self._t = _Growable(src.clone()), _Growable(dst.clone()), _Growable(t.clone())
         self._edge_feat = None
         if edge_feat is not None:
@@ -130,15 +131,15 @@ class TemporalGraph:
 
     @property
     def num_nodes(self) -> int:
-        return int(self._tcsr.num_nodes())
+        return self._num_nodes
 
     @property
     def num_events(self) -> int:
-        return int(self._tcsr.num_events())
+        return int(self._src.view().shape[0])
 
     @property
     def undirected(self) -> bool:
-        return bool(self._tcsr.undirected())
+        return self._undirected
 
     @property
     def max_time(self) -> float:
