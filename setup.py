@@ -57,7 +57,7 @@ def extension() -> CppExtension:
         nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo", *nvcc_arch_flags()]
         return CUDAExtension(
             "dgl_tgnn._C",
-            sources + sorted(glob.glob("csrc/cuda/*.cu")),
+            sources + sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu")),
             define_macros=[("WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx + ["-DWITH_CUDA"], "nvcc": nvcc},
             **args,
