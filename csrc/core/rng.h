@@ -30,6 +30,13 @@ TGNN_HD uint64_t hop_key(uint64_t seed, uint64_t call, uint64_t hop) {
   return mix64(mix64(mix64(seed) ^ (call * kGamma + 1)) ^ (hop + 0xD1B54A32D192ED03ull));
 }
 
+// Key of one sample() call as a whole, independent of the hop (strategy labor): event e's number in
+// that call is word(call_key, e), the same for every root of every hop of the call. Differs from
+// every hop_key (a different last constant).
+TGNN_HD uint64_t call_key(uint64_t seed, uint64_t call) {
+  return mix64(mix64(mix64(seed) ^ (call * kGamma + 1)) ^ 0x8CB92BA72F3D8DD7ull);
+}
+
 // Key of one root of a hop (root = its index among the hop's roots). Draw j of root i hashes
 // hop_key + kGamma * (i * 2^32 + j + 1), distinct for i, j < 2^32 (kGamma is odd): one mix per draw,
 // as in splitmix64's streams.

@@ -4,6 +4,7 @@
 #include <climits>
 #include <cmath>
 #include <functional>
+#include <vector>
 
 #include "core/format.h"
 #include "core/parallel.h"
@@ -74,6 +75,43 @@ int64_t choose(int64_t n, int64_t k, Strategy strategy, bool replace, uint64_t r
   return k;
 }
 
+int64_t choose_labor(int64_t n, int64_t k, const int64_t* eids, uint64_t key, int64_t* out) {
+  if (n <= k) {
+    for (int64_t s = 0; s < n; ++s) out[s] = n - 1 - s;
+    return n;
+  }
+  // The k smallest (word, offset) so far, unordered, and the position of their largest. Offsets
+  // come in increasing order, so a later event with an equal word ranks after: strict < suffices.
+  constexpr int64_t kStack = 64;
+  uint64_t stack_words[kStack];
+  std::vector<uint64_t> heap_words;
+  uint64_t* words = stack_words;
+  if (k > kStack) {
+    heap_words.resize(k);
+    words = heap_words.data();
+  }
+  int64_t worst = 0;
+  for (int64_t o = 0; o < k; ++o) {
+    words[o] = rng::word(key, static_cast<uint64_t>(eids[o]));
+    out[o] = o;
+    if (words[o] >= words[worst]) worst = o;  // >=: the later offset ranks last among equal words
+  }
+  uint64_t bound = words[worst];
+  for (int64_t o = k; o < n; ++o) {
+    const uint64_t w = rng::word(key, static_cast<uint64_t>(eids[o]));
+    if (w >= bound) continue;
+    words[worst] = w;
+    out[worst] = o;
+    worst = 0;
+    for (int64_t s = 1; s < k; ++s) {
+      if (words[s] > words[worst] || (words[s] == words[worst] && out[s] > out[worst])) worst = s;
+    }
+    bound = words[worst];
+  }
+  sort_decreasing<true>(out, k, n);
+  return k;
+}
+
 void sample_hop(const TCSR& g, const int64_t* nodes, const double* times, int64_t num_roots, int64_t fanout,
                 Strategy strategy, bool replace, uint64_t hop_key, int num_threads, HopOutput out) {
   const int threads = num_threads > 0 ? num_threads : default_threads();
@@ -92,8 +130,13 @@ void sample_hop(const TCSR& g, const int64_t* nodes, const double* times, int64_
       }
       const int64_t row = i * fanout;
       int64_t* offsets = out.eids + row;  // scratch: each slot's offset is read before its eid is written
-      const uint64_t key = strategy == Strategy::kUniform ? rng::root_key(hop_key, i) : 0;
-      const int64_t count = choose(n, fanout, strategy, replace, key, offsets);
+      int64_t count;
+      if (strategy == Strategy::kLabor) {
+        count = choose_labor(n, fanout, eid + first, hop_key, offsets);
+      } else {
+        const uint64_t key = strategy == Strategy::kUniform ? rng::root_key(hop_key, i) : 0;
+        count = choose(n, fanout, strategy, replace, key, offsets);
+      }
       for (int64_t s = 0; s < count; ++s) {
         const int64_t p = first + offsets[s];
         out.nodes[row + s] = nbr[p];

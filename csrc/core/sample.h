@@ -9,7 +9,11 @@
 
 namespace tgnn {
 
-enum class Strategy : int32_t { kRecent = 0, kUniform = 1 };
+// kLabor: correlated sampling (LABOR, Balin & Catalyurek 2023, on temporal rows): every event e has
+// the number rng::word(key, e) (key = rng::call_key(seed, call)), shared by all roots; a root takes
+// its min(n, k) past events with the smallest (number, offset). Marginally uniform without
+// replacement, while roots of one node at different times take the same events where they can.
+enum class Strategy : int32_t { kRecent = 0, kUniform = 1, kLabor = 2 };
 
 // "" when every root is a node id in [0, num_nodes) (or -1, a padding root, if allow_padding)
 // and every time is not NaN; else a message naming the argument and the offending value.
@@ -20,8 +24,13 @@ std::string validate_roots(const int64_t* nodes, const double* times, int64_t nu
 // (offset n - 1 = most recent). Writes them to out in decreasing order (most recent first) and
 // returns how many: recent: min(n, k) latest; uniform: min(n, k) distinct offsets, uniform without
 // replacement (Floyd's algorithm, draw j from rng::word(root_key, j)); uniform with replacement:
-// k independent offsets if n > 0. out must hold k values.
+// k independent offsets if n > 0. out must hold k values. (labor: see choose_labor.)
 int64_t choose(int64_t n, int64_t k, Strategy strategy, bool replace, uint64_t root_key, int64_t* out);
+
+// labor: the min(n, k) offsets in [0, n) of a row whose events have ids eids[0, n) with the smallest
+// (rng::word(key, eids[o]), o), written to out in decreasing order; returns how many. O(n + k log k)
+// expected: a bounded max-selection that rejects most events with one compare.
+int64_t choose_labor(int64_t n, int64_t k, const int64_t* eids, uint64_t key, int64_t* out);
 
 // Dense [num_roots, fanout] row-major output of one hop.
 struct HopOutput {
@@ -34,6 +43,7 @@ struct HopOutput {
 // Samples up to fanout events strictly older than times[i] for each root nodes[i]; root i uses
 // rng::root_key(hop_key, i), so the result does not depend on num_threads (<= 0: default_threads()).
 // A root outside [0, num_nodes) (e.g. -1 padding) gets an empty row. NaN times get empty rows.
+// labor: key is instead rng::call_key(seed, call), the same for every hop of the call.
 void sample_hop(const TCSR& g, const int64_t* nodes, const double* times, int64_t num_roots, int64_t fanout,
                 Strategy strategy, bool replace, uint64_t hop_key, int num_threads, HopOutput out);
 

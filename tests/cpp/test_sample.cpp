@@ -1,6 +1,7 @@
 // Sampling core: recent exact, uniform distinct and uniform, no future events, determinism.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <random>
 #include <set>
 #include <vector>
@@ -115,7 +116,7 @@ TEST_CASE(never_a_future_event_and_deterministic_across_threads) {
     roots.push_back(i % 11 == 0 ? -1 : node(gen));
     rt.push_back(static_cast<double>(time(gen)) + (i % 2) * 0.5);
   }
-  for (Strategy s : {Strategy::kRecent, Strategy::kUniform}) {
+  for (Strategy s : {Strategy::kRecent, Strategy::kUniform, Strategy::kLabor}) {
     for (bool replace : {false, true}) {
       Hop one = run(g, roots, rt, 7, s, replace, 1234, 1);
       Hop two = run(g, roots, rt, 7, s, replace, 1234, 2);
@@ -139,6 +140,54 @@ TEST_CASE(never_a_future_event_and_deterministic_across_threads) {
   Hop a = run(g, roots, rt, 7, Strategy::kUniform, false, 1, 2);
   Hop b = run(g, roots, rt, 7, Strategy::kUniform, false, 2, 2);
   CHECK(a.eids != b.eids);  // another key draws other samples
+}
+
+TEST_CASE(choose_labor_is_the_bottom_k_of_the_event_numbers) {
+  // Against sorting all (word, offset) pairs; some eids repeat so that words tie (offset breaks it).
+  std::mt19937_64 gen(5);
+  std::vector<int64_t> eids(300), out(300);
+  for (int64_t n : {0, 1, 2, 5, 9, 10, 11, 40, 100, 300}) {
+    for (int64_t k : {1, 3, 10, 64, 65, 120}) {
+      for (uint64_t key = 0; key < 8; ++key) {
+        for (int64_t o = 0; o < n; ++o) eids[o] = static_cast<int64_t>(gen() % 200);
+        const int64_t c = tgnn::choose_labor(n, k, eids.data(), key, out.data());
+        CHECK(c == std::min(n, k));
+        std::vector<std::pair<uint64_t, int64_t>> ranked;
+        for (int64_t o = 0; o < n; ++o) ranked.emplace_back(tgnn::rng::word(key, eids[o]), o);
+        std::sort(ranked.begin(), ranked.end());
+        std::vector<int64_t> expected;
+        for (int64_t s = 0; s < c; ++s) expected.push_back(ranked[s].second);
+        std::sort(expected.begin(), expected.end(), std::greater<int64_t>());
+        CHECK(std::vector<int64_t>(out.begin(), out.begin() + c) == expected);
+      }
+    }
+  }
+}
+
+TEST_CASE(labor_roots_of_one_node_share_their_picks) {
+  // Node 0 with 200 events; roots at every time: a later root's picks older than an earlier
+  // root's time are among the earlier root's picks.
+  std::vector<int64_t> src(200, 0), dst;
+  std::vector<double> t;
+  for (int i = 0; i < 200; ++i) {
+    dst.push_back(1 + i % 7);
+    t.push_back(i);
+  }
+  TCSR g = TCSR::build(src.data(), dst.data(), t.data(), 200, 8, true, 1);
+  std::vector<int64_t> roots(200, 0);
+  std::vector<double> rt;
+  for (int i = 0; i < 200; ++i) rt.push_back(i + 0.5);
+  const int64_t k = 6;
+  Hop h = run(g, roots, rt, k, Strategy::kLabor, false, tgnn::rng::call_key(1, 2), 2);
+  for (int i = 0; i < 200; ++i) {
+    for (int j = i + 1; j < 200; ++j) {
+      std::set<int64_t> earlier(h.eids.begin() + i * k, h.eids.begin() + (i + 1) * k);
+      for (int s = 0; s < k; ++s) {
+        const int64_t e = h.eids[j * k + s];
+        if (e >= 0 && t[e] < rt[i]) CHECK(earlier.count(e) == 1);
+      }
+    }
+  }
 }
 
 TEST_CASE(validate_roots_messages) {
