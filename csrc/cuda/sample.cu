@@ -1,7 +1,8 @@
 // One sampling hop on the GPU: a warp per root. The warp binary-searches the root's row
 // cooperatively (32 pivots per step), then picks the same offsets as tgnn::choose (csrc/core):
 // recent = the latest min(n, k); uniform = Floyd's algorithm with the same counter-based draws,
-// its sequential "already taken?" test done as one warp ballot per draw. Outputs are therefore
+// its sequential "already taken?" test done as one warp ballot per draw; labor = the bottom k of the
+// events' shared numbers (tgnn::choose_labor), a unique set whatever order the warp scans in. Outputs are therefore
 // identical to the CPU sampler's, bit for bit.
 #include <cstdint>
 
@@ -78,6 +79,69 @@ __device__ void floyd(int64_t (&offset)[C], int64_t n, int k, int lane) {
   }
 }
 
+// The (word, offset) largest among the warp's k kept events (all lanes get it); empty registers
+// hold (0, -1), below every real pair.
+template <int C>
+__device__ void warp_worst(const uint64_t (&word)[C], const int64_t (&offset)[C], uint64_t& worst_word,
+                           int64_t& worst_offset) {
+  worst_word = 0;
+  worst_offset = -1;
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    if (word[c] > worst_word || (word[c] == worst_word && offset[c] > worst_offset)) {
+      worst_word = word[c];
+      worst_offset = offset[c];
+    }
+  }
+#pragma unroll
+  for (int d = kWarp / 2; d > 0; d /= 2) {
+    const uint64_t w = __shfl_xor_sync(kAllLanes, worst_word, d);
+    const int64_t o = __shfl_xor_sync(kAllLanes, worst_offset, d);
+    if (w > worst_word || (w == worst_word && o > worst_offset)) {
+      worst_word = w;
+      worst_offset = o;
+    }
+  }
+}
+
+// labor (tgnn::choose_labor): the k offsets in [0, n) (n > k) whose events eids[o] have the smallest
+// (rng::word(key, eids[o]), o). The warp keeps the k best so far (slot j = c * 32 + lane) and reads
+// the row 32 events at a time; an event below the current worst replaces it (one ballot per chunk,
+// then a warp arg-max per replacement: about k ln(n / k) of them in all).
+template <int C>
+__device__ void labor_select(const int64_t* __restrict__ eids, int64_t n, int k, uint64_t key, int lane,
+                             int64_t (&offset)[C]) {
+  uint64_t word[C];
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const int j = c * kWarp + lane;
+    offset[c] = j < k ? j : -1;
+    word[c] = j < k ? rng::word(key, static_cast<uint64_t>(eids[j])) : 0;
+  }
+  uint64_t bound;
+  int64_t bound_offset;
+  warp_worst<C>(word, offset, bound, bound_offset);
+  for (int64_t base = k; base < n; base += kWarp) {
+    const int64_t o = base + lane;
+    const uint64_t w = o < n ? rng::word(key, static_cast<uint64_t>(eids[o])) : 0;
+    unsigned candidates = __ballot_sync(kAllLanes, o < n && w < bound);
+    while (candidates != 0) {
+      const int l = __ffs(candidates) - 1;
+      candidates &= candidates - 1;
+      const uint64_t wl = __shfl_sync(kAllLanes, w, l);
+      if (wl >= bound) continue;  // an equal word at a later offset ranks after the worst
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        if (offset[c] == bound_offset) {  // offsets are distinct: one register of one lane
+          word[c] = wl;
+          offset[c] = base + l;
+        }
+      }
+      warp_worst<C>(word, offset, bound, bound_offset);
+    }
+  }
+}
+
 // Slot j = c * 32 + lane of a row lives in lane `lane`, register c. C = ceil(fanout / 32).
 template <int C>
 __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
@@ -90,6 +154,8 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
                       double* __restrict__ out_times, bool* __restrict__ out_mask) {
   const int lane = threadIdx.x % kWarp;
   const uint64_t hop_key = rng::hop_key(seed, static_cast<uint64_t>(*call), hop);
+  const uint64_t call_key = rng::call_key(seed, static_cast<uint64_t>(*call));  // labor
+  const bool with_replacement = replace && strategy == 1;
   const int64_t num_warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp; i < num_roots;
        i += num_warps) {
@@ -105,21 +171,28 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
 
     int64_t offset[C];  // offset into the root's past events, -1 for an empty slot
     int slot[C];        // where it goes in the output row
-    if (strategy == 0 || (!replace && n <= k) || n == 0) {  // the latest min(n, k), most recent first
+    if (strategy == 0 || (!with_replacement && n <= k) || n == 0) {  // the latest min(n, k), most recent first
 #pragma unroll
       for (int c = 0; c < C; ++c) {
         slot[c] = c * kWarp + lane;
         offset[c] = slot[c] < n ? n - 1 - slot[c] : -1;
+      }
+    } else if (strategy == 2) {
+      labor_select<C>(eid + first, n, k, call_key, lane, offset);
+      if (n <= INT32_MAX) {
+        rank_decreasing<int, C>(offset, k, lane, slot);
+      } else {
+        rank_decreasing<int64_t, C>(offset, k, lane, slot);
       }
     } else {
       const uint64_t key = rng::root_key(hop_key, i);
 #pragma unroll
       for (int c = 0; c < C; ++c) {
         const int64_t j = c * kWarp + lane;
-        const uint64_t range = replace ? n : n - k + j + 1;
+        const uint64_t range = with_replacement ? n : n - k + j + 1;
         offset[c] = j < k ? static_cast<int64_t>(rng::below(rng::word(key, j), range)) : -1;
       }
-      if (!replace) floyd<C>(offset, n, k, lane);
+      if (!with_replacement) floyd<C>(offset, n, k, lane);
       if (n <= INT32_MAX) {
         rank_decreasing<int, C>(offset, k, lane, slot);
       } else {
