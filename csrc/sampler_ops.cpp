@@ -65,7 +65,7 @@ void check_sampling_args(const at::Tensor& nodes, const at::Tensor& times, const
   for (size_t i = 0; i < fanouts.size(); ++i)
     TORCH_CHECK_VALUE(fanouts[i] > 0, "fanouts: fanout ", num(fanouts[i]), " at position ", num(i),
                       " must be > 0");
-  TORCH_CHECK_VALUE(strategy == 0 || strategy == 1, "strategy: expected 0 (recent) or 1 (uniform), got ",
+  TORCH_CHECK_VALUE(strategy >= 0 && strategy <= 2, "strategy: expected 0 (recent), 1 (uniform) or 2 (labor), got ",
                     num(strategy));
   TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: default), got ", num(num_threads));
 }
@@ -131,7 +131,8 @@ std::vector<Hop> sample_cpu(const TCSR& g, const at::Tensor& nodes, const at::Te
     Hop hop = empty_hop(roots.numel(), fanouts[h], at::TensorOptions());
     auto& [nbr_nodes, nbr_eids, nbr_times, mask] = hop;
     tgnn::sample_hop(g, roots.data_ptr<int64_t>(), root_times.data_ptr<double>(), roots.numel(), fanouts[h],
-                     static_cast<tgnn::Strategy>(strategy), replace, tgnn::rng::hop_key(seed, call, first_hop + h),
+                     static_cast<tgnn::Strategy>(strategy), replace,
+                     strategy == 2 ? tgnn::rng::call_key(seed, call) : tgnn::rng::hop_key(seed, call, first_hop + h),
                      static_cast<int>(num_threads),
                      {nbr_nodes.data_ptr<int64_t>(), nbr_eids.data_ptr<int64_t>(), nbr_times.data_ptr<double>(),
                       mask.data_ptr<bool>()});
