@@ -40,14 +40,50 @@ def word(key: int, draw: int) -> int:
     return mix64((key + (draw + 1) * GAMMA) & MASK64)
 
 
+SHORT_ROW = 64  # rng::kLaborShortRow
+ROUNDS = 8  # rng::kFeistelRounds
+
+
+def feistel_half_bits(d: int) -> int:
+    """rng::feistel_half_bits."""
+    h = 1
+    while h < 31 and (1 << (2 * h)) < d:
+        h += 1
+    return h
+
+
+def feistel_forward(key: int, node: int, h: int, x: int) -> int:
+    """rng::Feistel(key, node, h).forward(x)."""
+    k = mix64((mix64(key ^ 0xA24BAED4963EE407) + (node + 1) * GAMMA) & MASK64)
+    mul = [mix64((k + (2 * r + 1) * GAMMA) & MASK64) | 1 for r in range(ROUNDS)]
+    add = [mix64((k + (2 * r + 2) * GAMMA) & MASK64) for r in range(ROUNDS)]
+    mask = (1 << h) - 1
+    left, right = x >> h, x & mask
+    for r in range(ROUNDS):
+        left, right = right, left ^ ((((right ^ add[r]) * mul[r]) & MASK64) >> (64 - h))
+    return (left << h) | right
+
+
+def row_events(src, dst, t, v, undirected=True):
+    """Node v's whole row as (time, eid, nbr), sorted by (time, eid): index = offset."""
+    return sorted(past_events(src, dst, t, v, float("inf"), undirected))
+
+
 def reference_labor_row(src, dst, t, v, time, k, key, undirected=True):
     """Root (v, time)'s labor sample as (time, eid, nbr), most recent first: the k past events with
-    the smallest (word(key, eid), offset), offset = position in the row sorted by (time, eid)."""
+    the smallest (number, offset), number = word(key, eid) in a row of <= 64 events, else the
+    Feistel rank of the offset."""
     if v < 0:
         return []
-    row = sorted(past_events(src, dst, t, v, time, undirected))  # offset order
-    ranked = sorted(range(len(row)), key=lambda o: (word(key, row[o][1]), o))
-    return sorted((row[o] for o in ranked[:k]), reverse=True)
+    row = row_events(src, dst, t, v, undirected)
+    past = [x for x in row if x[0] < time]  # a prefix of the row
+    if len(row) <= SHORT_ROW:
+        numbers = [word(key, e) for _, e, _ in past]
+    else:
+        h = feistel_half_bits(len(row))
+        numbers = [feistel_forward(key, v, h, o) for o in range(len(past))]
+    ranked = sorted(range(len(past)), key=lambda o: (numbers[o], o))
+    return sorted((past[o] for o in ranked[:k]), reverse=True)
 
 
 def block_rows(b):
@@ -109,17 +145,29 @@ def test_labor_chi_square_uniform_without_replacement():
 
 
 def test_labor_chi_square_across_calls_and_prefixes():
-    """One node, 12 events; roots at two times (9 and 12 past events) resampled over 1500 calls:
-    each root's subset is uniform over its C(n, 2) subsets, call after call."""
-    g = TemporalGraph([0] * 12, list(range(1, 13)), list(range(12)))
+    """Node 0: a short row (12 events, numbers by event); node 1: a long one (300 events, Feistel
+    ranks, by computing ranks (n = 8, 40) and by walking the permutation (n = 300)). Roots at several
+    prefixes resampled over 3000 calls take 2 events: each subset (or each event) equally often."""
+    src = [0] * 12 + [1] * 300
+    dst = list(range(2, 14)) + [2 + i % 50 for i in range(300)]
+    t = list(range(12)) + list(range(300))
+    g = TemporalGraph(src, dst, t)
     sampler = TemporalSampler(g, [2], "labor", seed=77)
-    counts = {n: dict.fromkeys(itertools.combinations(range(n), 2), 0) for n in (9, 12)}
-    for _ in range(1500):
-        b = sampler.sample([0, 0], [8.5, 100.0])[0]
-        for n, row in zip((9, 12), b.nbr_eids.tolist(), strict=True):
-            counts[n][tuple(sorted(row))] += 1
-    for n in (9, 12):
-        assert chisquare(list(counts[n].values())).pvalue > 1e-3
+    roots = [(0, 9), (0, 12), (1, 8), (1, 40), (1, 300)]
+    nodes, times = [v for v, _ in roots], [n - 0.5 for _, n in roots]
+    picks = [[] for _ in roots]
+    for _ in range(3000):
+        b = sampler.sample(nodes, times)[0]
+        for i, row in enumerate(b.nbr_times.long().tolist()):  # event times = offsets in the row
+            picks[i].append(tuple(sorted(row)))
+    for (_, n), got in zip(roots, picks, strict=True):
+        counts = np.bincount(np.array(got).flatten(), minlength=n)
+        assert counts.shape == (n,) and chisquare(counts).pvalue > 1e-3  # each event equally often
+        if n <= 12:
+            subsets = dict.fromkeys(itertools.combinations(range(n), 2), 0)
+            for pair in got:
+                subsets[pair] += 1
+            assert chisquare(list(subsets.values())).pvalue > 1e-3  # each pair equally often
 
 
 def test_shared_numbers_same_events_before_the_earlier_time():

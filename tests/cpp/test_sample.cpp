@@ -143,23 +143,48 @@ TEST_CASE(never_a_future_event_and_deterministic_across_threads) {
 }
 
 TEST_CASE(choose_labor_is_the_bottom_k_of_the_event_numbers) {
-  // Against sorting all (word, offset) pairs; some eids repeat so that words tie (offset breaks it).
+  // Against sorting all (number, offset) pairs. Short rows (d <= 64): number = word(key, eid), some
+  // eids repeated so that words tie (the offset breaks it). Long rows: the Feistel rank of the
+  // offset, by computing the n ranks or walking the permutation (both branches are reached).
   std::mt19937_64 gen(5);
-  std::vector<int64_t> eids(300), out(300);
-  for (int64_t n : {0, 1, 2, 5, 9, 10, 11, 40, 100, 300}) {
-    for (int64_t k : {1, 3, 10, 64, 65, 120}) {
-      for (uint64_t key = 0; key < 8; ++key) {
-        for (int64_t o = 0; o < n; ++o) eids[o] = static_cast<int64_t>(gen() % 200);
-        const int64_t c = tgnn::choose_labor(n, k, eids.data(), key, out.data());
-        CHECK(c == std::min(n, k));
-        std::vector<std::pair<uint64_t, int64_t>> ranked;
-        for (int64_t o = 0; o < n; ++o) ranked.emplace_back(tgnn::rng::word(key, eids[o]), o);
-        std::sort(ranked.begin(), ranked.end());
-        std::vector<int64_t> expected;
-        for (int64_t s = 0; s < c; ++s) expected.push_back(ranked[s].second);
-        std::sort(expected.begin(), expected.end(), std::greater<int64_t>());
-        CHECK(std::vector<int64_t>(out.begin(), out.begin() + c) == expected);
+  std::vector<int64_t> eids(5000), out(5000);
+  for (int64_t d : {1, 2, 9, 40, 64, 65, 100, 300, 1000, 5000}) {
+    for (int64_t n : {int64_t{0}, int64_t{1}, d / 3, d / 2, d - 1, d}) {
+      for (int64_t k : {1, 3, 10, 64, 65, 120}) {
+        for (uint64_t key = 0; key < 4; ++key) {
+          for (int64_t o = 0; o < d; ++o) eids[o] = static_cast<int64_t>(gen() % 200);
+          const int64_t node = static_cast<int64_t>(gen() % 1000);
+          const int64_t c = tgnn::choose_labor(n, d, k, eids.data(), key, node, out.data());
+          CHECK(c == std::min(n, k));
+          const tgnn::rng::Feistel perm(key, node, tgnn::rng::feistel_half_bits(d));
+          std::vector<std::pair<uint64_t, int64_t>> ranked;
+          for (int64_t o = 0; o < n; ++o) {
+            const uint64_t number = d <= tgnn::rng::kLaborShortRow ? tgnn::rng::word(key, eids[o]) : perm.forward(o);
+            ranked.emplace_back(number, o);
+          }
+          std::sort(ranked.begin(), ranked.end());
+          std::vector<int64_t> expected;
+          for (int64_t s = 0; s < c; ++s) expected.push_back(n <= k ? n - 1 - s : ranked[s].second);
+          std::sort(expected.begin(), expected.end(), std::greater<int64_t>());
+          CHECK(std::vector<int64_t>(out.begin(), out.begin() + c) == expected);
+        }
       }
+    }
+  }
+}
+
+TEST_CASE(feistel_is_a_permutation_and_inverse_inverts) {
+  for (int64_t d : {2, 5, 16, 17, 100, 4096, 5000}) {
+    const int h = tgnn::rng::feistel_half_bits(d);
+    CHECK((int64_t{1} << (2 * h)) >= d && (h == 1 || (int64_t{1} << (2 * h - 2)) < d));
+    const tgnn::rng::Feistel perm(123, static_cast<uint64_t>(d), h);
+    const uint64_t domain = uint64_t{1} << (2 * h);
+    std::vector<char> seen(domain, 0);
+    for (uint64_t x = 0; x < domain; ++x) {
+      const uint64_t y = perm.forward(x);
+      CHECK(y < domain && !seen[y]);
+      seen[y] = 1;
+      CHECK(perm.inverse(y) == x);
     }
   }
 }
