@@ -41,27 +41,28 @@ def word(key: int, draw: int) -> int:
 
 
 SHORT_ROW = 64  # rng::kLaborShortRow
-ROUNDS = 8  # rng::kFeistelRounds
+ROUNDS = 6  # rng::kFeistelRounds
 
 
-def feistel_half_bits(d: int) -> int:
-    """rng::feistel_half_bits."""
-    h = 1
-    while h < 31 and (1 << (2 * h)) < d:
-        h += 1
-    return h
+def feistel_bits(d: int) -> int:
+    """rng::feistel_bits."""
+    bits = 2
+    while bits < 62 and (1 << bits) < d:
+        bits += 1
+    return bits
 
 
-def feistel_forward(key: int, node: int, h: int, x: int) -> int:
-    """rng::Feistel(key, node, h).forward(x)."""
+def feistel_forward(key: int, node: int, bits: int, x: int) -> int:
+    """rng::Feistel(key, node, bits).forward(x)."""
     k = mix64((mix64(key ^ 0xA24BAED4963EE407) + (node + 1) * GAMMA) & MASK64)
     mul = [mix64((k + (2 * r + 1) * GAMMA) & MASK64) | 1 for r in range(ROUNDS)]
     add = [mix64((k + (2 * r + 2) * GAMMA) & MASK64) for r in range(ROUNDS)]
-    mask = (1 << h) - 1
-    left, right = x >> h, x & mask
+    lw, rw = bits - bits // 2, bits // 2
+    left, right = x >> rw, x & ((1 << rw) - 1)
     for r in range(ROUNDS):
-        left, right = right, left ^ ((((right ^ add[r]) * mul[r]) & MASK64) >> (64 - h))
-    return (left << h) | right
+        left, right = right, left ^ ((((right ^ add[r]) * mul[r]) & MASK64) >> (64 - lw))
+        lw, rw = rw, lw
+    return (left << rw) | right
 
 
 def row_events(src, dst, t, v, undirected=True):
@@ -80,8 +81,8 @@ def reference_labor_row(src, dst, t, v, time, k, key, undirected=True):
     if len(row) <= SHORT_ROW:
         numbers = [word(key, e) for _, e, _ in past]
     else:
-        h = feistel_half_bits(len(row))
-        numbers = [feistel_forward(key, v, h, o) for o in range(len(past))]
+        bits = feistel_bits(len(row))
+        numbers = [feistel_forward(key, v, bits, o) for o in range(len(past))]
     ranked = sorted(range(len(past)), key=lambda o: (numbers[o], o))
     return sorted((past[o] for o in ranked[:k]), reverse=True)
 

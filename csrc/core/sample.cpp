@@ -122,8 +122,8 @@ int64_t choose_labor(int64_t n, int64_t d, int64_t k, const int64_t* eids, uint6
   if (d <= rng::kLaborShortRow) {
     bottom_k(n, k, [&](int64_t o) { return rng::word(key, static_cast<uint64_t>(eids[o])); }, out);
   } else {
-    const rng::Feistel perm(key, static_cast<uint64_t>(node), rng::feistel_half_bits(d));
-    const double domain = std::ldexp(1.0, 2 * perm.h);
+    const rng::Feistel perm(key, static_cast<uint64_t>(node), rng::feistel_bits(d));
+    const double domain = std::ldexp(1.0, perm.bits);
     if (static_cast<double>(n) * static_cast<double>(n) > static_cast<double>(k) * domain) {
       int64_t count = 0;  // walk: offsets by increasing rank; those below n are taken
       for (uint64_t rank = 0; count < k; ++rank) {

@@ -147,7 +147,7 @@ template <int C>
 __device__ void labor_walk(const rng::Feistel& perm, int64_t n, int k, int lane, int64_t (&offset)[C]) {
 #pragma unroll
   for (int c = 0; c < C; ++c) offset[c] = -1;
-  const uint64_t domain = uint64_t{1} << (2 * perm.h);
+  const uint64_t domain = uint64_t{1} << (perm.bits);
   int count = 0;
   for (uint64_t base = 0; count < k && base < domain; base += kWarp) {
     const uint64_t rank = base + lane;
@@ -209,8 +209,8 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
         labor_select<C>(n, k, [&](int64_t o) { return rng::word(call_key, static_cast<uint64_t>(row_eids[o])); },
                         lane, offset);
       } else {
-        const rng::Feistel perm(call_key, static_cast<uint64_t>(v), rng::feistel_half_bits(d));
-        const double domain = ldexp(1.0, 2 * perm.h);
+        const rng::Feistel perm(call_key, static_cast<uint64_t>(v), rng::feistel_bits(d));
+        const double domain = ldexp(1.0, perm.bits);
         if (static_cast<double>(n) * static_cast<double>(n) > static_cast<double>(k) * domain) {
           labor_walk<C>(perm, n, k, lane, offset);
         } else {

@@ -156,7 +156,7 @@ TEST_CASE(choose_labor_is_the_bottom_k_of_the_event_numbers) {
           const int64_t node = static_cast<int64_t>(gen() % 1000);
           const int64_t c = tgnn::choose_labor(n, d, k, eids.data(), key, node, out.data());
           CHECK(c == std::min(n, k));
-          const tgnn::rng::Feistel perm(key, node, tgnn::rng::feistel_half_bits(d));
+          const tgnn::rng::Feistel perm(key, node, tgnn::rng::feistel_bits(d));
           std::vector<std::pair<uint64_t, int64_t>> ranked;
           for (int64_t o = 0; o < n; ++o) {
             const uint64_t number = d <= tgnn::rng::kLaborShortRow ? tgnn::rng::word(key, eids[o]) : perm.forward(o);
@@ -174,11 +174,11 @@ TEST_CASE(choose_labor_is_the_bottom_k_of_the_event_numbers) {
 }
 
 TEST_CASE(feistel_is_a_permutation_and_inverse_inverts) {
-  for (int64_t d : {2, 5, 16, 17, 100, 4096, 5000}) {
-    const int h = tgnn::rng::feistel_half_bits(d);
-    CHECK((int64_t{1} << (2 * h)) >= d && (h == 1 || (int64_t{1} << (2 * h - 2)) < d));
-    const tgnn::rng::Feistel perm(123, static_cast<uint64_t>(d), h);
-    const uint64_t domain = uint64_t{1} << (2 * h);
+  for (int64_t d : {2, 5, 16, 17, 100, 4096, 5000, 40000}) {
+    const int bits = tgnn::rng::feistel_bits(d);
+    CHECK((int64_t{1} << bits) >= d && (bits == 2 || (int64_t{1} << (bits - 1)) < d));
+    const tgnn::rng::Feistel perm(123, static_cast<uint64_t>(d), bits);
+    const uint64_t domain = uint64_t{1} << bits;
     std::vector<char> seen(domain, 0);
     for (uint64_t x = 0; x < domain; ++x) {
       const uint64_t y = perm.forward(x);
