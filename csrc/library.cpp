@@ -58,6 +58,7 @@ TORCH_LIBRARY(dgl_tgnn, m) {
   // Packed copy (indptr [N + 1], nbr [M], eid [M], ts [M]) on the CPU.
   m.def("tcsr_pack(__torch__.torch.classes.dgl_tgnn.TCSR tcsr, int num_threads=0) -> (Tensor, Tensor, Tensor, Tensor)");
   // Multi-hop sampling on the CPU: per hop nbr_nodes, nbr_eids, nbr_times, mask [R_h, k_h], flattened.
+  // strategy: 0 recent, 1 uniform, 2 labor.
   m.def("sample_cpu(__torch__.torch.classes.dgl_tgnn.TCSR tcsr, Tensor nodes, Tensor times, int[] fanouts, "
         "int strategy, bool replace, int seed, int call, int num_threads, int first_hop=0) -> Tensor[]");
   // The same on a GPU from a packed T-CSR there; the call number is read on the device; error

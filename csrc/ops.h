@@ -36,7 +36,7 @@ struct TCSRHolder : torch::CustomClassHolder {
 
 // Sampler (sampler_ops.cpp). A 1-D contiguous tensor of this dtype.
 void check_vector(const at::Tensor& x, const char* name, at::ScalarType dtype);
-// nodes int64 [R] and times float64 [R], contiguous, on one device; fanouts >= 1; strategy 0 or 1.
+// nodes int64 [R] and times float64 [R], contiguous, on one device; fanouts >= 1; strategy 0, 1 or 2.
 void check_sampling_args(const at::Tensor& nodes, const at::Tensor& times, at::IntArrayRef fanouts,
                          int64_t strategy, int64_t num_threads);
 // dedup_roots: 1-D int64 nodes and float64 times of one length, on one device.

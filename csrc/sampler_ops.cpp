@@ -43,7 +43,7 @@ void check_sampling_args(const at::Tensor& nodes, const at::Tensor& times, at::I
   for (size_t i = 0; i < fanouts.size(); ++i)
     TORCH_CHECK_VALUE(fanouts[i] > 0, "fanouts: fanout ", num(fanouts[i]), " at position ", num(i),
                       " must be > 0");
-  TORCH_CHECK_VALUE(strategy == 0 || strategy == 1, "strategy: expected 0 (recent) or 1 (uniform), got ",
+  TORCH_CHECK_VALUE(strategy >= 0 && strategy <= 2, "strategy: expected 0 (recent), 1 (uniform) or 2 (labor), got ",
                     num(strategy));
   TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: default), got ", num(num_threads));
 }
@@ -118,8 +118,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tcsr_pack(const c10::
 
 // Hop i samples fanouts[i] neighbours of hop i's roots; hop i + 1's roots are hop i's neighbours
 // (flattened, -1 padding included). Hop i of call c draws from rng::hop_key(seed, c, first_hop + i)
-// (first_hop > 0 continues a chain hop by hop, e.g. after deduplicating the roots). The seed is
-// the uint64 seed's two's complement (the schema's int is int64).
+// (first_hop > 0 continues a chain hop by hop, e.g. after deduplicating the roots); labor draws from
+// rng::call_key(seed, c) in every hop. The seed is the uint64 seed's two's complement (the schema's
+// int is int64).
 std::vector<at::Tensor> sample_cpu(const c10::intrusive_ptr<TCSRHolder>& tcsr, const at::Tensor& nodes,
                                    const at::Tensor& times, at::IntArrayRef fanouts, int64_t strategy, bool replace,
                                    int64_t seed, int64_t call, int64_t num_threads, int64_t first_hop) {
@@ -137,10 +138,13 @@ std::vector<at::Tensor> sample_cpu(const c10::intrusive_ptr<TCSRHolder>& tcsr, c
     const int64_t r = roots.numel(), k = fanouts[h];
     at::Tensor nbr_nodes = at::empty({r, k}, at::kLong), nbr_eids = at::empty({r, k}, at::kLong);
     at::Tensor nbr_times = at::empty({r, k}, at::kDouble), mask = at::empty({r, k}, at::kBool);
-    const uint64_t key = tgnn::rng::hop_key(static_cast<uint64_t>(seed), static_cast<uint64_t>(call),
-                                            static_cast<uint64_t>(first_hop) + h);
-    tgnn::sample_hop(g, roots.data_ptr<int64_t>(), root_times.data_ptr<double>(), r, k,
-                     static_cast<tgnn::Strategy>(strategy), replace, key, static_cast<int>(num_threads),
+    const auto strat = static_cast<tgnn::Strategy>(strategy);
+    const uint64_t key = strat == tgnn::Strategy::kLabor
+                             ? tgnn::rng::call_key(static_cast<uint64_t>(seed), static_cast<uint64_t>(call))
+                             : tgnn::rng::hop_key(static_cast<uint64_t>(seed), static_cast<uint64_t>(call),
+                                                  static_cast<uint64_t>(first_hop) + h);
+    tgnn::sample_hop(g, roots.data_ptr<int64_t>(), root_times.data_ptr<double>(), r, k, strat, replace, key,
+                     static_cast<int>(num_threads),
                      {nbr_nodes.data_ptr<int64_t>(), nbr_eids.data_ptr<int64_t>(), nbr_times.data_ptr<double>(),
                       mask.data_ptr<bool>()});
     roots = nbr_nodes.view({-1});

@@ -231,7 +231,7 @@ _TRAIN_FLAGS = {
 @click.option("--epochs", type=int, help="Maximum epochs (default: the config's).")
 @click.option("--batch-size", type=int, help="Events per batch (default 200).")
 @click.option("--fanouts", callback=_int_list, help="Neighbours per hop, comma-separated, e.g. 10,10.")
-@click.option("--strategy", type=click.Choice(["uniform", "recent"]),
+@click.option("--strategy", type=click.Choice(["uniform", "recent", "labor"]),
               help="Neighbour sampling among earlier events: uniform (TGAT) or most recent (TGN).")
 @click.option("--dedup", type=click.Choice(["auto", "always", "never"]),
               help="Sample and embed each distinct (node, time) of a deeper hop once: exact for recent "

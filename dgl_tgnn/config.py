@@ -137,7 +137,7 @@ class RunConfig:
         choices = [
             ("data.candidates", d.candidates, ("destinations", "all")),
             ("model.name", m.name, MODELS),
-            ("model.strategy", m.strategy, ("uniform", "recent")),
+            ("model.strategy", m.strategy, ("uniform", "recent", "labor")),
             ("model.message", m.message, ("identity", "mlp")),
             ("model.aggregator", m.aggregator, ("last", "mean")),
             ("model.updater", m.updater, ("gru", "rnn")),

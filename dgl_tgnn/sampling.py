@@ -90,6 +90,11 @@ class TemporalSampler:
     * ``uniform``: ``k`` distinct candidates drawn uniformly without replacement (all of them when
       there are at most ``k``), or ``k`` independent draws with ``replace=True``; returned most
       recent first.
+    * ``labor`` (correlated, as LABOR for static graphs): every event gets one pseudo-random number
+      per call, shared by all roots of all hops; each root takes its ``k`` candidates with the
+      smallest numbers (all when there are at most ``k``), most recent first. Each root's sample is
+      uniform without replacement, as with ``uniform``, but roots of one node at different times
+      take the same events where they can, so deeper hops have fewer distinct (node, time) roots.
 
     Hop ``i + 1``'s roots are hop ``i``'s ``nbr_nodes.flatten()`` at ``nbr_times.flatten()`` (empty
     slots become padding roots ``-1`` with fully masked rows), so hop ``i`` is dense
@@ -97,8 +102,9 @@ class TemporalSampler:
 
     With ``dedup=True`` hop ``i + 1``'s roots are instead the distinct (node, time) pairs of hop ``i``'s
     valid slots (:func:`dedup_roots`), and hop ``i``'s ``nbr_index`` maps each slot to its row there:
-    each distinct root is sampled (and embedded by the models) once. ``recent`` samples are then those
-    of the full chain, gathered through ``nbr_index``; ``uniform`` roots that coincide share one draw.
+    each distinct root is sampled (and embedded by the models) once. ``recent`` and ``labor`` samples are
+    then those of the full chain, gathered through ``nbr_index``; ``uniform`` roots that coincide share
+    one draw.
 
     Random draws are a pure function of ``(seed, call number, hop, root index, draw)`` (a
     counter-based hash, csrc/core/rng.h): the same seed gives the same samples whatever
@@ -110,14 +116,14 @@ class TemporalSampler:
     Args:
         graph: the events to sample from.
         fanouts: ``k`` per hop, each ``>= 1`` (``<= 256`` on CUDA).
-        strategy: ``"recent"`` or ``"uniform"``.
+        strategy: ``"recent"``, ``"uniform"`` or ``"labor"``.
         replace: draw with replacement (``uniform`` only).
         seed: int in ``[0, 2**64)``.
         num_threads: CPU threads (csrc/core/parallel.h); None: OMP_NUM_THREADS if set, else all cores.
         dedup: deduplicate the roots of every hop after the first (see above).
     """
 
-    STRATEGIES = ("recent", "uniform")
+    STRATEGIES = ("recent", "uniform", "labor")
 
     def __init__(
         self,

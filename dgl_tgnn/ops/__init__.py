@@ -80,8 +80,9 @@ def sample_cpu(
     """Multi-hop temporal sampling on the CPU around roots ``nodes`` int64 / ``times`` float64 ``[R]``.
 
     Hop ``h`` is ``[R_h, fanouts[h]]`` with ``R_0 = R`` and ``R_{h+1} = R_h * fanouts[h]`` (hop ``h``'s
-    slots, flattened, are hop ``h + 1``'s roots). ``strategy``: 0 recent, 1 uniform. The draws of hop
-    ``h`` are a function of ``(seed, call, first_hop + h)``.
+    slots, flattened, are hop ``h + 1``'s roots). ``strategy``: 0 recent, 1 uniform, 2 labor. The draws
+    of hop ``h`` are a function of ``(seed, call, first_hop + h)``; labor's of ``(seed, call)``, the same
+    in every hop.
     """
     flat = _ops.sample_cpu(
         tcsr, nodes, times, list(fanouts), strategy, replace, _int64(seed), call, num_threads, first_hop
