@@ -39,7 +39,7 @@ import time
 import numpy as np
 import torch
 
-from dgl_tgnn import _C, TemporalGraph, TemporalSampler
+from dgl_tgnn import TemporalGraph, TemporalSampler, ops
 from dgl_tgnn.data import load_dataset
 
 EVENTS_PER_BATCH = 200
@@ -148,7 +148,7 @@ def distinct_rows(ds, strategy: str, threads: int, num_batches: int) -> dict:
         seconds += time.perf_counter() - start
         last = blocks[1]
         hop1.append(last.num_roots)
-        hop2.append(int(_C.dedup_roots(last.nbr_nodes.flatten(), last.nbr_times.flatten())[0].shape[0]))
+        hop2.append(int(ops.dedup_roots(last.nbr_nodes.flatten(), last.nbr_times.flatten())[0].shape[0]))
     return {
         "strategy": strategy,
         "batches": num_batches,
@@ -397,7 +397,7 @@ def main() -> None:
                 )
 
     gpu = []
-    if torch.cuda.is_available() and _C.with_cuda:
+    if torch.cuda.is_available() and ops.WITH_CUDA:
         baseline_gpu = SearchsortedBaseline(ds.src, ds.dst, ds.t, ds.num_nodes, "cuda")
         warm_up_gpu(g, ds)
         say(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scipy.stats import chisquare
 from test_sampler import check_chain_and_padding, graphs, past_events, unpack, zipf_like_graph
 
-from dgl_tgnn import _C, TemporalGraph, TemporalSampler
+from dgl_tgnn import TemporalGraph, TemporalSampler, ops
 
 MASK64 = 2**64 - 1
 GAMMA = 0x9E3779B97F4A7C15
@@ -271,7 +271,7 @@ def test_labor_rejects_replace():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(
-    not (torch.cuda.is_available() and _C.with_cuda),
+    not (torch.cuda.is_available() and ops.WITH_CUDA),
     reason="needs a CUDA device and dgl_tgnn._C built with CUDA",
 )
 @pytest.mark.parametrize("fanouts", [[10, 10], [1, 32], [33, 7], [100, 3], [256]])
