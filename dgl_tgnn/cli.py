@@ -155,6 +155,8 @@ _TRAIN_FLAGS = {
     "time_col": "data.time_col",
     "feature_cols": "data.feature_cols",
     "delimiter": "data.delimiter",
+    "header": "data.header",
+    "keep_ids": "data.keep_ids",
     "max_events": "data.max_events",
     "features": "data.features",
     "candidates": "data.candidates",
@@ -212,14 +214,21 @@ _TRAIN_FLAGS = {
 @click.option("--temperature", type=float, help="infonce temperature (default 1.0).")
 @click.option("--dataset", help="Built-in dataset (see `dgl-tgnn datasets`; default wikipedia).")
 @click.option("--data", type=click.Path(dir_okay=False),
-              help="A file of events instead: JODIE csv, TGN ml_<name>.csv, edge list, or generic csv.")
-@click.option("--format", "fmt", type=click.Choice(["jodie", "tgn", "edgelist", "csv"]),
+              help="A file of events instead: JODIE csv, TGN ml_<name>.csv, edge list, TGB edge list or "
+              "generic csv (string or integer node ids; `dgl-tgnn datasets --data FILE` shows what is read).")
+@click.option("--format", "fmt", type=click.Choice(["jodie", "tgn", "edgelist", "csv", "tgb"]),
               help="Format of --data (guessed when omitted).")
-@click.option("--src-col", help="Generic csv: source column (header name or 0-based index).")
+@click.option("--src-col",
+              help="Generic csv: source column (header name or 0-based index; guessed when omitted).")
 @click.option("--dst-col", help="Generic csv: destination column.")
-@click.option("--time-col", help="Generic csv: time column.")
+@click.option("--time-col", help="Generic csv: time column (numbers, or ISO-8601 dates read as seconds).")
 @click.option("--feature-cols", callback=_str_list, help="Generic csv: comma-separated edge feature columns.")
-@click.option("--delimiter", help="Generic csv: field delimiter (default ',').")
+@click.option("--delimiter", help="Generic csv: field delimiter (' ' for whitespace; sniffed when omitted).")
+@click.option("--header/--no-header", default=None,
+              help="Generic csv: the first line is (not) a header (detected by default).")
+@click.option("--keep-ids/--no-keep-ids", default=None,
+              help="Integer node ids of --data are node rows as they are (num_nodes = max id + 1) instead of "
+              "re-indexed (default: re-indexed).")
 @click.option("--max-events", type=int, help="Use only the first N events (quick runs).")
 @click.option("--features/--no-features", default=None,
               help="Use the dataset's node/edge features (default) or train featureless.")
@@ -281,10 +290,14 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
     else:
         if flags["data"] is not None and flags["dataset"] is not None:
             raise click.UsageError("give --dataset or --data, not both")
-        file_flags = ("fmt", "src_col", "dst_col", "time_col", "feature_cols", "delimiter")
+        file_flags = (
+            "fmt", "src_col", "dst_col", "time_col", "feature_cols", "delimiter", "header", "keep_ids"
+        )
         if flags["dataset"] is not None and any(flags[name] is not None for name in file_flags):
             given = next(name for name in file_flags if flags[name] is not None)
             flag = "--format" if given == "fmt" else "--" + given.replace("_", "-")
+            if flags[given] is False:
+                flag = "--no-" + flag[2:]
             raise click.UsageError(f"{flag} describes a --data file: it does nothing with --dataset")
         config = load_config(config_path, flags["model"])  # type: ignore[arg-type]
         config = apply_overrides(config, {key: flags[name] for name, key in _TRAIN_FLAGS.items()})

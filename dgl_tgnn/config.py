@@ -26,13 +26,17 @@ class DataConfig:
     """Which events, and how they are split (chronologically, as in TGN)."""
 
     dataset: str | None = "wikipedia"  # a built-in name (``dgl-tgnn datasets``); ignored when path is set
-    path: str | None = None  # a file of events (csv, TGN ml_*.csv, edge list)
+    path: str | None = None  # a file of events (csv, TGN ml_*.csv, edge list, TGB edge list)
     format: str | None = None  # file format, guessed from the file when None
+    # csv columns (header names or 0-based indices as digits), delimiter (" ": whitespace) and
+    # header line: guessed from the file when None. A run's config.yaml holds what was read.
     src_col: str | None = None
     dst_col: str | None = None
     time_col: str | None = None
     feature_cols: list[str] | None = None
     delimiter: str | None = None
+    header: bool | None = None
+    keep_ids: bool = False  # integer node ids are rows as they are (num_nodes = max id + 1), not re-indexed
     max_events: int | None = None  # keep only the first N events (quick runs and tests)
     features: bool = True  # use the dataset's node/edge features (False: featureless, as in peer benchmarks)
     val_ratio: float = 0.15

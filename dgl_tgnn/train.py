@@ -183,6 +183,8 @@ def load_events(config: DataConfig) -> TemporalDataset:
             time_col=_column(config.time_col),
             feature_cols=None if config.feature_cols is None else [_column(c) for c in config.feature_cols],
             delimiter=config.delimiter,
+            header=config.header,
+            keep_ids=config.keep_ids,
         )
     else:
         assert config.dataset is not None

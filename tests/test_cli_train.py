@@ -170,3 +170,10 @@ def test_train_on_a_generic_csv_file(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "test (best epoch 1): AP" in result.output
+
+
+@pytest.mark.parametrize("flags, named", [(["--keep-ids"], "--keep-ids"), (["--no-header"], "--no-header")])
+def test_data_file_flags_with_a_built_in_dataset_are_refused(tmp_path, flags, named):
+    result = CliRunner().invoke(main, ["train", "--dataset", "uci", *flags, "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"{named} describes a --data file" in result.output and not any(tmp_path.iterdir())
