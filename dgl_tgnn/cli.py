@@ -228,7 +228,7 @@ _TRAIN_FLAGS = {
               help="Generic csv: the first line is (not) a header (detected by default).")
 @click.option("--keep-ids/--no-keep-ids", default=None,
               help="Integer node ids of --data are node rows as they are (num_nodes = max id + 1) instead of "
-              "re-indexed (default: re-indexed).")
+              "re-indexed (default: re-indexed; the run keeps the original ids in node_ids.npy).")
 @click.option("--max-events", type=int, help="Use only the first N events (quick runs).")
 @click.option("--features/--no-features", default=None,
               help="Use the dataset's node/edge features (default) or train featureless.")
@@ -275,12 +275,17 @@ _TRAIN_FLAGS = {
 def train(config_path: str | None, resume: str | None, progress: bool, **flags: object) -> None:
     """Train TGAT or TGN on a dataset and report test AP, AUC, MRR and Recall@k.
 
-    Writes runs/<time>-<model>-<neg>/ with config.yaml, metrics.jsonl (one line per epoch),
-    curves.png, best.pt and checkpoint.pt. Ctrl-C saves a checkpoint; --resume continues it.
+    Says what data was loaded, then writes runs/<time>-<dataset>-<model>-<neg>/ with config.yaml (the
+    data options as read, guesses resolved), metrics.jsonl (one line per epoch), curves.png, best.pt,
+    checkpoint.pt and, when node ids were re-indexed, node_ids.npy (the original id of each node row).
+    Ctrl-C saves a checkpoint; --resume continues it.
     """
+    import dataclasses
+
     from dgl_tgnn import run_dir as rd
     from dgl_tgnn.config import apply_overrides, load_config
-    from dgl_tgnn.train import Trainer, check_device
+    from dgl_tgnn.data import data_record, describe, run_name
+    from dgl_tgnn.train import Trainer, check_device, load_events
 
     if resume is not None:
         given = sorted(name for name, value in flags.items() if value is not None)
@@ -305,9 +310,13 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
             config.data.path = None
         config.validate()
         check_device(config.train.device)
-        run = rd.create_run_dir(config.train.runs_dir, config.model.name, config.negatives.kind)
+        ds = load_events(config.data)  # before the run directory: a failed load leaves none behind
+        click.echo(describe(ds))
+        config.data = dataclasses.replace(config.data, **data_record(ds))  # what was read, guesses resolved
+        run = rd.create_run_dir(config.train.runs_dir, run_name(ds), config.model.name, config.negatives.kind)
         click.echo(f"run directory: {run}")
-        trainer = Trainer(config, run, progress=progress, log=click.echo)
+        rd.save_node_ids(run, ds.node_ids)
+        trainer = Trainer(config, run, dataset=ds, progress=progress, log=click.echo)
     if trainer.fit() is None:  # interrupted (Ctrl-C: 130, SIGTERM: 143) after saving a checkpoint
         sys.exit(128 + trainer.interrupted_by)
 

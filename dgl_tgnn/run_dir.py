@@ -1,4 +1,5 @@
-"""The run directory ``runs/<time>-<model>-<neg>/``: resolved config, per-epoch metrics, curves, checkpoints.
+"""The run directory ``runs/<time>-<dataset>-<model>-<neg>/``: resolved config, per-epoch metrics, curves,
+checkpoints.
 
 Files:
     config.yaml      the resolved run config (what ``--resume`` and ``dgl-tgnn evaluate`` rebuild from).
@@ -8,6 +9,7 @@ Files:
                      an epoch, and on Ctrl-C or SIGTERM).
     best.pt          the weights (and TGN memory after validation) of the best epoch.
     lock             held while a process trains in the directory (a second --resume refuses).
+    node_ids.npy     the original id of each node row (int64 or str), when the loader re-indexed them.
 """
 
 from __future__ import annotations
@@ -19,17 +21,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 LOCK = "lock"
+NODE_IDS = "node_ids.npy"
 
 
-def create_run_dir(runs_dir: str | Path, model: str, negatives: str) -> Path:
-    """A new, empty ``runs_dir/<YYYYmmdd-HHMMSS>-<model>-<negatives>[-n]/``."""
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{negatives}"
+def create_run_dir(runs_dir: str | Path, dataset: str, model: str, negatives: str) -> Path:
+    """A new, empty ``runs_dir/<YYYYmmdd-HHMMSS>-<dataset>-<model>-<negatives>[-n]/``."""
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset}-{model}-{negatives}"
     root = Path(runs_dir)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -48,6 +53,15 @@ def create_run_dir(runs_dir: str | Path, model: str, negatives: str) -> Path:
     raise ValueError(
         f"cannot create a run directory under {root} (1000 exist); choose another with --runs-dir"
     )
+
+
+def save_node_ids(run_dir: Path, node_ids: np.ndarray) -> None:
+    """Writes ``node_ids`` (``TemporalDataset.node_ids``: the original id of each node row, int64 or
+    str) to ``run_dir/node_ids.npy``, unless they are the rows ``0..N-1`` themselves (nothing was
+    re-indexed)."""
+    if node_ids.dtype.kind == "i" and np.array_equal(node_ids, np.arange(len(node_ids))):
+        return
+    np.save(run_dir / NODE_IDS, node_ids, allow_pickle=False)
 
 
 def lock_run_dir(run_dir: Path) -> int:
