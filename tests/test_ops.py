@@ -34,20 +34,22 @@ def roots(device: str) -> tuple[torch.Tensor, torch.Tensor]:
     return nodes, torch.tensor([50.0, 120.0, 299.5, 10.0, 0.0], dtype=torch.float64, device=device)
 
 
-def test_opcheck_sample_cpu() -> None:
+@pytest.mark.parametrize("strategy", [0, 1, 2])  # recent, uniform, labor
+def test_opcheck_sample_cpu(strategy: int) -> None:
     g = small_graph()
     nodes, times = roots("cpu")
-    args = (g._tcsr, nodes, times, [3, 2], 1, False, 7, 2, 0, 0)
+    args = (g._tcsr, nodes, times, [3, 2], strategy, False, 7, 2, 0, 0)
     torch.library.opcheck(torch.ops.dgl_tgnn.sample_cpu.default, args, test_utils=NO_SCHEMA_CHECK)
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
-def test_opcheck_sample_cuda() -> None:
+@pytest.mark.parametrize("strategy", [0, 1, 2])
+def test_opcheck_sample_cuda(strategy: int) -> None:
     g = small_graph()
     nodes, times = roots("cuda")
     call = torch.zeros(1, dtype=torch.int64, device="cuda")
-    args = (*g.packed_csr("cuda"), nodes, times, [3, 2], 1, False, 7, call, 0, None)
+    args = (*g.packed_csr("cuda"), nodes, times, [3, 2], strategy, False, 7, call, 0, None)
     torch.library.opcheck(torch.ops.dgl_tgnn.sample_cuda.default, args)
 
 
@@ -154,23 +156,25 @@ def test_compiled_topk_dot(device: str) -> None:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_compiled_sampler_call(device: str) -> None:
+@pytest.mark.parametrize("strategy", ["uniform", "labor"])
+def test_compiled_sampler_call(device: str, strategy: str) -> None:
     g = small_graph()
     nodes, times = roots(device)
     packed = g.packed_csr(device) if device == "cuda" else None
     call = torch.zeros(1, dtype=torch.int64, device=device)
+    code = TemporalSampler.STRATEGIES.index(strategy)
 
     def sample(nodes: torch.Tensor, times: torch.Tensor) -> list[torch.Tensor]:
         if packed is None:
-            hops = ops.sample_cpu(g._tcsr, nodes, times, [4, 3], 1, False, 9, 0)
+            hops = ops.sample_cpu(g._tcsr, nodes, times, [4, 3], code, False, 9, 0)
         else:
-            hops = ops.sample_cuda(packed, nodes, times, [4, 3], 1, False, 9, call)
+            hops = ops.sample_cuda(packed, nodes, times, [4, 3], code, False, 9, call)
         return [x for hop in hops for x in hop]
 
     compiled, eager = compile_once(sample, nodes, times)
     for a, b in zip(compiled, eager, strict=True):
         assert torch.equal(a, b)
-    want = TemporalSampler(g, [4, 3], "uniform", seed=9).sample(nodes, times)
+    want = TemporalSampler(g, [4, 3], strategy, seed=9).sample(nodes, times)
     assert torch.equal(compiled[4], want[1].nbr_nodes)
 
 
