@@ -1,4 +1,6 @@
-"""Build of dgl-tgnn and its extension ``dgl_tgnn._C``.
+"""Build of the extension ``dgl_tgnn._C`` of dgl-tgnn (metadata: pyproject.toml).
+
+Build it against the installed torch: ``pip install --no-build-isolation .`` (see README.md).
 
 CUDA sources (``csrc/cuda/*.cu``) are compiled when torch has CUDA and nvcc is found.
 ``DGL_TGNN_CUDA=1`` forces them on (and fails clearly if impossible), ``DGL_TGNN_CUDA=0`` off.
@@ -7,8 +9,14 @@ CUDA sources (``csrc/cuda/*.cu``) are compiled when torch has CUDA and nvcc is f
 import glob
 import os
 
-import torch
-from setuptools import find_packages, setup
+try:
+    import torch
+except ImportError:
+    raise SystemExit(
+        "dgl-tgnn compiles its extension against the installed torch: install torch first (CPU or CUDA), "
+        "then `pip install --no-build-isolation .`"
+    ) from None
+from setuptools import setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 
@@ -49,7 +57,7 @@ def extension() -> CppExtension:
         nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo", *nvcc_arch_flags()]
         return CUDAExtension(
             "dgl_tgnn._C",
-            sources + sorted(glob.glob("csrc/cuda/*.cu")),
+            sources + sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu")),
             define_macros=[("WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx + ["-DWITH_CUDA"], "nvcc": nvcc},
             **args,
@@ -57,16 +65,8 @@ def extension() -> CppExtension:
     return CppExtension("dgl_tgnn._C", sources, extra_compile_args={"cxx": cxx}, **args)
 
 
+# Metadata, dependencies and the console script are in pyproject.toml; only the extension is built here.
 setup(
-    name="dgl-tgnn",
-    version="0.1.0",
-    description="Fast temporal GNN training (TGAT, TGN) on DGL, with exact temporal sampling "
-    "and fused top-K hard negatives",
-    python_requires=">=3.10",
-    packages=find_packages(include=["dgl_tgnn", "dgl_tgnn.*"]),
-    package_data={"dgl_tgnn.data": ["builtin/*"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension},
-    install_requires=["torch>=2.1", "dgl>=2.1", "numpy", "pandas", "click", "tqdm", "pyyaml", "matplotlib"],
-    entry_points={"console_scripts": ["dgl-tgnn=dgl_tgnn.cli:main"]},
 )

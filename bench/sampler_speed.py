@@ -2,16 +2,17 @@
 
 Workload (issue 3): the stream in batches of 200 consecutive events; each batch's roots are the
 events' sources, destinations and one random node each, at the events' times (600 roots a batch,
-3,000,000 over the whole stream). Fanout 10 per hop, 1 and 2 hops, ``recent`` and ``uniform``
-(without replacement), 1 and 2 CPU threads.
+3,000,000 over the whole stream). Fanout 10 per hop, 1 and 2 hops, ``recent``, ``uniform``
+(without replacement) and ``labor`` (correlated, issue 20), 1 and 2 CPU threads.
 
 Baseline, timed in the same run: the same semantics in vectorised torch (a global searchsorted over
 (node, time) keys of its own T-CSR built by lexsort, gathers for ``recent``, a vectorised Floyd draw
 for ``uniform``). It runs on every ``--baseline-every``-th batch (its rate is per root, so ratios are
-comparable) and checks our answers there: ``recent`` equal, ``uniform`` valid (past events of the
-root, distinct, min(n, k) of them). The CPU baseline runs on one thread, like numpy: torch's OpenMP
-regions stall whenever another process holds a core (on a shared 2-core machine its 2-thread runs
-were 30x slower than 1 thread). Neighbours = valid (unmasked) sampled neighbours over all hops;
+comparable) and checks our answers there: ``recent`` equal, ``uniform`` and ``labor`` valid (past
+events of the root, distinct, min(n, k) of them); ``labor``'s baseline is the uniform one. The CPU
+baseline runs on one thread, like numpy: torch's OpenMP regions stall whenever another process holds
+a core (on a shared 2-core machine its 2-thread runs were 30x slower than 1 thread).
+Neighbours = valid (unmasked) sampled neighbours over all hops;
 slots = all ``[R_i, k_i]`` output slots. TGL's figures from issue 3 (2 threads, same workload) are
 printed next to ours.
 
@@ -19,7 +20,13 @@ GPU section (when CUDA is present): 2 hops [10, 10], batches of 1,800 and 60,000
 latency (synchronised after every call) and back-to-back throughput, ours (check=False: no host
 synchronisation; check=True: one flag read back) against the same torch baseline on the GPU.
 
-    python bench/sampler_speed.py [--quick] [--json] [--threads 1,2]
+``--distinct wikipedia,zipf-1m`` (issue 20) instead counts, per TGAT batch (200 events: sources,
+destinations, one random negative each, at the events' times; 2 hops [10, 10], ``dedup=True``), the
+distinct (node, time) roots of hop 1 and of hop 2 (the rows a 2-layer TGAT embeds) for ``uniform``
+and ``labor``, and times the dedup sampling of those batches.
+
+    python bench/sampler_speed.py [--quick] [--json] [--threads 1,2] [--strategies recent,uniform,labor]
+    python bench/sampler_speed.py --distinct wikipedia,zipf-1m [--threads 2]
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import time
 import numpy as np
 import torch
 
-from dgl_tgnn import _C, TemporalGraph, TemporalSampler
+from dgl_tgnn import TemporalGraph, TemporalSampler, ops
 from dgl_tgnn.data import load_dataset
 
 EVENTS_PER_BATCH = 200
@@ -121,8 +128,65 @@ def batches(ds, num_batches: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return np.concatenate([src, dst, rand], 1), np.concatenate([t, t, t], 1)
 
 
+def baseline_strategy(strategy: str) -> str:
+    """The baseline's strategy for ours: labor samples are timed against uniform draws."""
+    return "uniform" if strategy == "labor" else strategy
+
+
+def distinct_rows(ds, strategy: str, threads: int, num_batches: int) -> dict:
+    """Mean distinct (node, time) roots of hops 1 and 2 per TGAT batch (dedup=True, [10, 10]) over
+    num_batches batches spread evenly over the stream, and the seconds spent sampling them."""
+    g = TemporalGraph(ds.src, ds.dst, ds.t, num_nodes=ds.num_nodes)
+    roots, times = batches(ds, len(ds.src) // EVENTS_PER_BATCH)
+    picked = np.linspace(0, len(roots) - 1, num_batches).astype(np.int64)
+    sampler = TemporalSampler(g, [FANOUT, FANOUT], strategy, seed=0, num_threads=threads, dedup=True)
+    hop1, hop2, seconds = [], [], 0.0
+    for i in picked:
+        nodes, ts = torch.from_numpy(roots[i]), torch.from_numpy(times[i]).double()
+        start = time.perf_counter()
+        blocks = sampler.sample(nodes, ts)
+        seconds += time.perf_counter() - start
+        last = blocks[1]
+        hop1.append(last.num_roots)
+        hop2.append(int(ops.dedup_roots(last.nbr_nodes.flatten(), last.nbr_times.flatten())[0].shape[0]))
+    return {
+        "strategy": strategy,
+        "batches": num_batches,
+        "hop1_rows": float(np.mean(hop1)),
+        "hop2_rows": float(np.mean(hop2)),
+        "sample_ms_per_batch": seconds / num_batches * 1e3,
+    }
+
+
+def run_distinct(names: list[str], threads: int, num_batches: int, say) -> list[dict]:
+    """distinct_rows for uniform and labor on each dataset, side by side."""
+    say(
+        f"Distinct (node, time) rows per TGAT batch (2 hops [10, 10], dedup, {num_batches} batches, "
+        f"{threads} threads)"
+    )
+    say(f"{'dataset':>10} {'strategy':>8} | {'hop-1 rows':>10} {'hop-2 rows':>10} | {'ms/batch':>8}")
+    out = []
+    for name in names:
+        ds = load_dataset(name)
+        results = {s: distinct_rows(ds, s, threads, num_batches) for s in ("uniform", "labor")}
+        for s, r in results.items():
+            r["dataset"] = name
+            out.append(r)
+            say(
+                f"{name:>10} {s:>8} | {r['hop1_rows']:>10.0f} {r['hop2_rows']:>10.0f} | "
+                f"{r['sample_ms_per_batch']:>8.2f}"
+            )
+        u, lab = results["uniform"], results["labor"]
+        say(
+            f"{name:>10} uniform/labor: hop-1 {u['hop1_rows'] / lab['hop1_rows']:.2f}x, "
+            f"hop-2 {u['hop2_rows'] / lab['hop2_rows']:.2f}x fewer rows, sampling time "
+            f"{lab['sample_ms_per_batch'] / u['sample_ms_per_batch']:.2f}x uniform's"
+        )
+    return out
+
+
 def check(ours: list, base: list, baseline: SearchsortedBaseline, g: TemporalGraph, strategy: str) -> None:
-    """Raises unless our blocks equal the baseline (recent) or are valid samples (uniform)."""
+    """Raises unless our blocks equal the baseline (recent) or are valid samples (uniform, labor)."""
     for b, (nbr_nodes, nbr_eids, nbr_times, mask) in zip(ours, base, strict=True):
         if strategy == "recent":
             for x, y in (
@@ -146,7 +210,7 @@ def check(ours: list, base: list, baseline: SearchsortedBaseline, g: TemporalGra
         srt = torch.where(b.mask, b.nbr_eids, -1 - torch.arange(b.fanout, device=e.device)).sort(1).values
         ok &= (srt[:, 1:] != srt[:, :-1]).all()  # distinct
         if not bool(ok):
-            raise AssertionError("uniform: ours returned an invalid sample")
+            raise AssertionError(f"{strategy}: ours returned an invalid sample")
 
 
 def run_cpu(g, baseline, roots, times, threads, hops, strategy, every) -> dict:
@@ -166,7 +230,7 @@ def run_cpu(g, baseline, roots, times, threads, hops, strategy, every) -> dict:
     base_time, valid, slots = 0.0, 0, 0
     for i in subset:
         start = time.perf_counter()
-        base = baseline.sample(node_batches[i], time_batches[i], fanouts, strategy, gen)
+        base = baseline.sample(node_batches[i], time_batches[i], fanouts, baseline_strategy(strategy), gen)
         base_time += time.perf_counter() - start
         blocks = sampler.sample(node_batches[i], time_batches[i])
         check(blocks, base, baseline, g, strategy)
@@ -210,12 +274,13 @@ def run_gpu(g, ds, baseline, num_roots, strategy, repeat) -> dict:
     for c, d in zip(cpu_blocks, gpu_blocks, strict=True):
         if not (torch.equal(c.nbr_eids, d.nbr_eids.cpu()) and torch.equal(c.mask, d.mask.cpu())):
             raise AssertionError(f"{strategy}: GPU samples differ from CPU samples")
-    check(gpu_blocks, baseline.sample(nodes, times, fanouts, strategy, gen), baseline, g, strategy)
+    base_blocks = baseline.sample(nodes, times, fanouts, baseline_strategy(strategy), gen)
+    check(gpu_blocks, base_blocks, baseline, g, strategy)
 
     calls = {
         "ours": lambda: sampler.sample(nodes, times, check=False),
         "ours_checked": lambda: sampler.sample(nodes, times, check=True),
-        "baseline": lambda: baseline.sample(nodes, times, fanouts, strategy, gen),
+        "baseline": lambda: baseline.sample(nodes, times, fanouts, baseline_strategy(strategy), gen),
     }
     result = {"device": torch.cuda.get_device_name(), "hops": 2, "strategy": strategy, "roots": num_roots}
     slots = num_roots * FANOUT * (1 + FANOUT)
@@ -262,8 +327,18 @@ def main() -> None:
     parser.add_argument("--baseline-every", type=int, default=10, help="run the baseline on every n-th batch")
     parser.add_argument("--no-cpu", action="store_true", help="GPU section only")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--strategies", default="recent,uniform,labor", help="strategies to time")
+    parser.add_argument("--distinct", default="", help="datasets: distinct rows only")
+    parser.add_argument("--distinct-batches", type=int, default=200, help="batches a dataset")
     args = parser.parse_args()
     say = (lambda *a: None) if args.json else print
+    strategies = args.strategies.split(",")
+    if args.distinct:
+        threads = int(args.threads.split(",")[-1])
+        out = run_distinct(args.distinct.split(","), threads, args.distinct_batches, say)
+        if args.json:
+            print(json.dumps({"distinct": out}, indent=1))
+        return
 
     ds = load_dataset("zipf-1m")
     builds = []
@@ -304,7 +379,7 @@ def main() -> None:
         )
         for threads in (int(x) for x in args.threads.split(",")):
             for hops in (1, 2):
-                for strategy in ("recent", "uniform"):
+                for strategy in strategies:
                     r = run_cpu(g, baseline, roots, times, threads, hops, strategy, args.baseline_every)
                     cpu.append(r)
                     say(
@@ -322,7 +397,7 @@ def main() -> None:
                 )
 
     gpu = []
-    if torch.cuda.is_available() and _C.with_cuda:
+    if torch.cuda.is_available() and ops.WITH_CUDA:
         baseline_gpu = SearchsortedBaseline(ds.src, ds.dst, ds.t, ds.num_nodes, "cuda")
         warm_up_gpu(g, ds)
         say(
@@ -334,7 +409,7 @@ def main() -> None:
             f"{'tput us':>8} {'slots/s':>9} {'base slots/s':>12} {'ratio':>6}"
         )
         for num_roots in (1800, 60000):
-            for strategy in ("recent", "uniform"):
+            for strategy in strategies:
                 r = run_gpu(g, ds, baseline_gpu, num_roots, strategy, repeat=200)
                 gpu.append(r)
                 say(

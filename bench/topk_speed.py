@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 import torch
 
-from dgl_tgnn import _C, topk_dot
+from dgl_tgnn import ops, topk_dot
 
 K = 50
 DIMS = (100, 172)
@@ -246,7 +246,7 @@ def main() -> None:
         gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
         print(
             f"topk_dot vs chunked matmul+topk, K={K}; torch {torch.__version__}; GPU {gpu}; "
-            f"CPU threads {torch.get_num_threads()}; _C.with_cuda={_C.with_cuda}"
+            f"CPU threads {torch.get_num_threads()}; ops.WITH_CUDA={ops.WITH_CUDA}"
         )
         print(header)
     for seed, (device, dtype, d, n, b) in enumerate(cases):

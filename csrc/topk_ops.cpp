@@ -10,24 +10,100 @@
 // tgnn::TopKSelector. So the result is the exact top-k of the correctly rounded scores, whatever
 // the BLAS, its blocking or the thread count, and ties follow the smaller index.
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "core/format.h"
 #include "core/topk_select.h"
 #include "core/vector_clones.h"
 #include "ops.h"
-#ifdef WITH_CUDA
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 
-#include "cuda/topk_dot.h"
-#endif
+namespace tgnn::ops {
+
+void check_topk_inputs(const at::Tensor& queries, const at::Tensor& candidates, int64_t k,
+                       const std::optional<at::Tensor>& exclude, bool check_exclude) {
+  TORCH_CHECK_VALUE(queries.dim() == 2, "queries must be 2-D, got shape ", shape(queries));
+  TORCH_CHECK_VALUE(candidates.dim() == 2, "candidates must be 2-D, got shape ", shape(candidates));
+  TORCH_CHECK_VALUE(queries.size(1) == candidates.size(1),
+                    "queries and candidates must have the same dimension d, got queries ", shape(queries),
+                    " and candidates ", shape(candidates));
+  TORCH_CHECK_VALUE(queries.device() == candidates.device(), "queries are on ", queries.device().str(),
+                    " but candidates on ", candidates.device().str());
+  TORCH_CHECK_VALUE(queries.scalar_type() == candidates.scalar_type(), "queries are ",
+                    dtype_name(queries.scalar_type()), " but candidates are ", dtype_name(candidates.scalar_type()));
+  const auto dtype = queries.scalar_type();
+  TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kBFloat16,
+                    "queries and candidates must be float32 or bfloat16, got ", dtype_name(dtype));
+  TORCH_CHECK_VALUE(dtype == at::kFloat || queries.is_cuda(), "bfloat16 inputs need a CUDA device, got ",
+                    queries.device().str(), "; use float32 on the CPU");
+  const int64_t n = candidates.size(0);
+  TORCH_CHECK_VALUE(k >= 1 && k <= n, "k must be in [1, N] with N=", num(n), " candidates, got k=", num(k));
+  TORCH_CHECK_VALUE(n <= std::numeric_limits<int32_t>::max(), "candidates: at most 2^31-1, got ", num(n));
+  if (!exclude.has_value()) return;
+  const at::Tensor& ex = *exclude;
+  TORCH_CHECK_VALUE(ex.dim() == 2 && ex.size(0) == queries.size(0), "exclude must have shape [B=",
+                    num(queries.size(0)), ", m], got ", shape(ex));
+  TORCH_CHECK_VALUE(ex.device() == queries.device(), "exclude is on ", ex.device().str(), " but queries on ",
+                    queries.device().str());
+  TORCH_CHECK_VALUE(ex.scalar_type() == at::kLong, "exclude must be int64, got ", dtype_name(ex.scalar_type()));
+  if (check_exclude && ex.numel() > 0) {  // on a GPU a host synchronisation
+    const auto [lo_t, hi_t] = at::aminmax(ex);
+    const int64_t lo = lo_t.item<int64_t>(), hi = hi_t.item<int64_t>();
+    TORCH_CHECK_VALUE(lo >= -1 && hi < n, "exclude ids must be in [-1, N=", num(n), ") (-1 pads), got ",
+                      num(lo < -1 ? lo : hi));
+  }
+}
+
+at::Tensor sorted_exclusions(const at::Tensor& queries, const std::optional<at::Tensor>& exclude) {
+  if (!exclude.has_value() || exclude->size(1) == 0) {
+    return at::empty({queries.size(0), 0}, queries.options().dtype(at::kLong));
+  }
+  return std::get<0>(exclude->sort(1)).contiguous();
+}
+
+std::tuple<at::Tensor, at::Tensor> topk_dot_chunked(const at::Tensor& queries, const at::Tensor& candidates,
+                                                    int64_t k, const std::optional<at::Tensor>& exclude,
+                                                    bool normalize) {
+  const int64_t num_queries = queries.size(0), n = candidates.size(0);
+  const float inf = std::numeric_limits<float>::infinity();
+  const at::Tensor q = queries.to(at::kDouble);
+  const at::Tensor q_norm = q.norm(2, {1}).clamp_min(kNormEps);
+  const int64_t chunk = std::max<int64_t>(1024, (int64_t{1} << 24) / std::max<int64_t>(num_queries, 1));
+  const auto long_options = queries.options().dtype(at::kLong);
+  at::Tensor best_values = at::empty({num_queries, 0}, queries.options().dtype(at::kFloat));
+  at::Tensor best_indices = at::empty({num_queries, 0}, long_options);
+  for (int64_t j0 = 0; j0 < n; j0 += chunk) {
+    const int64_t width = std::min(chunk, n - j0);
+    const at::Tensor e = candidates.narrow(0, j0, width).to(at::kDouble);
+    at::Tensor scores = at::matmul(q, e.t());
+    if (normalize) scores = scores / q_norm.unsqueeze(1) / e.norm(2, {1}).clamp_min(kNormEps).unsqueeze(0);
+    scores = scores.to(at::kFloat);
+    scores.masked_fill_(scores.isnan(), -inf);
+    if (exclude.has_value()) {
+      const at::Tensor inside = exclude->ge(j0).logical_and_(exclude->lt(j0 + width));
+      const at::Tensor rows = at::arange(num_queries, long_options).unsqueeze(1).expand_as(*exclude);
+      scores.index_put_({rows.masked_select(inside), exclude->masked_select(inside) - j0},
+                        at::scalar_tensor(-inf, scores.options()));
+    }
+    const at::Tensor ids = at::arange(j0, j0 + width, long_options).expand({num_queries, width});
+    const at::Tensor values = at::cat({best_values, scores}, 1);
+    const at::Tensor indices = at::cat({best_indices, ids}, 1);
+    const at::Tensor order =
+        std::get<1>(values.sort(/*stable=*/true, 1, /*descending=*/true)).narrow(1, 0, std::min(k, values.size(1)));
+    best_values = values.gather(1, order);
+    best_indices = indices.gather(1, order);
+  }
+  best_indices = best_indices.masked_fill(best_values == -inf, -1);
+  return {best_values, best_indices};
+}
+
+}  // namespace tgnn::ops
 
 namespace {
 
@@ -36,53 +112,7 @@ constexpr int64_t kCpuQueryBlock = 256;   // queries per score tile (2 MiB of sc
 constexpr int64_t kCpuTaskQueries = 4096; // queries per parallel task
 constexpr int64_t kCpuMinTaskQueries = 16; // ... at least, where fewer feed more threads
 constexpr int64_t kScanBlock = 16;        // scores tested at once against a query's threshold
-constexpr double kNormEps = 1e-12;        // cosine: norms are clamped to at least this, as F.normalize
-
-using tgnn::format_int;
-
-// "[2, 3]": shapes formatted without iostreams (see core/format.h).
-std::string shape(const at::Tensor& x) {
-  std::string out = "[";
-  for (int64_t i = 0; i < x.dim(); ++i) out += (i ? ", " : "") + format_int(x.size(i));
-  return out + "]";
-}
-
-// Shapes, devices and dtypes; exclusion ids are only compared, never used as addresses, so ids
-// out of [-1, N) just match no candidate (dgl_tgnn.topk_dot rejects them before calling here).
-void check_inputs(const at::Tensor& queries, const at::Tensor& candidates, int64_t k,
-                  const c10::optional<at::Tensor>& exclude) {
-  TORCH_CHECK_VALUE(queries.dim() == 2, "topk_dot: queries must be 2-D [B, d], got ", shape(queries));
-  TORCH_CHECK_VALUE(candidates.dim() == 2, "topk_dot: candidates must be 2-D [N, d], got ", shape(candidates));
-  TORCH_CHECK_VALUE(queries.size(1) == candidates.size(1), "topk_dot: queries have d=", format_int(queries.size(1)),
-              " but candidates have d=", format_int(candidates.size(1)));
-  TORCH_CHECK_VALUE(queries.device() == candidates.device(), "topk_dot: queries are on ", queries.device(),
-              " but candidates on ", candidates.device());
-  TORCH_CHECK_VALUE(queries.scalar_type() == candidates.scalar_type(), "topk_dot: queries are ",
-              queries.scalar_type(), " but candidates are ", candidates.scalar_type());
-  const auto dtype = queries.scalar_type();
-  TORCH_CHECK_VALUE(dtype == at::kFloat || (dtype == at::kBFloat16 && queries.is_cuda()),
-              "topk_dot: inputs must be float32 (CPU or CUDA) or bfloat16 (CUDA), got ", dtype, " on ",
-              queries.device());
-  const int64_t n = candidates.size(0);
-  TORCH_CHECK_VALUE(k >= 1 && k <= n, "topk_dot: k must be in [1, N=", format_int(n), "], got ", format_int(k));
-  TORCH_CHECK_VALUE(n <= std::numeric_limits<int32_t>::max(), "topk_dot: at most 2^31-1 candidates, got ", format_int(n));
-  if (exclude.has_value()) {
-    const at::Tensor& ex = *exclude;
-    TORCH_CHECK_VALUE(ex.dim() == 2 && ex.size(0) == queries.size(0), "topk_dot: exclude must be [B=",
-                format_int(queries.size(0)), ", m], got ", shape(ex));
-    TORCH_CHECK_VALUE(ex.scalar_type() == at::kLong, "topk_dot: exclude must be int64, got ", ex.scalar_type());
-    TORCH_CHECK_VALUE(ex.device() == queries.device(), "topk_dot: exclude is on ", ex.device(), " but queries on ",
-                queries.device());
-  }
-}
-
-// Each row of exclude sorted ascending (padding -1 first), contiguous; [B, 0] when there is none.
-at::Tensor sorted_exclusions(const at::Tensor& queries, const c10::optional<at::Tensor>& exclude) {
-  if (!exclude.has_value() || exclude->size(1) == 0) {
-    return at::empty({queries.size(0), 0}, queries.options().dtype(at::kLong));
-  }
-  return std::get<0>(exclude->sort(1)).contiguous();
-}
+using tgnn::ops::kNormEps;
 
 // Sum of q_i e_i in float64: the products are exact; 16 partial sums (4 AVX2 vectors) keep the
 // adds independent. The result is within d 2^-53 sum |q_i e_i| of the exact value, far below
@@ -277,126 +307,13 @@ std::tuple<at::Tensor, at::Tensor> topk_dot_cpu(const at::Tensor& queries_in, co
   return {values, indices};
 }
 
-#ifdef WITH_CUDA
-// Candidates with element stride 1 and rows aligned to 4 bytes (what cp.async needs); bfloat16 rows
-// of odd d get one zero column, which changes no dot product.
-at::Tensor kernel_layout(at::Tensor x, bool pad_column) {
-  if (pad_column) return at::constant_pad_nd(x, {0, 1}, 0);
-  if (x.stride(1) != 1) x = x.contiguous();
-  const int64_t stride_bytes = x.stride(0) * static_cast<int64_t>(x.element_size());
-  if (reinterpret_cast<uintptr_t>(x.data_ptr()) % 4 != 0 || stride_bytes % 4 != 0) {
-    x = x.clone(at::MemoryFormat::Contiguous);
-  }
-  return x;
-}
-
-at::Tensor inverse_norms(const at::Tensor& x) {
-  return at::linalg_vector_norm(x, 2, {1}, false, at::kFloat).clamp_min(kNormEps).reciprocal();
-}
-
-std::tuple<at::Tensor, at::Tensor> topk_dot_cuda(const at::Tensor& queries_in, const at::Tensor& candidates_in,
-                                                 int64_t k, const at::Tensor& exclude, bool normalize) {
-  const c10::cuda::CUDAGuard guard(queries_in.device());
-  const bool bf16 = queries_in.scalar_type() == at::kBFloat16;
-  const bool pad_column = bf16 && queries_in.size(1) % 2 == 1;
-  const at::Tensor queries = kernel_layout(queries_in.contiguous(), pad_column).contiguous();
-  const at::Tensor candidates = kernel_layout(candidates_in, pad_column);
-  const int64_t num_queries = queries.size(0);
-  at::Tensor values = at::empty({num_queries, k}, queries.options().dtype(at::kFloat));
-  at::Tensor indices = at::empty({num_queries, k}, queries.options().dtype(at::kLong));
-  if (num_queries == 0) return {values, indices};
-  at::Tensor query_scale, candidate_scale;
-  if (normalize) {
-    query_scale = inverse_norms(queries_in);
-    candidate_scale = inverse_norms(candidates_in);
-  }
-  tgnn::cuda::TopkDotArgs args{};
-  args.queries = queries.data_ptr();
-  args.candidates = candidates.data_ptr();
-  args.candidate_stride = candidates.stride(0);
-  args.bfloat16 = bf16;
-  args.num_queries = num_queries;
-  args.num_candidates = candidates.size(0);
-  args.dim = queries.size(1);
-  args.k = k;
-  args.exclude = exclude.data_ptr<int64_t>();
-  args.num_exclude = exclude.size(1);
-  args.query_scale = normalize ? query_scale.data_ptr<float>() : nullptr;
-  args.candidate_scale = normalize ? candidate_scale.data_ptr<float>() : nullptr;
-  args.values = values.data_ptr<float>();
-  args.indices = indices.data_ptr<int64_t>();
-  const at::Tensor workspace =
-      at::empty({tgnn::cuda::topk_dot_workspace_bytes(args)}, queries.options().dtype(at::kByte));
-  const cudaError_t err =
-      tgnn::cuda::launch_topk_dot(args, workspace.data_ptr(), c10::cuda::getCurrentCUDAStream());
-  TORCH_CHECK(err == cudaSuccess, "topk_dot: CUDA kernel launch failed: ", cudaGetErrorString(err));
-  return {values, indices};
-}
-#endif
-
 std::tuple<at::Tensor, at::Tensor> topk_dot(const at::Tensor& queries, const at::Tensor& candidates, int64_t k,
-                                            const c10::optional<at::Tensor>& exclude, bool normalize) {
-  check_inputs(queries, candidates, k, exclude);
-  const at::Tensor ex = sorted_exclusions(queries, exclude);
-  if (queries.is_cuda()) {
-#ifdef WITH_CUDA
-    const c10::cuda::CUDAGuard guard(queries.device());
-    TORCH_CHECK_VALUE(tgnn::cuda::topk_dot_supported(k, queries.size(1), queries.scalar_type() == at::kBFloat16),
-                      "topk_dot: the CUDA kernel does not cover k=", format_int(k), ", d=", format_int(queries.size(1)),
-                      " (dgl_tgnn.topk_dot falls back to the chunked reference there)");
-    return topk_dot_cuda(queries, candidates, k, ex, normalize);
-#else
-    TORCH_CHECK_VALUE(false, "topk_dot: dgl_tgnn._C was built without CUDA");
-#endif
-  }
-  TORCH_CHECK_VALUE(queries.device().is_cpu(), "topk_dot: unsupported device ", queries.device());
-  return topk_dot_cpu(queries, candidates, k, ex, normalize);
-}
-
-bool cuda_supported(int64_t k, int64_t d, bool bfloat16) {
-#ifdef WITH_CUDA
-  return tgnn::cuda::topk_dot_supported(k, d, bfloat16);
-#else
-  (void)k;
-  (void)d;
-  (void)bfloat16;
-  return false;
-#endif
-}
-
-// Tiles per split of the CUDA kernel's seed pass for these sizes on the current device (0: none).
-int64_t cuda_seed_tiles(int64_t num_queries, int64_t num_candidates, int64_t k, int64_t d, bool bfloat16) {
-  TORCH_CHECK_VALUE(num_queries >= 1 && d >= 1 && k >= 1 && k <= num_candidates &&
-                        num_candidates <= std::numeric_limits<int32_t>::max(),
-                    "topk_dot_cuda_seed_tiles: need B >= 1, d >= 1 and 1 <= k <= N < 2^31, got B=",
-                    format_int(num_queries), ", N=", format_int(num_candidates), ", k=", format_int(k), ", d=",
-                    format_int(d));
-#ifdef WITH_CUDA
-  if (!tgnn::cuda::topk_dot_supported(k, d, bfloat16)) return 0;
-  tgnn::cuda::TopkDotArgs args{};
-  args.bfloat16 = bfloat16;
-  args.num_queries = num_queries;
-  args.num_candidates = num_candidates;
-  args.dim = d;
-  args.k = k;
-  return tgnn::cuda::topk_dot_seed_tiles(args);
-#else
-  (void)bfloat16;
-  return 0;
-#endif
+                                            const std::optional<at::Tensor>& exclude, bool normalize,
+                                            bool check_exclude) {
+  tgnn::ops::check_topk_inputs(queries, candidates, k, exclude, check_exclude);
+  return topk_dot_cpu(queries, candidates, k, tgnn::ops::sorted_exclusions(queries, exclude), normalize);
 }
 
 }  // namespace
 
-void register_topk_ops(pybind11::module_& m) {
-  m.def("topk_dot", &topk_dot, pybind11::arg("queries"), pybind11::arg("candidates"), pybind11::arg("k"),
-        pybind11::arg("exclude") = pybind11::none(), pybind11::arg("normalize") = false,
-        "Top-k candidates by dot product (or cosine) per query: (values [B, k] float32, indices [B, k] "
-        "int64), best first, ties to the smaller index, (-inf, -1) where fewer than k remain.");
-  m.def("topk_dot_cuda_supported", &cuda_supported, pybind11::arg("k"), pybind11::arg("d"),
-        pybind11::arg("bfloat16"), "Whether the fused CUDA kernel covers this k and d (compiled with CUDA).");
-  m.def("topk_dot_cuda_seed_tiles", &cuda_seed_tiles, pybind11::arg("num_queries"), pybind11::arg("num_candidates"),
-        pybind11::arg("k"), pybind11::arg("d"), pybind11::arg("bfloat16"),
-        "Tiles per candidate split of the CUDA kernel's seed pass (its threshold bound) for these sizes on the "
-        "current device; 0 when it runs none (also without CUDA).");
-}
+TORCH_LIBRARY_IMPL(dgl_tgnn, CPU, m) { m.impl("topk_dot", &topk_dot); }

@@ -11,7 +11,9 @@ the import, without touching site-packages:
   ``packaging`` itself is aliased under that name when needed.
 
 A DGL that imports cleanly (a build matching the running torch, e.g. a CUDA DGL)
-is imported untouched.
+is imported untouched. ``DGLBACKEND`` is set to ``pytorch`` when unset, so that DGL
+neither prints its "backend not selected" notice (inside a progress bar) nor writes
+``~/.dgl/config.json``.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def _import_dgl() -> ModuleType:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("DGL is not installed: pip install dgl==2.1.0 (see README.md)")
     dgl_dir = list(spec.submodule_search_locations)[0]
+    os.environ.setdefault("DGLBACKEND", "pytorch")
 
     if needs_packaging_alias():
         import packaging

@@ -1,6 +1,47 @@
-"""The ``dgl-tgnn`` command line."""
+"""The ``dgl-tgnn`` command line.
+
+Every failure a user can cause ends in one line (``Error: ...``) and a non-zero exit code: 1, or
+128 + the signal's number after Ctrl-C (130) or SIGTERM (143); ``--debug`` shows the traceback.
+"""
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of ``error``'s message; with its type when that is not a ValueError (ours)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if isinstance(error, ValueError):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text} (--debug shows the traceback)"
+
+
+def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """Adds ``--debug`` to a command and turns any exception it raises into one line and exit code 1
+    (a second Ctrl-C: 130); with ``--debug`` the exception propagates with its traceback."""
+
+    @functools.wraps(command)
+    def run(*args: Any, debug: bool = False, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            click.echo("Error: interrupted (the last checkpoint, if any, is intact)", err=True)
+            sys.exit(130)
+        except Exception as error:
+            if debug:
+                raise
+            raise click.ClickException(_one_line(error)) from None
+
+    return click.option("--debug", is_flag=True, help="On an error, show the full traceback.")(run)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -9,27 +50,65 @@ def main() -> None:
     """Train and evaluate temporal GNNs (TGAT, TGN) on streams of timestamped interactions."""
 
 
-@main.command()
+def _column_flag(value: str | None) -> int | str | None:
+    """A column given on the command line: a 0-based index when all digits, else a header name."""
+    return int(value) if value is not None and value.isdigit() else value
+
+
+@main.command(context_settings={"max_content_width": 110})
 @click.argument("names", nargs=-1, metavar="[NAME_OR_PATH]...")
-def datasets(names: tuple[str, ...]) -> None:
+@click.option("--data", type=click.Path(dir_okay=False),
+              help="Describe this file of events as it is loaded for training (format, columns, ids, time "
+              "span, warnings), with the loader options below.")
+@click.option("--format", "fmt", type=click.Choice(["jodie", "tgn", "edgelist", "csv", "tgb"]),
+              help="Format of --data (guessed when omitted).")
+@click.option("--src-col", help="Source column (header name or 0-based index; guessed when omitted).")
+@click.option("--dst-col", help="Destination column.")
+@click.option("--time-col", help="Time column (numbers, or ISO-8601 dates read as seconds).")
+@click.option("--feature-cols", help="Comma-separated edge feature columns.")
+@click.option("--delimiter", help="Field delimiter (' ' for whitespace; sniffed when omitted).")
+@click.option("--header/--no-header", default=None,
+              help="The first line is (not) a header (detected by default).")
+@click.option("--keep-ids", is_flag=True, default=False,
+              help="Integer ids are node rows as they are (num_nodes = max id + 1) instead of re-indexed.")
+@_one_line_errors
+def datasets(names: tuple[str, ...], data: str | None, fmt: str | None, src_col: str | None,
+             dst_col: str | None, time_col: str | None, feature_cols: str | None, delimiter: str | None,
+             header: bool | None, keep_ids: bool) -> None:
     """List the built-in datasets: events, nodes, edge feature dim, bipartite, time span.
 
-    With arguments, describe those datasets instead (built-in names or event files, format guessed).
+    With arguments, a row for each of those datasets instead (built-in names or event files, format
+    guessed). With --data FILE, what was loaded from FILE, in detail.
     """
-    from pathlib import Path
-
-    from dgl_tgnn.data import DataError, builtin_names, load_dataset
-    from dgl_tgnn.data.formats import guess_format
+    from dgl_tgnn.data import DataError, builtin_names, describe, load_dataset
     from dgl_tgnn.data.registry import builtin_format
     from dgl_tgnn.data.summary import format_table, summary_row
 
-    rows = []
     try:
+        if data is not None:
+            if names:
+                raise click.UsageError("give --data FILE or NAME_OR_PATH arguments, not both")
+            ds = load_dataset(
+                data,
+                fmt=fmt,
+                src_col=_column_flag(src_col),
+                dst_col=_column_flag(dst_col),
+                time_col=_column_flag(time_col),
+                feature_cols=None if feature_cols is None else [
+                    _column_flag(c.strip()) for c in feature_cols.split(",")
+                ],
+                delimiter=delimiter,
+                header=header,
+                keep_ids=keep_ids,
+            )
+            click.echo(describe(ds))
+            return
+        rows = []
         for name in names or builtin_names():
             ds = load_dataset(name)
-            fmt = builtin_format(name) if name in builtin_names() else guess_format(Path(name))
-            rows.append(summary_row(ds, fmt))
-    except DataError as error:
+            fmt_read = builtin_format(name) if name in builtin_names() else ds.source.get("format", "?")
+            rows.append(summary_row(ds, fmt_read))
+    except (DataError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(format_table(rows))
 
@@ -76,6 +155,8 @@ _TRAIN_FLAGS = {
     "time_col": "data.time_col",
     "feature_cols": "data.feature_cols",
     "delimiter": "data.delimiter",
+    "header": "data.header",
+    "keep_ids": "data.keep_ids",
     "max_events": "data.max_events",
     "features": "data.features",
     "candidates": "data.candidates",
@@ -109,243 +190,174 @@ _TRAIN_FLAGS = {
 
 
 @main.command(context_settings={"max_content_width": 110})
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    help="YAML run config (see configs/tgat.yaml); flags override it. "
-    "Default: the paper settings of --model.",
-)
-@click.option(
-    "--resume",
-    "resume",
-    type=click.Path(file_okay=False),
-    help="Continue the interrupted run in this run directory (with its own config; give no other option).",
-)
-@click.option(
-    "--model",
-    type=click.Choice(["tgat", "tgn", "edgebank"]),
-    help="Encoder: TGAT or TGN (default tgat), or the EdgeBank baseline (no parameters; TGB's protocol).",
-)
-@click.option(
-    "--neg",
-    type=click.Choice(["uniform", "historical", "inductive", "degree", "topk"]),
-    help="Training negatives: uniform; historical / inductive (DyGLib's, topped up with uniform); "
-    "degree (proportional to degree); topk (hard negatives of arXiv 2402.09239).",
-)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="YAML run config (see configs/tgat.yaml); flags override it. "
+              "Default: the paper settings of --model.")
+@click.option("--resume", "resume", type=click.Path(file_okay=False),
+              help="Continue the interrupted run in this run directory (with its own config; "
+              "give no other option).")
+@click.option("--model", type=click.Choice(["tgat", "tgn", "edgebank"]),
+              help="Encoder: TGAT or TGN (default tgat), or the EdgeBank baseline (no parameters; "
+              "TGB's protocol).")
+@click.option("--neg", type=click.Choice(["uniform", "historical", "inductive", "degree", "topk"]),
+              help="Training negatives: uniform; historical / inductive (DyGLib's, topped up with uniform); "
+              "degree (proportional to degree); topk (hard negatives of arXiv 2402.09239).")
 @click.option("--k", type=int, help="topk: draw hard negatives among the K nearest candidates (default 50).")
-@click.option(
-    "--refresh",
-    type=int,
-    help="topk: recompute the whole candidate table every F batches (default 10; the paper's "
-    "is 1); between refreshes each batch's embeddings update it.",
-)
+@click.option("--refresh", type=int,
+              help="topk: recompute the whole candidate table every F batches (default 10; the paper's "
+              "is 1); between refreshes each batch's embeddings update it.")
 @click.option("--warmup-epochs", type=int, help="topk: train this many epochs on uniform negatives first.")
-@click.option(
-    "--n-hard", type=int, help="topk: hard negatives per event (default 1); other kinds draw n_hard + n_rand."
-)
+@click.option("--n-hard", type=int,
+              help="topk: hard negatives per event (default 1); other kinds draw n_hard + n_rand.")
 @click.option("--n-rand", type=int, help="topk: additional uniform negatives per event (default 0).")
-@click.option(
-    "--similarity",
-    type=click.Choice(["dot", "cosine", "decoder"]),
-    help="topk: nearest by dot product, cosine, or the model's own link score (in chunks).",
-)
-@click.option(
-    "--exclude-known/--no-exclude-known",
-    default=None,
-    help="topk: never take a destination the source has interacted with as a hard negative "
-    "(the true destination is always excluded).",
-)
-@click.option(
-    "--loss",
-    type=click.Choice(["bce", "infonce"]),
-    help="bce: TGN's binary cross-entropy; infonce: softmax of the positive against its negatives.",
-)
+@click.option("--similarity", type=click.Choice(["dot", "cosine", "decoder"]),
+              help="topk: nearest by dot product, cosine, or the model's own link score (in chunks).")
+@click.option("--exclude-known/--no-exclude-known", default=None,
+              help="topk: never take a destination the source has interacted with as a hard negative "
+              "(the true destination is always excluded).")
+@click.option("--loss", type=click.Choice(["bce", "infonce"]),
+              help="bce: TGN's binary cross-entropy; infonce: softmax of the positive against its negatives.")
 @click.option("--temperature", type=float, help="infonce temperature (default 1.0).")
 @click.option("--dataset", help="Built-in dataset (see `dgl-tgnn datasets`; default wikipedia).")
-@click.option(
-    "--data",
-    type=click.Path(dir_okay=False),
-    help="A file of events instead: JODIE csv, TGN ml_<name>.csv, edge list, or generic csv.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["jodie", "tgn", "edgelist", "csv"]),
-    help="Format of --data (guessed when omitted).",
-)
-@click.option("--src-col", help="Generic csv: source column (header name or 0-based index).")
+@click.option("--data", type=click.Path(dir_okay=False),
+              help="A file of events instead: JODIE csv, TGN ml_<name>.csv, edge list, TGB edge list or "
+              "generic csv (string or integer node ids; `dgl-tgnn datasets --data FILE` shows what is read).")
+@click.option("--format", "fmt", type=click.Choice(["jodie", "tgn", "edgelist", "csv", "tgb"]),
+              help="Format of --data (guessed when omitted).")
+@click.option("--src-col",
+              help="Generic csv: source column (header name or 0-based index; guessed when omitted).")
 @click.option("--dst-col", help="Generic csv: destination column.")
-@click.option("--time-col", help="Generic csv: time column.")
+@click.option("--time-col", help="Generic csv: time column (numbers, or ISO-8601 dates read as seconds).")
 @click.option("--feature-cols", callback=_str_list, help="Generic csv: comma-separated edge feature columns.")
-@click.option("--delimiter", help="Generic csv: field delimiter (default ',').")
+@click.option("--delimiter", help="Generic csv: field delimiter (' ' for whitespace; sniffed when omitted).")
+@click.option("--header/--no-header", default=None,
+              help="Generic csv: the first line is (not) a header (detected by default).")
+@click.option("--keep-ids/--no-keep-ids", default=None,
+              help="Integer node ids of --data are node rows as they are (num_nodes = max id + 1) instead of "
+              "re-indexed (default: re-indexed; the run keeps the original ids in node_ids.npy).")
 @click.option("--max-events", type=int, help="Use only the first N events (quick runs).")
-@click.option(
-    "--features/--no-features",
-    default=None,
-    help="Use the dataset's node/edge features (default) or train featureless.",
-)
-@click.option(
-    "--candidates",
-    type=click.Choice(["destinations", "all"]),
-    help="Draw negatives (training and evaluation) from the destination side (default; TGN's "
-    "protocol) or from all nodes (TGLite's examples; easier on bipartite data).",
-)
-@click.option(
-    "--new-node-ratio",
-    type=float,
-    help="Share of the val/test nodes held out of training for the inductive sets (default 0.1).",
-)
+@click.option("--features/--no-features", default=None,
+              help="Use the dataset's node/edge features (default) or train featureless.")
+@click.option("--candidates", type=click.Choice(["destinations", "all"]),
+              help="Draw negatives (training and evaluation) from the destination side (default; TGN's "
+              "protocol) or from all nodes (TGLite's examples; easier on bipartite data).")
+@click.option("--new-node-ratio", type=float,
+              help="Share of the val/test nodes held out of training for the inductive sets (default 0.1).")
 @click.option("--epochs", type=int, help="Maximum epochs (default: the config's).")
 @click.option("--batch-size", type=int, help="Events per batch (default 200).")
 @click.option("--fanouts", callback=_int_list, help="Neighbours per hop, comma-separated, e.g. 10,10.")
-@click.option(
-    "--strategy",
-    type=click.Choice(["uniform", "recent"]),
-    help="Neighbour sampling among earlier events: uniform (TGAT) or most recent (TGN).",
-)
-@click.option(
-    "--dedup",
-    type=click.Choice(["auto", "always", "never"]),
-    help="Sample and embed each distinct (node, time) of a deeper hop once: exact for recent "
-    "neighbours (uniform ones then share draws). auto (default): on CPU only.",
-)
+@click.option("--strategy", type=click.Choice(["uniform", "recent", "labor"]),
+              help="Neighbour sampling among earlier events: uniform (TGAT) or most recent (TGN).")
+@click.option("--dedup", type=click.Choice(["auto", "always", "never"]),
+              help="Sample and embed each distinct (node, time) of a deeper hop once: exact for recent "
+              "neighbours (uniform ones then share draws). auto (default): on CPU only.")
 @click.option("--layers", type=int, help="Attention layers (give --fanouts with as many entries).")
 @click.option("--embed-dim", type=int, help="Embedding width (default 100).")
 @click.option("--memory-dim", type=int, help="TGN memory width (default 100).")
 @click.option("--decoder", type=click.Choice(["mlp", "dot"]), help="Link decoder (default mlp).")
-@click.option(
-    "--engine",
-    type=click.Choice(["auto", "dense", "dgl"]),
-    help="Attention engine: dense tensors, DGL message passing, or auto.",
-)
-@click.option(
-    "--time-encoding",
-    type=click.Choice(["fixed", "learnable"]),
-    help="Time encoding cos(w dt + b): fixed at TGAT's initial w, b (default; steadier) or "
-    "learnable (the papers).",
-)
-@click.option(
-    "--node-embedding",
-    type=int,
-    help="Width of a learnable identity vector per node, appended to its features (0: none).",
-)
-@click.option(
-    "--pair-history",
-    type=int,
-    help="Score pair features (met before, how often, how recently) from the source's last N "
-    "events (0: none).",
-)
-@click.option(
-    "--edgebank-mode",
-    type=click.Choice(["unlimited", "window"]),
-    help="edgebank: remember every pair, or only those within TGB's time window.",
-)
-@click.option(
-    "--protocol",
-    type=click.Choice(["tgn", "tgb"]),
-    help="tgn: TGN's split and AP against one negative (default); tgb: TGB's split at 0.70/0.85, "
-    "every positive ranked against its negative set (MRR, Recall@k), early stop on val MRR.",
-)
+@click.option("--engine", type=click.Choice(["auto", "dense", "dgl"]),
+              help="Attention engine: dense tensors, DGL message passing, or auto.")
+@click.option("--time-encoding", type=click.Choice(["fixed", "learnable"]),
+              help="Time encoding cos(w dt + b): fixed at TGAT's initial w, b (default; steadier) or "
+              "learnable (the papers).")
+@click.option("--node-embedding", type=int,
+              help="Width of a learnable identity vector per node, appended to its features (0: none).")
+@click.option("--pair-history", type=int,
+              help="Score pair features (met before, how often, how recently) from the source's last N "
+              "events (0: none).")
+@click.option("--edgebank-mode", type=click.Choice(["unlimited", "window"]),
+              help="edgebank: remember every pair, or only those within TGB's time window.")
+@click.option("--protocol", type=click.Choice(["tgn", "tgb"]),
+              help="tgn: TGN's split and AP against one negative (default); tgb: TGB's split at 0.70/0.85, "
+              "every positive ranked against its negative set (MRR, Recall@k), early stop on val MRR.")
 @click.option("--lr", type=float, help="Adam learning rate (default 1e-4).")
 @click.option("--seed", type=int, help="Seed of weights, negatives, neighbour sampling and the split.")
 @click.option("--device", help="torch device, e.g. cpu or cuda:0 (default cpu).")
 @click.option("--threads", type=int, help="CPU threads for torch and the sampler (default: torch's).")
 @click.option("--patience", type=int, help="Stop after this many epochs without a better validation metric.")
-@click.option(
-    "--early-stop",
-    type=click.Choice(["ap", "mrr"]),
-    help="Validation metric for early stopping and the best checkpoint (default ap).",
-)
-@click.option(
-    "--eval-negs",
-    callback=_eval_negs,
-    help="MRR/Recall@k negatives per positive: 'all' candidate destinations (default), a "
-    "seeded sample of N, or 'none' (AP/AUC only).",
-)
-@click.option(
-    "--test-every-epoch/--no-test-every-epoch",
-    default=None,
-    help="Also evaluate the test split after every epoch (default on).",
-)
-@click.option(
-    "--visible-batch/--no-visible-batch",
-    default=None,
-    help="Let a root see earlier events of its own batch as neighbours (TGN's code, TGLite, TGM; "
-    "default) or only events before the batch.",
-)
+@click.option("--early-stop", type=click.Choice(["ap", "mrr"]),
+              help="Validation metric for early stopping and the best checkpoint (default ap).")
+@click.option("--eval-negs", callback=_eval_negs,
+              help="MRR/Recall@k negatives per positive: 'all' candidate destinations (default), a "
+              "seeded sample of N, or 'none' (AP/AUC only).")
+@click.option("--test-every-epoch/--no-test-every-epoch", default=None,
+              help="Also evaluate the test split after every epoch (default on).")
+@click.option("--visible-batch/--no-visible-batch", default=None,
+              help="Let a root see earlier events of its own batch as neighbours (TGN's code, TGLite, TGM; "
+              "default) or only events before the batch.")
 @click.option("--runs-dir", help="Parent of the run directories (default runs).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per epoch.")
+@_one_line_errors
 def train(config_path: str | None, resume: str | None, progress: bool, **flags: object) -> None:
     """Train TGAT or TGN on a dataset and report test AP, AUC, MRR and Recall@k.
 
-    Writes runs/<time>-<model>-<neg>/ with config.yaml, metrics.jsonl (one line per epoch),
-    curves.png, best.pt and checkpoint.pt. Ctrl-C saves a checkpoint; --resume continues it.
+    Says what data was loaded, then writes runs/<time>-<dataset>-<model>-<neg>/ with config.yaml (the
+    data options as read, guesses resolved), metrics.jsonl (one line per epoch), curves.png, best.pt,
+    checkpoint.pt and, when node ids were re-indexed, node_ids.npy (the original id of each node row).
+    Ctrl-C saves a checkpoint; --resume continues it.
     """
+    import dataclasses
+
     from dgl_tgnn import run_dir as rd
     from dgl_tgnn.config import apply_overrides, load_config
-    from dgl_tgnn.data import DataError
-    from dgl_tgnn.train import Trainer, fit_edgebank
+    from dgl_tgnn.data import data_record, describe, run_name
+    from dgl_tgnn.train import Trainer, check_device, fit_edgebank, load_events
 
-    try:
-        if resume is not None:
-            given = sorted(name for name, value in flags.items() if value is not None)
-            if given or config_path:
-                raise click.UsageError("--resume continues a run with its saved config: give no other option")
-            trainer = Trainer.resume(resume, progress=progress, log=click.echo)
-        else:
-            if flags["data"] is not None and flags["dataset"] is not None:
-                raise click.UsageError("give --dataset or --data, not both")
-            config = load_config(config_path, flags["model"])  # type: ignore[arg-type]
-            config = apply_overrides(config, {key: flags[name] for name, key in _TRAIN_FLAGS.items()})
-            if flags["dataset"] is not None:  # a built-in dataset replaces a file named by the config
-                config.data.path = None
-            config.validate()
-            run = rd.create_run_dir(config.train.runs_dir, config.model.name, config.negatives.kind)
-            click.echo(f"run directory: {run}")
-            if config.model.name == "edgebank":
-                fit_edgebank(config, run, log=click.echo)
-                return
-            trainer = Trainer(config, run, progress=progress, log=click.echo)
-        trainer.fit()
-    except (DataError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+    if resume is not None:
+        given = sorted(name for name, value in flags.items() if value is not None)
+        if given or config_path:
+            raise click.UsageError("--resume continues a run with its saved config: give no other option")
+        trainer = Trainer.resume(resume, progress=progress, log=click.echo)
+    else:
+        if flags["data"] is not None and flags["dataset"] is not None:
+            raise click.UsageError("give --dataset or --data, not both")
+        file_flags = (
+            "fmt", "src_col", "dst_col", "time_col", "feature_cols", "delimiter", "header", "keep_ids"
+        )
+        if flags["dataset"] is not None and any(flags[name] is not None for name in file_flags):
+            given = next(name for name in file_flags if flags[name] is not None)
+            flag = "--format" if given == "fmt" else "--" + given.replace("_", "-")
+            if flags[given] is False:
+                flag = "--no-" + flag[2:]
+            raise click.UsageError(f"{flag} describes a --data file: it does nothing with --dataset")
+        config = load_config(config_path, flags["model"])  # type: ignore[arg-type]
+        config = apply_overrides(config, {key: flags[name] for name, key in _TRAIN_FLAGS.items()})
+        if flags["dataset"] is not None:  # a built-in dataset replaces a file named by the config
+            config.data.path = None
+        config.validate()
+        check_device(config.train.device)
+        ds = load_events(config.data)  # before the run directory: a failed load leaves none behind
+        click.echo(describe(ds))
+        config.data = dataclasses.replace(config.data, **data_record(ds))  # what was read, guesses resolved
+        run = rd.create_run_dir(config.train.runs_dir, run_name(ds), config.model.name, config.negatives.kind)
+        click.echo(f"run directory: {run}")
+        rd.save_node_ids(run, ds.node_ids)
+        if config.model.name == "edgebank":
+            fit_edgebank(config, run, dataset=ds, log=click.echo)
+            return
+        trainer = Trainer(config, run, dataset=ds, progress=progress, log=click.echo)
+    if trainer.fit() is None:  # interrupted (Ctrl-C: 130, SIGTERM: 143) after saving a checkpoint
+        sys.exit(128 + trainer.interrupted_by)
 
 
 @main.command(context_settings={"max_content_width": 110})
 @click.argument("path", type=click.Path(exists=True))
-@click.option(
-    "--metric",
-    type=click.Choice(["all", "ap", "mrr"]),
-    default="all",
-    show_default=True,
-    help="ap: AP and AUC only (fast); mrr or all: also MRR and Recall@k.",
-)
-@click.option(
-    "--split",
-    type=click.Choice(["test", "val"]),
-    default="test",
-    show_default=True,
-    help="The split to evaluate (transductive and inductive sets).",
-)
-@click.option(
-    "--eval-negs",
-    callback=_eval_negs,
-    help="MRR/Recall@k negatives per positive: 'all', a seeded sample of N, or 'none' (default: the run's).",
-)
+@click.option("--metric", type=click.Choice(["all", "ap", "mrr"]), default="all", show_default=True,
+              help="ap: AP and AUC only (fast); mrr or all: also MRR and Recall@k.")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="The split to evaluate (transductive and inductive sets).")
+@click.option("--eval-negs", callback=_eval_negs,
+              help="MRR/Recall@k negatives per positive: 'all', a seeded sample of N, or 'none' "
+              "(default: the run's).")
 @click.option("--device", help="torch device (default: the run's).")
 @click.option("--threads", type=int, help="CPU threads (default: the run's).")
-def evaluate(
-    path: str, metric: str, split: str, eval_negs: str | int | None, device: str | None, threads: int | None
-) -> None:
+@_one_line_errors
+def evaluate(path: str, metric: str, split: str, eval_negs: str | int | None, device: str | None,
+             threads: int | None) -> None:
     """Evaluate a trained model: PATH is a run directory (its best.pt) or a checkpoint file."""
-    from dgl_tgnn.data import DataError
     from dgl_tgnn.train import evaluate_checkpoint
 
     overrides = {"eval.negatives": eval_negs, "train.device": device, "train.threads": threads}
-    try:
-        result = evaluate_checkpoint(path, split=split, ranking=metric != "ap", overrides=overrides)
-    except (DataError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+    result = evaluate_checkpoint(path, split=split, ranking=metric != "ap", overrides=overrides)
     for key, value in result.items():
         click.echo(f"{key:<22} {value:.4f}")

@@ -27,13 +27,17 @@ class DataConfig:
     """Which events, and how they are split (chronologically, as in TGN)."""
 
     dataset: str | None = "wikipedia"  # a built-in name (``dgl-tgnn datasets``); ignored when path is set
-    path: str | None = None  # a file of events (csv, TGN ml_*.csv, edge list)
+    path: str | None = None  # a file of events (csv, TGN ml_*.csv, edge list, TGB edge list)
     format: str | None = None  # file format, guessed from the file when None
+    # csv columns (header names or 0-based indices as digits), delimiter (" ": whitespace) and
+    # header line: guessed from the file when None. A run's config.yaml holds what was read.
     src_col: str | None = None
     dst_col: str | None = None
     time_col: str | None = None
     feature_cols: list[str] | None = None
     delimiter: str | None = None
+    header: bool | None = None
+    keep_ids: bool = False  # integer node ids are rows as they are (num_nodes = max id + 1), not re-indexed
     max_events: int | None = None  # keep only the first N events (quick runs and tests)
     features: bool = True  # use the dataset's node/edge features (False: featureless, as in peer benchmarks)
     val_ratio: float = 0.15
@@ -150,7 +154,7 @@ class RunConfig:
         choices = [
             ("data.candidates", d.candidates, ("destinations", "all")),
             ("model.name", m.name, MODELS),
-            ("model.strategy", m.strategy, ("uniform", "recent")),
+            ("model.strategy", m.strategy, ("uniform", "recent", "labor")),
             ("model.message", m.message, ("identity", "mlp")),
             ("model.aggregator", m.aggregator, ("last", "mean")),
             ("model.updater", m.updater, ("gru", "rnn")),
@@ -245,14 +249,65 @@ def _section_from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
     return values
 
 
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _coerce(value: Any, annotation: str, name: str, where: str) -> Any:
+    """``value`` as the type ``annotation`` (a dataclass field's, as a string) names, or a
+    ValueError naming the setting. Strings that spell numbers become numbers for float settings
+    (PyYAML reads ``1e-3``, without a dot, as a string); booleans are not integers (``epochs: true``)."""
+    kinds = [part.strip() for part in annotation.split("|")]
+    if value is None:
+        if "None" in kinds:
+            return None
+        raise ValueError(f"{where}: {name} must be set (got null)")
+    for kind in kinds:
+        if kind == "bool" and isinstance(value, bool):
+            return value
+        if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind == "float" and not isinstance(value, bool):
+            if isinstance(value, int | float):
+                return float(value)
+            if isinstance(value, str) and _number(value) is not None:
+                return _number(value)
+        if kind == "str" and isinstance(value, str):
+            return value
+        if kind.startswith("list[") and isinstance(value, list | tuple):
+            item = kind[len("list[") : -1]
+            try:
+                return [_coerce(v, item, f"{name}[{i}]", where) for i, v in enumerate(value)]
+            except ValueError:
+                continue
+    if kinds == ["str"]:
+        return value  # a choice: validate() names the allowed values
+    if "str" in kinds and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # a column index given as a number
+    expected = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+    wanted = " or ".join(
+        expected.get(kind, "a list of " + kind[len("list[") : -1] + "s") for kind in kinds if kind != "None"
+    )
+    raise ValueError(f"{where}: {name} must be {wanted}; got {value!r} ({type(value).__name__})")
+
+
 def merge(config: RunConfig, values: dict[str, Any], where: str = "config") -> RunConfig:
-    """``config`` with the sections/keys of ``values`` (a nested dict, as in the YAML) replaced."""
+    """``config`` with the sections/keys of ``values`` (a nested dict, as in the YAML) replaced,
+    each value checked against (and converted to) its setting's type."""
     _section_from_dict(RunConfig, values, where)
     sections = {}
     for section, section_values in values.items():
         current = getattr(config, section)
         _section_from_dict(type(current), section_values or {}, f"{where}: {section}")
-        sections[section] = dataclasses.replace(current, **(section_values or {}))
+        types = {f.name: str(f.type) for f in dataclasses.fields(current)}
+        typed = {
+            key: _coerce(value, types[key], f"{section}.{key}", where)
+            for key, value in (section_values or {}).items()
+        }
+        sections[section] = dataclasses.replace(current, **typed)
     return dataclasses.replace(config, **sections)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dgl_tgnn import _C
+from dgl_tgnn import ops
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -97,8 +97,9 @@ class TemporalGraph:
             raise ValueError(f"num_nodes: expected a non-negative int, got {num_nodes!r}")
         if not isinstance(undirected, bool):
             raise ValueError(f"undirected: expected a bool, got {undirected!r}")
-        # TCSR.build and append validate the events (ValueError naming the first bad one).
-        self._tcsr = _C.TCSR.build(src, dst, t, int(num_nodes), undirected)
+        # tcsr_build and tcsr_append validate the events (ValueError naming the first bad one).
+        self._tcsr = ops.tcsr_build(src, dst, t, int(num_nodes), undirected)
+        self._num_nodes, self._undirected = int(num_nodes), undirected  # fixed: read without a call into C++
         self._src, self._dst, self._t = _Growable(src.clone()), _Growable(dst.clone()), _Growable(t.clone())
         self._edge_feat = None
         if edge_feat is not None:
@@ -130,20 +131,20 @@ class TemporalGraph:
 
     @property
     def num_nodes(self) -> int:
-        return int(self._tcsr.num_nodes)
+        return self._num_nodes
 
     @property
     def num_events(self) -> int:
-        return int(self._tcsr.num_events)
+        return int(self._src.view().shape[0])
 
     @property
     def undirected(self) -> bool:
-        return bool(self._tcsr.undirected)
+        return self._undirected
 
     @property
     def max_time(self) -> float:
         """Time of the latest event (``-inf`` when there is none)."""
-        return float(self._tcsr.max_time)
+        return float(self._tcsr.max_time())
 
     @property
     def src(self) -> torch.Tensor:
@@ -182,7 +183,7 @@ class TemporalGraph:
             raise ValueError(f"edge_feat: the graph {have} edge features, got {type(edge_feat).__name__}")
         if edge_feat is not None:
             feat = self._features(edge_feat, int(src.shape[0]), self._edge_feat.view())
-        self._tcsr.append(src, dst, t)  # before the copies below: a refused append changes nothing
+        ops.tcsr_append(self._tcsr, src, dst, t)  # before the copies below: a refused append changes nothing
         self._src.extend(src)
         self._dst.extend(dst)
         self._t.extend(t)
@@ -197,7 +198,7 @@ class TemporalGraph:
         device = torch.device(device)
         cached = self._packed.get(device)
         if cached is None or cached[0] != self._version:
-            arrays = tuple(x.to(device) for x in self._tcsr.pack())
+            arrays = tuple(x.to(device) for x in ops.tcsr_pack(self._tcsr))
             self._packed[device] = cached = (self._version, arrays)
         return cached[1]
 
@@ -219,3 +220,11 @@ class TemporalGraph:
     def __repr__(self) -> str:
         kind = "undirected" if self.undirected else "directed"
         return f"TemporalGraph(num_nodes={self.num_nodes}, num_events={self.num_events}, {kind})"
+
+    @classmethod
+    def from_dgl(cls, g: object, time: str = "timestamp", **kwargs: object) -> TemporalGraph:
+        """The events of a DGL graph with a time edge field (DGL's node ids; edge ids become event ids);
+        ``edge_feat=`` names a feature field, ``undirected=`` as above. See dgl_tgnn.data.convert."""
+        from dgl_tgnn.data.convert import graph_from_dgl
+
+        return graph_from_dgl(cls, g, time=time, **kwargs)

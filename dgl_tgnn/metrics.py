@@ -2,6 +2,10 @@
 
 All functions take torch tensors of scores (any float dtype, any device) and return Python floats
 or float64 tensors. Higher scores mean "more likely a true link".
+
+NaN is never a hit: AP and AUC refuse NaN scores (``ValueError``), and in ``positive_ranks`` a NaN
+positive ranks below all its negatives and a NaN negative above its positive. (A NaN compares
+false with everything, so it would otherwise rank first and a diverged model score perfectly.)
 """
 
 from __future__ import annotations
@@ -14,6 +18,12 @@ def _binary_inputs(pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, 
     neg = neg.detach().reshape(-1).double().cpu()
     if pos.numel() == 0 or neg.numel() == 0:
         raise ValueError(f"pos and neg must be non-empty, got {pos.numel()} and {neg.numel()} scores")
+    nan = int(torch.isnan(pos).sum()) + int(torch.isnan(neg).sum())
+    if nan:
+        raise ValueError(
+            f"{nan} of {pos.numel() + neg.numel()} scores are NaN: the model diverged "
+            "(lower the learning rate, --lr, or check the features for huge values)"
+        )
     return pos, neg
 
 
@@ -71,7 +81,8 @@ def positive_ranks(
         neg_mask: optional ``[B, M]`` bool, True where a negative counts (False = padding).
 
     Returns:
-        ``[B]`` float64 ``rank = 1 + #(neg > pos) + 0.5 * #(neg == pos)``.
+        ``[B]`` float64 ``rank = 1 + #(neg > pos) + 0.5 * #(neg == pos)``, where NaN scores count
+        as ``neg > pos`` (a NaN positive ranks last).
     """
     if pos.dim() != 1 or neg.dim() != 2 or neg.shape[0] != pos.shape[0]:
         raise ValueError(f"pos must be [B] and neg [B, M], got {tuple(pos.shape)} and {tuple(neg.shape)}")
@@ -79,7 +90,9 @@ def positive_ranks(
         raise ValueError(f"neg_mask must have neg's shape {tuple(neg.shape)}, got {tuple(neg_mask.shape)}")
     pos = pos.detach().double()
     neg = neg.detach().double()
-    greater = neg > pos[:, None]
+    # NaN is never a hit: a NaN positive (or a NaN negative) counts as below (above) the other.
+    nan = torch.isnan(neg) | torch.isnan(pos)[:, None]
+    greater = (neg > pos[:, None]) | nan
     equal = neg == pos[:, None]
     if neg_mask is not None:
         greater &= neg_mask

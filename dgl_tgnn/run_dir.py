@@ -1,40 +1,93 @@
-"""The run directory ``runs/<time>-<model>-<neg>/``: resolved config, per-epoch metrics, curves, checkpoints.
+"""The run directory ``runs/<time>-<dataset>-<model>-<neg>/``: resolved config, per-epoch metrics, curves,
+checkpoints.
 
 Files:
     config.yaml      the resolved run config (what ``--resume`` and ``dgl-tgnn evaluate`` rebuild from).
     metrics.jsonl    one JSON object per epoch (see ``Trainer``), then one ``{"final": ...}`` line.
     curves.png       training loss and validation metrics per epoch.
-    checkpoint.pt    the state to resume from (written at each epoch end and on Ctrl-C).
+    checkpoint.pt    the state to resume from (written at each epoch end, every few minutes within
+                     an epoch, and on Ctrl-C or SIGTERM).
     best.pt          the weights (and TGN memory after validation) of the best epoch.
+    lock             held while a process trains in the directory (a second --resume refuses).
+    node_ids.npy     the original id of each node row (int64 or str), when the loader re-indexed them.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 CURVES = "curves.png"
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
+LOCK = "lock"
+NODE_IDS = "node_ids.npy"
 
 
-def create_run_dir(runs_dir: str | Path, model: str, negatives: str) -> Path:
-    """A new, empty ``runs_dir/<YYYYmmdd-HHMMSS>-<model>-<negatives>[-n]/``."""
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{negatives}"
+def create_run_dir(runs_dir: str | Path, dataset: str, model: str, negatives: str) -> Path:
+    """A new, empty ``runs_dir/<YYYYmmdd-HHMMSS>-<dataset>-<model>-<negatives>[-n]/``."""
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset}-{model}-{negatives}"
     root = Path(runs_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    for n in range(1000):
-        path = root / (stem if n == 0 else f"{stem}-{n}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"cannot create a run directory under {root}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for n in range(1000):
+            path = root / (stem if n == 0 else f"{stem}-{n}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as err:
+        raise ValueError(
+            f"cannot create a run directory under {root} ({err.strerror or err}); "
+            "choose another with --runs-dir"
+        ) from None
+    raise ValueError(
+        f"cannot create a run directory under {root} (1000 exist); choose another with --runs-dir"
+    )
+
+
+def save_node_ids(run_dir: Path, node_ids: np.ndarray) -> None:
+    """Writes ``node_ids`` (``TemporalDataset.node_ids``: the original id of each node row, int64 or
+    str) to ``run_dir/node_ids.npy``, unless they are the rows ``0..N-1`` themselves (nothing was
+    re-indexed)."""
+    if node_ids.dtype.kind == "i" and np.array_equal(node_ids, np.arange(len(node_ids))):
+        return
+    np.save(run_dir / NODE_IDS, node_ids, allow_pickle=False)
+
+
+def lock_run_dir(run_dir: Path) -> int:
+    """Takes ``run_dir/lock`` (an advisory lock the system releases when the process ends, however
+    it ends) and returns its file descriptor; a ValueError when another process holds it."""
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise ValueError(f"cannot lock the run directory {run_dir} ({err.strerror or err})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise ValueError(
+            f"{run_dir} is in use by another dgl-tgnn process (pid {holder}): wait for it to end or stop it"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def unlock_run_dir(fd: int) -> None:
+    """Releases a ``lock_run_dir`` lock."""
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:

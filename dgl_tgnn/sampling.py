@@ -8,10 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dgl_tgnn import _C
+from dgl_tgnn import ops
 from dgl_tgnn.graph import ArrayLike, TemporalGraph, as_ids, as_times
-
-MAX_CUDA_FANOUT = 256  # tgnn::cuda::kMaxFanout
 
 
 @dataclass(frozen=True)
@@ -92,6 +90,11 @@ class TemporalSampler:
     * ``uniform``: ``k`` distinct candidates drawn uniformly without replacement (all of them when
       there are at most ``k``), or ``k`` independent draws with ``replace=True``; returned most
       recent first.
+    * ``labor`` (correlated, as LABOR for static graphs): every event gets one pseudo-random number
+      per call, shared by all roots of all hops; each root takes its ``k`` candidates with the
+      smallest numbers (all when there are at most ``k``), most recent first. Each root's sample is
+      uniform without replacement, as with ``uniform``, but roots of one node at different times
+      take the same events where they can, so deeper hops have fewer distinct (node, time) roots.
 
     Hop ``i + 1``'s roots are hop ``i``'s ``nbr_nodes.flatten()`` at ``nbr_times.flatten()`` (empty
     slots become padding roots ``-1`` with fully masked rows), so hop ``i`` is dense
@@ -99,8 +102,9 @@ class TemporalSampler:
 
     With ``dedup=True`` hop ``i + 1``'s roots are instead the distinct (node, time) pairs of hop ``i``'s
     valid slots (:func:`dedup_roots`), and hop ``i``'s ``nbr_index`` maps each slot to its row there:
-    each distinct root is sampled (and embedded by the models) once. ``recent`` samples are then those
-    of the full chain, gathered through ``nbr_index``; ``uniform`` roots that coincide share one draw.
+    each distinct root is sampled (and embedded by the models) once. ``recent`` and ``labor`` samples are
+    then those of the full chain, gathered through ``nbr_index``; ``uniform`` roots that coincide share
+    one draw.
 
     Random draws are a pure function of ``(seed, call number, hop, root index, draw)`` (a
     counter-based hash, csrc/core/rng.h): the same seed gives the same samples whatever
@@ -112,14 +116,14 @@ class TemporalSampler:
     Args:
         graph: the events to sample from.
         fanouts: ``k`` per hop, each ``>= 1`` (``<= 256`` on CUDA).
-        strategy: ``"recent"`` or ``"uniform"``.
+        strategy: ``"recent"``, ``"uniform"`` or ``"labor"``.
         replace: draw with replacement (``uniform`` only).
         seed: int in ``[0, 2**64)``.
         num_threads: CPU threads (csrc/core/parallel.h); None: OMP_NUM_THREADS if set, else all cores.
         dedup: deduplicate the roots of every hop after the first (see above).
     """
 
-    STRATEGIES = ("recent", "uniform")
+    STRATEGIES = ("recent", "uniform", "labor")
 
     def __init__(
         self,
@@ -263,22 +267,21 @@ class TemporalSampler:
     ) -> list[tuple[torch.Tensor, ...]]:
         """Hops ``first_hop, first_hop + 1, ...`` of call ``call``, chained without deduplication."""
         strategy = self.STRATEGIES.index(self.strategy)
-        if nodes.device.type == "cpu":  # validates the roots (ValueError naming the first bad one)
-            return _C.sample_cpu(
-                self.graph._tcsr,
-                nodes,
-                times,
-                fanouts,
-                strategy,
-                self.replace,
-                self.seed,
-                call,
-                self.num_threads or 0,
-                first_hop,
-            )
         if nodes.is_cuda:
             return self._sample_cuda(nodes, times, fanouts, strategy, first_hop, check)
-        raise ValueError(f"nodes: unsupported device {nodes.device}, expected cpu or cuda")
+        # The op checks the roots (ValueError naming the first bad one) and their device.
+        return ops.sample_cpu(
+            self.graph._tcsr,
+            nodes,
+            times,
+            fanouts,
+            strategy,
+            self.replace,
+            self.seed,
+            call,
+            self.num_threads or 0,
+            first_hop,
+        )
 
     def _sample_cuda(
         self,
@@ -290,16 +293,9 @@ class TemporalSampler:
         check: bool,
     ) -> list[tuple[torch.Tensor, ...]]:
         """``_sample_hops`` on the GPU of ``nodes``, for the call number in that GPU's counter."""
-        if not _C.with_cuda:
-            raise RuntimeError("nodes are on CUDA but dgl_tgnn._C was built without CUDA (DGL_TGNN_CUDA=1)")
-        for i, k in enumerate(fanouts, start=first_hop):
-            if k > MAX_CUDA_FANOUT:
-                raise ValueError(
-                    f"fanouts: fanout {k} at position {i} exceeds {MAX_CUDA_FANOUT}, the CUDA sampler's limit"
-                )
         error = torch.zeros(1, dtype=torch.int32, device=nodes.device) if check else None
-        hops = _C.sample_cuda(
-            *self.graph.packed_csr(nodes.device),
+        hops = ops.sample_cuda(
+            self.graph.packed_csr(nodes.device),
             nodes,
             times,
             fanouts,
@@ -334,42 +330,8 @@ def dedup_roots(nodes: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor,
         ``(unique_nodes [U], unique_times [U], inverse [R])``: ``inverse`` int64 holds each root's row
         among the distinct pairs (``nodes[i] == unique_nodes[inverse[i]]``), ``-1`` for padding roots.
         On CUDA this synchronises once (to size the output).
+
+    Raises:
+        ValueError: other dtypes or shapes, different lengths or devices.
     """
-    if nodes.dtype != torch.int64 or times.dtype != torch.float64 or nodes.dim() != 1 or times.dim() != 1:
-        raise ValueError(
-            f"nodes, times: expected 1-D int64 and float64 tensors, got {nodes.dtype} {tuple(nodes.shape)} "
-            f"and {times.dtype} {tuple(times.shape)}"
-        )
-    if nodes.shape != times.shape or nodes.device != times.device:
-        raise ValueError(
-            f"nodes, times: expected the same length and device, got {nodes.shape[0]} on {nodes.device} "
-            f"and {times.shape[0]} on {times.device}"
-        )
-    if nodes.device.type == "cpu":
-        return _C.dedup_roots(nodes.contiguous(), times.contiguous())
-    return _dedup_roots_sorted(nodes, times)
-
-
-def _dedup_roots_sorted(
-    nodes: torch.Tensor, times: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``dedup_roots`` by sorting (any device): lexicographic sort by (node, time), groups of equal
-    pairs, then the groups renumbered in order of their first occurrence."""
-    positions = (nodes >= 0).nonzero().squeeze(1)
-    valid_nodes, valid_times = nodes[positions], times[positions] + 0.0  # + 0.0: -0.0 becomes 0.0
-    order = torch.argsort(valid_times, stable=True)
-    order = order[torch.argsort(valid_nodes[order], stable=True)]
-    sorted_nodes, sorted_times = valid_nodes[order], valid_times[order]
-    starts = torch.ones_like(sorted_nodes, dtype=torch.bool)
-    starts[1:] = (sorted_nodes[1:] != sorted_nodes[:-1]) | (sorted_times[1:] != sorted_times[:-1])
-    group = starts.cumsum(0) - 1  # group of each sorted pair
-    num_groups = int(starts.sum())
-    first = torch.full((num_groups,), nodes.shape[0], dtype=torch.int64, device=nodes.device)
-    first.scatter_reduce_(0, group, positions[order], "amin")
-    by_first = torch.argsort(first)
-    renumber = torch.empty_like(by_first)
-    renumber[by_first] = torch.arange(num_groups, device=nodes.device)
-    inverse = torch.full_like(nodes, -1)
-    inverse[positions[order]] = renumber[group]
-    first = first[by_first]
-    return nodes[first], times[first], inverse
+    return ops.dedup_roots(nodes, times)

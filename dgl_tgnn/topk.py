@@ -23,63 +23,10 @@ import operator
 
 import torch
 
-from dgl_tgnn import _C
+from dgl_tgnn import ops
 
 NORM_EPS = 1e-12
 """Cosine similarity divides by ``max(|x|, NORM_EPS)``, as ``torch.nn.functional.normalize``."""
-
-
-def _check_args(
-    queries: torch.Tensor,
-    candidates: torch.Tensor,
-    k: int,
-    exclude: torch.Tensor | None,
-    normalize: bool,
-    check: bool = True,
-) -> tuple[int, torch.Tensor | None]:
-    """Validates the arguments of ``topk_dot``; returns ``k`` as an int and exclude as int64."""
-    for name, x in (("queries", queries), ("candidates", candidates)):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 2:
-            raise ValueError(f"{name} must be 2-D, got shape {tuple(x.shape)}")
-    if isinstance(k, bool) or not hasattr(type(k), "__index__"):
-        raise TypeError(f"k must be an int, got {k!r}")
-    k = operator.index(k)
-    if not isinstance(normalize, bool):
-        raise TypeError(f"normalize must be a bool, got {normalize!r}")
-    if queries.shape[1] != candidates.shape[1]:
-        raise ValueError(
-            f"queries and candidates must have the same dimension d, got queries {tuple(queries.shape)} "
-            f"and candidates {tuple(candidates.shape)}"
-        )
-    if queries.device != candidates.device:
-        raise ValueError(f"queries are on {queries.device} but candidates on {candidates.device}")
-    if queries.dtype != candidates.dtype:
-        raise ValueError(f"queries are {queries.dtype} but candidates are {candidates.dtype}")
-    if queries.dtype not in (torch.float32, torch.bfloat16):
-        raise ValueError(f"queries and candidates must be float32 or bfloat16, got {queries.dtype}")
-    if queries.dtype == torch.bfloat16 and queries.device.type != "cuda":
-        raise ValueError(f"bfloat16 inputs need a CUDA device, got {queries.device}; use float32 on the CPU")
-    n = candidates.shape[0]
-    if not 1 <= k <= n:
-        raise ValueError(f"k must be in [1, N] with N={n} candidates, got k={k}")
-    if exclude is None:
-        return k, None
-    if not isinstance(exclude, torch.Tensor):
-        raise TypeError(f"exclude must be a torch.Tensor or None, got {type(exclude).__name__}")
-    if exclude.dim() != 2 or exclude.shape[0] != queries.shape[0]:
-        raise ValueError(f"exclude must have shape [B={queries.shape[0]}, m], got {tuple(exclude.shape)}")
-    if exclude.device != queries.device:
-        raise ValueError(f"exclude is on {exclude.device} but queries on {queries.device}")
-    if exclude.dtype != torch.int64:
-        raise ValueError(f"exclude must be int64, got {exclude.dtype}")
-    if check and exclude.numel() > 0:
-        lo, hi = (int(v) for v in torch.aminmax(exclude))
-        if lo < -1 or hi >= n:
-            bad = lo if lo < -1 else hi
-            raise ValueError(f"exclude ids must be in [-1, N={n}) (-1 pads), got {bad}")
-    return k, exclude
 
 
 def topk_dot(
@@ -91,6 +38,9 @@ def topk_dot(
     check: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best candidates of each query by dot product, never materialising ``[B, N]``.
+
+    One op, ``torch.ops.dgl_tgnn.topk_dot`` (``torch.compile`` traces it whole): on CPU the exact
+    kernel, on a GPU the fused kernel where it covers ``k`` and ``d`` (else chunked exact scores).
 
     Args:
         queries: ``[B, d]`` float32 (CPU or CUDA) or bfloat16 (CUDA); any strides.
@@ -108,18 +58,21 @@ def topk_dot(
         candidates remain. No gradient flows through them.
 
     Raises:
+        TypeError: non-tensor inputs, ``k`` not an int, ``normalize`` not a bool.
         ValueError: ``k`` outside ``[1, N]``, inputs not 2-D, different ``d``, devices or dtypes, an
-            unsupported dtype, or exclusion ids outside ``[-1, N)``.
+            unsupported dtype, or exclusion ids outside ``[-1, N)`` (checked by the op).
     """
-    k, exclude = _check_args(queries, candidates, k, exclude, normalize, check)
+    for name, x in (("queries", queries), ("candidates", candidates)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if isinstance(k, bool) or not hasattr(type(k), "__index__"):
+        raise TypeError(f"k must be an int, got {k!r}")
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+    if exclude is not None and not isinstance(exclude, torch.Tensor):
+        raise TypeError(f"exclude must be a torch.Tensor or None, got {type(exclude).__name__}")
     with torch.no_grad():
-        if queries.device.type == "cpu":
-            return _C.topk_dot(queries, candidates, k, exclude, normalize)
-        if queries.device.type == "cuda" and _C.topk_dot_cuda_supported(
-            k, queries.shape[1], queries.dtype == torch.bfloat16
-        ):
-            return _C.topk_dot(queries, candidates, k, exclude, normalize)
-        return topk_dot_reference(queries, candidates, k, exclude, normalize)
+        return ops.topk_dot(queries, candidates, operator.index(k), exclude, normalize, check)
 
 
 def topk_dot_reference(

@@ -27,8 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import os
+import pickle
+import re
 import resource
 import signal
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,9 +64,111 @@ from dgl_tgnn.negatives import (
     TopKNegatives,
     UniformNegatives,
 )
-from dgl_tgnn.nn.memory import RawMessages
+from dgl_tgnn.nn.memory import MemoryState, RawMessages
 from dgl_tgnn.pair_features import PairFeatures
 from dgl_tgnn.ranking import NegativeSets, rank_stream
+
+# What a checkpoint holds at its top level (``checkpoint.pt``: Trainer.state; ``best.pt``: BEST_KEYS).
+CHECKPOINT_KEYS = ("config", "epoch", "batch", "model", "optimizer")
+BEST_KEYS = ("config", "epoch", "model")
+
+
+class TrainingDiverged(ValueError):
+    """A non-finite training loss: the run stops, and nothing of the diverged model is saved."""
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be written (the run so far is saved elsewhere when possible)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: unreadable, not a dgl-tgnn checkpoint, or holding
+    anything but tensors and plain containers (never unpickled beyond those)."""
+
+
+def memory_to_plain(memory: MemoryState | None) -> dict[str, Any] | None:
+    """TGN's memory backup as plain containers of tensors (what ``torch.load(weights_only=True)`` reads)."""
+    if memory is None:
+        return None
+    pending = memory.pending
+    return {
+        "state": memory.state,
+        "last_update": memory.last_update,
+        "pending": None
+        if pending is None
+        else {f.name: getattr(pending, f.name) for f in dataclasses.fields(pending)},
+    }
+
+
+def memory_from_plain(plain: dict[str, Any] | None) -> MemoryState | None:
+    """The inverse of :func:`memory_to_plain`."""
+    if plain is None:
+        return None
+    pending = plain["pending"]
+    return MemoryState(
+        plain["state"], plain["last_update"], None if pending is None else RawMessages(**pending)
+    )
+
+
+def load_checkpoint(
+    path: Path, required: tuple[str, ...], map_location: str | torch.device | None = None
+) -> dict[str, Any]:
+    """The content of the checkpoint file ``path``, read with ``weights_only=True``: tensors and
+    plain containers only, so that a crafted file cannot run code. Raises ``CheckpointError`` (one
+    line) for a missing, empty, truncated, corrupted or foreign file, or one lacking ``required``."""
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({err.strerror})") from None
+    if size == 0:
+        raise CheckpointError(f"{path}: the checkpoint is empty (0 bytes)")
+    try:
+        saved = torch.load(path, weights_only=True, map_location=map_location)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        detail = f"it names {found.group(1)}" if found else "not loadable with weights_only=True"
+        raise CheckpointError(
+            f"{path}: refused: the checkpoint holds objects other than tensors and plain containers "
+            f"({detail}); it may be crafted or from an older version"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (corrupted or truncated? {reason[:200]})"
+        ) from None
+    if not isinstance(saved, dict) or any(key not in saved for key in required):
+        got = sorted(saved)[:8] if isinstance(saved, dict) else type(saved).__name__
+        raise CheckpointError(
+            f"{path}: not a dgl-tgnn checkpoint (expected the keys {', '.join(required)}; got {got})"
+        )
+    return saved
+
+
+def save_atomically(obj: Any, path: Path) -> None:
+    """``torch.save(obj, path)`` through ``path.tmp`` and a rename, with SIGINT and SIGTERM held
+    back meanwhile (in the main thread; delivered to their handlers after the rename): an
+    interruption leaves the old file or the new one, never a partial one, and never a ``.tmp``
+    without the file."""
+    tmp = path.with_suffix(".tmp")
+    held: list[int] = []
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda signum, frame: held.append(signum))
+    try:
+        with open(tmp, "wb") as file:  # (an OSError when it fails: torch.save's own file raises RuntimeError)
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
 
 
 def _column(value: str | None) -> int | str | None:
@@ -79,6 +187,8 @@ def load_events(config: DataConfig) -> TemporalDataset:
             time_col=_column(config.time_col),
             feature_cols=None if config.feature_cols is None else [_column(c) for c in config.feature_cols],
             delimiter=config.delimiter,
+            header=config.header,
+            keep_ids=config.keep_ids,
         )
     else:
         assert config.dataset is not None
@@ -174,6 +284,27 @@ def fit_edgebank(
     log(format_test(test))
     return test
 
+def check_device(name: str) -> torch.device:
+    """The torch device ``name`` (``train.device``); a ValueError in one line when it is unknown or
+    absent here (e.g. ``cuda`` without CUDA)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name}: unknown device (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {name}: CUDA is not available on this machine or torch build; use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ValueError(
+                f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name}: not supported (use cpu, cuda or cuda:N)")
+    return device
+
 
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory so far: the device's allocated peak on CUDA, the process's resident peak on CPU."""
@@ -197,6 +328,17 @@ class Trainer:
             default on a GPU); same results as the step run op by op (tests/test_cuda_graph.py).
     """
 
+    # Inside an epoch, checkpoint.pt is written after the first batch that ends this many seconds
+    # after the last checkpoint: a killed run loses minutes, not its epoch.
+    checkpoint_every_s: float = 300.0
+    # Set by fit(): the signal that interrupted it (SIGINT or SIGTERM; the exit code is 128 + it).
+    interrupted_by: int = int(signal.SIGINT)
+    _lock: int | None = None  # the run directory's lock (rd.lock_run_dir), held while training
+    _last_checkpoint: float = 0.0
+    _data_hash: str | None = None
+    _default_threads: int | None = None  # (_adapt_threads)
+    _threads_mark: tuple[float, float, float] | None = None
+
     def __init__(
         self,
         config: RunConfig,
@@ -212,7 +354,7 @@ class Trainer:
         self.progress = progress
         self.log = log
         c = self.config
-        self.device = torch.device(c.train.device)
+        self.device = check_device(c.train.device)
         self.dedup = c.model.dedup == "always" or (c.model.dedup == "auto" and self.device.type == "cpu")
         if c.train.threads is not None:
             torch.set_num_threads(c.train.threads)
@@ -593,16 +735,23 @@ class Trainer:
         # Batch losses stay on the device and are read every 20 batches (no per-batch sync on a GPU).
         losses: list[torch.Tensor] = []
 
-        def read_losses() -> None:
+        checked = len(self.partial["losses"])  # losses before this one are finite
+
+        def read_losses(check: bool = True) -> None:
+            nonlocal checked
             if losses:
                 self.partial["losses"] += torch.stack(losses).tolist()
                 losses.clear()
+            if check:
+                self._check_finite(checked)
+                checked = len(self.partial["losses"])
 
         try:
             for batch in stream.batches(batch_size, first=self.batch):
                 losses.append(self._train_batch(batch))
                 self.batch += 1
                 events += len(batch)
+                self._adapt_threads()
                 if len(losses) == 20:
                     read_losses()
                     if self.progress:
@@ -615,12 +764,19 @@ class Trainer:
                     if stop_after == 0 and self.batch < total:
                         self._interrupted = True
                 if self._interrupted and self.batch < total:
+                    read_losses()
                     return False
+                due = time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s
+                if due and self.run_dir is not None and self.batch < total:
+                    read_losses()  # (nothing diverged is saved)
+                    with self._writing_run_dir():
+                        self._save_checkpoint()
         finally:
-            read_losses()
+            read_losses(check=False)
             bar.close()
             self.partial["train_seconds"] += time.perf_counter() - began
             self.partial["sampler_seconds"] += self.neighbourhoods.seconds - sampler_before
+        self._check_finite(checked)
         return True
 
     # ----------------------------------------------------------------- TGB's protocol
@@ -658,6 +814,46 @@ class Trainer:
             seed=e.seed,
             progress=self.progress,
         )
+
+    def _adapt_threads(self) -> None:
+        """With the default thread count on CPU (``train.threads`` unset): one torch thread while
+        other processes keep about a core busy, the default again once they stop. A spinning OpenMP
+        team waits at every parallel region for a worker the system has descheduled (a uci TGN
+        epoch took 25x longer beside one busy process; bench/busy_machine.py)."""
+        if self.config.train.threads is not None or self.device.type != "cpu":
+            return
+        if self._threads_mark is not None and time.monotonic() - self._threads_mark[2] < 0.2:
+            return  # (/proc/stat counts in 10 ms ticks: look at windows of 0.2 s or more)
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return
+        ticks = os.sysconf("SC_CLK_TCK")
+        busy = (sum(fields[:8]) - fields[3] - fields[4]) / ticks  # all but idle and iowait
+        mark = (busy, time.process_time(), time.monotonic())
+        if self._threads_mark is not None and self._default_threads is not None:
+            others = (mark[0] - self._threads_mark[0]) - (mark[1] - self._threads_mark[1])
+            cores = others / max(mark[2] - self._threads_mark[2], 1e-9)
+            threads = 1 if cores > 0.5 else self._default_threads
+            if threads != torch.get_num_threads():
+                torch.set_num_threads(threads)
+        if self._default_threads is None:
+            self._default_threads = torch.get_num_threads()
+        self._threads_mark = mark
+
+    def _check_finite(self, start: int) -> None:
+        """Raises ``TrainingDiverged`` naming the first batch from ``start`` on (of this epoch) whose
+        loss is NaN or infinite: nothing of the diverged model is saved."""
+        losses = self.partial["losses"]
+        for index in range(start, len(losses)):
+            if not np.isfinite(losses[index]):
+                total = self.streams["train"].num_batches(self.config.train.batch_size)
+                raise TrainingDiverged(
+                    f"training diverged at epoch {self.epoch + 1}, batch {index + 1} of {total}: the loss "
+                    f"is {losses[index]}; lower the learning rate (--lr, now {self.config.train.lr:g}) or "
+                    "check the features for huge values (no checkpoint holds the diverged model)"
+                )
 
     def _evaluate_epoch(self) -> tuple[dict[str, float], Any]:
         """Validation (and test) metrics after an epoch, and TGN's memory after validation."""
@@ -699,31 +895,73 @@ class Trainer:
         a test hook), after writing ``checkpoint.pt``.
         """
         c = self.config
+        self.check_splits()
         if self.run_dir is not None and not (self.run_dir / rd.CONFIG).exists():
-            save_config(c, self.run_dir / rd.CONFIG)
-        previous = signal.getsignal(signal.SIGINT)
+            try:
+                save_config(c, self.run_dir / rd.CONFIG)
+            except OSError as err:
+                raise RunDirError(
+                    f"cannot write to the run directory {self.run_dir} ({err.strerror or err}); "
+                    "choose another with --runs-dir"
+                ) from None
+        self.interrupted_by = int(signal.SIGINT)
+        self._last_checkpoint = time.monotonic()
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
         if self.run_dir is not None:
-            signal.signal(signal.SIGINT, self._on_sigint)
+            if self._lock is None:
+                self._lock = rd.lock_run_dir(self.run_dir)
+            for signum in previous:
+                signal.signal(signum, self._on_sigint)
         try:
             while self.epoch < c.train.epochs and self.bad_epochs < c.train.patience:
                 if not self.train_epoch(stop_after_batches):
-                    self._save_checkpoint()
+                    with self._writing_run_dir():
+                        self._save_checkpoint()
                     self.log(f"interrupted: resume with `dgl-tgnn train --resume {self.run_dir}`")
                     return None
                 self._finish_epoch()
                 if self._interrupted:
                     self.log(f"interrupted: resume with `dgl-tgnn train --resume {self.run_dir}`")
                     return None
+            return self._final_test()
         finally:
             if self.run_dir is not None:
-                signal.signal(signal.SIGINT, previous)
-        return self._final_test()
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+            if self._lock is not None:
+                rd.unlock_run_dir(self._lock)
+                self._lock = None
+
+    def data_hash(self) -> str:
+        """A content hash of the events and features trained on (stored in checkpoints, so that
+        ``evaluate`` notices a data file that changed since)."""
+        if self._data_hash is None:
+            ds, digest = self.dataset, hashlib.blake2b(digest_size=16)
+            for array in (ds.src, ds.dst, ds.t, ds.edge_feat, ds.node_feat):
+                if array is not None:
+                    digest.update(f"{array.dtype}{array.shape}".encode())
+                    digest.update(np.ascontiguousarray(array).data)
+            self._data_hash = digest.hexdigest()
+        return self._data_hash
+
+    def check_splits(self) -> None:
+        """A ValueError with the split sizes when the test split is empty (no metrics to report)."""
+        if len(self.split.test) == 0:
+            sizes = ", ".join(f"{name} {len(getattr(self.split, name))}" for name in ("train", "val", "test"))
+            raise ValueError(
+                f"dataset {self.dataset.name!r} ({self.dataset.num_events} events) leaves an empty test "
+                f"split ({sizes} events): use more events (--max-events) or a larger data.test_ratio"
+            )
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
-        if self._interrupted:  # a second Ctrl-C stops at once
+        """Ctrl-C or SIGTERM: finish the batch, save a checkpoint and return (a second one: stop at
+        once, leaving the last checkpoint, which is never written partially)."""
+        if self._interrupted:
             raise KeyboardInterrupt
         self._interrupted = True
-        self.log("\nCtrl-C: finishing the batch and saving a checkpoint (Ctrl-C again to abort)")
+        self.interrupted_by = signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.log(f"\n{name}: finishing the batch and saving a checkpoint (Ctrl-C again to abort)")
 
     def _finish_epoch(self) -> None:
         c = self.config
@@ -748,19 +986,18 @@ class Trainer:
             self.negatives.refresh_seconds = 0.0
         self.history.append(record)
         self.log(self._summary(record))
+        best: dict[str, Any] | None = None
         score = metrics["val_mrr" if self.tgb else f"val_{c.eval.metric}"]
         if score > self.best_metric:
             self.best_metric, self.best_epoch, self.bad_epochs = score, self.epoch + 1, 0
-            if self.run_dir is not None:
-                torch.save(
-                    {
-                        "config": c.to_dict(),
-                        "epoch": self.epoch + 1,
-                        "model": self.model.state_dict(),
-                        "val_memory": val_end,
-                    },
-                    self.run_dir / rd.BEST,
-                )
+            if self.run_dir is not None:  # written below, with the epoch's other files
+                best = {
+                    "config": c.to_dict(),
+                    "data_hash": self.data_hash(),
+                    "epoch": self.epoch + 1,
+                    "model": self.model.state_dict(),
+                    "val_memory": memory_to_plain(val_end),
+                }
             else:
                 weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self._best_in_memory = (weights, val_end)
@@ -770,9 +1007,43 @@ class Trainer:
         self.batch = 0
         self.partial = self._new_partial()
         if self.run_dir is not None:
-            rd.append_metrics(self.run_dir, record)
-            rd.plot_curves(self.run_dir, self.history)
-            self._save_checkpoint()
+            with self._writing_run_dir(best):
+                if best is not None:
+                    save_atomically(best, self.run_dir / rd.BEST)
+                rd.append_metrics(self.run_dir, record)
+                rd.plot_curves(self.run_dir, self.history)
+                self._save_checkpoint()
+
+    @contextlib.contextmanager
+    def _writing_run_dir(self, best: dict[str, Any] | None = None) -> Iterator[None]:
+        """Writes into the run directory. When one fails (read-only, removed, disk full), the run so
+        far (``checkpoint.pt``, ``best`` when given, config and metrics) goes to a new directory
+        under the system's temporary one, and a ``RunDirError`` says where and how to resume."""
+        try:
+            yield
+        except OSError as err:
+            assert self.run_dir is not None
+            what = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+            where = (
+                f"epoch {self.epoch + 1}, batch {self.batch}" if self.batch else f"end of epoch {self.epoch}"
+            )
+            try:
+                rescue = Path(tempfile.mkdtemp(prefix=f"dgl-tgnn-rescue-{self.run_dir.name}-"))
+                save_config(self.config, rescue / rd.CONFIG)
+                rd.rewrite_metrics(rescue, self.history)
+                if best is not None:
+                    torch.save(best, rescue / rd.BEST)
+                torch.save(self.state(), rescue / rd.CHECKPOINT)
+            except OSError as again:
+                raise RunDirError(
+                    f"cannot write to the run directory {self.run_dir} ({what}), nor save the run "
+                    f"elsewhere ({again.strerror or again}): the run is lost after {where}"
+                ) from None
+            raise RunDirError(
+                f"cannot write to the run directory {self.run_dir} ({what}); the run so far ({where}) "
+                f"is saved in {rescue}: copy its files into a writable run directory and continue "
+                "with `dgl-tgnn train --resume` on it"
+            ) from None
 
     @staticmethod
     def _summary(record: dict[str, Any]) -> str:
@@ -790,8 +1061,8 @@ class Trainer:
     def _final_test(self) -> dict[str, float]:
         """Loads the best epoch's weights (and memory) and evaluates the test split."""
         if self.run_dir is not None:
-            best = torch.load(self.run_dir / rd.BEST, weights_only=False)
-            state, val_end = best["model"], best["val_memory"]
+            best = load_checkpoint(self.run_dir / rd.BEST, BEST_KEYS)
+            state, val_end = best["model"], memory_from_plain(best.get("val_memory"))
         else:
             assert self._best_in_memory is not None
             state, val_end = self._best_in_memory
@@ -805,9 +1076,10 @@ class Trainer:
                 self.model.encoder.restore_memory(val_end)
             result = self._evaluate_test(val_end)
         result["best_epoch"] = self.best_epoch
-        if self.run_dir is not None:
-            rd.append_metrics(self.run_dir, {"final": result})
         self.log(format_test(result))
+        if self.run_dir is not None:
+            with self._writing_run_dir():
+                rd.append_metrics(self.run_dir, {"final": result})
         return result
 
     # ----------------------------------------------------------------- checkpoints
@@ -816,6 +1088,7 @@ class Trainer:
         memory = self.model.encoder.backup_memory() if self.model.has_memory else None
         return {
             "config": self.config.to_dict(),
+            "data_hash": self.data_hash(),
             "epoch": self.epoch,
             "batch": self.batch,
             "partial": dict(self.partial),
@@ -823,7 +1096,7 @@ class Trainer:
             "best": (self.best_metric, self.best_epoch, self.bad_epochs),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "memory": memory,
+            "memory": memory_to_plain(memory),
             "negatives": self.negatives.state_dict(),
             "neighbour_sampler": self.neighbourhoods.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -838,7 +1111,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state["memory"] is not None:
-            self.model.encoder.restore_memory(state["memory"])
+            self.model.encoder.restore_memory(memory_from_plain(state["memory"]))
         self.negatives.load_state_dict(state["negatives"])
         self.neighbourhoods.load_state_dict(state["neighbour_sampler"])
         torch.set_rng_state(state["torch_rng"])
@@ -848,9 +1121,8 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         if self.run_dir is None:
             return
-        path = self.run_dir / rd.CHECKPOINT
-        torch.save(self.state(), path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)
+        save_atomically(self.state(), self.run_dir / rd.CHECKPOINT)
+        self._last_checkpoint = time.monotonic()
 
     @classmethod
     def resume(
@@ -860,20 +1132,57 @@ class Trainer:
         run_dir = Path(run_dir)
         if not (run_dir / rd.CHECKPOINT).exists():
             raise ValueError(f"--resume {run_dir}: no {rd.CHECKPOINT} in it")
+        lock = rd.lock_run_dir(run_dir)
+        try:
+            trainer = cls._resumed(run_dir, progress, log)
+        except BaseException:
+            rd.unlock_run_dir(lock)
+            raise
+        trainer._lock = lock
+        return trainer
+
+    @classmethod
+    def _resumed(cls, run_dir: Path, progress: bool, log: Callable[[str], None]) -> Trainer:
         config = load_config(run_dir / rd.CONFIG)
+        state = load_checkpoint(run_dir / rd.CHECKPOINT, CHECKPOINT_KEYS)
+        _check_same_config(state["config"], config.to_dict(), run_dir / rd.CONFIG, run_dir / rd.CHECKPOINT)
         trainer = cls(config, run_dir, progress=progress, log=log)
-        state = torch.load(run_dir / rd.CHECKPOINT, weights_only=False)
-        trainer.load_state(state)
+        try:
+            trainer.load_state(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CheckpointError(
+                f"{run_dir / rd.CHECKPOINT}: does not fit the model of {run_dir / rd.CONFIG} ({reason[:200]})"
+            ) from None
         rd.rewrite_metrics(run_dir, trainer.history)
         return trainer
 
 
 def load_best(run_dir: str | Path) -> dict[str, Any]:
-    """The best checkpoint of a run directory (its ``best.pt``), on the CPU."""
+    """The best checkpoint of a run directory (its ``best.pt``, read with ``weights_only=True``), on
+    the CPU."""
     path = Path(run_dir) / rd.BEST
     if not path.exists():
-        raise ValueError(f"{run_dir}: no {rd.BEST} in it (a run that finished at least one epoch)")
-    return torch.load(path, weights_only=False, map_location="cpu")
+        raise CheckpointError(f"{run_dir}: no {rd.BEST} in it (a run that finished at least one epoch)")
+    return load_checkpoint(path, BEST_KEYS, map_location="cpu")
+
+
+def _check_same_config(saved: Any, current: dict[str, Any], config_path: Path, checkpoint: Path) -> None:
+    """Raises ``CheckpointError`` naming the first setting where ``config_path`` no longer says what
+    the checkpoint was trained with."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{checkpoint}: not a dgl-tgnn checkpoint (its config is not a mapping)")
+    for section, values in current.items():
+        saved_values = saved.get(section)
+        for key, value in values.items():
+            if not isinstance(saved_values, dict) or key not in saved_values:
+                continue  # a setting newer than the checkpoint: its default
+            was = saved_values[key]
+            if was != value:
+                raise CheckpointError(
+                    f"{config_path} no longer matches {checkpoint.name}: {section}.{key} is {value!r}, "
+                    f"the checkpoint was trained with {was!r}; restore it to resume"
+                )
 
 
 def format_test(result: dict[str, float]) -> str:
@@ -928,18 +1237,31 @@ def evaluate_checkpoint(
     file = path / rd.BEST if path.is_dir() else path
     if not file.exists():
         raise ValueError(f"{path}: no checkpoint ({rd.BEST}) found")
-    saved = torch.load(file, weights_only=False, map_location="cpu")
+    saved = load_checkpoint(file, BEST_KEYS, map_location="cpu")
     config = apply_overrides(config_from_dict(saved["config"]), overrides or {})
-    run_dir = path if path.is_dir() else path.parent
     # TGB's protocol: the negative sets stored with the run, the split ranked through the predictor.
-    trainer = Trainer(config, run_dir if config.eval.protocol == "tgb" else None, progress=False, log=log)
-    trainer.model.load_state_dict(saved["model"])
+    run_dir = (path if path.is_dir() else path.parent) if config.eval.protocol == "tgb" else None
+    trainer = Trainer(config, run_dir, progress=False, log=log)
+    trainer.check_splits()
+    if saved.get("data_hash", trainer.data_hash()) != trainer.data_hash():
+        where = config.data.path or config.data.dataset
+        raise ValueError(
+            f"{file}: the data ({where}) changed since training (content hash {saved['data_hash'][:12]} "
+            f"then, {trainer.data_hash()[:12]} now); evaluate on the data the model was trained on"
+        )
+    try:
+        trainer.model.load_state_dict(saved["model"])
+    except (RuntimeError, TypeError, AttributeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{file}: its weights do not fit the model of its config ({reason[:200]})"
+        ) from None
     trainer.model.eval()
     if trainer.tgb:
         return {f"{split}_{k}": v for k, v in trainer.rank(split).items()}
     evaluator, streams = trainer.evaluator, trainer.streams
     memory = trainer.model.encoder if trainer.model.has_memory else None
-    start = saved.get("val_memory") if split == "test" else None
+    start = memory_from_plain(saved.get("val_memory")) if split == "test" else None
     if memory is not None and start is None:
         memory.reset_memory()
         with torch.no_grad():

@@ -1,11 +1,13 @@
 """`dgl-tgnn train` / `evaluate` from the command line: a 1-epoch run on a tiny built-in subset."""
 
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from dgl_tgnn.cli import main
@@ -170,3 +172,89 @@ def test_train_on_a_generic_csv_file(tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "test (best epoch 1): AP" in result.output
+
+
+def string_id_events(path):
+    """A csv with a header in an unusual column order and string node ids; the ids in order of first
+    appearance (source before target on each line), written down independently of the loader."""
+    g = np.random.default_rng(1)
+    lines, first_seen = ["timestamp,source,target,amount"], []
+    for t in range(600):
+        src, dst = f"user_{g.integers(0, 30)}", f"page_{g.integers(0, 20)}"
+        lines.append(f"{t},{src},{dst},{g.random():.3f}")
+        first_seen += [node for node in (src, dst) if node not in first_seen]
+    path.write_text("\n".join(lines) + "\n")
+    return first_seen
+
+
+def test_train_on_string_ids_records_the_data_and_names_the_run_after_it(tmp_path, monkeypatch):
+    import dgl_tgnn.train
+
+    csv = tmp_path / "events.csv"
+    first_seen = string_id_events(csv)
+    loads = []
+    load_dataset = dgl_tgnn.train.load_dataset
+
+    def counted(*args, **kwargs):
+        loads.append(args)
+        return load_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(dgl_tgnn.train, "load_dataset", counted)
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["train", "--data", str(csv), "--runs-dir", str(runs), *QUICK])
+    assert result.exit_code == 0, result.output
+    assert len(loads) == 1  # the trainer got the dataset the command loaded
+    lines = result.output.splitlines()
+    assert lines[0] == f"data: events ({csv})"  # describe(ds) first
+    ids = "string ids, rows in order of first appearance"
+    assert f"events 600, nodes {len(first_seen)} ({ids})" in result.output
+    (run,) = runs.iterdir()
+    assert re.fullmatch(r"\d{8}-\d{6}-events-tgat-uniform", run.name)
+    assert f"run directory: {run}" in lines
+    data = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    assert data["path"] == str(csv) and data["format"] == "csv" and data["delimiter"] == ","
+    assert (data["src_col"], data["dst_col"], data["time_col"]) == ("source", "target", "timestamp")
+    assert data["header"] is True and data["keep_ids"] is False and data["feature_cols"] is None
+    assert np.load(run / "node_ids.npy").tolist() == first_seen
+
+    # evaluate reads the file again from config.yaml alone: the same events (its content hash) and ids
+    evaluated = CliRunner().invoke(main, ["evaluate", str(run), "--metric", "ap"])
+    assert evaluated.exit_code == 0, evaluated.output
+
+
+def test_train_on_a_tgb_edge_list_with_kept_ids(tmp_path):
+    g = np.random.default_rng(2)
+    edges = tmp_path / "tgbl-tiny_edgelist_v2.csv"
+    rows = [f"{t},{g.integers(0, 50) * 2},{g.integers(0, 50) * 2 + 1},1.0" for t in range(600)]
+    edges.write_text("timestamp,src,dst,weight\n" + "\n".join(rows) + "\n")
+    highest = max(int(part) for row in rows for part in row.split(",")[1:3])
+    runs = tmp_path / "runs"
+    args = ["train", "--data", str(edges), "--format", "tgb", "--keep-ids", "--runs-dir", str(runs), *QUICK]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "format tgb" in result.output
+    assert f"nodes {highest + 1} (integer ids kept as rows (--keep-ids))" in result.output
+    (run,) = runs.iterdir()
+    assert re.fullmatch(r"\d{8}-\d{6}-tgbl-tiny-tgat-uniform", run.name)
+    data = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    assert data["format"] == "tgb" and data["keep_ids"] is True
+    assert not (run / "node_ids.npy").exists()  # rows are the ids: nothing to map back
+
+
+def test_a_header_read_as_events_fails_without_leaving_a_run_directory(tmp_path):
+    csv = tmp_path / "events.csv"
+    string_id_events(csv)
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(
+        main, ["train", "--data", str(csv), "--no-header", "--runs-dir", str(runs), *QUICK]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and f"{csv}:1:" in result.output
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.parametrize("flags, named", [(["--keep-ids"], "--keep-ids"), (["--no-header"], "--no-header")])
+def test_data_file_flags_with_a_built_in_dataset_are_refused(tmp_path, flags, named):
+    result = CliRunner().invoke(main, ["train", "--dataset", "uci", *flags, "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"{named} describes a --data file" in result.output and not any(tmp_path.iterdir())

@@ -6,14 +6,14 @@ without a GPU; the layout test runs everywhere."""
 import pytest
 import torch
 
-from dgl_tgnn import _C
+from dgl_tgnn import ops
 from dgl_tgnn import run_dir as rd
 from dgl_tgnn.config import apply_overrides, default_config
 from dgl_tgnn.nn.memory import Memory, collect_messages
 from dgl_tgnn.train import Trainer, load_events
 
 needs_cuda = pytest.mark.skipif(
-    not (torch.cuda.is_available() and _C.with_cuda),
+    not (torch.cuda.is_available() and ops.WITH_CUDA),
     reason="needs a CUDA device and dgl_tgnn._C built with CUDA",
 )
 

@@ -35,10 +35,10 @@ def test_datasets_on_a_file(tmp_path):
 
 def test_bad_file_is_one_error_line(tmp_path):
     path = tmp_path / "e.txt"
-    path.write_text("1 2 0\n2 x 5400\n")
+    path.write_text("1 2 0\n2 3 x\n")
     result = CliRunner().invoke(main, ["datasets", str(path)])
     assert result.exit_code == 1
-    assert result.output == f"Error: {path}:2: dst is not an integer node id: 'x'\n"
+    assert result.output == f"Error: {path}:2: time is not a number: 'x'\n"
 
 
 @pytest.mark.parametrize(

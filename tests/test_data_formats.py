@@ -222,11 +222,23 @@ def test_error_edgelist_column_count(tmp_path, text, expected):
 
 
 @pytest.mark.parametrize(
+    "line, ids",
+    [
+        ("x 2 4", ["1", "2", "x", "5", "6"]),
+        ("1 2.5 4", ["1", "2", "2.5", "5", "6"]),
+        ("1 99999999999999999999 4", ["1", "2", "99999999999999999999", "5", "6"]),
+    ],
+)
+def test_ids_that_are_not_int64_make_every_id_a_string(tmp_path, line, ids):
+    path = write(tmp_path / "e.txt", f"# header comment\n1 2 3\n{line}\n5 6 7\n")
+    ds = load_dataset(str(path), fmt="edgelist")
+    assert ds.string_ids and ds.source["ids"] == "string"
+    np.testing.assert_array_equal(ds.node_ids, ids)  # first appearance, src before dst
+
+
+@pytest.mark.parametrize(
     "line, expected",
     [
-        ("x 2 4", "src is not an integer node id: 'x'"),
-        ("1 2.5 4", "dst is not an integer node id: '2.5'"),
-        ("1 99999999999999999999 4", "dst is out of the int64 range: '99999999999999999999'"),
         ("1 2 abc", "time is not a number: 'abc'"),
         ("1 2 nan", "time is not a finite number: 'nan'"),
         ("1 2 inf", "time is not a finite number: 'inf'"),
@@ -282,27 +294,38 @@ def test_error_damaged_gzip(tmp_path):
     assert load_error(path, fmt="edgelist").startswith(f"{path}: damaged gzip data")
 
 
-def test_error_format_cannot_be_guessed(tmp_path):
+def test_headerless_csv_of_four_columns_is_src_dst_and_time_last(tmp_path):
     path = write(tmp_path / "b.csv", "6,2,4,1289241912\n")
-    assert "cannot tell the format" in load_error(path)
+    ds = load_dataset(str(path))
+    assert ds.source["format"] == "csv" and ds.source["columns"]["time"] == 3
+    assert ds.source["unused_columns"] == [2]
+    np.testing.assert_array_equal(ds.t, [1289241912.0])
+
+
+def test_error_columns_cannot_be_guessed(tmp_path):
+    path = write(tmp_path / "b.csv", "6,2,4,1289241912,7\n")
+    assert load_error(path) == (
+        f"{path}:1: cannot tell the src, dst, time columns of 5 without a header: give --src-col, "
+        "--dst-col, --time-col (0-based column indices)"
+    )
 
 
 def test_error_unknown_header_column(tmp_path):
     path = write(tmp_path / "c.csv", "a,b,t\n1,2,3\n")
     assert load_error(path, src_col="a", dst_col="b", time_col="time") == (
-        f"{path}:1: no column named 'time' in the header ['a', 'b', 't']"
+        f"{path}:1: no column named 'time' in the header ['a', 'b', 't'] (--time-col)"
     )
 
 
 def test_bad_arguments_are_value_errors(tmp_path):
     path = write(tmp_path / "c.csv", "1,2,3\n")
-    with pytest.raises(ValueError, match="all column names .* or all 0-based"):
-        load_dataset(str(path), src_col="a", dst_col=1, time_col=2)
-    with pytest.raises(ValueError, match="needs src_col, dst_col and time_col"):
-        load_dataset(str(path), fmt="csv", src_col=0)
-    with pytest.raises(ValueError, match="fmt must be one of"):
+    with pytest.raises(ValueError, match="column names need a header line"):
+        load_dataset(str(path), src_col="a", dst_col=1, time_col=2, header=False)
+    with pytest.raises(ValueError, match="--src-col, --dst-col and --time-col must differ"):
+        load_dataset(str(path), fmt="csv", src_col=0, dst_col=0)
+    with pytest.raises(ValueError, match="--format must be one of"):
         load_dataset(str(path), fmt="parquet")
-    with pytest.raises(ValueError, match="apply to fmt='csv'"):
+    with pytest.raises(ValueError, match="--delimiter apply to --format csv"):
         load_dataset(str(path), fmt="edgelist", delimiter=";")
     with pytest.raises(ValueError, match="built-in dataset 'uci'"):
         load_dataset("uci", fmt="csv")

@@ -82,3 +82,39 @@ def test_bad_shapes_raise():
         average_precision(torch.zeros(0), torch.zeros(2))
     with pytest.raises(ValueError, match="k must be"):
         recall_at(torch.ones(2), 0)
+
+
+def test_nan_is_never_a_hit():
+    """A NaN positive used to rank first (NaN compares false) and a diverged model scored MRR 1."""
+    nan = float("nan")
+    ranks = positive_ranks(torch.tensor([nan, 0.5, 0.5]), torch.tensor([[0.1, 0.2], [nan, 0.1], [nan, nan]]))
+    assert ranks.tolist() == [3.0, 2.0, 3.0]
+    assert mrr(ranks) < 1.0 and recall_at(ranks, 1) == 0.0
+    mask = torch.tensor([[True, False], [True, True], [True, True]])
+    assert (
+        positive_ranks(
+            torch.tensor([nan, 1.0, 1.0]), torch.tensor([[0.1, 0.2], [0.0, 0.0], [0.0, 0.0]]), mask
+        )[0]
+        == 2.0
+    )
+    for metric in (average_precision, roc_auc):
+        with pytest.raises(ValueError, match="NaN"):
+            metric(torch.tensor([nan, 1.0]), torch.tensor([0.0]))
+        with pytest.raises(ValueError, match="NaN"):
+            metric(torch.tensor([1.0]), torch.tensor([nan]))
+    # infinities are ordinary scores
+    assert average_precision(torch.tensor([float("inf")]), torch.tensor([0.0])) == 1.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("distinct", [4, 1000])
+def test_ap_auc_match_scikit_learn(seed, distinct):
+    """scikit-learn (the design's reference) on random scores, with many ties (4 values) and few."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.randint(0, distinct, (200 + seed,), generator=g).double() / distinct + 0.1
+    neg = torch.randint(0, distinct, (300 - seed,), generator=g).double() / distinct
+    labels = [1] * len(pos) + [0] * len(neg)
+    scores = torch.cat([pos, neg]).tolist()
+    assert average_precision(pos, neg) == pytest.approx(metrics.average_precision_score(labels, scores))
+    assert roc_auc(pos, neg) == pytest.approx(metrics.roc_auc_score(labels, scores))

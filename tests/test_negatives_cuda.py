@@ -5,12 +5,12 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from dgl_tgnn import _C
+from dgl_tgnn import ops
 from dgl_tgnn.events import EventStream
 from dgl_tgnn.negatives import TopKNegatives
 
 pytestmark = pytest.mark.skipif(
-    not (torch.cuda.is_available() and _C.with_cuda),
+    not (torch.cuda.is_available() and ops.WITH_CUDA),
     reason="needs a CUDA device and dgl_tgnn._C built with CUDA",
 )
 

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from nn_blocks import random_chain
 
-from dgl_tgnn import _C
+from dgl_tgnn import ops
 from dgl_tgnn.nn import TemporalAttention
-from dgl_tgnn.nn.attention import MaskedAttention, dgl_available, resolve_engine
+from dgl_tgnn.nn.attention import dgl_available, masked_attention, resolve_engine
 from dgl_tgnn.sampling import TemporalBlock
 
 NUM_NODES, NUM_EVENTS = 40, 90
@@ -122,8 +122,8 @@ def test_masked_attention_gradients_are_exact() -> None:
         torch.randn(6, 4, 1, dtype=torch.float64, generator=gen),  # no gradient wanted
         torch.randn(6, 4, 3, dtype=torch.float64, generator=gen, requires_grad=True),
     ]
-    assert torch.autograd.gradcheck(MaskedAttention.apply, (qk, mask, *parts))
-    agg = MaskedAttention.apply(qk, mask, *parts)
+    assert torch.autograd.gradcheck(masked_attention, (qk, mask, *parts))
+    agg = masked_attention(qk, mask, *parts)
     assert torch.equal(agg[0], torch.zeros(2, 7, dtype=torch.float64))  # no valid slot: zero message
 
 
@@ -157,7 +157,7 @@ def check_fused_kernel(
     grad = torch.randn(roots, heads, sum(widths), generator=gen)
     tensors = [qk, *parts]
     inputs32 = [t.to(device, copy=True).requires_grad_(need) for t, need in zip(tensors, needs, strict=True)]
-    agg32 = MaskedAttention.apply(inputs32[0], mask.to(device), *inputs32[1:])
+    agg32 = masked_attention(inputs32[0], mask.to(device), *inputs32[1:])
     agg32.backward(grad.to(device))
     inputs64 = [t.double().requires_grad_(need) for t, need in zip(tensors, needs, strict=True)]
     agg64 = brute_force_attention(inputs64[0], mask, torch.cat(inputs64[1:], dim=2))
@@ -200,7 +200,7 @@ def test_cuda_inputs_beyond_the_kernel_take_batched_products(heads: int, slots: 
     qk = torch.randn(3, heads, sum(widths), generator=gen)
     parts = [torch.randn(3, slots, w, generator=gen) for w in widths]
     cuda = torch.device("cuda")
-    agg = MaskedAttention.apply(qk.to(cuda), mask.to(cuda), *(part.to(cuda) for part in parts))
+    agg = masked_attention(qk.to(cuda), mask.to(cuda), *(part.to(cuda) for part in parts))
     expected = brute_force_attention(qk.double(), mask, torch.cat(parts, dim=2).double())
     torch.testing.assert_close(agg.double().cpu(), expected, atol=1e-4, rtol=1e-4)
 
@@ -208,11 +208,11 @@ def test_cuda_inputs_beyond_the_kernel_take_batched_products(heads: int, slots: 
 def test_fused_kernel_checks_its_inputs() -> None:
     qk, mask = torch.zeros(2, 1, 3), torch.ones(2, 4, dtype=torch.bool)
     with pytest.raises(ValueError, match="widths sum to 2"):
-        _C.masked_attention_forward(qk, mask, [torch.zeros(2, 4, 2)])
+        ops.masked_attention(qk, mask, [torch.zeros(2, 4, 2)])
     with pytest.raises(ValueError, match=r"parts\[0\]: expected a contiguous float32 tensor \[2, 4, .*cpu"):
-        _C.masked_attention_forward(qk, mask, [torch.zeros(2, 5, 3)])
+        ops.masked_attention(qk, mask, [torch.zeros(2, 5, 3)])
     with pytest.raises(ValueError, match="mask: expected"):
-        _C.masked_attention_forward(qk, mask.float(), [torch.zeros(2, 4, 3)])
+        ops.masked_attention(qk, mask.float(), [torch.zeros(2, 4, 3)])
 
 
 @pytest.mark.parametrize("engine", ENGINES)

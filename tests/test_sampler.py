@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from dgl_tgnn import _C, TemporalGraph, TemporalSampler
+from dgl_tgnn import TemporalGraph, TemporalSampler, ops
 
 
 def past_events(src, dst, t, v, time, undirected=True):
@@ -320,28 +320,30 @@ def test_extension_checks_its_inputs_too():
     f64, one, tcsr = torch.float64, torch.tensor([1.0], dtype=torch.float64), g._tcsr
     cases = [
         (
-            lambda: _C.sample_cpu(tcsr, torch.tensor([0, 1]), one, [2], 0, False, 0, 0, 0),
+            lambda: ops.sample_cpu(tcsr, torch.tensor([0, 1]), one, [2], 0, False, 0, 0, 0),
             "length mismatch 2 vs 1",
         ),
         (
-            lambda: _C.sample_cpu(tcsr, torch.tensor([5]), one, [2], 0, False, 0, 0, 0),
+            lambda: ops.sample_cpu(tcsr, torch.tensor([5]), one, [2], 0, False, 0, 0, 0),
             "nodes: id 5 at position 0",
         ),
         (
-            lambda: _C.sample_cpu(tcsr, torch.tensor([0]), one, [2, 0], 0, False, 0, 0, 0),
+            lambda: ops.sample_cpu(tcsr, torch.tensor([0]), one, [2, 0], 0, False, 0, 0, 0),
             "fanout 0 at position 1",
         ),
-        (lambda: _C.sample_cpu(tcsr, torch.tensor([[0]]), one, [2], 0, False, 0, 0, 0), "got 2 dimensions"),
+        (lambda: ops.sample_cpu(tcsr, torch.tensor([[0]]), one, [2], 0, False, 0, 0, 0), "got 2 dimensions"),
         (
-            lambda: _C.TCSR.build(torch.tensor([0]), torch.tensor([1]), one.float(), 2, True),
+            lambda: ops.tcsr_build(torch.tensor([0]), torch.tensor([1]), one.float(), 2, True),
             "t: expected dtype Double",
         ),
         (
-            lambda: _C.TCSR.build(torch.tensor([0]), torch.tensor([1]), one, -1, True),
+            lambda: ops.tcsr_build(torch.tensor([0]), torch.tensor([1]), one, -1, True),
             "num_nodes: expected >= 0, got -1",
         ),
         (
-            lambda: tcsr.append(torch.tensor([0]), torch.tensor([1]), torch.tensor([0.5], dtype=f64)),
+            lambda: ops.tcsr_append(
+                tcsr, torch.tensor([0]), torch.tensor([1]), torch.tensor([0.5], dtype=f64)
+            ),
             "time 0.5 at",
         ),
     ]

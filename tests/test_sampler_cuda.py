@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from dgl_tgnn import _C, TemporalGraph, TemporalSampler
+from dgl_tgnn import TemporalGraph, TemporalSampler, ops
 
 pytestmark = [
     pytest.mark.cuda,
     pytest.mark.skipif(
-        not (torch.cuda.is_available() and _C.with_cuda),
+        not (torch.cuda.is_available() and ops.WITH_CUDA),
         reason="needs a CUDA device and dgl_tgnn._C built with CUDA",
     ),
 ]
@@ -94,11 +94,11 @@ def test_cuda_call_counter_checked_and_kept_in_step_with_refused_calls(zipf):
     g, nodes, times = zipf
     dev = torch.device("cuda")
     roots = torch.from_numpy(nodes).to(dev), torch.from_numpy(times).to(dev)
-    args = (*g.packed_csr(dev), *roots, [5], 1, False, 3)
+    args = (g.packed_csr(dev), *roots, [5], 1, False, 3)
     with pytest.raises(ValueError, match="call: expected an int64 tensor of one element on cuda"):
-        _C.sample_cuda(*args, torch.zeros(1, dtype=torch.int64), 0, None)  # on the host
+        ops.sample_cuda(*args, torch.zeros(1, dtype=torch.int64), 0, None)  # on the host
     with pytest.raises(ValueError, match="call: expected an int64 tensor of one element"):
-        _C.sample_cuda(*args, torch.zeros(2, dtype=torch.int64, device=dev), 0, None)
+        ops.sample_cuda(*args, torch.zeros(2, dtype=torch.int64, device=dev), 0, None)
     # A call refused for a bad root still counts, on the host and on the device alike.
     gpu = TemporalSampler(g, [5], "uniform", seed=3)
     with pytest.raises(ValueError, match="out of range"):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from test_sampler import block_rows, graphs, past_events, unpack
 
 from dgl_tgnn import TemporalSampler
-from dgl_tgnn.sampling import _dedup_roots_sorted, dedup_roots
+from dgl_tgnn.sampling import dedup_roots
 
 
 def brute_force_dedup(nodes, times):
@@ -32,10 +32,10 @@ def test_dedup_roots_matches_brute_force(pairs):
     nodes = torch.tensor([p[0] for p in pairs], dtype=torch.int64)
     times = torch.tensor([p[1] for p in pairs], dtype=torch.float64)
     want_nodes, want_times, want_inverse = brute_force_dedup(nodes.tolist(), times.tolist())
-    for unique_nodes, unique_times, inverse in (dedup_roots(nodes, times), _dedup_roots_sorted(nodes, times)):
-        assert unique_nodes.tolist() == want_nodes
-        assert unique_times.tolist() == want_times
-        assert inverse.tolist() == want_inverse
+    unique_nodes, unique_times, inverse = dedup_roots(nodes, times)
+    assert unique_nodes.tolist() == want_nodes
+    assert unique_times.tolist() == want_times
+    assert inverse.tolist() == want_inverse
 
 
 def test_dedup_roots_hand_example_and_bad_input():
@@ -80,6 +80,7 @@ def test_recent_dedup_chain_gathers_the_plain_chain(case, seed):
         rows = [j for r in rows for j in (index[r] if r >= 0 else [-1] * k)]
         want, got = block_rows(plain[i]), block_rows(dedup[i])
         assert [got[j] if j >= 0 else [None] * fanouts[i] for j in rows] == want
+
 
 @settings(max_examples=60, deadline=None)
 @given(graphs, st.integers(0, 2**64 - 1))

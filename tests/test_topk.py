@@ -248,9 +248,9 @@ def test_type_errors() -> None:
 
 
 def test_extension_checks_its_inputs() -> None:
-    from dgl_tgnn import _C
+    from dgl_tgnn import ops
 
     with pytest.raises(ValueError, match="k must be in"):
-        _C.topk_dot(torch.ones(2, 3), torch.ones(5, 3), 9)
+        ops.topk_dot(torch.ones(2, 3), torch.ones(5, 3), 9)
     with pytest.raises(ValueError, match="exclude must be int64"):
-        _C.topk_dot(torch.ones(2, 3), torch.ones(5, 3), 1, torch.zeros(2, 1))
+        ops.topk_dot(torch.ones(2, 3), torch.ones(5, 3), 1, torch.zeros(2, 1))

@@ -4,6 +4,7 @@
 #include <climits>
 #include <cmath>
 #include <functional>
+#include <vector>
 
 #include "core/format.h"
 #include "core/parallel.h"
@@ -74,6 +75,69 @@ int64_t choose(int64_t n, int64_t k, Strategy strategy, bool replace, uint64_t r
   return k;
 }
 
+namespace {
+
+// The k offsets in [0, n) (n > k) with the smallest (number(o), o), into out (unordered).
+template <typename Number>
+void bottom_k(int64_t n, int64_t k, Number number, int64_t* out) {
+  // The k smallest (number, offset) so far and the position of their largest. Offsets come in
+  // increasing order, so a later event with an equal number ranks after: strict < suffices.
+  if (k <= 0) return;
+  constexpr int64_t kStack = 64;
+  uint64_t stack_words[kStack];
+  std::vector<uint64_t> heap_words;
+  uint64_t* words = stack_words;
+  if (k > kStack) {
+    heap_words.resize(k);
+    words = heap_words.data();
+  }
+  int64_t worst = 0;
+  for (int64_t o = 0; o < k; ++o) {
+    words[o] = number(o);
+    out[o] = o;
+    if (words[o] >= words[worst]) worst = o;  // >=: the later offset ranks last among equal words
+  }
+  uint64_t bound = words[worst];
+  for (int64_t o = k; o < n; ++o) {
+    const uint64_t w = number(o);
+    if (w >= bound) continue;
+    words[worst] = w;
+    out[worst] = o;
+    worst = 0;
+    for (int64_t s = 1; s < k; ++s) {
+      if (words[s] > words[worst] || (words[s] == words[worst] && out[s] > out[worst])) worst = s;
+    }
+    bound = words[worst];
+  }
+}
+
+}  // namespace
+
+int64_t choose_labor(int64_t n, int64_t d, int64_t k, const int64_t* eids, uint64_t key, int64_t node,
+                     int64_t* out) {
+  if (n <= k) {
+    for (int64_t s = 0; s < n; ++s) out[s] = n - 1 - s;
+    return n;
+  }
+  if (d <= rng::kLaborShortRow) {
+    bottom_k(n, k, [&](int64_t o) { return rng::word(key, static_cast<uint64_t>(eids[o])); }, out);
+  } else {
+    const rng::Feistel perm(key, static_cast<uint64_t>(node), rng::feistel_bits(d));
+    const double domain = std::ldexp(1.0, perm.bits);
+    if (static_cast<double>(n) * static_cast<double>(n) > static_cast<double>(k) * domain) {
+      int64_t count = 0;  // walk: offsets by increasing rank; those below n are taken
+      for (uint64_t rank = 0; count < k; ++rank) {
+        const uint64_t o = perm.inverse(rank);
+        if (o < static_cast<uint64_t>(n)) out[count++] = static_cast<int64_t>(o);
+      }
+    } else {
+      bottom_k(n, k, [&](int64_t o) { return perm.forward(static_cast<uint64_t>(o)); }, out);
+    }
+  }
+  sort_decreasing<true>(out, k, n);
+  return k;
+}
+
 void sample_hop(const TCSR& g, const int64_t* nodes, const double* times, int64_t num_roots, int64_t fanout,
                 Strategy strategy, bool replace, uint64_t hop_key, int num_threads, HopOutput out) {
   const int threads = num_threads > 0 ? num_threads : default_threads();
@@ -85,15 +149,21 @@ void sample_hop(const TCSR& g, const int64_t* nodes, const double* times, int64_
   parallel_for(num_roots, grain, threads, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t v = nodes[i];
-      int64_t n = 0, first = 0;  // the root's past events are storage [first, first + n)
+      int64_t n = 0, d = 0, first = 0;  // past events: storage [first, first + n) of its d
       if (static_cast<uint64_t>(v) < num_nodes) {
         first = g.begin(v);
-        n = std::lower_bound(ts + first, ts + g.end(v), times[i]) - (ts + first);
+        d = g.end(v) - first;
+        n = std::lower_bound(ts + first, ts + first + d, times[i]) - (ts + first);
       }
       const int64_t row = i * fanout;
       int64_t* offsets = out.eids + row;  // scratch: each slot's offset is read before its eid is written
-      const uint64_t key = strategy == Strategy::kUniform ? rng::root_key(hop_key, i) : 0;
-      const int64_t count = choose(n, fanout, strategy, replace, key, offsets);
+      int64_t count;
+      if (strategy == Strategy::kLabor) {
+        count = choose_labor(n, d, fanout, eid + first, hop_key, v, offsets);
+      } else {
+        const uint64_t key = strategy == Strategy::kUniform ? rng::root_key(hop_key, i) : 0;
+        count = choose(n, fanout, strategy, replace, key, offsets);
+      }
       for (int64_t s = 0; s < count; ++s) {
         const int64_t p = first + offsets[s];
         out.nodes[row + s] = nbr[p];

@@ -7,10 +7,10 @@
 
 #include <cstdint>
 
+#include "cuda/attention_limits.h"
+
 namespace tgnn::cuda {
 
-constexpr int kMaxAttentionParts = 4;
-constexpr int64_t kMaxAttentionWeights = 6144;  // heads x slots: two float tables in 48 KiB of shared memory
 
 // R roots, H heads, k slots; the slot inputs as column blocks ("parts") part[p] [R, k, widths[p]];
 // qk [R, H, I] with I = sum widths; mask [R, k]; alpha [R, H, k]; agg [R, H, I]. float32, row-major.

@@ -1,7 +1,8 @@
 // One sampling hop on the GPU: a warp per root. The warp binary-searches the root's row
 // cooperatively (32 pivots per step), then picks the same offsets as tgnn::choose (csrc/core):
 // recent = the latest min(n, k); uniform = Floyd's algorithm with the same counter-based draws,
-// its sequential "already taken?" test done as one warp ballot per draw. Outputs are therefore
+// its sequential "already taken?" test done as one warp ballot per draw; labor = the bottom k of the
+// events' shared numbers (tgnn::choose_labor), a unique set whatever order the warp scans or walks in. Outputs are therefore
 // identical to the CPU sampler's, bit for bit.
 #include <cstdint>
 
@@ -78,8 +79,96 @@ __device__ void floyd(int64_t (&offset)[C], int64_t n, int k, int lane) {
   }
 }
 
-// Slot j = c * 32 + lane of a row lives in lane `lane`, register c. C = ceil(fanout / 32).
+// The (word, offset) largest among the warp's k kept events (all lanes get it); empty registers
+// hold (0, -1), below every real pair.
 template <int C>
+__device__ void warp_worst(const uint64_t (&word)[C], const int64_t (&offset)[C], uint64_t& worst_word,
+                           int64_t& worst_offset) {
+  worst_word = 0;
+  worst_offset = -1;
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    if (word[c] > worst_word || (word[c] == worst_word && offset[c] > worst_offset)) {
+      worst_word = word[c];
+      worst_offset = offset[c];
+    }
+  }
+#pragma unroll
+  for (int d = kWarp / 2; d > 0; d /= 2) {
+    const uint64_t w = __shfl_xor_sync(kAllLanes, worst_word, d);
+    const int64_t o = __shfl_xor_sync(kAllLanes, worst_offset, d);
+    if (w > worst_word || (w == worst_word && o > worst_offset)) {
+      worst_word = w;
+      worst_offset = o;
+    }
+  }
+}
+
+// labor (tgnn::choose_labor): the k offsets in [0, n) (n > k) with the smallest (number(o), o).
+// The warp keeps the k best so far (slot j = c * 32 + lane) and reads the row 32 offsets at a time;
+// an event below the current worst replaces it (one ballot per chunk, then a warp arg-max per
+// replacement: about k ln(n / k) of them in all).
+template <int C, typename Number>
+__device__ void labor_select(int64_t n, int k, Number number, int lane, int64_t (&offset)[C]) {
+  uint64_t word[C];
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const int j = c * kWarp + lane;
+    offset[c] = j < k ? j : -1;
+    word[c] = j < k ? number(j) : 0;
+  }
+  uint64_t bound;
+  int64_t bound_offset;
+  warp_worst<C>(word, offset, bound, bound_offset);
+  for (int64_t base = k; base < n; base += kWarp) {
+    const int64_t o = base + lane;
+    const uint64_t w = o < n ? number(o) : 0;
+    unsigned candidates = __ballot_sync(kAllLanes, o < n && w < bound);
+    while (candidates != 0) {
+      const int l = __ffs(candidates) - 1;
+      candidates &= candidates - 1;
+      const uint64_t wl = __shfl_sync(kAllLanes, w, l);
+      if (wl >= bound) continue;  // an equal word at a later offset ranks after the worst
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        if (offset[c] == bound_offset) {  // offsets are distinct: one register of one lane
+          word[c] = wl;
+          offset[c] = base + l;
+        }
+      }
+      warp_worst<C>(word, offset, bound, bound_offset);
+    }
+  }
+}
+
+// labor on a long row, by walking its permutation: ranks 0, 1, ... 32 at a time (lane l inverts
+// rank base + l); the first k offsets below n, in rank order, fill slots 0 .. k - 1.
+template <int C>
+__device__ void labor_walk(const rng::Feistel& perm, int64_t n, int k, int lane, int64_t (&offset)[C]) {
+#pragma unroll
+  for (int c = 0; c < C; ++c) offset[c] = -1;
+  const uint64_t domain = uint64_t{1} << (perm.bits);
+  int count = 0;
+  for (uint64_t base = 0; count < k && base < domain; base += kWarp) {
+    const uint64_t rank = base + lane;
+    const uint64_t o = rank < domain ? perm.inverse(rank) : domain;
+    unsigned taken = __ballot_sync(kAllLanes, o < static_cast<uint64_t>(n));
+    while (taken != 0 && count < k) {
+      const int l = __ffs(taken) - 1;
+      taken &= taken - 1;
+      const int64_t p = static_cast<int64_t>(__shfl_sync(kAllLanes, o, l));
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        if (c * kWarp + lane == count) offset[c] = p;
+      }
+      ++count;
+    }
+  }
+}
+
+// Slot j = c * 32 + lane of a row lives in lane `lane`, register c. C = ceil(fanout / 32).
+// kLabor: strategy 2 (its own instantiation, so that the others keep their few registers).
+template <int C, bool kLabor>
 __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
     sample_hop_kernel(const int64_t* __restrict__ indptr, const int64_t* __restrict__ nbr,
                       const int64_t* __restrict__ eid, const double* __restrict__ ts, int64_t num_nodes,
@@ -90,6 +179,8 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
                       double* __restrict__ out_times, bool* __restrict__ out_mask) {
   const int lane = threadIdx.x % kWarp;
   const uint64_t hop_key = rng::hop_key(seed, static_cast<uint64_t>(*call), hop);
+  const uint64_t call_key = kLabor ? rng::call_key(seed, static_cast<uint64_t>(*call)) : 0;
+  const bool with_replacement = replace && strategy == 1;
   const int64_t num_warps = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp; i < num_roots;
        i += num_warps) {
@@ -105,21 +196,41 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
 
     int64_t offset[C];  // offset into the root's past events, -1 for an empty slot
     int slot[C];        // where it goes in the output row
-    if (strategy == 0 || (!replace && n <= k) || n == 0) {  // the latest min(n, k), most recent first
+    if (strategy == 0 || (!with_replacement && n <= k) || n == 0) {  // the latest min(n, k), most recent first
 #pragma unroll
       for (int c = 0; c < C; ++c) {
         slot[c] = c * kWarp + lane;
         offset[c] = slot[c] < n ? n - 1 - slot[c] : -1;
+      }
+    } else if constexpr (kLabor) {
+      const int64_t d = indptr[v + 1] - first;  // n > k >= 1: v is valid
+      if (d <= rng::kLaborShortRow) {
+        const int64_t* row_eids = eid + first;
+        labor_select<C>(n, k, [&](int64_t o) { return rng::word(call_key, static_cast<uint64_t>(row_eids[o])); },
+                        lane, offset);
+      } else {
+        const rng::Feistel perm(call_key, static_cast<uint64_t>(v), rng::feistel_bits(d));
+        const double domain = ldexp(1.0, perm.bits);
+        if (static_cast<double>(n) * static_cast<double>(n) > static_cast<double>(k) * domain) {
+          labor_walk<C>(perm, n, k, lane, offset);
+        } else {
+          labor_select<C>(n, k, [&](int64_t o) { return perm.forward(static_cast<uint64_t>(o)); }, lane, offset);
+        }
+      }
+      if (n <= INT32_MAX) {
+        rank_decreasing<int, C>(offset, k, lane, slot);
+      } else {
+        rank_decreasing<int64_t, C>(offset, k, lane, slot);
       }
     } else {
       const uint64_t key = rng::root_key(hop_key, i);
 #pragma unroll
       for (int c = 0; c < C; ++c) {
         const int64_t j = c * kWarp + lane;
-        const uint64_t range = replace ? n : n - k + j + 1;
+        const uint64_t range = with_replacement ? n : n - k + j + 1;
         offset[c] = j < k ? static_cast<int64_t>(rng::below(rng::word(key, j), range)) : -1;
       }
-      if (!replace) floyd<C>(offset, n, k, lane);
+      if (!with_replacement) floyd<C>(offset, n, k, lane);
       if (n <= INT32_MAX) {
         rank_decreasing<int, C>(offset, k, lane, slot);
       } else {
@@ -159,10 +270,16 @@ cudaError_t launch_sample_hop(const int64_t* indptr, const int64_t* nbr, const i
   const int64_t blocks64 = (num_roots + kWarpsPerBlock - 1) / kWarpsPerBlock;
   const unsigned blocks = static_cast<unsigned>(blocks64 < (1 << 30) ? blocks64 : (1 << 30));
   const int k = static_cast<int>(fanout);
-#define TGNN_LAUNCH(C)                                                                                        \
-  sample_hop_kernel<C><<<blocks, kWarp * kWarpsPerBlock, 0, stream>>>(                                        \
+#define TGNN_LAUNCH_LABOR(C, LABOR)                                                                           \
+  sample_hop_kernel<C, LABOR><<<blocks, kWarp * kWarpsPerBlock, 0, stream>>>(                                 \
       indptr, nbr, eid, ts, num_nodes, roots, times, num_roots, k, strategy, replace, seed, call, hop, error,     \
       out_nodes, out_eids, out_times, out_mask)
+#define TGNN_LAUNCH(C)             \
+  if (strategy == 2) {             \
+    TGNN_LAUNCH_LABOR(C, true);    \
+  } else {                         \
+    TGNN_LAUNCH_LABOR(C, false);   \
+  }
   if (k <= 32) {
     TGNN_LAUNCH(1);
   } else if (k <= 64) {
@@ -173,6 +290,7 @@ cudaError_t launch_sample_hop(const int64_t* indptr, const int64_t* nbr, const i
     TGNN_LAUNCH(8);
   }
 #undef TGNN_LAUNCH
+#undef TGNN_LAUNCH_LABOR
   return cudaGetLastError();
 }
 

@@ -14,7 +14,8 @@ constexpr int64_t kMaxFanout = 256;
 // indptr [num_nodes + 1], nbr/eid/ts: a packed T-CSR on the device. roots/times [num_roots].
 // Outputs are dense [num_roots, fanout]. Roots outside [0, num_nodes) (e.g. -1 padding) and NaN
 // times get empty rows; when error is not null (user roots), such a root ORs 1 and such a time
-// ORs 2 into *error. strategy: 0 recent, 1 uniform. 1 <= fanout <= kMaxFanout. The draws are
+// ORs 2 into *error. strategy: 0 recent, 1 uniform, 2 labor (replace ignored; draws from
+// rng::call_key(seed, *call), whatever the hop). 1 <= fanout <= kMaxFanout. The draws are
 // those of rng::hop_key(seed, *call, hop): the call number is read on the device, so a CUDA graph
 // that holds the launch draws anew at each replay once *call has moved on. Returns the launch
 // status (asynchronous: nothing waits for the kernel).

@@ -1323,8 +1323,6 @@ int64_t topk_dot_workspace_bytes(const TopkDotArgs& args) {
   return workspace_layout(plan, args).total_bytes;
 }
 
-int64_t topk_dot_seed_tiles(const TopkDotArgs& args) { return make_plan(args).seed_tiles; }
-
 cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream_t stream) {
   const Plan plan = make_plan(args);
   const int elt = element_bytes(args.bfloat16);

@@ -35,10 +35,6 @@ bool topk_dot_supported(int64_t k, int64_t dim, bool bfloat16);
 // Bytes of device workspace launch_topk_dot needs for these arguments on the current device.
 int64_t topk_dot_workspace_bytes(const TopkDotArgs& args);
 
-// Tiles per candidate split of the seed pass (the threshold bound) that launch_topk_dot runs for
-// these arguments on the current device; 0 when it runs none. Reads only the sizes, k and dtype.
-int64_t topk_dot_seed_tiles(const TopkDotArgs& args);
-
 // Runs the seed pass (where planned), the kernel and the final merge; workspace holds
 // topk_dot_workspace_bytes(args) bytes.
 // Returns the launch status (asynchronous: nothing waits for the kernels).

@@ -20,7 +20,8 @@ from dgl_tgnn.data.dataset import TemporalDataset
 from dgl_tgnn.data.formats import read_raw
 
 # Bump when parsing changes what a file turns into, so that older cache entries are no longer used.
-CACHE_VERSION = 1
+# 2: string ids, the source record, float32 features checked after the cast.
+CACHE_VERSION = 2
 _OPTIONAL = ("label", "edge_feat", "node_feat")
 
 
@@ -33,7 +34,7 @@ def cache_key(files: Sequence[Path], options: dict) -> str:
     """sha256 hex digest of the cache version, the loader ``options`` (JSON-able) and the files' bytes."""
     digest = hashlib.sha256(json.dumps([CACHE_VERSION, options], sort_keys=True).encode())
     for path in files:
-        content = read_raw(path)
+        content = read_raw(path, text=path.suffix != ".npy")
         digest.update(len(content).to_bytes(8, "little"))
         digest.update(content)
     return digest.hexdigest()
@@ -47,6 +48,9 @@ def load_cached(key: str, name: str) -> TemporalDataset | None:
     try:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {field: stored[field] for field in stored.files}
+        for field in ("edge_feat", "node_feat"):  # never hand out a copy that is not finite
+            if field in arrays and not np.isfinite(arrays[field]).all():
+                return None
         return TemporalDataset(
             name=name,
             src=arrays["src"],
@@ -59,6 +63,7 @@ def load_cached(key: str, name: str) -> TemporalDataset | None:
             num_nodes=int(arrays["num_nodes"]),
             bipartite=bool(arrays["bipartite"]),
             dst_candidates=arrays["dst_candidates"],
+            source=json.loads(str(arrays["source"])),
         )
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
@@ -74,6 +79,7 @@ def store(key: str, ds: TemporalDataset) -> None:
         "num_nodes": np.int64(ds.num_nodes),
         "bipartite": np.bool_(ds.bipartite),
         "dst_candidates": ds.dst_candidates,
+        "source": np.str_(json.dumps(ds.source)),
     }
     arrays.update({field: getattr(ds, field) for field in _OPTIONAL if getattr(ds, field) is not None})
     directory = cache_dir()

@@ -16,6 +16,7 @@ from dgl_tgnn.data.formats import (
     read_csv,
     read_edgelist,
     read_jodie,
+    read_tgb,
     read_tgn,
     tgn_files,
 )
@@ -27,7 +28,11 @@ BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 _BUILTINS: dict[str, tuple[str, str, CsvColumns | None]] = {
     "wikipedia": ("wikipedia.csv.gz", "jodie", None),
     "uci": ("uci-collegemsg.txt.gz", "edgelist", None),
-    "bitcoinotc": ("bitcoinotc.csv.gz", "csv", CsvColumns(src=0, dst=1, time=3, features=(2,))),
+    "bitcoinotc": (
+        "bitcoinotc.csv.gz",
+        "csv",
+        CsvColumns(src=0, dst=1, time=3, features=(2,), delimiter=",", header=False),
+    ),
     "enron": ("enron.txt.gz", "edgelist", None),
     "mathoverflow": ("sx-mathoverflow.txt.gz", "edgelist", None),
 }
@@ -57,24 +62,32 @@ def load_dataset(
     time_col: int | str | None = None,
     feature_cols: Sequence[int | str] | None = None,
     delimiter: str | None = None,
+    header: bool | None = None,
+    keep_ids: bool = False,
     cache: bool = True,
 ) -> TemporalDataset:
     """Load a built-in dataset (see ``builtin_names()``) or an event file.
 
     Args:
         name_or_path: a built-in name (it takes precedence over a file of that name) or a file path.
-        fmt: ``"jodie"``, ``"tgn"`` (path of ``ml_<name>.csv``), ``"edgelist"`` or ``"csv"``; None guesses it:
-            ``csv`` when columns are given, else ``tgn`` by the ``ml_`` name, ``jodie`` by its header,
-            ``edgelist`` by whitespace-separated numeric lines.
-        src_col, dst_col, time_col, feature_cols: columns of a generic csv, all header names or all 0-based
-            indices (no header then).
-        delimiter: field delimiter of a generic csv (default ``","``).
+        fmt: ``"jodie"``, ``"tgn"`` (path of ``ml_<name>.csv``), ``"edgelist"``, ``"tgb"``
+            (``tgbl-<name>_edgelist_v2.csv``) or ``"csv"``; None guesses it: ``csv`` when columns are given,
+            else ``tgn`` / ``tgb`` by the file name, ``jodie`` by its header, ``edgelist`` by
+            whitespace-separated
+            lines of 3 or 4 columns ending in numbers, else ``csv``.
+        src_col, dst_col, time_col, feature_cols: columns of a generic csv, header names or 0-based indices;
+            the source, destination and time columns are guessed when not given (by header name, else by
+            position for 3 or 4 columns). Times may be numbers or ISO-8601 dates (then seconds since 1970).
+        delimiter: field delimiter of a generic csv (``" "``: runs of whitespace); None sniffs it.
+        header: whether the csv's first line is a header; None detects it.
+        keep_ids: integer node ids are rows as they are (``num_nodes = max id + 1``) instead of re-indexed.
         cache: reuse / store the parsed arrays under ``$DGL_TGNN_CACHE`` (default ``~/.cache/dgl_tgnn``),
             keyed by the files' content and these options.
 
     Raises:
-        DataError: the file is missing or malformed (one-line message naming file and line).
-        ValueError: inconsistent arguments.
+        DataError: the file is missing or malformed (one-line message naming file and line, and the
+            command-line flag that picks another column or format).
+        ValueError: inconsistent arguments, or data beyond the load limit.
     """
     options = {
         "src_col": src_col,
@@ -82,16 +95,23 @@ def load_dataset(
         "time_col": time_col,
         "feature_cols": feature_cols,
         "delimiter": delimiter,
+        "header": header,
     }
     given = [option for option, value in options.items() if value is not None]
     if fmt is not None and fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     name = str(name_or_path)
+    guessed = False
     if name in _BUILTINS or name in _SYNTHETIC:
-        if fmt is not None or given:
-            raise ValueError(f"fmt and column options are for files, not for the built-in dataset {name!r}")
+        if fmt is not None or given or keep_ids:
+            raise ValueError(
+                f"--format, --keep-ids and column options are for files (--data), not for the built-in "
+                f"dataset {name!r}"
+            )
         if name in _SYNTHETIC:
-            return dataclasses.replace(_SYNTHETIC[name](), name=name)
+            ds = _SYNTHETIC[name]()
+            source = {"path": None, "format": "synthetic", "ids": "integer", "time_unit": "seconds"}
+            return dataclasses.replace(ds, name=name, source=source)
         file, fmt, columns = _BUILTINS[name]
         path = BUILTIN_DIR / file
     else:
@@ -99,18 +119,34 @@ def load_dataset(
         if not path.exists():
             raise DataError(f"{path}: no such file (built-in datasets: {', '.join(builtin_names())})")
         name = dataset_name(path)
+        guessed = fmt is None
         if fmt is None:
             fmt = "csv" if given else guess_format(path)
-        columns = _csv_columns(fmt, src_col, dst_col, time_col, feature_cols, delimiter, given)
+        columns = _csv_columns(fmt, src_col, dst_col, time_col, feature_cols, delimiter, header, given)
     if not cache:
-        return _parse(path, fmt, columns)
-    files = tgn_files(path) if fmt == "tgn" else (path,)
-    key = cache_key(files, {"fmt": fmt, "columns": None if columns is None else dataclasses.asdict(columns)})
-    ds = load_cached(key, name)
-    if ds is None:
-        ds = _parse(path, fmt, columns)
-        store(key, ds)
-    return dataclasses.replace(ds, name=name) if ds.name != name else ds
+        ds = _parse(path, fmt, columns, keep_ids)
+    else:
+        files = tgn_files(path) if fmt == "tgn" else (path,)
+        key = cache_key(
+            files,
+            {
+                "fmt": fmt,
+                "columns": None if columns is None else dataclasses.asdict(columns),
+                "keep_ids": keep_ids,
+            },
+        )
+        ds = load_cached(key, name)
+        if ds is None:
+            ds = _parse(path, fmt, columns, keep_ids)
+            store(key, ds)
+    source = dict(ds.source)
+    source["path"] = str(path)
+    if str(name_or_path) in _BUILTINS:
+        source["dataset"] = name
+    elif guessed:
+        source.setdefault("notes", [])
+        source["notes"] = [f"format {fmt} (--format)", *source["notes"]]
+    return dataclasses.replace(ds, name=name, source=source)
 
 
 def _csv_columns(
@@ -120,24 +156,22 @@ def _csv_columns(
     time_col: int | str | None,
     feature_cols: Sequence[int | str] | None,
     delimiter: str | None,
+    header: bool | None,
     given: list[str],
 ) -> CsvColumns | None:
     if fmt != "csv":
         if given:
-            raise ValueError(f"{', '.join(given)} apply to fmt='csv', not to fmt={fmt!r}")
+            flags = [f"--{option.replace('_', '-')}" for option in given]
+            raise ValueError(f"{', '.join(flags)} apply to --format csv, not to --format {fmt}")
         return None
-    if src_col is None or dst_col is None or time_col is None:
-        raise ValueError(
-            f"fmt='csv' needs src_col, dst_col and time_col, got src_col={src_col!r}, dst_col={dst_col!r}, "
-            f"time_col={time_col!r}"
-        )
     if isinstance(feature_cols, (str, int)):
-        raise ValueError(f"feature_cols must be a list of columns, got {feature_cols!r}")
-    return CsvColumns(src_col, dst_col, time_col, tuple(feature_cols or ()), delimiter or ",")
+        raise ValueError(f"--feature-cols must be a list of columns, got {feature_cols!r}")
+    return CsvColumns(src_col, dst_col, time_col, tuple(feature_cols or ()), delimiter, header)
 
 
-def _parse(path: Path, fmt: str, columns: CsvColumns | None) -> TemporalDataset:
+def _parse(path: Path, fmt: str, columns: CsvColumns | None, keep_ids: bool) -> TemporalDataset:
     if fmt == "csv":
         assert columns is not None
-        return read_csv(path, columns)
-    return {"jodie": read_jodie, "tgn": read_tgn, "edgelist": read_edgelist}[fmt](path)
+        return read_csv(path, columns, keep_ids=keep_ids)
+    readers = {"jodie": read_jodie, "tgn": read_tgn, "edgelist": read_edgelist, "tgb": read_tgb}
+    return readers[fmt](path, keep_ids=keep_ids)

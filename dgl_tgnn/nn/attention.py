@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgl_tgnn import _C
+from dgl_tgnn import ops
 from dgl_tgnn.nn.dropout import Dropout
 from dgl_tgnn.nn.time_encoding import TimeEncoding
 from dgl_tgnn.sampling import TemporalBlock
@@ -55,50 +55,54 @@ def gather_rows(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return rows.view(*ids.shape, *table.shape[1:])
 
 
-CUDA_ATTENTION_MAX_PARTS = 4  # tgnn::cuda::kMaxAttentionParts
-CUDA_ATTENTION_MAX_WEIGHTS = 6144  # tgnn::cuda::kMaxAttentionWeights (heads x slots)
-
-
-def _cuda_kernel_fits(qk: torch.Tensor, mask: torch.Tensor, parts: tuple[torch.Tensor, ...]) -> bool:
-    """Whether the fused CUDA kernel takes these inputs (else the batched products run)."""
+def _fused(qk: torch.Tensor, mask: torch.Tensor, parts: tuple[torch.Tensor, ...]) -> bool:
+    """Whether the fused kernels take these inputs (else the batched products run)."""
+    if not all(x.dtype == torch.float32 for x in (qk, *parts)):
+        return False
+    if qk.device.type == "cpu":
+        return True
     return (
         qk.is_cuda
-        and _C.with_cuda
-        and len(parts) <= CUDA_ATTENTION_MAX_PARTS
-        and qk.shape[1] * mask.shape[1] <= CUDA_ATTENTION_MAX_WEIGHTS
+        and ops.WITH_CUDA
+        and len(parts) <= ops.CUDA_ATTENTION_MAX_PARTS
+        and qk.shape[1] * mask.shape[1] <= ops.CUDA_ATTENTION_MAX_WEIGHTS
     )
 
 
-class MaskedAttention(torch.autograd.Function):
+def masked_attention(qk: torch.Tensor, mask: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:
     """Attention of each root over its valid slots, on the slots' inputs directly.
 
-    ``apply(qk, mask, *parts)``: ``qk`` ``[R, H, I]``, ``mask`` ``[R, k]`` bool, ``parts`` the column
-    blocks of the slot inputs ``x = [part_0 || part_1 || ...]``, each ``[R, k, I_p]`` with ``I_p >= 1``
-    and ``sum I_p = I``. Returns ``agg`` ``[R, H, I]``::
+    ``qk`` ``[R, H, I]``, ``mask`` ``[R, k]`` bool, ``parts`` the column blocks of the slot inputs
+    ``x = [part_0 || part_1 || ...]``, each ``[R, k, I_p]`` with ``I_p >= 1`` and ``sum I_p = I``.
+    Returns ``agg`` ``[R, H, I]``::
 
         alpha[r, h, j] = softmax over valid j of  qk[r, h] . x[r, j]    (0 where the slot is empty)
         agg[r, h]      = sum_j alpha[r, h, j] x[r, j]                   (0 for a root without slots)
 
     ``x`` is never concatenated, and its gradient is computed only for the parts that need one
-    (typically the time encoding, not raw features). float32 tensors go through the fused kernels
-    (``csrc/core/attention.h`` on CPU: each root's slots read once per pass; ``csrc/cuda/attention.h``
-    on a GPU in a CUDA build: one launch per pass instead of a dozen); other dtypes through batched
-    products. Their backward pass is written out so that every batched product has contiguous
-    operands and both rank-``H`` updates of a part's gradient run as one product (autograd's default
-    layouts make MKL's small batched products several times slower).
+    (typically the time encoding, not raw features). float32 tensors go through the fused op
+    ``dgl_tgnn.ops.masked_attention`` (``csrc/core/attention.h`` on CPU: each root's slots read once
+    per pass; ``csrc/cuda/attention.h`` on a GPU in a CUDA build: one launch per pass instead of a
+    dozen); other dtypes, and inputs beyond the CUDA kernels' limits, through batched products.
+    """
+    if _fused(qk, mask, parts):
+        agg, _ = ops.masked_attention(
+            qk.contiguous(), mask.contiguous(), [part.contiguous() for part in parts]
+        )
+        return agg
+    return BatchedMaskedAttention.apply(qk, mask, *parts)
+
+
+class BatchedMaskedAttention(torch.autograd.Function):
+    """``masked_attention`` by batched products, for any dtype and device.
+
+    Its backward pass is written out so that every batched product has contiguous operands and both
+    rank-``H`` updates of a part's gradient run as one product (autograd's default layouts make
+    MKL's small batched products several times slower).
     """
 
     @staticmethod
     def forward(ctx, qk: torch.Tensor, mask: torch.Tensor, *parts: torch.Tensor) -> torch.Tensor:
-        ctx.fused = all(x.dtype == torch.float32 for x in (qk, *parts)) and (
-            qk.device.type == "cpu" or _cuda_kernel_fits(qk, mask, parts)
-        )
-        if ctx.fused:  # the same function, one pass over each root's slots
-            qk, mask = qk.contiguous(), mask.contiguous()
-            parts = tuple(part.contiguous() for part in parts)
-            agg, alpha = _C.masked_attention_forward(qk, mask, list(parts))
-            ctx.save_for_backward(qk, mask, alpha, *parts)
-            return agg
         widths = [part.shape[2] for part in parts]
         qk_parts = qk.split(widths, dim=2)
         score = torch.bmm(qk_parts[0], parts[0].transpose(1, 2))  # [R, H, k]
@@ -114,13 +118,6 @@ class MaskedAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_agg: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        if ctx.fused:
-            qk, mask, alpha, *parts = ctx.saved_tensors
-            needs = ctx.needs_input_grad
-            grad_qk, grad_inputs = _C.masked_attention_backward(
-                qk, mask, parts, alpha, grad_agg.contiguous(), needs[0], list(needs[2:])
-            )
-            return grad_qk, None, *grad_inputs
         qk, alpha, *parts = ctx.saved_tensors
         grad_parts = [grad.contiguous() for grad in grad_agg.split(ctx.widths, dim=2)]
         grad_alpha = torch.bmm(grad_parts[0], parts[0].transpose(1, 2))  # [R, H, k]
@@ -270,7 +267,7 @@ class TemporalAttention(nn.Module):
             edge_feat,
             self.time_enc(block.dt),
         ]
-        return MaskedAttention.apply(qk, block.mask, *(part for part in parts if part.shape[2] > 0))
+        return masked_attention(qk, block.mask, *(part for part in parts if part.shape[2] > 0))
 
     def _dgl_aggregate(
         self, block: TemporalBlock, qk: torch.Tensor, nbr_feat: torch.Tensor, edge_feat: torch.Tensor

@@ -7,14 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgl_tgnn import _C
+from dgl_tgnn import ops
 
 
 class Dropout(nn.Module):
     """``nn.Dropout(p)``: in training mode each element is zeroed with probability ``p`` and the rest
     scaled by ``1 / (1 - p)``; the identity in eval mode.
 
-    On CPU float32 tensors the mask is ``_C.dropout_mask``, a counter-based function of a seed drawn
+    On CPU float32 tensors the mask is ``dgl_tgnn.ops.dropout_mask``, a counter-based function of a seed drawn
     from torch's default generator, so ``torch.manual_seed`` (and a checkpoint's saved RNG state)
     reproduce it whatever the thread count. Elsewhere it is ``torch.nn.functional.dropout``.
 
@@ -34,7 +34,7 @@ class Dropout(nn.Module):
         if x.device.type != "cpu" or x.dtype != torch.float32 or self.p == 1.0:
             return F.dropout(x, self.p, training=True)
         seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
-        return x * _C.dropout_mask(x.numel(), self.p, seed).view(x.shape)
+        return x * ops.dropout_mask(x.detach(), self.p, seed)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -5,40 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dgl_tgnn import _C
+from dgl_tgnn import ops
 
 
 def harmonic(dt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``cos(dt[:, None] * weight + bias)`` without gradient: ``dt`` ``[n]`` float32, ``weight``,
-    ``bias`` ``[D]`` -> ``[n, D]``. On CPU and, in a CUDA build, on a GPU the extension's cosine
-    (several times faster than torch's for the arguments beyond 1e5 that time differences in seconds
-    give; one kernel on a GPU instead of two), elsewhere torch's."""
-    on_device = dt.device.type == "cpu" or (dt.device.type == "cuda" and _C.with_cuda)
-    if on_device and dt.dtype == torch.float32 == weight.dtype == bias.dtype:
-        return _C.harmonic_encoding(dt, weight.detach(), bias.detach())
-    return torch.addcmul(bias, dt.unsqueeze(1), weight).cos_()
+    """``cos(dt[:, None] * weight + bias)``: ``dt`` ``[n]``, ``weight``, ``bias`` ``[D]`` -> ``[n, D]``.
 
-
-class HarmonicEncoding(torch.autograd.Function):
-    """``cos(dt[:, None] * w + b)`` for ``dt`` ``[n]`` float32, ``w``, ``b`` ``[D]`` -> ``[n, D]``.
-
-    Written out because the encoding of every sampled slot is among the largest tensors of a batch:
-    autograd's version makes about nine passes over ``[n, D]``, this one four (the gradients of
-    ``w`` and ``b`` come from one product ``[dt; 1] @ (-sin(arg) * grad)``).
+    float32 on CPU and, in a CUDA build, on a GPU: the op ``dgl_tgnn.ops.harmonic_encoding`` (a cosine
+    several times faster than torch's for the arguments beyond 1e5 that time differences in seconds
+    give; one kernel on a GPU instead of two; its gradient makes four passes over ``[n, D]`` where
+    autograd's own makes about nine). Elsewhere torch's ``addcmul`` and ``cos``.
     """
-
-    @staticmethod
-    def forward(ctx, dt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(dt, weight, bias)
-        return harmonic(dt, weight, bias)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor]:
-        dt, weight, bias = ctx.saved_tensors
-        minus_grad_arg = torch.addcmul(bias, dt.unsqueeze(1), weight).sin_().mul_(grad)  # d/d(arg) = -sin
-        # grad w = -dt @ sin(arg) * grad and grad b = -sum of its rows, in one pass: [dt; 1] @ [n, D].
-        grad_weight, grad_bias = (torch.stack([dt, torch.ones_like(dt)]) @ minus_grad_arg).neg_()
-        return None, grad_weight, grad_bias
+    on_device = dt.device.type == "cpu" or (dt.device.type == "cuda" and ops.WITH_CUDA)
+    if on_device and dt.dtype == torch.float32 == weight.dtype == bias.dtype:
+        return ops.harmonic_encoding(dt, weight, bias)
+    return torch.addcmul(bias, dt.unsqueeze(1), weight).cos()
 
 
 class TimeEncoding(nn.Module):
@@ -70,8 +51,4 @@ class TimeEncoding(nn.Module):
 
     def forward(self, dt: torch.Tensor) -> torch.Tensor:
         flat = dt.reshape(-1).to(torch.float32)
-        if self.weight.requires_grad or self.bias.requires_grad:
-            encoded = HarmonicEncoding.apply(flat, self.weight, self.bias)
-        else:
-            encoded = harmonic(flat, self.weight, self.bias)
-        return encoded.view(*dt.shape, self.dim)
+        return harmonic(flat, self.weight, self.bias).view(*dt.shape, self.dim)

@@ -1,6 +1,7 @@
 // Sampling core: recent exact, uniform distinct and uniform, no future events, determinism.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <random>
 #include <set>
 #include <vector>
@@ -115,7 +116,7 @@ TEST_CASE(never_a_future_event_and_deterministic_across_threads) {
     roots.push_back(i % 11 == 0 ? -1 : node(gen));
     rt.push_back(static_cast<double>(time(gen)) + (i % 2) * 0.5);
   }
-  for (Strategy s : {Strategy::kRecent, Strategy::kUniform}) {
+  for (Strategy s : {Strategy::kRecent, Strategy::kUniform, Strategy::kLabor}) {
     for (bool replace : {false, true}) {
       Hop one = run(g, roots, rt, 7, s, replace, 1234, 1);
       Hop two = run(g, roots, rt, 7, s, replace, 1234, 2);
@@ -139,6 +140,79 @@ TEST_CASE(never_a_future_event_and_deterministic_across_threads) {
   Hop a = run(g, roots, rt, 7, Strategy::kUniform, false, 1, 2);
   Hop b = run(g, roots, rt, 7, Strategy::kUniform, false, 2, 2);
   CHECK(a.eids != b.eids);  // another key draws other samples
+}
+
+TEST_CASE(choose_labor_is_the_bottom_k_of_the_event_numbers) {
+  // Against sorting all (number, offset) pairs. Short rows (d <= 64): number = word(key, eid), some
+  // eids repeated so that words tie (the offset breaks it). Long rows: the Feistel rank of the
+  // offset, by computing the n ranks or walking the permutation (both branches are reached).
+  std::mt19937_64 gen(5);
+  std::vector<int64_t> eids(5000), out(5000);
+  for (int64_t d : {1, 2, 9, 40, 64, 65, 100, 300, 1000, 5000}) {
+    for (int64_t n : {int64_t{0}, int64_t{1}, d / 3, d / 2, d - 1, d}) {
+      for (int64_t k : {1, 3, 10, 64, 65, 120}) {
+        for (uint64_t key = 0; key < 4; ++key) {
+          for (int64_t o = 0; o < d; ++o) eids[o] = static_cast<int64_t>(gen() % 200);
+          const int64_t node = static_cast<int64_t>(gen() % 1000);
+          const int64_t c = tgnn::choose_labor(n, d, k, eids.data(), key, node, out.data());
+          CHECK(c == std::min(n, k));
+          const tgnn::rng::Feistel perm(key, node, tgnn::rng::feistel_bits(d));
+          std::vector<std::pair<uint64_t, int64_t>> ranked;
+          for (int64_t o = 0; o < n; ++o) {
+            const uint64_t number = d <= tgnn::rng::kLaborShortRow ? tgnn::rng::word(key, eids[o]) : perm.forward(o);
+            ranked.emplace_back(number, o);
+          }
+          std::sort(ranked.begin(), ranked.end());
+          std::vector<int64_t> expected;
+          for (int64_t s = 0; s < c; ++s) expected.push_back(n <= k ? n - 1 - s : ranked[s].second);
+          std::sort(expected.begin(), expected.end(), std::greater<int64_t>());
+          CHECK(std::vector<int64_t>(out.begin(), out.begin() + c) == expected);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE(feistel_is_a_permutation_and_inverse_inverts) {
+  for (int64_t d : {2, 5, 16, 17, 100, 4096, 5000, 40000}) {
+    const int bits = tgnn::rng::feistel_bits(d);
+    CHECK((int64_t{1} << bits) >= d && (bits == 2 || (int64_t{1} << (bits - 1)) < d));
+    const tgnn::rng::Feistel perm(123, static_cast<uint64_t>(d), bits);
+    const uint64_t domain = uint64_t{1} << bits;
+    std::vector<char> seen(domain, 0);
+    for (uint64_t x = 0; x < domain; ++x) {
+      const uint64_t y = perm.forward(x);
+      CHECK(y < domain && !seen[y]);
+      seen[y] = 1;
+      CHECK(perm.inverse(y) == x);
+    }
+  }
+}
+
+TEST_CASE(labor_roots_of_one_node_share_their_picks) {
+  // Node 0 with 200 events; roots at every time: a later root's picks older than an earlier
+  // root's time are among the earlier root's picks.
+  std::vector<int64_t> src(200, 0), dst;
+  std::vector<double> t;
+  for (int i = 0; i < 200; ++i) {
+    dst.push_back(1 + i % 7);
+    t.push_back(i);
+  }
+  TCSR g = TCSR::build(src.data(), dst.data(), t.data(), 200, 8, true, 1);
+  std::vector<int64_t> roots(200, 0);
+  std::vector<double> rt;
+  for (int i = 0; i < 200; ++i) rt.push_back(i + 0.5);
+  const int64_t k = 6;
+  Hop h = run(g, roots, rt, k, Strategy::kLabor, false, tgnn::rng::call_key(1, 2), 2);
+  for (int i = 0; i < 200; ++i) {
+    for (int j = i + 1; j < 200; ++j) {
+      std::set<int64_t> earlier(h.eids.begin() + i * k, h.eids.begin() + (i + 1) * k);
+      for (int s = 0; s < k; ++s) {
+        const int64_t e = h.eids[j * k + s];
+        if (e >= 0 && t[e] < rt[i]) CHECK(earlier.count(e) == 1);
+      }
+    }
+  }
 }
 
 TEST_CASE(validate_roots_messages) {
