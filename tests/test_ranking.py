@@ -161,7 +161,7 @@ def test_edgebank_scores_by_hand():
 
 
 def _brute_pair_features(src, dst, t, s, at, ref, c, history):
-    """The six pair features of ``(s, c)`` at ``at`` from events strictly before ``ref``, by loops."""
+    """The seven pair features of ``(s, c)`` at ``at`` from events strictly before ``ref``, by loops."""
     mine = [
         (t[i], i, dst[i] if src[i] == s else src[i])
         for i in range(len(src))
@@ -176,6 +176,11 @@ def _brute_pair_features(src, dst, t, s, at, ref, c, history):
     else:
         rank = len({p for x, _, p in mine if x > last})
     cand = [t[i] for i in range(len(src)) if (src[i] == c or dst[i] == c) and t[i] < ref]
+    theirs = [(t[i], i, dst[i] if src[i] == c else src[i]) for i in range(len(src)) if c in (src[i], dst[i])]
+    theirs = sorted(x for x in theirs if x[0] < ref)[-history:]
+    latest_of: dict[int, float] = {}
+    for x, _, p in theirs:
+        latest_of[p] = max(latest_of.get(p, -np.inf), x)
     return [
         float(count > 0),
         np.log1p(count),
@@ -183,6 +188,7 @@ def _brute_pair_features(src, dst, t, s, at, ref, c, history):
         1 / (1 + rank) if rank is not None else 0.0,
         float(bool(cand)),
         np.log1p(at - max(cand)) / 16 if cand else 0.0,
+        1 / (1 + sum(x > last for x in latest_of.values())) if last is not None else 0.0,
     ]
 
 
