@@ -3,10 +3,12 @@ sampling and fused top-K hard negatives."""
 
 from dgl_tgnn.data import DataError, TemporalDataset, describe, load_dataset
 from dgl_tgnn.graph import TemporalGraph
+from dgl_tgnn.predictor import LinkPredictor
 from dgl_tgnn.sampling import TemporalBlock, TemporalSampler
 from dgl_tgnn.topk import topk_dot
 
 __all__ = [
+    "LinkPredictor",
     "DataError",
     "TemporalBlock",
     "TemporalDataset",

@@ -66,8 +66,19 @@ class ModelPredictor(LinkPredictor):
         model.load_state_dict(load_best(run_dir)["model"])
         model.to(device)
         origin = float(dataset.t[0])
+        # The trainer's rule (Trainer.dedup): deduplicated hops on CPU unless the config says otherwise.
+        dedup = config.model.dedup == "always" or (config.model.dedup == "auto" and device.type == "cpu")
         return cls(
-            model, config, dataset.src, dataset.dst, dataset.t - origin, node_feat, edge_feat, device, origin
+            model,
+            config,
+            dataset.src,
+            dataset.dst,
+            dataset.t - origin,
+            node_feat,
+            edge_feat,
+            device,
+            origin,
+            dedup,
         )
 
     @property
