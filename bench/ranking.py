@@ -1,0 +1,145 @@
+"""Ranking under TGB's protocol on the built-in wikipedia: TGN and TGAT, several negative samplers,
+several seeds; test MRR, Recall@1 and AP as mean +- std, EdgeBank's MRR beside them.
+
+Each run trains ``configs/<model>-tgb.yaml`` (node embeddings, pair features, early stop on
+validation MRR) with the setting's negatives, in its own child process (``--jobs`` at a time; on
+CUDA all share the one GPU). Every finished run appends one JSON line to ``--out``.
+
+    python bench/ranking.py --device cuda --jobs 15 --seeds 0,1,2
+    python bench/ranking.py --models tgn --settings uniform --seeds 0 --max-events 20000   # quick, CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from machine import describe
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS: dict[str, dict[str, Any]] = {
+    "uniform": {"negatives.kind": "uniform", "negatives.n_hard": 5, "negatives.n_rand": 0},
+    "historical": {"negatives.kind": "historical", "negatives.n_hard": 5, "negatives.n_rand": 0},
+    **{
+        f"topk{k}": {
+            "negatives.kind": "topk",
+            "negatives.k": k,
+            "negatives.n_hard": 1,
+            "negatives.n_rand": 4,
+            "negatives.warmup_epochs": 0,  # validation MRR peaks after the first epoch
+        }
+        for k in (5, 20, 50)
+    },
+}
+
+
+def train_one(spec: dict[str, Any]) -> dict[str, Any]:
+    """One run in this process: the final test metrics and the per-epoch validation MRR."""
+    from dgl_tgnn.config import apply_overrides, load_config
+    from dgl_tgnn.train import Trainer
+
+    config = load_config(ROOT / "configs" / f"{spec['model']}-tgb.yaml")
+    overrides = {
+        "train.seed": spec["seed"],
+        "train.device": spec["device"],
+        "data.max_events": spec["max_events"],
+        **SETTINGS[spec["setting"]],
+    }
+    trainer = Trainer(apply_overrides(config, overrides), None, progress=False, log=lambda line: None)
+    began = time.perf_counter()
+    metrics = trainer.fit()
+    return {
+        "metrics": metrics,
+        "val_mrr": [h["val_mrr"] for h in trainer.history],
+        "train_seconds": [h["train_seconds"] for h in trainer.history],
+        "eval_seconds": [h["eval_seconds"] for h in trainer.history],
+        "seconds": time.perf_counter() - began,
+    }
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", json.dumps(spec)]
+    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode == 0 and lines:
+        return {**spec, "status": "ok", **json.loads(lines[-1])}
+    return {**spec, "status": "failed", "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def format_table(records: list[dict[str, Any]]) -> str:
+    """Markdown: one row per (model, setting), mean ± std over seeds."""
+    rows = ["| model | negatives | seeds | test MRR | test Recall@1 | test AP | EdgeBank MRR | s per run |"]
+    rows.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        if r["status"] == "ok":
+            groups.setdefault((r["model"], r["setting"]), []).append(r)
+    for (model, setting), runs in sorted(groups.items()):
+        m = [r["metrics"] for r in runs]
+        rows.append(
+            f"| {model.upper()} | {setting} | {len(runs)} | {_mean_std([x['test_mrr'] for x in m])} | "
+            f"{_mean_std([x['test_recall@1'] for x in m])} | {_mean_std([x['test_ap'] for x in m])} | "
+            f"{m[0]['edgebank_test_mrr']:.3f} | {statistics.mean(r['seconds'] for r in runs):.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", default="tgn,tgat")
+    parser.add_argument("--settings", default="uniform,topk5,topk20,topk50")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-events", type=int, default=None)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--out", default="ranking.jsonl")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(train_one(json.loads(args.child))))
+        return
+    settings = args.settings.split(",")
+    for setting in settings:
+        if setting not in SETTINGS:
+            parser.error(f"--settings: unknown {setting!r} (choose from {', '.join(SETTINGS)})")
+    specs = [
+        {"model": m, "setting": s, "seed": int(seed), "device": args.device, "max_events": args.max_events}
+        for m in args.models.split(",")
+        for s in settings
+        for seed in args.seeds.split(",")
+    ]
+    records = []
+    with open(args.out, "a") as out, ThreadPoolExecutor(args.jobs) as pool:
+        for record in pool.map(run_child, specs):
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+            records.append(record)
+            print(
+                f"{record['model']} {record['setting']} seed {record['seed']}: {record['status']}",
+                file=sys.stderr,
+            )
+    print(f"# {describe()}; {time.strftime('%Y-%m-%d')}\n# python {shlex.join(sys.argv)}\n")
+    print(format_table(records))
+
+
+if __name__ == "__main__":
+    main()
