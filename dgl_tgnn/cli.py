@@ -215,8 +215,9 @@ _TRAIN_FLAGS = {
 @click.option("--exclude-known/--no-exclude-known", default=None,
               help="topk: never take a destination the source has interacted with as a hard negative "
               "(the true destination is always excluded).")
-@click.option("--loss", type=click.Choice(["bce", "infonce"]),
-              help="bce: TGN's binary cross-entropy; infonce: softmax of the positive against its negatives.")
+@click.option("--loss", type=click.Choice(["bce", "bce_sum", "infonce"]),
+              help="bce: TGN's binary cross-entropy; bce_sum: the same with the negatives summed (the hard-"
+              "negative paper's code); infonce: softmax of the positive against its negatives.")
 @click.option("--temperature", type=float, help="infonce temperature (default 1.0).")
 @click.option("--dataset", help="Built-in dataset (see `dgl-tgnn datasets`; default wikipedia).")
 @click.option("--data", type=click.Path(dir_okay=False),

@@ -27,6 +27,14 @@ def bce_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return F.softplus(-pos).mean() + F.softplus(neg).mean()
 
 
+def bce_sum_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """The loss of arXiv 2402.09239's code: ``BCE(pos) + n * mean BCE(neg)``, i.e.
+    ``mean_b softplus(-pos_b) + mean_b sum_j softplus(neg_bj)``: each negative weighs as much as the
+    positive."""
+    _check(pos, neg)
+    return F.softplus(-pos).mean() + F.softplus(neg).sum(1).mean()
+
+
 def infonce_loss(pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Softmax cross-entropy of each positive against its own negatives (InfoNCE).
 
@@ -39,13 +47,15 @@ def infonce_loss(pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0)
     return torch.logsumexp(logits, dim=1).sub(logits[:, 0]).mean()
 
 
-LOSSES = ("bce", "infonce")
+LOSSES = ("bce", "bce_sum", "infonce")
 
 
 def link_loss(name: str, pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """The loss called ``name`` (``"bce"`` or ``"infonce"``) of ``pos [B]`` against ``neg [B, n]``."""
+    """The loss called ``name`` (one of ``LOSSES``) of ``pos [B]`` against ``neg [B, n]``."""
     if name == "bce":
         return bce_loss(pos, neg)
+    if name == "bce_sum":
+        return bce_sum_loss(pos, neg)
     if name == "infonce":
         return infonce_loss(pos, neg, temperature)
     raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")

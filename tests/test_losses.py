@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dgl_tgnn.losses import bce_loss, infonce_loss, link_loss
+from dgl_tgnn.losses import bce_loss, bce_sum_loss, infonce_loss, link_loss
 
 
 def test_bce_hand_computed():
@@ -14,6 +14,15 @@ def test_bce_hand_computed():
     pos, neg = torch.tensor([2.0]), torch.tensor([[-1.0, 3.0]])
     expected = math.log1p(math.exp(-2.0)) + (math.log1p(math.exp(-1.0)) + math.log1p(math.exp(3.0))) / 2
     assert float(bce_loss(pos, neg)) == pytest.approx(expected)
+
+
+def test_bce_sum_hand_computed():
+    # The positive terms averaged, each event's negative terms summed, then averaged over events.
+    pos, neg = torch.tensor([0.0, 2.0]), torch.tensor([[0.0, 1.0], [-1.0, 3.0]])
+    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    want = (sp(0) + sp(-2)) / 2 + ((sp(0) + sp(1)) + (sp(-1) + sp(3))) / 2
+    assert bce_sum_loss(pos, neg).item() == pytest.approx(want, rel=1e-6)
+    assert link_loss("bce_sum", pos, neg).item() == pytest.approx(want, rel=1e-6)
 
 
 def test_infonce_hand_computed():
