@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,6 +11,9 @@ import torch
 
 from dgl_tgnn import ops
 from dgl_tgnn.graph import ArrayLike, TemporalGraph, as_ids, as_times
+
+# Bytes per neighbour slot of a block: node and event ids (int64), time (float64), mask (bool).
+SLOT_BYTES = 25
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,7 @@ class TemporalSampler:
             raise ValueError(f"nodes and times: length mismatch {nodes.shape[0]} vs {times.shape[0]}")
         if nodes.device != times.device:
             raise ValueError(f"times: on {times.device}, expected the device of nodes ({nodes.device})")
+        self._check_size(nodes.shape[0], nodes.device)
         call = self._calls
         counter = self._call_counter(nodes.device) if nodes.is_cuda else None  # holds call
         self._calls += 1
@@ -223,6 +228,25 @@ class TemporalSampler:
         finally:  # the device counter moves with _calls, even when the roots were refused
             if counter is not None:
                 counter.add_(1)
+
+    def _check_size(self, roots: int, device: torch.device) -> None:
+        """Refuses a call whose blocks would take more than half the memory of ``device`` (free GPU
+        memory, or the machine's RAM): ``SLOT_BYTES`` per neighbour slot, before allocating any."""
+        slots, width = 0, roots
+        for fanout in self.fanouts:
+            width *= fanout
+            slots += width
+        need = slots * SLOT_BYTES
+        if device.type == "cuda":
+            limit = torch.cuda.mem_get_info(device)[0] // 2
+        else:
+            limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+        if need > limit:
+            raise ValueError(
+                f"fanouts {self.fanouts} for {roots} roots need {need / 2**30:.1f} GiB of neighbour slots "
+                f"({slots:,} x {SLOT_BYTES} bytes), over half the memory of {device} ({limit / 2**30:.1f} "
+                "GiB): lower the fanouts or sample fewer roots per call"
+            )
 
     def _call_counter(self, device: torch.device) -> torch.Tensor:
         """The call number on GPU ``device`` (int64 ``[1]``, made from ``calls`` when first used)."""

@@ -383,3 +383,19 @@ def test_training_uses_one_thread_while_another_process_is_busy(tmp_path, events
     pinned = Trainer(tiny(**{"train.threads": 1}), None, dataset=events, progress=False, log=quiet)
     pinned._adapt_threads()
     assert pinned._threads_mark is None
+
+
+def test_a_sampler_call_too_large_for_memory_is_refused_before_allocating():
+    """Fanouts whose blocks exceed half the machine's memory: a ValueError saying how much, at once."""
+    import os
+
+    from dgl_tgnn import TemporalGraph, TemporalSampler
+
+    graph = TemporalGraph(torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([1.0, 2.0]))
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    fanout = int((ram / 25) ** 0.5) + 1  # two hops: fanout^2 slots of 25 bytes exceed the RAM
+    sampler = TemporalSampler(graph, fanouts=[fanout, fanout], strategy="recent")
+    with pytest.raises(ValueError, match=r"GiB of neighbour slots.*lower the fanouts"):
+        sampler.sample(torch.tensor([2]), torch.tensor([3.0]))
+    small = TemporalSampler(graph, fanouts=[4, 4], strategy="recent")
+    assert small.sample(torch.tensor([2]), torch.tensor([3.0]))[0].nbr_nodes.shape == (1, 4)
