@@ -230,15 +230,16 @@ class TemporalSampler:
                 counter.add_(1)
 
     def _check_size(self, roots: int, device: torch.device) -> None:
-        """Refuses a call whose blocks would take more than half the memory of ``device`` (free GPU
-        memory, or the machine's RAM): ``SLOT_BYTES`` per neighbour slot, before allocating any."""
+        """Refuses a call whose blocks would take more than half the memory of ``device`` (the GPU's,
+        or the machine's RAM): ``SLOT_BYTES`` per neighbour slot, before allocating any. (No driver
+        call: safe inside CUDA graph capture.)"""
         slots, width = 0, roots
         for fanout in self.fanouts:
             width *= fanout
             slots += width
         need = slots * SLOT_BYTES
         if device.type == "cuda":
-            limit = torch.cuda.mem_get_info(device)[0] // 2
+            limit = torch.cuda.get_device_properties(device).total_memory // 2
         else:
             limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
         if need > limit:
