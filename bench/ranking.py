@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import yaml
 from machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +54,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         "train.device": spec["device"],
         "data.max_events": spec["max_events"],
         **SETTINGS[spec["setting"]],
+        **spec["set"],
     }
     trainer = Trainer(apply_overrides(config, overrides), None, progress=False, log=lambda line: None)
     began = time.perf_counter()
@@ -112,6 +114,13 @@ def main() -> None:
     parser.add_argument("--max-events", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", default="ranking.jsonl")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. model.node_embedding=0",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -121,8 +130,16 @@ def main() -> None:
     for setting in settings:
         if setting not in SETTINGS:
             parser.error(f"--settings: unknown {setting!r} (choose from {', '.join(SETTINGS)})")
+    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     specs = [
-        {"model": m, "setting": s, "seed": int(seed), "device": args.device, "max_events": args.max_events}
+        {
+            "model": m,
+            "setting": s,
+            "seed": int(seed),
+            "device": args.device,
+            "max_events": args.max_events,
+            "set": overrides,
+        }
         for m in args.models.split(",")
         for s in settings
         for seed in args.seeds.split(",")
