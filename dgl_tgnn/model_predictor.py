@@ -10,6 +10,7 @@ import torch
 
 from dgl_tgnn.config import RunConfig
 from dgl_tgnn.data import TemporalDataset
+from dgl_tgnn.devices import dedup_hops, features_on
 from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.link import LinkModel, Neighbourhoods
 from dgl_tgnn.pair_features import PairFeatures
@@ -60,14 +61,12 @@ class ModelPredictor(LinkPredictor):
     ) -> ModelPredictor:
         from dgl_tgnn.train import load_best
 
-        node_feat = _features(dataset.node_feat, dataset.num_nodes, device)
-        edge_feat = _features(dataset.edge_feat, dataset.num_events, device)
+        node_feat = features_on(dataset.node_feat, dataset.num_nodes, device)
+        edge_feat = features_on(dataset.edge_feat, dataset.num_events, device)
         model = LinkModel(config.model, dataset.num_nodes, node_feat.shape[1], edge_feat.shape[1])
         model.load_state_dict(load_best(run_dir)["model"])
         model.to(device)
         origin = float(dataset.t[0])
-        # The trainer's rule (Trainer.dedup): deduplicated hops on CPU unless the config says otherwise.
-        dedup = config.model.dedup == "always" or (config.model.dedup == "auto" and device.type == "cpu")
         return cls(
             model,
             config,
@@ -78,7 +77,7 @@ class ModelPredictor(LinkPredictor):
             edge_feat,
             device,
             origin,
-            dedup,
+            dedup_hops(config.model.dedup, device),
         )
 
     @property
@@ -190,9 +189,3 @@ class ModelPredictor(LinkPredictor):
             blocks = self.neighbourhoods(part, times, time)
             parts.append(self.model(blocks, self.node_feat, self.edge_feat))
         return torch.cat(parts)
-
-
-def _features(array: np.ndarray | None, rows: int, device: torch.device) -> torch.Tensor:
-    if array is None:
-        return torch.zeros((rows, 0), dtype=torch.float32, device=device)
-    return torch.from_numpy(array).to(device)

@@ -48,7 +48,7 @@ from dgl_tgnn import run_dir as rd
 from dgl_tgnn.config import DataConfig, RunConfig, apply_overrides, config_from_dict, load_config, save_config
 from dgl_tgnn.cuda_graph import GraphedStep
 from dgl_tgnn.data import Split, TemporalDataset, load_dataset, split_events
-from dgl_tgnn.devices import to_device
+from dgl_tgnn.devices import dedup_hops, features_on, to_device
 from dgl_tgnn.edgebank import EdgeBank
 from dgl_tgnn.evaluation import Embedder, Evaluator
 from dgl_tgnn.events import EventBatch, EventStream, PairHistory
@@ -260,6 +260,14 @@ def rank_edgebank(
     return result
 
 
+def edgebank_metrics(config: RunConfig, ds: TemporalDataset, run_dir: Path | None) -> dict[str, float]:
+    """``val_*`` and ``test_*`` metrics of ``config``'s EdgeBank on ``ds``, TGB's split and negative
+    sets (those of ``run_dir`` when it has them)."""
+    split = split_events(ds, config.data.val_ratio, config.data.test_ratio, 0.0)
+    sets = ranking_negatives(config, ds, split, run_dir)
+    return rank_edgebank(config, ds, split, sets, config.model.edgebank_mode)
+
+
 def fit_edgebank(
     config: RunConfig,
     run_dir: Path | None,
@@ -271,18 +279,17 @@ def fit_edgebank(
     the validation and test splits ranked in turn (each observed after it is scored). Returns the
     test metrics (and ``val_mrr``); writes ``config.yaml`` and ``metrics.jsonl`` to ``run_dir``."""
     c = config.validate()
-    ds = dataset if dataset is not None else load_events(c.data)
-    split = split_events(ds, c.data.val_ratio, c.data.test_ratio, 0.0)
     if run_dir is not None:
         save_config(c, run_dir / rd.CONFIG)
-    result = rank_edgebank(c, ds, split, ranking_negatives(c, ds, split, run_dir), c.model.edgebank_mode)
+    result = edgebank_metrics(c, dataset if dataset is not None else load_events(c.data), run_dir)
     log(f"EdgeBank ({c.model.edgebank_mode}): val MRR {result['val_mrr']:.4f}")
     test = {k: v for k, v in result.items() if k.startswith("test_")}
-    test["val_mrr"], test["best_epoch"] = result["val_mrr"], 0
+    test["val_mrr"] = result["val_mrr"]
     if run_dir is not None:
         rd.append_metrics(run_dir, {"final": test})
     log(format_test(test))
     return test
+
 
 def check_device(name: str) -> torch.device:
     """The torch device ``name`` (``train.device``); a ValueError in one line when it is unknown or
@@ -355,7 +362,7 @@ class Trainer:
         self.log = log
         c = self.config
         self.device = check_device(c.train.device)
-        self.dedup = c.model.dedup == "always" or (c.model.dedup == "auto" and self.device.type == "cpu")
+        self.dedup = dedup_hops(c.model.dedup, self.device)
         if c.train.threads is not None:
             torch.set_num_threads(c.train.threads)
         ds = dataset if dataset is not None else load_events(c.data)
@@ -376,8 +383,8 @@ class Trainer:
             name: EventStream(src, dst, t, torch.from_numpy(getattr(self.split, name)))
             for name in ("train", "val", "test", "val_new", "test_new")
         }
-        self.node_feat = self._features(ds.node_feat, ds.num_nodes)
-        self.edge_feat = self._features(ds.edge_feat, ds.num_events)
+        self.node_feat = features_on(ds.node_feat, ds.num_nodes, self.device)
+        self.edge_feat = features_on(ds.edge_feat, ds.num_events, self.device)
         self.train_edge_feat = self.edge_feat[train_ids.to(self.device)]
         self.full_graph = TemporalGraph(src, dst, t, num_nodes=ds.num_nodes)
         self.train_graph = TemporalGraph(src[train_ids], dst[train_ids], t[train_ids], num_nodes=ds.num_nodes)
@@ -459,11 +466,6 @@ class Trainer:
     def _new_partial() -> dict[str, Any]:
         """Sums over the batches of the current epoch (``losses``: one float per batch, in order)."""
         return {"losses": [], "train_seconds": 0.0, "sampler_seconds": 0.0}
-
-    def _features(self, array: np.ndarray | None, rows: int) -> torch.Tensor:
-        if array is None:
-            return torch.zeros((rows, 0), dtype=torch.float32, device=self.device)
-        return torch.from_numpy(array).to(self.device)
 
     def _neighbourhoods(self, graph: TemporalGraph, seed: int) -> Neighbourhoods:
         c = self.config
@@ -1198,6 +1200,8 @@ def format_test(result: dict[str, float]) -> str:
         ("edgebank_test_mrr", "EdgeBank MRR"),
     ]
     shown = " | ".join(f"{label} {result[key]:.4f}" for key, label in names if key in result)
+    if "best_epoch" not in result:  # EdgeBank: nothing trained
+        return f"test: {shown}"
     return f"test (best epoch {result['best_epoch']}): {shown}"
 
 
@@ -1223,17 +1227,11 @@ def evaluate_checkpoint(
     path = Path(path)
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-    if (
-        path.is_dir()
-        and (path / rd.CONFIG).exists()
-        and load_config(path / rd.CONFIG).model.name == "edgebank"
-    ):
+    if path.is_dir() and (path / rd.CONFIG).exists():
         config = apply_overrides(load_config(path / rd.CONFIG), overrides or {})
-        ds = load_events(config.data)
-        tgb_split = split_events(ds, config.data.val_ratio, config.data.test_ratio, 0.0)
-        sets = ranking_negatives(config, ds, tgb_split, path)
-        result = rank_edgebank(config, ds, tgb_split, sets, config.model.edgebank_mode)
-        return {k: v for k, v in result.items() if k.startswith(f"{split}_")}
+        if config.model.name == "edgebank":  # no weights: its memory is the stream
+            result = edgebank_metrics(config, load_events(config.data), path)
+            return {k: v for k, v in result.items() if k.startswith(f"{split}_")}
     file = path / rd.BEST if path.is_dir() else path
     if not file.exists():
         raise ValueError(f"{path}: no checkpoint ({rd.BEST}) found")
