@@ -72,3 +72,38 @@ def test_score_refuses_mismatched_shapes(tmp_path):
     with pytest.raises(ValueError, match="candidates"):
         predictor.score(torch.tensor([0, 1]), torch.tensor([1.0, 2.0]), torch.tensor([3, 4]))
     assert np.all(np.diff(predictor.stream_t) >= 0)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--pair-history", "-1"], "pair_history must be >= 0"),
+        (["--node-embedding", "-2"], "node_embedding and pair_history must be >= 0"),
+        (["--eval-negs", "none"], "eval.protocol 'tgb' ranks"),
+    ],
+)
+def test_bad_ranking_options_fail_in_one_line(tmp_path, flags, message):
+    result = CliRunner().invoke(
+        main, ["train", "--protocol", "tgb", "--runs-dir", str(tmp_path), *QUICK, *flags]
+    )
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not any(tmp_path.iterdir())  # refused before any run directory
+
+
+def test_load_refuses_what_is_not_a_finished_run(tmp_path):
+    with pytest.raises(ValueError, match="not a run directory"):
+        LinkPredictor.load(tmp_path)
+    run, _ = _train(tmp_path / "runs", "--model", "tgn", "--embed-dim", "16")
+    (run / "best.pt").unlink()
+    with pytest.raises(ValueError, match=r"no best\.pt"):
+        LinkPredictor.load(run)
+
+
+def test_score_refuses_node_ids_out_of_range(tmp_path):
+    run, _ = _train(tmp_path, "--model", "tgn", "--embed-dim", "16", "--pair-history", "5")
+    predictor = LinkPredictor.load(run)
+    n = predictor.num_nodes
+    with pytest.raises(ValueError, match=rf"node ids must be in \[0, {n}\)"):
+        predictor.score(torch.tensor([0]), torch.tensor([1.0]), torch.tensor([[n]]))
