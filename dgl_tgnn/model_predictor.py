@@ -89,7 +89,8 @@ class ModelPredictor(LinkPredictor):
         self.graph = TemporalGraph(
             empty, empty, torch.empty(0, dtype=torch.float64), num_nodes=self.num_nodes
         )
-        self.edge_feat = self.stream_edge_feat[:0]
+        self._feat_rows = self.stream_edge_feat[:0]  # grows by doubling; edge_feat is its prefix
+        self.edge_feat = self._feat_rows
         c = self.config
         self.neighbourhoods = Neighbourhoods(
             self.graph,
@@ -139,13 +140,24 @@ class ModelPredictor(LinkPredictor):
             return
         first = self.graph.num_events
         self.graph.append(src, dst, t)
-        self.edge_feat = torch.cat([self.edge_feat, feat.to(self.edge_feat.device)])
+        self._append_features(first, feat)
         if self.model.has_memory:
             eids = torch.arange(first, first + src.shape[0])
             size = self.config.train.batch_size
             for lo in range(0, src.shape[0], size):
                 part = slice(lo, lo + size)
                 self.model.observe_events(src[part], dst[part], t[part], eids[part], self.edge_feat)
+
+    def _append_features(self, first: int, feat: torch.Tensor) -> None:
+        """Rows ``first..`` of the observed events' features ``feat [n, edge_dim]``: amortised O(n),
+        the buffer doubling when full (a copy per call would make a stream quadratic)."""
+        stop = first + feat.shape[0]
+        if stop > self._feat_rows.shape[0]:
+            grown = self._feat_rows.new_empty((max(stop, 2 * self._feat_rows.shape[0]), feat.shape[1]))
+            grown[:first] = self._feat_rows[:first]
+            self._feat_rows = grown
+        self._feat_rows[first:stop] = feat.to(self._feat_rows.device)
+        self.edge_feat = self._feat_rows[:stop]
 
     @torch.no_grad()
     def score(self, src: torch.Tensor, t: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
