@@ -293,7 +293,9 @@ def test_a_second_ctrl_c_during_a_save_leaves_a_whole_checkpoint(tmp_path, monke
     real_save = torch.save
 
     def interrupted_save(obj, file):
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C (the default handler raises KeyboardInterrupt)
+        # Ctrl-C, delivered to this (the main) thread: os.kill may hand a process signal to another
+        # thread, whose handler can run after the save on a busy machine (the race made this flaky).
+        signal.raise_signal(signal.SIGINT)  # the default handler raises KeyboardInterrupt
         real_save(obj, file)
 
     monkeypatch.setattr(torch, "save", interrupted_save)
