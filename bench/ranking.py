@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 from machine import describe
+from record import add_results_dir, save_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -122,6 +123,7 @@ def main() -> None:
         help="config override, e.g. model.node_embedding=0",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_results_dir(parser)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(train_one(json.loads(args.child))))
@@ -154,6 +156,7 @@ def main() -> None:
                 f"{record['model']} {record['setting']} seed {record['seed']}: {record['status']}",
                 file=sys.stderr,
             )
+    save_results("ranking", {"runs": records}, args.results_dir)
     print(f"# {describe()}; {time.strftime('%Y-%m-%d')}\n# python {shlex.join(sys.argv)}\n")
     print(format_table(records))
 
