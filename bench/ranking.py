@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 from machine import describe
+from record import add_results_dir, save_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -129,6 +130,7 @@ def main() -> None:
         help="config override, e.g. model.node_embedding=0",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_results_dir(parser)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(train_one(json.loads(args.child))))
@@ -164,6 +166,7 @@ def main() -> None:
                 f"{record['status']}",
                 file=sys.stderr,
             )
+    save_results("ranking", {"runs": records}, args.results_dir)
     print(f"# {describe()}; {time.strftime('%Y-%m-%d')}\n# python {shlex.join(sys.argv)}\n")
     print(format_table(records))
 

@@ -62,8 +62,8 @@ class ModelConfig:
     fanouts: list[int] = field(default_factory=lambda: [10, 10])
     strategy: str = "uniform"  # neighbour sampling: "uniform" or "recent"
     # Sample and embed each distinct (node, time) of a deeper hop once (TemporalSampler(dedup=True)):
-    # "always", "never", or "auto" = on CPU only (TGAT epochs 1.55x faster there; on a GPU, where a
-    # batch costs its kernel launches, the extra sorting made TGAT epochs 1.5x slower).
+    # "always", "never", or "auto" = on CPU only (faster TGAT epochs there; on a GPU, where a batch
+    # costs its kernel launches, the extra sorting made TGAT epochs slower: docs/benchmarks.md).
     dedup: str = "auto"
     memory_dim: int = 100  # TGN only
     message: str = "identity"  # TGN only: "identity" or "mlp"
@@ -73,7 +73,7 @@ class ModelConfig:
     engine: str = "auto"  # attention engine: "dense", "dgl" or "auto"
     # "fixed" cos(w dt + b) at TGAT's initial w, b, or "learnable" w, b (the papers). With learnable w,
     # Adam's steps move w * dt by radians per step for dt of days in seconds: on uci TGN's test AP
-    # swung between 0.66 and 0.84 over 5 epochs, against a steady 0.91 fixed (bench/RESULTS.md).
+    # swung from epoch to epoch, and stayed steady and higher with fixed w, b (docs/benchmarks.md).
     time_encoding: str = "fixed"
     # A learnable identity vector of this width per node, appended to its features (0: none). Without
     # it a featureless node is anonymous: the models rank busy destinations, not this source's ones.
@@ -93,8 +93,8 @@ class NegativeConfig:
     kind: str = "uniform"
     k: int = 50
     # Full table refresh every 10 batches; each batch's embeddings update the table in between.
-    # The paper refreshes every batch (1): about 2x the uniform epoch, against 1.1-1.5x with 10
-    # (bench/train_speed.py, bench/RESULTS.md).
+    # The paper refreshes every batch (1), at a much longer epoch than every 10 (bench/train_speed.py,
+    # docs/benchmarks.md).
     refresh: int = 10
     warmup_epochs: int = 0
     n_hard: int = 1

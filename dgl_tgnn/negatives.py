@@ -462,7 +462,7 @@ class TopKNegatives(NegativeSampler):
         self.table = state["table"]
         self.batches_since_refresh = state["batches_since_refresh"]
         self.refreshes = state["refreshes"]
-        generator_state = state.get("device_generator")  # absent in older checkpoints
+        generator_state = state["device_generator"]  # None: no device generator made yet
         if self._device_generator is None:
             self._device_generator_state = generator_state
         elif generator_state is None:

@@ -622,8 +622,8 @@ class Trainer:
         size, n = len(batch), self.negatives.num_negatives
         graphable = self._graphable(size)
         # topk: the queries are the sources' embeddings of a no-gradient pass, and the negatives
-        # are drawn on the GPU (``_query_step``; a training pass split in two measured slower,
-        # bench/RESULTS.md). The table refresh, when due, comes first, graphed or not, so that the
+        # are drawn on the GPU (``_query_step``; a training pass split in two measured slower).
+        # The table refresh, when due, comes first, graphed or not, so that the
         # sampler's calls come in one order and uniform neighbours are drawn alike.
         if self.negatives.wants_queries and not self.negatives.exclude_known:
             assert isinstance(self.negatives, TopKNegatives)
@@ -821,7 +821,7 @@ class Trainer:
         """With the default thread count on CPU (``train.threads`` unset): one torch thread while
         other processes keep about a core busy, the default again once they stop. A spinning OpenMP
         team waits at every parallel region for a worker the system has descheduled (a uci TGN
-        epoch took 25x longer beside one busy process; bench/busy_machine.py)."""
+        epoch took many times longer beside one busy process; bench/busy_machine.py)."""
         if self.config.train.threads is not None or self.device.type != "cpu":
             return
         if self._threads_mark is not None and time.monotonic() - self._threads_mark[2] < 0.2:

@@ -295,7 +295,6 @@ def test_shapes_with_node_features_no_memory_and_empty_neighbourhoods() -> None:
     )
     out = model(blocks, node_feat, edge_feat)
     assert out.shape == (9, 8) and torch.isfinite(out).all()
-    model.detach_memory()
 
 
 def test_dgl_engine_equals_dense_engine() -> None:

@@ -124,7 +124,3 @@ class TGN(nn.Module):
     def restore_memory(self, state: MemoryState) -> None:
         """Return to a ``backup_memory()`` state."""
         self.memory.restore(state)
-
-    def detach_memory(self) -> None:
-        """Kept for TGN-style training loops: the stored memory never carries autograd history
-        (``update`` runs under ``no_grad``), so there is nothing to cut."""
