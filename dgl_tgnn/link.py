@@ -1,10 +1,8 @@
-"""A link predictor (TGAT or TGN encoder + decoder) and the sampled neighbourhoods it embeds from."""
+"""A link predictor: a TGAT or TGN encoder and a decoder."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import time
 
 import torch
 from torch import nn
@@ -12,10 +10,9 @@ from torch import nn
 from dgl_tgnn.config import ModelConfig
 from dgl_tgnn.devices import to_device
 from dgl_tgnn.events import EventBatch
-from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.nn import TGAT, TGN, DotDecoder, MLPDecoder, PairScorer
+from dgl_tgnn.nn.blocks import HopBlock
 from dgl_tgnn.pair_features import NUM_PAIR_FEATURES
-from dgl_tgnn.sampling import TemporalBlock, TemporalSampler
 
 
 class LinkModel(nn.Module):
@@ -77,7 +74,7 @@ class LinkModel(nn.Module):
         return isinstance(self.encoder, TGN)
 
     def forward(
-        self, blocks: list[TemporalBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
+        self, blocks: list[HopBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
     ) -> torch.Tensor:
         """``[R0, embed_dim]`` embeddings of ``blocks[0]``'s roots."""
         if self.node_embedding is not None:
@@ -125,80 +122,3 @@ class LinkModel(nn.Module):
         """The pair logit of ``features [..., NUM_PAIR_FEATURES]`` (``[...]``), added to ``score``'s."""
         assert self.pair_scorer is not None
         return self.pair_scorer(features)
-
-
-class Neighbourhoods:
-    """Samples the hop blocks of roots from one ``TemporalGraph`` and times it.
-
-    With ``visible_batch`` (TGN's original code, TGLite, TGM) a root at time ``t`` sees every event
-    strictly before ``t``, earlier events of its own batch included. Without it, neighbours are
-    drawn strictly before the batch's first event time ``batch_start`` while the roots keep their
-    own times for the time encoding (the graph as it was before the batch was inserted).
-
-    Args:
-        graph: the events neighbours are drawn from.
-        fanouts: neighbours per hop.
-        strategy: ``"uniform"`` or ``"recent"``.
-        seed: seed of the sampler (uniform strategy).
-        threads: sampler threads (None: its default).
-        visible_batch: see above.
-        device: where the blocks are returned.
-        dedup: deduplicate the roots of deeper hops (``TemporalSampler(dedup=True)``).
-    """
-
-    def __init__(
-        self,
-        graph: TemporalGraph,
-        fanouts: list[int],
-        strategy: str,
-        seed: int,
-        threads: int | None,
-        visible_batch: bool,
-        device: torch.device,
-        *,
-        dedup: bool = False,
-    ) -> None:
-        self.sampler = TemporalSampler(
-            graph, fanouts=fanouts, strategy=strategy, seed=seed, num_threads=threads, dedup=dedup
-        )
-        self.visible_batch = visible_batch
-        self.device = device
-        self.seconds = 0.0
-
-    def __call__(
-        self, nodes: torch.Tensor, times: torch.Tensor, batch_start: float | torch.Tensor
-    ) -> list[TemporalBlock]:
-        """Blocks of roots ``nodes [R]`` int64 at ``times [R]`` float64 (``>= batch_start``, seconds:
-        a float, or a 0-dim float64 tensor on ``device``, which a CUDA graph reads at each replay)."""
-        began = time.perf_counter()
-        # The sampler runs on the model's device (on a GPU without reading back its input check, one
-        # synchronisation: the roots are valid node ids and finite times by construction).
-        nodes, times = to_device(nodes, self.device), to_device(times, self.device)
-        if self.visible_batch:
-            blocks = self.sampler.sample(nodes, times, check=False)
-        else:
-            if isinstance(batch_start, torch.Tensor):
-                start = batch_start.expand(times.shape).contiguous()
-            else:
-                start = torch.full_like(times, batch_start)
-            blocks = self.sampler.sample(nodes, start, check=False)
-            blocks[0] = dataclasses.replace(blocks[0], root_times=times)
-        self.seconds += time.perf_counter() - began
-        return blocks
-
-    @property
-    def replayable(self) -> bool:
-        """True when a captured call may be replayed for other roots: nothing synchronises (no
-        deduplication). Uniform draws too: on a GPU the kernels read the call number there."""
-        return not self.sampler.dedup
-
-    def count_replay(self, calls: int) -> None:
-        """Count the sampler calls a replayed CUDA graph made, as ``state_dict`` records them."""
-        self.sampler.count_replayed(calls)
-
-    def state_dict(self) -> dict[str, int]:
-        """The sampler's call counter: its draws are a function of (seed, call number)."""
-        return {"calls": self.sampler.calls}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.sampler.calls = state["calls"]

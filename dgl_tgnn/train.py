@@ -50,10 +50,10 @@ from dgl_tgnn.cuda_graph import GraphedStep
 from dgl_tgnn.data import Split, TemporalDataset, load_dataset, split_events
 from dgl_tgnn.devices import dedup_hops, features_on, to_device
 from dgl_tgnn.edgebank import EdgeBank
-from dgl_tgnn.evaluation import Embedder, Evaluator
+from dgl_tgnn.evaluation import Evaluator
 from dgl_tgnn.events import EventBatch, EventStream, PairHistory
 from dgl_tgnn.graph import TemporalGraph
-from dgl_tgnn.link import LinkModel, Neighbourhoods
+from dgl_tgnn.link import LinkModel
 from dgl_tgnn.losses import link_loss
 from dgl_tgnn.model_predictor import ModelPredictor
 from dgl_tgnn.negatives import (
@@ -64,6 +64,7 @@ from dgl_tgnn.negatives import (
     TopKNegatives,
     UniformNegatives,
 )
+from dgl_tgnn.neighbourhoods import Embedder, Neighbourhoods
 from dgl_tgnn.nn.memory import MemoryState, RawMessages
 from dgl_tgnn.pair_features import PairFeatures
 from dgl_tgnn.ranking import NegativeSets, rank_stream
