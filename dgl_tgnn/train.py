@@ -51,7 +51,7 @@ from dgl_tgnn.data import Split, TemporalDataset, load_dataset, split_events
 from dgl_tgnn.devices import dedup_hops, features_on, to_device
 from dgl_tgnn.edgebank import EdgeBank
 from dgl_tgnn.evaluation import Evaluator
-from dgl_tgnn.events import EventBatch, EventStream, PairHistory
+from dgl_tgnn.events import EventBatch, EventStream
 from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.losses import link_loss
@@ -61,6 +61,7 @@ from dgl_tgnn.negatives import (
     HistoricalNegatives,
     InductiveNegatives,
     NegativeSampler,
+    PairHistory,
     TopKNegatives,
     UniformNegatives,
 )
