@@ -15,26 +15,61 @@ part of :meth:`NegativeSampler.state_dict`, so a resumed run draws what an unint
 * :class:`TopKNegatives`: hard negatives (Gupta and Bedathur, arXiv 2402.09239): the ``K``
   candidates most similar to the (detached) source embedding, from a table of candidate
   embeddings refreshed every ``refresh`` batches and fed by each batch's embeddings.
+
+Each kind is registered in :data:`~dgl_tgnn.registry.NEGATIVES` (``negatives.kind``) with a
+builder that makes the training sampler from :class:`SamplerInputs`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from dgl_tgnn.config import SIMILARITIES, NegativeConfig
 from dgl_tgnn.devices import to_device
-from dgl_tgnn.events import EventBatch
-
-NEGATIVES = ("uniform", "historical", "inductive", "degree", "topk")
-SIMILARITIES = ("dot", "cosine", "decoder")
+from dgl_tgnn.events import EventBatch, EventStream
+from dgl_tgnn.registry import NEGATIVES
 
 EmbedFn = Callable[[torch.Tensor, float], torch.Tensor]
 """``embed(nodes [N] int64, time) -> [N, d]``: embeddings of ``nodes`` at ``time`` (seconds)."""
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``score(queries [B, d], candidates [C, d]) -> [B, C]``: link logits of every (query, candidate)."""
+
+
+@dataclass(frozen=True)
+class SamplerInputs:
+    """What a registered builder makes a training sampler from.
+
+    Attributes:
+        candidates: ``[N_c]`` int64 pool of negative destinations.
+        train: the training stream (histories, degrees).
+        num_nodes: ``N``, the dataset's node count.
+        config: the ``negatives`` section of the run config.
+        seed: seed of the sampler's generator.
+        embed: embeddings of nodes at a time (with the model being trained).
+        score: link logits of queries against candidates (the model's decoder).
+    """
+
+    candidates: torch.Tensor
+    train: EventStream
+    num_nodes: int
+    config: NegativeConfig
+    seed: int
+    embed: EmbedFn
+    score: ScoreFn
+
+    @property
+    def count(self) -> int:
+        """Negatives per event: ``n_hard + n_rand``."""
+        return self.config.n_hard + self.config.n_rand
+
+
+SamplerBuilder = Callable[[SamplerInputs], "NegativeSampler"]
+"""What ``NEGATIVES`` holds: the training sampler of a kind, from the run's inputs."""
 
 
 class NegativeSampler:
@@ -88,6 +123,11 @@ class NegativeSampler:
 
 class UniformNegatives(NegativeSampler):
     """Destinations drawn uniformly (with replacement) from the pool; the true one is not excluded."""
+
+
+@NEGATIVES.register("uniform", "uniformly from the pool")
+def _uniform(inputs: SamplerInputs) -> NegativeSampler:
+    return UniformNegatives(inputs.candidates, inputs.count, inputs.seed)
 
 
 def _pick_valid(valid: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -194,6 +234,14 @@ class HistoricalNegatives(_PairNegatives):
         return torch.ones_like(known, dtype=torch.bool)
 
 
+@NEGATIVES.register("historical", "destinations the source met before (DyGLib's), topped up with uniform")
+def _historical(inputs: SamplerInputs) -> NegativeSampler:
+    train = inputs.train
+    return HistoricalNegatives(
+        inputs.candidates, inputs.count, inputs.seed, PairHistory(train.src, train.dst)
+    )
+
+
 class InductiveNegatives(_PairNegatives):
     """DyGLib's inductive negatives: earlier destinations of the source never seen with it in training.
 
@@ -219,6 +267,14 @@ class InductiveNegatives(_PairNegatives):
         return ~seen.any(dim=2)
 
 
+@NEGATIVES.register(
+    "inductive", "destinations the source met before, not in training (DyGLib's), topped up with uniform"
+)
+def _inductive(inputs: SamplerInputs) -> NegativeSampler:
+    history = PairHistory(inputs.train.src, inputs.train.dst)  # (over the training stream: uniform)
+    return InductiveNegatives(inputs.candidates, inputs.count, inputs.seed, history, history)
+
+
 class DegreeNegatives(NegativeSampler):
     """Candidates drawn (with replacement) with probability proportional to their degree.
 
@@ -239,6 +295,13 @@ class DegreeNegatives(NegativeSampler):
         u = torch.rand((len(batch), self.num_negatives), generator=self.generator, dtype=torch.float64)
         index = torch.searchsorted(self._cdf, u, right=True).clamp(max=self.candidates.numel() - 1)
         return self.candidates[index]
+
+
+@NEGATIVES.register("degree", "proportional to degree")
+def _degree(inputs: SamplerInputs) -> NegativeSampler:
+    train = inputs.train
+    degree = torch.bincount(torch.cat([train.src, train.dst]), minlength=inputs.num_nodes)
+    return DegreeNegatives(inputs.candidates, inputs.count, inputs.seed, degree)
 
 
 def topk_by_score(
@@ -516,3 +579,22 @@ class TopKNegatives(NegativeSampler):
             self._device_generator.manual_seed(self.seed)
         else:  # the same object: a CUDA graph may hold it
             self._device_generator.set_state(generator_state)
+
+
+@NEGATIVES.register("topk", "hard negatives of arXiv 2402.09239")
+def _topk(inputs: SamplerInputs) -> NegativeSampler:
+    n, train = inputs.config, inputs.train
+    return TopKNegatives(
+        inputs.candidates,
+        n_hard=n.n_hard,
+        n_rand=n.n_rand,
+        k=n.k,
+        refresh=n.refresh,
+        warmup_epochs=n.warmup_epochs,
+        similarity=n.similarity,
+        exclude_known=n.exclude_known,
+        embed=inputs.embed,
+        seed=inputs.seed,
+        history=PairHistory(train.src, train.dst) if n.exclude_known else None,
+        score=inputs.score,
+    )
