@@ -157,7 +157,8 @@ class ModelConfig:
         default="uniform",
         metadata=option(
             "--strategy",
-            "Neighbour sampling among earlier events: uniform (TGAT) or most recent (TGN).",
+            "Neighbour sampling among earlier events: uniform (TGAT), most recent (TGN), or labor "
+            "(uniform, with draws shared by the roots of one node, as LABOR).",
             choices=("uniform", "recent", "labor"),
         ),
     )
@@ -173,12 +174,11 @@ class ModelConfig:
             choices=("auto", "always", "never"),
         ),
     )
-    memory_dim: int = field(
-        default=100, metadata=option("--memory-dim", "TGN memory width (default 100).")
-    )  # TGN only
-    message: str = field(default="identity", metadata=option(choices=("identity", "mlp")))  # TGN only
-    aggregator: str = field(default="last", metadata=option(choices=("last", "mean")))  # TGN only
-    updater: str = field(default="gru", metadata=option(choices=("gru", "rnn")))  # TGN only
+    # TGN only: memory_dim, message, aggregator, updater
+    memory_dim: int = field(default=100, metadata=option("--memory-dim", "TGN memory width (default 100)."))
+    message: str = field(default="identity", metadata=option(choices=("identity", "mlp")))
+    aggregator: str = field(default="last", metadata=option(choices=("last", "mean")))
+    updater: str = field(default="gru", metadata=option(choices=("gru", "rnn")))
     decoder: str = field(
         default="mlp", metadata=option("--decoder", "Link decoder (default mlp).", choices=("mlp", "dot"))
     )
