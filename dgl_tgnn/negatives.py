@@ -16,8 +16,10 @@ part of :meth:`NegativeSampler.state_dict`, so a resumed run draws what an unint
   candidates most similar to the (detached) source embedding, from a table of candidate
   embeddings refreshed every ``refresh`` batches and fed by each batch's embeddings.
 
-Each kind is registered in :data:`~dgl_tgnn.registry.NEGATIVES` (``negatives.kind``) with a
-builder that makes the training sampler from :class:`SamplerInputs`.
+The historical and inductive samplers, and ``topk`` with ``exclude_known``, look up a source's
+earlier destinations in a :class:`PairHistory` of the stream. Each kind is registered in
+:data:`~dgl_tgnn.registry.NEGATIVES` (``negatives.kind``) with a builder that makes the training
+sampler from :class:`SamplerInputs`.
 """
 
 from __future__ import annotations
