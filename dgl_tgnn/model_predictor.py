@@ -12,7 +12,8 @@ from dgl_tgnn.config import RunConfig
 from dgl_tgnn.data import TemporalDataset
 from dgl_tgnn.devices import dedup_hops, features_on
 from dgl_tgnn.graph import TemporalGraph
-from dgl_tgnn.link import LinkModel, Neighbourhoods
+from dgl_tgnn.link import LinkModel
+from dgl_tgnn.neighbourhoods import Neighbourhoods
 from dgl_tgnn.pair_features import PairFeatures
 from dgl_tgnn.predictor import LinkPredictor
 
