@@ -4,7 +4,7 @@ identities and pair scores."""
 from __future__ import annotations
 
 import contextlib
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -19,7 +19,6 @@ from dgl_tgnn.pair_features import NUM_PAIR_FEATURES
 from dgl_tgnn.registry import MODELS
 
 
-@runtime_checkable
 class StatefulEncoder(Protocol):
     """An encoder that carries state from batch to batch (TGN's memory): the training loop and the
     evaluation reset, back up and restore it, and feed it each batch's events after the batch."""
@@ -71,12 +70,16 @@ class LinkModel(nn.Module):
         if build is None:
             raise ValueError(f"model {c.name!r} has no parameters: it is not a LinkModel")
         self.encoder = build(c, num_nodes, node_dim, edge_dim)
+        # Declared by the model, not probed: a protocol's isinstance on Python >= 3.12 reads attributes
+        # statically and misses a module's submodules (TGN's memory).
+        self.has_memory: bool = spec.stateful
         self.decoder: nn.Module = MLPDecoder(c.embed_dim) if c.decoder == "mlp" else DotDecoder()
 
     @property
-    def has_memory(self) -> bool:
-        """True when the encoder carries state between batches (a ``StatefulEncoder``)."""
-        return isinstance(self.encoder, StatefulEncoder)
+    def stateful_encoder(self) -> StatefulEncoder:
+        """The encoder, which carries state between batches (``has_memory`` must be True)."""
+        assert self.has_memory
+        return cast(StatefulEncoder, self.encoder)
 
     def forward(
         self, blocks: list[HopBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
@@ -89,8 +92,8 @@ class LinkModel(nn.Module):
     def sharing_memory_update(self) -> contextlib.AbstractContextManager[None]:
         """A scope whose forward passes share the memory update (``Memory.sharing_update``); an
         encoder without memory has nothing to share."""
-        if isinstance(self.encoder, StatefulEncoder):
-            return self.encoder.memory.sharing_update()
+        if self.has_memory:
+            return self.stateful_encoder.memory.sharing_update()
         return contextlib.nullcontext()
 
     def observe(self, batch: EventBatch, edge_feat: torch.Tensor) -> None:
@@ -110,10 +113,10 @@ class LinkModel(nn.Module):
     ) -> None:
         """``observe`` of events ``src``, ``dst``, ``t``, ``eids`` (``[B]`` each, moved to the device of
         ``edge_feat [E, edge_dim]``)."""
-        if isinstance(self.encoder, StatefulEncoder):
+        if self.has_memory:
             device = edge_feat.device
             src, dst, t, eids = (to_device(x, device) for x in (src, dst, t, eids))
-            self.encoder.update(src, dst, t, eids, edge_feat)
+            self.stateful_encoder.update(src, dst, t, eids, edge_feat)
 
     def score(self, z_src: torch.Tensor, z_dst: torch.Tensor) -> torch.Tensor:
         """Link logits of ``z_src [..., d]`` with ``z_dst [..., d]`` (leading dims broadcast)."""

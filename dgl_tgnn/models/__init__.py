@@ -28,10 +28,12 @@ class ModelSpec:
             node_feat [N, node_dim], edge_feat [E, edge_dim]) -> [R0, embed_dim]``; with state
             carried between batches it is a :class:`~dgl_tgnn.link.StatefulEncoder`). None for a
             model without parameters (EdgeBank, fitted by ``train.fit_edgebank``).
+        stateful: True when the encoder is a :class:`~dgl_tgnn.link.StatefulEncoder`.
     """
 
     defaults: dict[str, dict[str, Any]]
     encoder: EncoderBuilder | None = None
+    stateful: bool = False
 
 
 for _module in pkgutil.iter_modules(__path__):

@@ -29,5 +29,9 @@ def encoder(c: ModelConfig, num_nodes: int, node_dim: int, edge_dim: int) -> TGN
 
 MODELS.register("tgn", "TGN, temporal attention over a memory per node")(
     # TGN-attn: memory 100 (GRU, identity messages, last aggregator), 1 layer, 10 recent neighbours.
-    ModelSpec({"model": {"num_layers": 1, "fanouts": [10], "strategy": "recent", "memory_dim": 100}}, encoder)
+    ModelSpec(
+        {"model": {"num_layers": 1, "fanouts": [10], "strategy": "recent", "memory_dim": 100}},
+        encoder,
+        stateful=True,
+    )
 )
