@@ -18,6 +18,7 @@ from dgl_tgnn import run_dir as rd
 from dgl_tgnn.config import RunConfig, apply_overrides, config_from_dict, load_config
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.model_predictor import ModelPredictor
+from dgl_tgnn.nn.memory import MemoryState
 from dgl_tgnn.ranking import rank_stream
 from dgl_tgnn.training.build import (
     RunData,
@@ -98,36 +99,30 @@ class RunEvaluation:
             progress=self.progress,
         )
 
-    def epoch(self) -> tuple[dict[str, float], Any]:
+    def epoch(self) -> tuple[dict[str, float], MemoryState | None]:
         """Validation (and test) metrics after an epoch, and TGN's memory after validation."""
         if self.data.tgb:  # the test split is ranked once, with the best epoch's weights
             return {f"val_{k}": v for k, v in self.rank("val").items()}, None
         ranking = True
         evaluate = self.evaluator.evaluate
-        memory = self.model.encoder if self.model.has_memory else None
         out: dict[str, float] = {}
-        train_end = memory.backup_memory() if memory else None
+        train_end = self.model.backup_memory()
         out |= {f"val_{k}": v for k, v in evaluate(self.data.streams["val"], ranking).items()}
-        val_end = memory.backup_memory() if memory else None
-        if memory:
-            memory.restore_memory(train_end)
+        val_end = self.model.backup_memory()
+        self.model.restore_memory(train_end)
         out |= {f"val_new_{k}": v for k, v in evaluate(self.data.streams["val_new"], False).items()}
-        if memory:
-            memory.restore_memory(val_end)
+        self.model.restore_memory(val_end)
         if self.config.eval.test_every_epoch:
             out |= self.test(val_end)
         return out, val_end
 
-    def test(self, val_end: Any) -> dict[str, float]:
+    def test(self, val_end: MemoryState | None) -> dict[str, float]:
         """Test metrics from the memory after validation (TGN); restores it after each stream."""
-        memory = self.model.encoder if self.model.has_memory else None
         out = {f"test_{k}": v for k, v in self.evaluator.evaluate(self.data.streams["test"], True).items()}
-        if memory:
-            memory.restore_memory(val_end)
+        self.model.restore_memory(val_end)
         new = self.evaluator.evaluate(self.data.streams["test_new"], False)
         out |= {f"test_new_{k}": v for k, v in new.items()}
-        if memory:
-            memory.restore_memory(val_end)
+        self.model.restore_memory(val_end)
         return out
 
 
@@ -187,21 +182,18 @@ def evaluate_checkpoint(
     if data.tgb:
         return {f"{split}_{k}": v for k, v in evaluation.rank(split).items()}
     evaluator, streams = evaluation.evaluator, data.streams
-    memory = model.encoder if model.has_memory else None
     start = memory_from_plain(saved.get("val_memory")) if split == "test" else None
-    if memory is not None and start is None:
-        memory.reset_memory()
+    if model.has_memory and start is None:  # rebuilt through the earlier splits
+        model.reset_memory()
         with torch.no_grad():
             for batch in streams["train"].batches(config.train.batch_size):
                 model.observe(batch, data.edge_feat)
         if split == "test":
             evaluator.evaluate(streams["val"], ranking=False)
-        start = memory.backup_memory()
-    if memory is not None:
-        memory.restore_memory(start)
+        start = model.backup_memory()
+    model.restore_memory(start)
     result = {f"{split}_{k}": v for k, v in evaluator.evaluate(streams[split], ranking).items()}
-    if memory is not None:
-        memory.restore_memory(start)
+    model.restore_memory(start)
     new = evaluator.evaluate(streams[f"{split}_new"], ranking=False)
     result |= {f"{split}_new_{k}": v for k, v in new.items()}
     return result

@@ -155,8 +155,7 @@ class Trainer:
         batch_size = self.config.train.batch_size
         total = stream.num_batches(batch_size)
         if self.batch == 0:
-            if self.model.has_memory:
-                self.model.encoder.reset_memory()
+            self.model.reset_memory()
             self.negatives.start_epoch(self.epoch)
         self.model.train()
         bar = tqdm(
@@ -409,8 +408,7 @@ class Trainer:
             bank = rank_edgebank(self.config, data.dataset, data.split, sets, "unlimited")
             result["edgebank_test_mrr"] = bank["test_mrr"]
         else:
-            if self.model.has_memory:
-                self.model.encoder.restore_memory(val_end)
+            self.model.restore_memory(val_end)
             result = self.evaluation.test(val_end)
         result["best_epoch"] = self.best_epoch
         self.log(format_test(result))
@@ -422,7 +420,7 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints
     def state(self) -> dict[str, Any]:
         """Everything ``resume`` needs to continue exactly where this run stands."""
-        memory = self.model.encoder.backup_memory() if self.model.has_memory else None
+        memory = self.model.backup_memory()
         return {
             "config": self.config.to_dict(),
             "data_hash": self.data.data_hash,
@@ -447,8 +445,7 @@ class Trainer:
         self.best_metric, self.best_epoch, self.bad_epochs = state["best"]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if state["memory"] is not None:
-            self.model.encoder.restore_memory(memory_from_plain(state["memory"]))
+        self.model.restore_memory(memory_from_plain(state["memory"]))
         self.negatives.load_state_dict(state["negatives"])
         self.neighbourhoods.load_state_dict(state["neighbour_sampler"])
         torch.set_rng_state(state["torch_rng"])
