@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -74,6 +75,22 @@ SamplerBuilder = Callable[[SamplerInputs], "NegativeSampler"]
 """What ``NEGATIVES`` holds: the training sampler of a kind, from the run's inputs."""
 
 
+class DeviceDraws(Protocol):
+    """A sampler's draws on a GPU (``NegativeSampler.device_draws``): ``sample`` split in two,
+    ``begin_batch`` on the host, then ``draw_on_device`` with fixed shapes and no host
+    synchronisation, so that a CUDA graph can hold it."""
+
+    def begin_batch(self, batch: EventBatch) -> None:
+        """The host part of ``sample`` for ``batch``, before the draws."""
+
+    def generator_on(self, device: torch.device) -> torch.Generator:
+        """The generator of the draws on GPU ``device``: always the same object (a graph holds it)."""
+
+    def draw_on_device(self, dst: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """``[B, num_negatives]`` int64 negatives on the GPU of ``queries [B, d]``, for events with
+        destinations ``dst [B]`` there."""
+
+
 class NegativeSampler:
     """Base class: a candidate pool, a count and a seeded generator.
 
@@ -82,6 +99,12 @@ class NegativeSampler:
         num_negatives: negatives per event (``>= 1``).
         seed: seed of the sampler's generator.
     """
+
+    observes: bool = False
+    """True when the sampler keeps embeddings of its whole pool: it refreshes them with
+    ``embed(candidates, time)`` and takes those each training batch computes through ``observe``."""
+    refresh_seconds: float = 0.0
+    """Seconds spent refreshing the pool's embeddings (reset by the training loop each epoch)."""
 
     def __init__(self, candidates: torch.Tensor, num_negatives: int, seed: int) -> None:
         candidates = torch.as_tensor(candidates, dtype=torch.int64).cpu()
@@ -108,7 +131,12 @@ class NegativeSampler:
         return self.uniform(len(batch), self.num_negatives)
 
     def observe(self, nodes: torch.Tensor, embeddings: torch.Tensor) -> None:
-        """Receives the embeddings ``[n, d]`` a training batch computed for ``nodes [n]``."""
+        """Receives the embeddings ``[n, d]`` a training batch computed for ``nodes [n]`` (called
+        when ``observes``)."""
+
+    def device_draws(self) -> DeviceDraws | None:
+        """The draws on a GPU that a CUDA graph can hold, or None when the sampler draws on the host."""
+        return None
 
     def uniform(self, rows: int, cols: int) -> torch.Tensor:
         """``[rows, cols]`` candidates drawn uniformly with replacement."""
@@ -403,11 +431,16 @@ class TopKNegatives(NegativeSampler):
         self.table: torch.Tensor | None = None
         self.batches_since_refresh = 0
         self.refreshes = 0
-        self.refresh_seconds = 0.0
+
+    observes = True
 
     @property
     def warming_up(self) -> bool:
         return self.epoch < self.warmup_epochs
+
+    def device_draws(self) -> DeviceDraws | None:
+        """Itself, but None with ``exclude_known``: its history lives on the host."""
+        return None if self.exclude_known else self
 
     @property
     def wants_queries(self) -> bool:

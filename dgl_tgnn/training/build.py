@@ -202,15 +202,15 @@ def build_optimizer(config: RunConfig, model: LinkModel, device: torch.device) -
 
 
 def build_neighbourhoods(
-    config: RunConfig, graph: TemporalGraph, seed: int, device: torch.device, dedup: bool
+    config: RunConfig, data: RunData, device: torch.device, dedup: bool
 ) -> Neighbourhoods:
-    """The training neighbour sampler over ``graph``, as the model section configures it."""
+    """The neighbour sampler of the training graph, seeded with ``train.seed``."""
     c = config
     return Neighbourhoods(
-        graph,
+        data.train_graph,
         c.model.fanouts,
         c.model.strategy,
-        seed,
+        c.train.seed,
         c.train.threads,
         c.train.visible_batch,
         device,

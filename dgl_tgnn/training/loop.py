@@ -31,7 +31,6 @@ from dgl_tgnn import run_dir as rd
 from dgl_tgnn.config import RunConfig, load_config, save_config
 from dgl_tgnn.data import TemporalDataset
 from dgl_tgnn.events import EventBatch
-from dgl_tgnn.negatives import TopKNegatives
 from dgl_tgnn.training.build import (
     build_data,
     build_model,
@@ -115,9 +114,7 @@ class Trainer:
         self.streams = self.data.streams
         self.model = build_model(c, self.data, self.device)
         self.optimizer = build_optimizer(c, self.model, self.device)
-        self.neighbourhoods = build_neighbourhoods(
-            c, self.data.train_graph, c.train.seed, self.device, self.dedup
-        )
+        self.neighbourhoods = build_neighbourhoods(c, self.data, self.device, self.dedup)
         self.step = TrainingStep(
             c, self.data, self.model, self.optimizer, self.neighbourhoods, self.device, cuda_graph=cuda_graph
         )
@@ -317,7 +314,7 @@ class Trainer:
         sampler_before = self.evaluator.sampler_seconds
         metrics, val_end = self.evaluation.epoch()
         eval_seconds = time.perf_counter() - eval_began
-        refresh_seconds = getattr(self.negatives, "refresh_seconds", 0.0)
+        refresh_seconds = self.negatives.refresh_seconds
         record = {
             "epoch": self.epoch + 1,
             "loss": sum(self.partial["losses"]) / max(len(self.partial["losses"]), 1),
@@ -330,8 +327,7 @@ class Trainer:
             "epoch_seconds": self.partial["train_seconds"] + eval_seconds,
             "peak_memory_mb": peak_memory_mb(self.device),
         }
-        if isinstance(self.negatives, TopKNegatives):
-            self.negatives.refresh_seconds = 0.0
+        self.negatives.refresh_seconds = 0.0
         self.history.append(record)
         self.log(epoch_summary(record))
         best: dict[str, Any] | None = None

@@ -26,7 +26,7 @@ from dgl_tgnn.devices import to_device
 from dgl_tgnn.events import EventBatch
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.losses import link_loss
-from dgl_tgnn.negatives import NegativeSampler, SamplerBuilder, SamplerInputs, TopKNegatives
+from dgl_tgnn.negatives import NegativeSampler, SamplerBuilder, SamplerInputs
 from dgl_tgnn.neighbourhoods import Embedder, Neighbourhoods
 from dgl_tgnn.nn.memory import RawMessages
 from dgl_tgnn.pair_features import PairFeatures
@@ -84,6 +84,7 @@ class TrainingStep:
         self.graphed: GraphedStep | None = None
         self.graphed_queries: GraphedStep | None = None
         self.graphed_refresh: GraphedStep | None = None
+        self._pool_on_device: torch.Tensor | None = None  # the refresh graph's copy of the pool
         # (Pair features find each batch's distinct candidates: a synchronisation, so no graph.)
         if (
             cuda_graph
@@ -92,10 +93,12 @@ class TrainingStep:
             and not self.pair_features
         ):
             self.graphed = GraphedStep(self._graph_step)
-            if isinstance(self.negatives, TopKNegatives):
-                if not self.negatives.exclude_known:  # (its history is on the host)
-                    generator = self.negatives.generator_on(self.device)
-                    self.graphed_queries = GraphedStep(self._query_step, generators=(generator,))
+            draws = self.negatives.device_draws()
+            if draws is not None:
+                generator = draws.generator_on(self.device)
+                self.graphed_queries = GraphedStep(self._query_step, generators=(generator,))
+            if self.negatives.observes:
+                self._pool_on_device = self.negatives.candidates.to(self.device)
                 self.graphed_refresh = GraphedStep(self._refresh_step)
         self._pending_at: RawMessages | None = None
 
@@ -122,9 +125,9 @@ class TrainingStep:
     def _refresh_step(self, inputs: torch.Tensor) -> tuple[torch.Tensor]:
         """``_embed_candidates`` of the whole pool as a CUDA graph holds it: ``inputs`` ``[1]`` int64,
         the bits of the time (float64 seconds)."""
-        assert isinstance(self.negatives, TopKNegatives)
         t = inputs.view(torch.float64)
-        nodes = self.negatives.on_device("candidates", self.device)
+        nodes = self._pool_on_device
+        assert nodes is not None
         with self._inference():
             return (self.embedder(nodes, t.expand(nodes.shape[0]), t[0]),)
 
@@ -132,12 +135,13 @@ class TrainingStep:
         """The topk query pass and the draws as a CUDA graph holds them: ``events`` ``[4 * B]`` int64,
         ``src | dst | eids | t`` (``t`` as the bits of float64 seconds); returns the negatives
         ``[B, n]`` (``TopKNegatives.draw_on_device``)."""
-        assert isinstance(self.negatives, TopKNegatives)
+        draws = self.negatives.device_draws()
+        assert draws is not None
         size = events.shape[0] // 4
         src, dst, t = events[:size], events[size : 2 * size], events[3 * size :].view(torch.float64)
         with self._inference():
             queries = self.embedder(src, t, t[0])
-        return (self.negatives.draw_on_device(dst, queries),)
+        return (draws.draw_on_device(dst, queries),)
 
     def _replay(self, graphed: GraphedStep, inputs: torch.Tensor, roots: int) -> tuple[torch.Tensor, ...]:
         """``graphed(inputs)``; a replay counts the sampler calls that embedding ``roots`` roots makes."""
@@ -175,7 +179,7 @@ class TrainingStep:
             roots = torch.cat([batch.src, batch.dst, neg.flatten()])
             z = self.embedder(roots, torch.cat([times, times, times.repeat_interleave(n)]), t0)
         loss = self._optimize(z, size, n, self._pair_logits(batch.src, batch.t, batch.dst, neg))
-        if isinstance(self.negatives, TopKNegatives):
+        if self.negatives.observes:
             self.negatives.observe(torch.cat([batch.src, batch.dst, neg.flatten()]), z.detach())
         self.model.observe(batch, self.edge_feat)
         return loss.detach()
@@ -215,11 +219,11 @@ class TrainingStep:
         # are drawn on the GPU (``_query_step``; a training pass split in two measured slower).
         # The table refresh, when due, comes first, graphed or not, so that the
         # sampler's calls come in one order and uniform neighbours are drawn alike.
-        if self.negatives.wants_queries and not self.negatives.exclude_known:
-            assert isinstance(self.negatives, TopKNegatives)
+        draws = self.negatives.device_draws()
+        if self.negatives.wants_queries and draws is not None:
             if graphable:  # (TGN: the pending messages into the graphs' buffers, for the refresh too)
                 self._keep_pending(size)
-            self.negatives.begin_batch(batch)
+            draws.begin_batch(batch)
             # src | dst | eids | the bits of t (float64), in one transfer, for both passes
             events = torch.cat([batch.src, batch.dst, batch.eids, batch.t.view(torch.int64)])
             events = to_device(events, self.device)
@@ -245,7 +249,7 @@ class TrainingStep:
             loss = loss.clone()  # the graph's loss is overwritten by the next replay
         else:
             loss, z = self._device_step(inputs, size)
-        if isinstance(self.negatives, TopKNegatives):  # the batch's roots: src | dst | neg of inputs
+        if self.negatives.observes:  # the batch's roots: src | dst | neg of inputs
             self.negatives.observe(torch.cat([inputs[: 2 * size], inputs[3 * size : (3 + n) * size]]), z)
         return loss
 
