@@ -451,10 +451,11 @@ class TopKNegatives(NegativeSampler):
         self.batches_since_refresh = 0
 
     def rows(self, nodes: torch.Tensor) -> torch.Tensor:
-        """Table row of each node id (``-1`` for nodes outside the pool or ``-1`` ids)."""
-        nodes = nodes.cpu()
-        inside = (nodes >= 0) & (nodes < self.row_of.numel())
-        return torch.where(inside, self.row_of[nodes.clamp(0, self.row_of.numel() - 1)], -1)
+        """Table row of each node id (``-1`` for nodes outside the pool or ``-1`` ids), on the device
+        of ``nodes`` (on a GPU without synchronising)."""
+        row_of = self.on_device("row_of", nodes.device) if nodes.is_cuda else self.row_of
+        inside = (nodes >= 0) & (nodes < row_of.numel())
+        return torch.where(inside, row_of[nodes.clamp(0, row_of.numel() - 1)], -1)
 
     def _refresh(self, time_s: float) -> None:
         began = time.perf_counter()
@@ -527,12 +528,6 @@ class TopKNegatives(NegativeSampler):
             self._on_device[name] = getattr(self, name).to(device)
         return self._on_device[name]
 
-    def _rows_on_device(self, nodes: torch.Tensor) -> torch.Tensor:
-        """``rows`` of ``nodes`` on their GPU, without synchronising."""
-        row_of = self.on_device("row_of", nodes.device)
-        inside = (nodes >= 0) & (nodes < row_of.numel())
-        return torch.where(inside, row_of[nodes.clamp(0, row_of.numel() - 1)], -1)
-
     def begin_batch(self, batch: EventBatch) -> None:
         """The part of ``sample`` before the draws (after the warm-up): the table refresh when due
         (every ``refresh`` batches and at an epoch's first), and the count of batches."""
@@ -556,33 +551,19 @@ class TopKNegatives(NegativeSampler):
         events with destinations ``dst`` ``[B]`` there: the same draws in distribution as on the
         host, from ``generator_on``; fixed shapes and no host synchronisation (a CUDA graph can
         hold it). Returns ``[B, n_hard + n_rand]`` int64 node ids on that GPU."""
-        exclude = self._rows_on_device(dst)[:, None]  # in [-1, N_c): valid by construction
+        exclude = self.rows(dst)[:, None]  # in [-1, N_c): valid by construction
         nearest = self._nearest(queries, exclude, check=False)
         return self._draw(nearest, self.generator_on(queries.device))
 
     def observe(self, nodes: torch.Tensor, embeddings: torch.Tensor) -> None:
-        """Writes ``embeddings [n, d]`` (detached) into the table rows of ``nodes [n]`` in the pool
-        (a node's last occurrence wins); on the GPU without synchronising when ``nodes`` are there."""
+        """Writes ``embeddings [n, d]`` (detached) into the table rows of ``nodes [n]`` in the pool (a
+        node's last occurrence wins), with ``nodes``, ``embeddings`` and the table on one device.
+        With fixed shapes, so that on a GPU nothing synchronises: every occurrence of a row writes
+        the value of the row's last occurrence, and nodes outside the pool rewrite row 0 with its
+        final value."""
         if self.table is None or self.warming_up:
             return
-        if nodes.is_cuda:
-            self._observe_on_device(nodes, embeddings)
-            return
         rows = self.rows(nodes)
-        # Where a node occurs more than once, its last occurrence wins (deterministically).
-        unique_rows, inverse = torch.unique(rows, return_inverse=True)
-        last = torch.zeros_like(unique_rows).scatter_reduce(
-            0, inverse, torch.arange(rows.numel()), reduce="amax", include_self=False
-        )
-        last = last[unique_rows >= 0]
-        source = embeddings.detach()[to_device(last, embeddings.device)].to(self.table.dtype)
-        self.table[to_device(rows[last], self.table.device)] = source
-
-    def _observe_on_device(self, nodes: torch.Tensor, embeddings: torch.Tensor) -> None:
-        """``observe`` with fixed shapes: every occurrence of a row writes the value of the row's
-        last occurrence, and nodes outside the pool rewrite row 0 with its final value."""
-        assert self.table is not None
-        rows = self._rows_on_device(nodes)
         positions = torch.arange(rows.shape[0], device=rows.device)
         # last[r + 1]: the last occurrence of row r, -1 if none (last[0] gathers the rows outside).
         last = torch.full((self.table.shape[0] + 1,), -1, dtype=torch.int64, device=rows.device)
