@@ -372,10 +372,10 @@ def test_training_uses_one_thread_while_another_process_is_busy(tmp_path, events
     trainer = Trainer(tiny(**{"train.threads": None}), None, dataset=events, progress=False, log=quiet)
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        trainer._adapt_threads()
-        assert trainer._default_threads == 2
+        trainer.threads.adapt()
+        assert trainer.threads.default == 2
         time.sleep(0.5)
-        trainer._adapt_threads()
+        trainer.threads.adapt()
         assert torch.get_num_threads() == 1
     finally:
         busy.kill()
@@ -383,8 +383,8 @@ def test_training_uses_one_thread_while_another_process_is_busy(tmp_path, events
         torch.set_num_threads(before)
     # an explicit thread count is left alone
     pinned = Trainer(tiny(**{"train.threads": 1}), None, dataset=events, progress=False, log=quiet)
-    pinned._adapt_threads()
-    assert pinned._threads_mark is None
+    pinned.threads.adapt()
+    assert pinned.threads.mark is None
 
 
 def test_a_sampler_call_too_large_for_memory_is_refused_before_allocating():

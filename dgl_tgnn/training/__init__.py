@@ -7,6 +7,7 @@
 * ``checkpoints``: checkpoint files, read safely and written atomically.
 * ``tgb``: TGB's negative sets and EdgeBank under TGB's protocol (``fit_edgebank``).
 * ``report``: the lines a run prints.
+* ``threads``: torch's CPU thread count while other processes keep the machine busy.
 
 ``dgl_tgnn.train`` gathers the names the command line and the scripts use.
 """

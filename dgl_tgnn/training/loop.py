@@ -15,7 +15,6 @@ sampler), TGN's memory and the epoch's partial sums.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import tempfile
 import time
@@ -52,6 +51,7 @@ from dgl_tgnn.training.evaluate import RunEvaluation
 from dgl_tgnn.training.report import epoch_summary, format_test, peak_memory_mb
 from dgl_tgnn.training.step import TrainingStep
 from dgl_tgnn.training.tgb import rank_edgebank
+from dgl_tgnn.training.threads import BusyMachineThreads
 
 
 class TrainingDiverged(ValueError):
@@ -91,8 +91,6 @@ class Trainer:
     interrupted_by: int = int(signal.SIGINT)
     _lock: int | None = None  # the run directory's lock (rd.lock_run_dir), held while training
     _last_checkpoint: float = 0.0
-    _default_threads: int | None = None  # (_adapt_threads)
-    _threads_mark: tuple[float, float, float] | None = None
 
     def __init__(
         self,
@@ -123,6 +121,7 @@ class Trainer:
             c, self.data, self.model, self.device, self.dedup, run_dir, progress=progress
         )
         self.evaluator = self.evaluation.evaluator
+        self.threads = BusyMachineThreads(c.train.threads is None and self.device.type == "cpu")
         # Progress of the run (all of it goes into checkpoint.pt).
         self.epoch = 0  # the epoch being trained (0-based)
         self.batch = 0  # the next batch of that epoch
@@ -186,7 +185,7 @@ class Trainer:
                 losses.append(self._train_batch(batch))
                 self.batch += 1
                 events += len(batch)
-                self._adapt_threads()
+                self.threads.adapt()
                 if len(losses) == 20:
                     read_losses()
                     if self.progress:
@@ -213,33 +212,6 @@ class Trainer:
             self.partial["sampler_seconds"] += self.neighbourhoods.seconds - sampler_before
         self._check_finite(checked)
         return True
-
-    def _adapt_threads(self) -> None:
-        """With the default thread count on CPU (``train.threads`` unset): one torch thread while
-        other processes keep about a core busy, the default again once they stop. A spinning OpenMP
-        team waits at every parallel region for a worker the system has descheduled (a uci TGN
-        epoch took many times longer beside one busy process; bench/busy_machine.py)."""
-        if self.config.train.threads is not None or self.device.type != "cpu":
-            return
-        if self._threads_mark is not None and time.monotonic() - self._threads_mark[2] < 0.2:
-            return  # (/proc/stat counts in 10 ms ticks: look at windows of 0.2 s or more)
-        try:
-            with open("/proc/stat") as f:
-                fields = [int(x) for x in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return
-        ticks = os.sysconf("SC_CLK_TCK")
-        busy = (sum(fields[:8]) - fields[3] - fields[4]) / ticks  # all but idle and iowait
-        mark = (busy, time.process_time(), time.monotonic())
-        if self._threads_mark is not None and self._default_threads is not None:
-            others = (mark[0] - self._threads_mark[0]) - (mark[1] - self._threads_mark[1])
-            cores = others / max(mark[2] - self._threads_mark[2], 1e-9)
-            threads = 1 if cores > 0.5 else self._default_threads
-            if threads != torch.get_num_threads():
-                torch.set_num_threads(threads)
-        if self._default_threads is None:
-            self._default_threads = torch.get_num_threads()
-        self._threads_mark = mark
 
     def _check_finite(self, start: int) -> None:
         """Raises ``TrainingDiverged`` naming the first batch from ``start`` on (of this epoch) whose
