@@ -345,6 +345,20 @@ def test_an_empty_test_split_is_refused_with_the_split_sizes(tmp_path, events):
         Trainer(config, None, dataset=events, progress=False, log=quiet).fit()
 
 
+def test_evaluate_builds_no_trainer(tmp_path, trained_run, monkeypatch):
+    """A saved model is evaluated from its data, model and evaluator: no optimizer, no sampler."""
+    from dgl_tgnn.train import evaluate_checkpoint
+
+    expected = final_result(trained_run)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("evaluate built a Trainer")
+
+    monkeypatch.setattr(Trainer, "__init__", refused)
+    result = evaluate_checkpoint(copy_run(trained_run, tmp_path / "run"))
+    assert result["test_ap"] == pytest.approx(expected["test_ap"], abs=1e-6)
+
+
 def test_evaluate_refuses_data_that_changed_since_training(tmp_path, trained_run, events):
     run = copy_run(trained_run, tmp_path / "run")
     assert torch.load(run / rd.BEST, weights_only=True)["data_hash"]
