@@ -78,50 +78,110 @@ class PairFeatures:
         src, t, candidates = src.to(device), t.to(device, torch.float64), candidates.to(device)
         t_ref = t_ref.to(device, torch.float64)
         size, width = candidates.shape
+        if size == 0 or width == 0:
+            return torch.zeros(size, width, NUM_PAIR_FEATURES, device=device)
         (mine,) = self.recent.sample(src, t_ref.expand(size).contiguous(), check=False)
         nbr, nbr_t, mask = mine.nbr_nodes, mine.nbr_times, mine.mask  # [B, H], most recent first
-        match = (nbr[:, None, :] == candidates[:, :, None]) & mask[:, None, :]  # [B, C, H]
-        count = match.sum(-1)
-        has = count > 0
-        last = torch.where(match, nbr_t[:, None, :], float("-inf")).amax(-1)  # [B, C]
         first_seen = _first_seen_times(nbr, nbr_t, mask)  # [B, H]
-        rank = (first_seen[:, None, :] > last[:, :, None]).sum(-1)  # [B, C]
         activity, explore, latest, oldest = _history_stats(mask, nbr_t, first_seen, self.history)
         active = mask[:, 0]
-
-        nodes, inverse = torch.unique(candidates, return_inverse=True)
+        nodes, inverse = _unique(candidates)  # [U], [B, C]
         (theirs,) = self.recent.sample(nodes, t_ref.expand(nodes.shape[0]).contiguous(), check=False)
         their_first_seen = _first_seen_times(theirs.nbr_nodes, theirs.nbr_times, theirs.mask)  # [U, H]
         stats = _history_stats(theirs.mask, theirs.nbr_times, their_first_seen, self.history)
         c_activity, c_explore, c_latest, c_oldest = (x[inverse] for x in stats)  # [B, C] each
         c_active = theirs.mask[:, 0][inverse]
-        c_rank = (their_first_seen[inverse] > last[:, :, None]).sum(-1)  # [B, C]
-        met_by_them = ((theirs.nbr_nodes[inverse] == src[:, None, None]) & theirs.mask[inverse]).sum(-1)
+
+        # Each row's partners sorted, looked up for each candidate: [B, C] binary searches, not
+        # [B, C, H] comparisons.
+        span = int(torch.maximum(candidates.max(), nbr.max()).clamp(min=0)) + 1
+        mine_sorted = _SortedRows(nbr, mask, span)
+        left, right = mine_sorted.find(candidates)  # [B, C]
+        count = (right - left).double()
+        found = count > 0
+        last = torch.where(found, mine_sorted.gather(nbr_t, left), float("-inf"))
+        b, c = found.nonzero(as_tuple=True)  # the pairs met before: the rank features
+        rank = torch.zeros_like(count)
+        rank[b, c] = (first_seen[b] > last[b, c, None]).sum(-1).double()
+        c_rank = torch.zeros_like(count)
+        c_rank[b, c] = (their_first_seen[inverse[b, c]] > last[b, c, None]).sum(-1).double()
+        short = []
+        for window in _SHORT_WINDOWS:
+            lo, hi = _SortedRows(nbr[:, :window], mask[:, :window], span).find(candidates)
+            short.append((hi - lo).double())
+        lo, hi = _SortedRows(theirs.nbr_nodes, theirs.mask, span).find(src[:, None], rows=inverse)
+        met_by_them = (hi - lo).double()
 
         at = t[:, None]  # [B, 1]
-        per_source = [
-            activity,
-            explore,
-            torch.where(active, _log_time(t - latest), 0.0),
-            torch.where(active, _log_time(t - oldest), 0.0),
-        ]
-        features = [
-            has.double(),
-            torch.log1p(count.double()),
+        has = found
+        n_src = mask.sum(-1, keepdim=True).clamp(min=1)
+        columns = [
+            has,
+            torch.log1p(count),
             torch.where(has, _log_time(at - last), 0.0),
-            torch.where(has, 1.0 / (1.0 + rank.double()), 0.0),
-            c_active.double(),
+            torch.where(has, 1.0 / (1.0 + rank), 0.0),
+            c_active,
             torch.where(c_active, _log_time(at - c_latest), 0.0),
-            torch.where(has, 1.0 / (1.0 + c_rank.double()), 0.0),
-            *(x[:, None].expand(size, width) for x in per_source),
-            count.double() / mask.sum(-1, keepdim=True).clamp(min=1),
-            *(torch.log1p(match[..., :w].sum(-1).double()) for w in _SHORT_WINDOWS),
+            torch.where(has, 1.0 / (1.0 + c_rank), 0.0),
+            activity[:, None],
+            explore[:, None],
+            torch.where(active, _log_time(t - latest), 0.0)[:, None],
+            torch.where(active, _log_time(t - oldest), 0.0)[:, None],
+            count / n_src,
+            *(torch.log1p(x) for x in short),
             c_activity,
             c_explore,
             torch.where(c_active, _log_time(at - c_oldest), 0.0),
-            torch.log1p(met_by_them.double()),
+            torch.log1p(met_by_them),
         ]
-        return torch.stack(features, dim=-1).float()
+        features = torch.empty(size, width, NUM_PAIR_FEATURES, dtype=torch.float32, device=device)
+        for j, column in enumerate(columns):
+            features[:, :, j] = column
+        return features
+
+
+class _SortedRows:
+    """The ids of each row of ``ids [R, H]`` (``mask``-ed slots left out), sorted, for counting a
+    row's slots that hold a given id by binary search. Ids are in ``[0, span)``."""
+
+    def __init__(self, ids: torch.Tensor, mask: torch.Tensor, span: int) -> None:
+        self.span = span + 1  # ``span`` marks a masked slot: no query matches it
+        rows = torch.arange(ids.shape[0], device=ids.device)[:, None]
+        sorted_ids, self.order = torch.where(mask, ids, span).sort(dim=1, stable=True)
+        self.keys = (rows * self.span + sorted_ids).reshape(-1)  # ascending: rows, then ids
+        self.width = ids.shape[1]
+
+    def find(
+        self, queries: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[left, right)`` flat positions of the slots holding ``queries [B, C]`` in row ``b`` (or in
+        row ``rows[b, c]``, broadcast against ``queries``): ``right - left`` of them, the most recent
+        (lowest slot) at ``left`` since the sort is stable."""
+        if rows is None:
+            rows = torch.arange(queries.shape[0], device=queries.device)[:, None]
+        keys = rows * self.span + queries
+        return torch.searchsorted(self.keys, keys), torch.searchsorted(self.keys, keys, right=True)
+
+    def gather(self, values: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        """``values [R, H]`` of the slots at flat sorted positions ``at`` (clamped into range)."""
+        at = at.clamp(max=self.keys.shape[0] - 1)
+        row, col = at // self.width, at % self.width
+        return values[row, self.order[row, col]]
+
+
+def _unique(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(values, return_inverse=True)`` for ids ``>= 0``, by a presence table of
+    ``max + 1`` entries rather than a sort (sources against every destination: ``B x C`` ids, few
+    distinct)."""
+    flat = values.reshape(-1)
+    if flat.numel() == 0:
+        return flat, values.clone()
+    present = torch.zeros(int(flat.max()) + 1, dtype=torch.bool, device=values.device)
+    present[flat] = True
+    nodes = present.nonzero().squeeze(1)
+    position = torch.empty(present.shape[0], dtype=torch.int64, device=values.device)
+    position[nodes] = torch.arange(nodes.shape[0], device=values.device)
+    return nodes, position[values]
 
 
 def _log_time(dt: torch.Tensor) -> torch.Tensor:
