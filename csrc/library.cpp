@@ -37,12 +37,11 @@ TORCH_LIBRARY(dgl_tgnn, m) {
              return std::make_tuple(std::make_tuple(std::string("num_nodes"), self->graph.num_nodes()),
                                     std::make_tuple(std::string("num_entries"), self->graph.num_entries()));
            })
-      .def_pickle([](const c10::intrusive_ptr<TCSRHolder>&) -> int64_t {
-                    TORCH_CHECK(false, "TCSR: not picklable (TemporalGraph pickles its events)");
-                  },
-                  [](int64_t) -> c10::intrusive_ptr<TCSRHolder> {
-                    TORCH_CHECK(false, "TCSR: not picklable (TemporalGraph pickles its events)");
-                  })
+      // Pickled as its packed arrays, num_events, undirected and max_time (tgnn::ops::TCSRState); the
+      // copy is checked whole (ValueError) and samples and appends as the original. TemporalGraph
+      // pickles its events instead; this is for the object alone (e.g. inductor's benchmark harness).
+      .def_pickle([](const c10::intrusive_ptr<TCSRHolder>& self) { return tgnn::ops::tcsr_state(*self); },
+                  [](tgnn::ops::TCSRState state) { return tgnn::ops::tcsr_from_state(state); })
       // Identity (torch.compile's graph passes compare constants).
       .def("__eq__", [](const c10::intrusive_ptr<TCSRHolder>& self, const c10::IValue& other) {
         return other.isCustomClass() &&

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/attention.h"
@@ -33,6 +34,16 @@ struct TCSRHolder : torch::CustomClassHolder {
   explicit TCSRHolder(TCSR g) : graph(std::move(g)) {}
   TCSR graph;
 };
+
+// The pickled state of a T-CSR (def_pickle in library.cpp): its packed arrays as tcsr_pack makes
+// them (indptr [N + 1], nbr [M], eid [M] int64, ts [M] float64, on the CPU), num_events, undirected
+// and max_time.
+using TCSRState = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, int64_t, bool, double>;
+// (sampler_ops.cpp) The state of a T-CSR, and the T-CSR of a state: rows packed with no slack, equal
+// to the T-CSR that was pickled in everything it samples and appends. ValueError, naming the array
+// and position, for a state that is not one tcsr_state could have made.
+TCSRState tcsr_state(const TCSRHolder& tcsr);
+c10::intrusive_ptr<TCSRHolder> tcsr_from_state(const TCSRState& state);
 
 // Sampler (sampler_ops.cpp). A 1-D contiguous tensor of this dtype.
 void check_vector(const at::Tensor& x, const char* name, at::ScalarType dtype);

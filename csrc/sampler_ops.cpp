@@ -1,5 +1,6 @@
-// CPU kernels of the sampler ops: the T-CSR (build, append, pack), multi-hop sampling and root
-// deduplication, on csrc/core; and the sampler's input checks, shared with csrc/cuda/sampler_ops.cpp.
+// CPU kernels of the sampler ops: the T-CSR (build, append, pack, and its pickled state), multi-hop
+// sampling and root deduplication, on csrc/core; and the sampler's input checks, shared with
+// csrc/cuda/sampler_ops.cpp.
 // Value errors raise ValueError naming the argument and the offending value.
 #include <torch/library.h>
 
@@ -103,10 +104,7 @@ void tcsr_append(const c10::intrusive_ptr<TCSRHolder>& tcsr, const at::Tensor& s
   g.append(src.data_ptr<int64_t>(), dst.data_ptr<int64_t>(), t.data_ptr<double>(), src.numel());
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tcsr_pack(const c10::intrusive_ptr<TCSRHolder>& tcsr,
-                                                                     int64_t num_threads) {
-  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: default), got ", num(num_threads));
-  const TCSR& g = tcsr->graph;
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pack(const TCSR& g, int64_t num_threads) {
   auto indptr = at::empty({g.num_nodes() + 1}, at::kLong);
   auto nbr = at::empty({g.num_entries()}, at::kLong);
   auto eid = at::empty({g.num_entries()}, at::kLong);
@@ -114,6 +112,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tcsr_pack(const c10::
   g.pack(indptr.data_ptr<int64_t>(), nbr.data_ptr<int64_t>(), eid.data_ptr<int64_t>(), ts.data_ptr<double>(),
          static_cast<int>(num_threads));
   return {indptr, nbr, eid, ts};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tcsr_pack(const c10::intrusive_ptr<TCSRHolder>& tcsr,
+                                                                     int64_t num_threads) {
+  TORCH_CHECK_VALUE(num_threads >= 0, "num_threads: expected >= 0 (0: default), got ", num(num_threads));
+  return pack(tcsr->graph, num_threads);
 }
 
 // Hop i samples fanouts[i] neighbours of hop i's roots; hop i + 1's roots are hop i's neighbours
@@ -169,6 +173,44 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dedup_roots(const at::Tensor& nod
 }
 
 }  // namespace
+
+namespace tgnn::ops {
+
+TCSRState tcsr_state(const TCSRHolder& tcsr) {
+  const TCSR& g = tcsr.graph;
+  auto [indptr, nbr, eid, ts] = pack(g, 0);
+  return {indptr, nbr, eid, ts, g.num_events(), g.undirected(), g.max_time()};
+}
+
+c10::intrusive_ptr<TCSRHolder> tcsr_from_state(const TCSRState& state) {
+  const auto& [indptr_in, nbr_in, eid_in, ts_in, num_events, undirected, max_time] = state;
+  const at::Tensor* arrays[4] = {&indptr_in, &nbr_in, &eid_in, &ts_in};
+  const char* names[4] = {"indptr", "nbr", "eid", "ts"};
+  for (int i = 0; i < 4; ++i) {
+    const at::Tensor& x = *arrays[i];
+    TORCH_CHECK_VALUE(x.dim() == 1 && x.scalar_type() == (i < 3 ? at::kLong : at::kDouble),
+                      "TCSR state: ", names[i], ": expected a 1-D ", i < 3 ? "torch.int64" : "torch.float64",
+                      " tensor, got ", dtype_name(x.scalar_type()), " ", shape(x));
+  }
+  const at::Tensor indptr = indptr_in.cpu().contiguous(), nbr = nbr_in.cpu().contiguous();
+  const at::Tensor eid = eid_in.cpu().contiguous(), ts = ts_in.cpu().contiguous();
+  const int64_t num_entries = nbr.numel();
+  TORCH_CHECK_VALUE(indptr.numel() >= 1, "TCSR state: indptr: expected num_nodes + 1 >= 1 entries, got 0");
+  TORCH_CHECK_VALUE(eid.numel() == num_entries && ts.numel() == num_entries,
+                    "TCSR state: nbr, eid, ts: length mismatch ", num(num_entries), ", ", num(eid.numel()), ", ",
+                    num(ts.numel()));
+  TORCH_CHECK_VALUE(num_events >= 0, "TCSR state: num_events: expected >= 0, got ", num(num_events));
+  const int64_t num_nodes = indptr.numel() - 1;
+  const std::string error =
+      validate_packed(indptr.data_ptr<int64_t>(), nbr.data_ptr<int64_t>(), eid.data_ptr<int64_t>(),
+                      ts.data_ptr<double>(), num_nodes, num_entries, num_events, undirected, max_time);
+  TORCH_CHECK_VALUE(error.empty(), "TCSR state: ", error);
+  return c10::make_intrusive<TCSRHolder>(TCSR::from_packed(indptr.data_ptr<int64_t>(), nbr.data_ptr<int64_t>(),
+                                                           eid.data_ptr<int64_t>(), ts.data_ptr<double>(),
+                                                           num_nodes, num_events, undirected, max_time));
+}
+
+}  // namespace tgnn::ops
 
 TORCH_LIBRARY_IMPL(dgl_tgnn, CPU, m) {
   m.impl("tcsr_build", &tcsr_build);

@@ -213,6 +213,26 @@ def test_compiled_sampler_call(device: str, strategy: str) -> None:
     assert torch.equal(compiled[4], want[1].nbr_nodes)
 
 
+def test_tcsr_constant_survives_the_benchmark_harness() -> None:
+    # Inductor's benchmark harness (torch/_inductor/codegen/wrapper.py, add_torchbind_input) writes a
+    # torchbind constant of the compiled graph as this line; on torch 2.11 the T-CSR is one.
+    import pickle
+
+    g = small_graph()
+    line = f"tcsr = pickle.loads({pickle.dumps(g._tcsr)!r})"
+    scope: dict[str, object] = {"pickle": pickle}
+    exec(line, scope)  # the harness's own line, made here
+    copy = scope["tcsr"]
+    assert [x.tolist() for x in ops.tcsr_pack(copy)] == [x.tolist() for x in ops.tcsr_pack(g._tcsr)]
+    nodes, times = roots("cpu")
+    for a, b in zip(
+        ops.sample_cpu(copy, nodes, times, [4, 3], 1, False, 9, 0),
+        ops.sample_cpu(g._tcsr, nodes, times, [4, 3], 1, False, 9, 0),
+        strict=True,
+    ):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_compiled_dense_attention_has_no_graph_break(device: str) -> None:
     g = small_graph()

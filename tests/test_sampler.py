@@ -1,5 +1,6 @@
 """TemporalSampler on CPU against a brute-force reference: recent exact, uniform valid and uniform,
-no future events, determinism across threads, append == rebuild, validation, DGL blocks."""
+no future events, determinism across threads, append == rebuild, validation, DGL blocks, and the
+T-CSR object pickled on its own (exact round trip, corrupt states refused)."""
 
 import itertools
 import math
@@ -7,6 +8,7 @@ import os
 import pickle
 import re
 import select
+from copy import deepcopy
 
 import numpy as np
 import pytest
@@ -374,3 +376,125 @@ def test_to_dgl_message_passing_equals_dense_sum():
             block.update_all(dgl.function.u_mul_e("h", "w", "m"), dgl.function.sum("m", "out"))
             dense = (h[b.nbr_nodes.clamp(min=0)] * (b.dt * b.mask)[..., None]).sum(1)
             torch.testing.assert_close(block.dstdata["out"], dense)
+
+
+# ---- the T-CSR object pickled on its own (TemporalGraph pickles its events instead)
+
+
+def _tcsr_facts(tcsr: torch.ScriptObject) -> tuple:
+    """Everything a T-CSR is: packed arrays (as lists, so -0.0 and 0.0 differ nowhere), counts, flags."""
+    arrays = tuple(x.tolist() for x in ops.tcsr_pack(tcsr))
+    scalars = (tcsr.num_nodes(), tcsr.num_events(), tcsr.num_entries(), tcsr.undirected(), tcsr.max_time())
+    return arrays + scalars
+
+
+def _all_samples(tcsr: torch.ScriptObject, nodes: torch.Tensor, times: torch.Tensor) -> list[torch.Tensor]:
+    """Two hops of every strategy (uniform with and without replacement), two calls each."""
+    out = []
+    for strategy, replace in ((0, False), (1, False), (1, True), (2, False)):
+        for call in (0, 1):
+            hops = ops.sample_cpu(tcsr, nodes, times, [4, 3], strategy, replace, 17, call, 2)
+            out += [x for hop in hops for x in hop]
+    return out
+
+
+@pytest.mark.parametrize("undirected", [True, False])
+def test_tcsr_pickles_exactly_built_and_after_appends(undirected):
+    rng = np.random.default_rng(3)
+    src, dst = torch.from_numpy(rng.integers(0, 60, 800)), torch.from_numpy(rng.integers(0, 60, 800))
+    t = torch.from_numpy(rng.integers(0, 100, 800).astype(np.float64))
+    tcsr = ops.tcsr_build(src, dst, t, 60, undirected)
+    nodes = torch.from_numpy(rng.integers(0, 60, 300))
+    times = torch.from_numpy(rng.uniform(0, 400, 300))
+    for stage in range(3):  # built; appended to (rows moved, with slack); appended to again
+        copy = pickle.loads(pickle.dumps(tcsr))
+        assert _tcsr_facts(copy) == _tcsr_facts(tcsr)
+        assert copy.storage_size() == copy.num_entries()  # packed, no slack: as tcsr_build makes it
+        assert _tcsr_facts(deepcopy(tcsr)) == _tcsr_facts(tcsr)  # deepcopy goes through the same state
+        assert stage == 0 or tcsr.storage_size() > tcsr.num_entries()  # the original did have slack
+        for a, b in zip(_all_samples(copy, nodes, times), _all_samples(tcsr, nodes, times), strict=True):
+            assert torch.equal(a, b)
+        for _ in range(30):  # appending to the copy equals appending to the original
+            n = int(rng.integers(1, 20))
+            s, d = torch.from_numpy(rng.integers(0, 60, n)), torch.from_numpy(rng.integers(0, 60, n))
+            bt = tcsr.max_time() + torch.from_numpy(rng.integers(0, 3, n).astype(np.float64))
+            ops.tcsr_append(tcsr, s, d, bt)
+            ops.tcsr_append(copy, s, d, bt)
+            src, dst, t = torch.cat([src, s]), torch.cat([dst, d]), torch.cat([t, bt])
+        assert _tcsr_facts(copy) == _tcsr_facts(tcsr)
+        for a, b in zip(_all_samples(copy, nodes, times), _all_samples(tcsr, nodes, times), strict=True):
+            assert torch.equal(a, b)
+    rebuilt = ops.tcsr_build(src, dst, t, 60, undirected)
+    assert _tcsr_facts(pickle.loads(pickle.dumps(tcsr))) == _tcsr_facts(rebuilt)
+
+
+def test_tcsr_of_empty_graphs_pickles():
+    for num_nodes in (0, 4):
+        none = torch.zeros(0, dtype=torch.int64)
+        tcsr = ops.tcsr_build(none, none, torch.zeros(0, dtype=torch.float64), num_nodes, True)
+        copy = pickle.loads(pickle.dumps(tcsr))
+        assert _tcsr_facts(copy) == _tcsr_facts(tcsr)
+        assert copy.max_time() == -math.inf
+        if num_nodes:
+            t = torch.tensor([-5.0], dtype=torch.float64)
+            ops.tcsr_append(copy, torch.tensor([0]), torch.tensor([3]), t)
+            assert ops.tcsr_pack(copy)[0].tolist() == [0, 1, 1, 1, 2]
+
+
+def _unpickle_script_object(state: object) -> torch.ScriptObject:
+    """What unpickling a ScriptObject does (``copyreg.__newobj__``, then ``__setstate__``)."""
+    obj = torch.ScriptObject.__new__(torch.ScriptObject)
+    obj.__setstate__(state)
+    return obj
+
+
+class _PickledAs:
+    """Pickles as a T-CSR whose state is ``state``: what a corrupt or hand-made pickle would hold."""
+
+    def __init__(self, tcsr: torch.ScriptObject, state: tuple) -> None:
+        _, qualified_name = tcsr.__getstate__()
+        self._state = (state, qualified_name)
+
+    def __reduce__(self) -> tuple:
+        return _unpickle_script_object, (self._state,)
+
+
+_TCSR_STATE_ERRORS = [
+    # (state position, new value, message)
+    (0, torch.tensor([0, 2, 1, 5]), "indptr: 1 at position 2 is smaller than the 2 before it"),
+    (0, torch.tensor([0, 2, 4]), "indptr: expected 5 (the number of entries) at position 2, got 4"),
+    (0, torch.tensor([1, 2, 4, 5]), "indptr: expected 0 at position 0, got 1"),
+    (0, torch.zeros(0, dtype=torch.int64), "indptr: expected num_nodes + 1 >= 1 entries, got 0"),
+    (0, torch.tensor([0.0, 2, 4, 5]), "indptr: expected a 1-D torch.int64 tensor, got torch.float32 (4,)"),
+    (1, torch.tensor([1, 2, 0, 1]), "nbr, eid, ts: length mismatch 4, 5, 5"),
+    (1, torch.tensor([1, 2, 0, 7, 0]), "nbr: id 7 at position 3 (row 1) is out of range [0, 3)"),
+    (2, torch.tensor([[0, 2, 0, 1, 2]]), "eid: expected a 1-D torch.int64 tensor, got torch.int64 (1, 5)"),
+    (2, torch.tensor([0, 2, 0, 1, 9]), "eid: id 9 at position 4 (row 2) is out of range [0, 3)"),
+    (3, torch.tensor([1.0, 2, 1, 2, math.nan], dtype=torch.float64), "ts: time nan at position 4"),
+    (3, torch.tensor([2.0, 1, 1, 2, 1], dtype=torch.float64), "ts, eid: (1, 2) at position 1 (row 0)"),
+    (3, torch.tensor([1.0, 2, 1, 2, 1.5], dtype=torch.float64), "eid: event 2 at position 4 (row 2)"),
+    (4, -1, "num_events: expected >= 0, got -1"),
+    (4, 9, "num_events: 9 events cannot make 5 entries of an undirected graph"),
+    (4, 4, "eid: event 3 is in no row"),
+    (5, False, "num_events: 3 events cannot make 5 entries of a directed graph"),
+    (6, 7.0, "max_time: expected 2 (the latest time listed), got 7"),
+]
+
+
+@pytest.mark.parametrize(("position", "value", "message"), _TCSR_STATE_ERRORS)
+def test_corrupt_tcsr_state_raises_one_line_value_error(position, value, message):
+    # eid 0 = 0-1 at t 1, eid 1 = 1-1 at t 2 (a self-loop, listed once), eid 2 = 2-0 at t 2.
+    src, dst, t = torch.tensor([0, 1, 2]), torch.tensor([1, 1, 0]), torch.tensor([1.0, 2, 2])
+    tcsr = ops.tcsr_build(src, dst, t.double(), 3, True)
+    state, qualified_name = tcsr.__getstate__()  # ScriptObject's pickling: (def_pickle's state, class)
+    assert qualified_name == "__torch__.torch.classes.dgl_tgnn.TCSR"
+    state = list(state)
+    packed = [[0, 2, 4, 5], [1, 2, 0, 1, 0], [0, 2, 0, 1, 2], [1, 2, 1, 2, 2]]  # indptr, nbr, eid, ts
+    assert [x.tolist() for x in state[:4]] == packed and state[4:] == [3, True, 2.0]
+    assert _tcsr_facts(pickle.loads(pickle.dumps(_PickledAs(tcsr, tuple(state))))) == _tcsr_facts(tcsr)
+    state[position] = value
+    with pytest.raises(ValueError) as err:
+        pickle.loads(pickle.dumps(_PickledAs(tcsr, tuple(state))))
+    assert str(err.value).startswith("TCSR state: ")
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)  # one line, no C++ trace

@@ -46,6 +46,81 @@ std::string validate_events(const int64_t* src, const int64_t* dst, const double
   return "";
 }
 
+std::string validate_packed(const int64_t* indptr, const int64_t* nbr, const int64_t* eid, const double* ts,
+                            int64_t num_nodes, int64_t num_entries, int64_t num_events, bool undirected,
+                            double max_time) {
+  // Row structure first: nothing below reads past an entry that indptr does not cover.
+  if (indptr[0] != 0) return "indptr: expected 0 at position 0, got " + format_int(indptr[0]);
+  for (int64_t v = 0; v < num_nodes; ++v) {
+    if (indptr[v + 1] < indptr[v]) {
+      return "indptr: " + format_int(indptr[v + 1]) + " at position " + format_int(v + 1) +
+             " is smaller than the " + format_int(indptr[v]) + " before it";
+    }
+  }
+  if (indptr[num_nodes] != num_entries) {
+    return "indptr: expected " + format_int(num_entries) + " (the number of entries) at position " +
+           format_int(num_nodes) + ", got " + format_int(indptr[num_nodes]);
+  }
+  // build() lists each event once (directed) or once or twice (undirected): this also bounds the
+  // memory taken below by the entries already held.
+  const bool counts_fit = undirected ? num_events <= num_entries && num_entries <= 2 * num_events
+                                     : num_events == num_entries;
+  if (!counts_fit) {
+    return "num_events: " + format_int(num_events) + " events cannot make " + format_int(num_entries) +
+           (undirected ? " entries of an undirected graph (expected num_events to 2 * num_events)"
+                       : " entries of a directed graph (expected one per event)");
+  }
+  // Per event: how often it was seen, and the row, neighbour and time of its first entry.
+  std::vector<uint8_t> seen(num_events, 0);
+  std::vector<int64_t> first_row(num_events), first_nbr(num_events);
+  std::vector<double> first_ts(num_events);
+  double latest = -std::numeric_limits<double>::infinity();
+  for (int64_t v = 0; v < num_nodes; ++v) {
+    for (int64_t p = indptr[v]; p < indptr[v + 1]; ++p) {
+      const auto at = [p, v] { return " at position " + format_int(p) + " (row " + format_int(v) + ")"; };
+      if (nbr[p] < 0 || nbr[p] >= num_nodes) {
+        return "nbr: id " + format_int(nbr[p]) + at() + " is out of range [0, " + format_int(num_nodes) + ")";
+      }
+      if (eid[p] < 0 || eid[p] >= num_events) {
+        return "eid: id " + format_int(eid[p]) + at() + " is out of range [0, " + format_int(num_events) + ")";
+      }
+      if (!std::isfinite(ts[p])) return "ts: time " + format_double(ts[p]) + at() + " is not finite";
+      if (p > indptr[v] && !(ts[p - 1] < ts[p] || (ts[p - 1] == ts[p] && eid[p - 1] < eid[p]))) {
+        return "ts, eid: (" + format_double(ts[p]) + ", " + format_int(eid[p]) + ")" + at() +
+               " does not come after (" + format_double(ts[p - 1]) + ", " + format_int(eid[p - 1]) +
+               ") before it; rows must be sorted by (time, eid)";
+      }
+      latest = std::max(latest, ts[p]);
+      const int64_t e = eid[p];
+      if (seen[e] == 0) {
+        first_row[e] = v;
+        first_nbr[e] = nbr[p];
+        first_ts[e] = ts[p];
+      } else if (!undirected) {
+        return "eid: event " + format_int(e) + at() + " is listed again; a directed graph lists an event once";
+      } else if (seen[e] == 2 || first_row[e] == first_nbr[e] || first_row[e] != nbr[p] || first_nbr[e] != v ||
+                 first_ts[e] != ts[p]) {
+        return "eid: event " + format_int(e) + at() + " is listed again, but not as the other endpoint's entry " +
+               "(first in row " + format_int(first_row[e]) + ", neighbour " + format_int(first_nbr[e]) +
+               ", time " + format_double(first_ts[e]) + ")";
+      }
+      ++seen[e];
+    }
+  }
+  for (int64_t e = 0; e < num_events; ++e) {
+    if (seen[e] == 0) return "eid: event " + format_int(e) + " is in no row";
+    if (undirected && seen[e] == 1 && first_row[e] != first_nbr[e]) {
+      return "eid: event " + format_int(e) + " of the undirected graph is in row " + format_int(first_row[e]) +
+             " only, not in the row of its other endpoint " + format_int(first_nbr[e]);
+    }
+  }
+  if (!(max_time == latest)) {
+    return "max_time: expected " + format_double(latest) + " (the latest time listed), got " +
+           format_double(max_time);
+  }
+  return "";
+}
+
 TCSR::TCSR(int64_t num_nodes, bool undirected)
     : undirected_(undirected),
       max_time_(-std::numeric_limits<double>::infinity()),
@@ -109,6 +184,22 @@ TCSR TCSR::build(const int64_t* src, const int64_t* dst, const double* t, int64_
       }
     }
   });
+  return g;
+}
+
+TCSR TCSR::from_packed(const int64_t* indptr, const int64_t* nbr, const int64_t* eid, const double* ts,
+                       int64_t num_nodes, int64_t num_events, bool undirected, double max_time) {
+  TCSR g(num_nodes, undirected);
+  const int64_t total = indptr[num_nodes];
+  g.num_events_ = num_events;
+  g.num_entries_ = total;
+  g.max_time_ = max_time;
+  std::copy(indptr, indptr + num_nodes, g.begin_.begin());
+  std::copy(indptr + 1, indptr + num_nodes + 1, g.end_.begin());
+  g.cap_ = g.end_;  // no slack: the first append to a row moves it, as after build()
+  g.nbr_.assign(nbr, nbr + total);
+  g.eid_.assign(eid, eid + total);
+  g.ts_.assign(ts, ts + total);
   return g;
 }
 

@@ -13,6 +13,18 @@ namespace tgnn {
 std::string validate_events(const int64_t* src, const int64_t* dst, const double* t, int64_t num_events,
                             int64_t num_nodes, double min_time);
 
+// "" when indptr [num_nodes + 1] and nbr, eid, ts [num_entries] are what TCSR::pack() writes for
+// num_events events, undirected or not, whose latest time is max_time; else a message naming the
+// array (or value) and the offending position. Checked: indptr runs from 0 to num_entries without
+// going down; every nbr is a node id, every eid an event id, every ts finite; each row is strictly
+// increasing in (ts, eid); max_time is the largest ts (-inf with no entries); each event is listed
+// exactly as build() lists it: once (directed, or an undirected self-loop), else in the rows of
+// both endpoints with the same time. O(num_entries + num_events) time, O(num_events) memory.
+// Precondition: num_nodes, num_entries, num_events >= 0.
+std::string validate_packed(const int64_t* indptr, const int64_t* nbr, const int64_t* eid, const double* ts,
+                            int64_t num_nodes, int64_t num_entries, int64_t num_events, bool undirected,
+                            double max_time);
+
 // The T-CSR. Row v is storage [begin(v), end(v)): neighbour id, event id, event time, sorted by
 // (time, eid). An undirected graph lists an event u-v in the rows of both u and v (a self-loop once).
 //
@@ -32,6 +44,13 @@ class TCSR {
   // Adds events with ids num_events() .. num_events() + n - 1 (in input order), in any order among
   // themselves. Precondition: validate_events(src, dst, t, n, num_nodes(), max_time()) is "".
   void append(const int64_t* src, const int64_t* dst, const double* t, int64_t n);
+
+  // The T-CSR whose pack() is (indptr, nbr, eid, ts), rows packed with no slack as build() makes
+  // them; it samples and appends exactly as the T-CSR that was packed. The inverse of pack() (used
+  // to unpickle). Precondition: validate_packed(indptr, nbr, eid, ts, num_nodes, indptr[num_nodes],
+  // num_events, undirected, max_time) is "".
+  static TCSR from_packed(const int64_t* indptr, const int64_t* nbr, const int64_t* eid, const double* ts,
+                          int64_t num_nodes, int64_t num_events, bool undirected, double max_time);
 
   int64_t num_nodes() const { return static_cast<int64_t>(begin_.size()); }
   int64_t num_events() const { return num_events_; }

@@ -42,7 +42,12 @@ def tcsr_build(
     num_threads: int = 0,
 ) -> torch.ScriptObject:
     """The T-CSR (``torch.classes.dgl_tgnn.TCSR``) of events ``src``, ``dst`` int64 and ``t`` float64,
-    each ``[E]`` contiguous on the CPU; event id = position. ValueError names a bad event."""
+    each ``[E]`` contiguous on the CPU; event id = position. ValueError names a bad event.
+
+    The object pickles as its packed arrays (``tcsr_pack``), ``num_events``, ``undirected`` and
+    ``max_time``; unpickling checks that state whole (ValueError naming what is inconsistent) and
+    makes a T-CSR that samples and appends exactly as the original (inductor's benchmark harness
+    pickles the graph constants it is given). ``TemporalGraph`` pickles its events instead."""
     return _ops.tcsr_build(src, dst, t, num_nodes, undirected, num_threads)
 
 

@@ -1,7 +1,9 @@
-// T-CSR: rows sorted by (time, eid), undirected/directed/self-loops, append == rebuild, validation.
+// T-CSR: rows sorted by (time, eid), undirected/directed/self-loops, append == rebuild, validation,
+// from_packed (the inverse of pack) and validate_packed.
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -176,6 +178,127 @@ TEST_CASE(validate_events_names_argument_and_value) {
   t[1] = 2;
   CHECK(tgnn::validate_events(src.data(), dst.data(), t.data(), 2, 3, -INFINITY).empty());
   CHECK(tgnn::validate_events(src.data(), dst.data(), t.data(), 2, 3, 1.5).rfind("t: time 1 at position 0 is older", 0) == 0);
+}
+
+namespace {
+
+TCSR from(const Packed& p, const TCSR& like) {
+  return TCSR::from_packed(p.indptr.data(), p.nbr.data(), p.eid.data(), p.ts.data(), like.num_nodes(),
+                           like.num_events(), like.undirected(), like.max_time());
+}
+
+std::string check(const Packed& p, int64_t num_events, bool undirected, double max_time) {
+  return tgnn::validate_packed(p.indptr.data(), p.nbr.data(), p.eid.data(), p.ts.data(),
+                               static_cast<int64_t>(p.indptr.size()) - 1, static_cast<int64_t>(p.nbr.size()),
+                               num_events, undirected, max_time);
+}
+
+// Appends the same random batches to a and b (and to the event lists), checking they stay equal.
+void append_alike(std::mt19937_64& gen, TCSR& a, TCSR& b, int batches, std::vector<int64_t>& src,
+                  std::vector<int64_t>& dst, std::vector<double>& t) {
+  for (int batch = 0; batch < batches; ++batch) {
+    std::vector<int64_t> s, d;
+    std::vector<double> bt;
+    random_events(gen, 1 + batch % 5, a.num_nodes(), 3, s, d, bt);
+    for (double& x : bt) x += a.max_time();
+    a.append(s.data(), d.data(), bt.data(), s.size());
+    b.append(s.data(), d.data(), bt.data(), s.size());
+    src.insert(src.end(), s.begin(), s.end());
+    dst.insert(dst.end(), d.begin(), d.end());
+    t.insert(t.end(), bt.begin(), bt.end());
+  }
+}
+
+}  // namespace
+
+TEST_CASE(from_packed_inverts_pack_after_build_and_appends) {
+  std::mt19937_64 gen(5);
+  for (bool undirected : {true, false}) {
+    std::vector<int64_t> src, dst;
+    std::vector<double> t;
+    random_events(gen, 80, 10, 8, src, dst, t);
+    TCSR g = TCSR::build(src.data(), dst.data(), t.data(), src.size(), 10, undirected, 2);
+    for (int round = 0; round < 3; ++round) {  // built; then with slack and moved rows; then repacked
+      const Packed p = packed(g);
+      CHECK(check(p, g.num_events(), undirected, g.max_time()).empty());
+      TCSR copy = from(p, g);
+      CHECK(same(packed(copy), p));
+      CHECK(copy.num_nodes() == g.num_nodes() && copy.num_events() == g.num_events());
+      CHECK(copy.num_entries() == g.num_entries() && copy.storage_size() == g.num_entries());  // no slack
+      CHECK(copy.undirected() == undirected && copy.max_time() == g.max_time());
+      // Appending to the copy equals appending to the original, and both equal a rebuild.
+      append_alike(gen, g, copy, 40 * (round + 1), src, dst, t);
+      CHECK(same(packed(copy), packed(g)));
+      CHECK(copy.max_time() == g.max_time() && copy.num_events() == g.num_events());
+      CHECK(matches(copy, src, dst, t));
+    }
+  }
+}
+
+TEST_CASE(from_packed_of_empty_graphs) {
+  for (int64_t nodes : {0, 3}) {
+    TCSR g = TCSR::build(nullptr, nullptr, nullptr, 0, nodes, true, 1);
+    const Packed p = packed(g);
+    CHECK(check(p, 0, true, g.max_time()).empty());
+    TCSR copy = from(p, g);
+    CHECK(copy.num_nodes() == nodes && copy.num_entries() == 0 && std::isinf(copy.max_time()));
+  }
+  CHECK(check(Packed{{0}, {}, {}, {}}, 0, false, 0.0) ==
+        "max_time: expected -inf (the latest time listed), got 0");
+}
+
+TEST_CASE(validate_packed_names_the_inconsistency) {
+  // Undirected: eid 0 = 0-1 at t 1, eid 1 = 1-1 at t 2 (a self-loop, listed once), eid 2 = 2-0 at t 2.
+  const Packed good{{0, 2, 4, 5}, {1, 2, 0, 1, 0}, {0, 2, 0, 1, 2}, {1, 2, 1, 2, 2}};
+  CHECK(check(good, 3, true, 2).empty());
+  Packed p = good;
+  p.indptr = {1, 2, 4, 5};
+  CHECK(check(p, 3, true, 2) == "indptr: expected 0 at position 0, got 1");
+  p.indptr = {0, 3, 2, 5};
+  CHECK(check(p, 3, true, 2) == "indptr: 2 at position 2 is smaller than the 3 before it");
+  p.indptr = {0, 2, 4, 4};
+  CHECK(check(p, 3, true, 2) == "indptr: expected 5 (the number of entries) at position 3, got 4");
+  CHECK(check(good, 1, true, 2).rfind("num_events: 1 events cannot make 5 entries of an undirected graph", 0) == 0);
+  CHECK(check(good, 3, false, 2).rfind("num_events: 3 events cannot make 5 entries of a directed graph", 0) == 0);
+  p = good;
+  p.nbr[1] = 3;
+  CHECK(check(p, 3, true, 2) == "nbr: id 3 at position 1 (row 0) is out of range [0, 3)");
+  p = good;
+  p.eid[4] = -1;
+  CHECK(check(p, 3, true, 2) == "eid: id -1 at position 4 (row 2) is out of range [0, 3)");
+  p = good;
+  p.ts[0] = NAN;
+  CHECK(check(p, 3, true, 2) == "ts: time nan at position 0 (row 0) is not finite");
+  p = good;
+  p.ts[0] = 3;
+  CHECK(check(p, 3, true, 2).rfind("ts, eid: (2, 2) at position 1 (row 0) does not come after (3, 0)", 0) == 0);
+  p = good;
+  p.ts[4] = 1.5;  // event 2's two entries disagree on its time
+  CHECK(check(p, 3, true, 2).rfind("eid: event 2 at position 4 (row 2) is listed again, but not as", 0) == 0);
+  p = good;
+  p.nbr[2] = 2;  // event 0 in row 1 names neighbour 2, not 0
+  CHECK(check(p, 3, true, 2).rfind("eid: event 0 at position 2 (row 1) is listed again", 0) == 0);
+  CHECK(check(good, 4, true, 2) == "eid: event 3 is in no row");
+  // Directed: every event in the row of its source, exactly once.
+  const Packed directed{{0, 2, 2}, {1, 0}, {0, 1}, {1, 2}};
+  CHECK(check(directed, 2, false, 2).empty());
+  p = directed;
+  p.eid = {0, 0};
+  CHECK(check(p, 2, false, 2) ==
+        "eid: event 0 at position 1 (row 0) is listed again; a directed graph lists an event once");
+  p.ts = {1, 1};
+  p.eid = {0, 0};
+  CHECK(check(p, 2, false, 1).rfind("ts, eid: (1, 0) at position 1", 0) == 0);
+  p = directed;
+  p.indptr = {0, 1, 2};
+  p.eid = {0, 0};
+  CHECK(check(p, 2, false, 2) ==
+        "eid: event 0 at position 1 (row 1) is listed again; a directed graph lists an event once");
+  // Undirected, one endpoint missing: event 0 = 0-1 in row 0 only.
+  const Packed half{{0, 1, 1}, {1}, {0}, {1}};
+  CHECK(check(half, 1, true, 1) ==
+        "eid: event 0 of the undirected graph is in row 0 only, not in the row of its other endpoint 1");
+  CHECK(check(good, 3, true, 1) == "max_time: expected 2 (the latest time listed), got 1");
 }
 
 TEST_MAIN()
