@@ -209,3 +209,62 @@ def test_string_ids_in_and_out(runs):
     p.observe(["newcomer"], ["item-new"], [7000.0])
     every = p.recommend(["newcomer"], 7001.0, k=int(p.destinations.sum())).nodes[0].tolist()
     assert "item-new" in every and "newcomer" not in every
+
+
+def test_cli_recommend_writes_the_top_k_with_string_ids(runs, tmp_path):
+    queries = tmp_path / "q.csv"
+    queries.write_text("src,t\nu1,7000\nu2,7000\nnewcomer,7100\n")
+    events = tmp_path / "new.csv"
+    events.write_text("src,dst,t\nnewcomer,item-3,7000\nnewcomer,item-new,7001\n")
+    out = tmp_path / "top.csv"
+    args = ["recommend", str(runs["strings"]), "--queries", str(queries), "--k", "3"]
+    result = CliRunner().invoke(main, [*args, "--observe", str(events), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "src,t,rank,dst,score" and len(lines) == 1 + 3 * 3
+    rows = [line.split(",") for line in lines[1:]]
+    assert [r[2] for r in rows[:3]] == ["1", "2", "3"] and rows[6][0] == "newcomer"
+    p = LinkPredictor.load(runs["strings"])
+    p.observe(["newcomer", "newcomer"], ["item-3", "item-new"], [7000.0, 7001.0])
+    top = p.recommend(["u1", "u2"], 7000.0, k=3)
+    assert [r[3] for r in rows[:3]] == top.nodes[0].tolist()
+    assert [float(r[4]) for r in rows[:3]] == pytest.approx(top.scores[0].tolist(), rel=1e-6)
+    # to standard output without --out
+    queries.write_text("u1,7000\n")
+    printed = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert printed.exit_code == 0 and printed.output.splitlines()[0] == "src,t,rank,dst,score"
+
+
+@pytest.mark.parametrize(
+    ("queries", "message"),
+    [
+        ("src,t\nu1,7000\nu2\n", "q.csv:3: expected 2 fields (src,t), got 1"),
+        ("src,t\nu1,soon\n", "q.csv:2: t 'soon' is not a number"),
+        ("src,t\nu1,7000\nnobody,7000\n", "q.csv:3: unknown node id 'nobody'"),
+    ],
+)
+def test_cli_recommend_bad_rows_fail_in_one_line_with_the_line_number(runs, tmp_path, queries, message):
+    path = tmp_path / "q.csv"
+    path.write_text(queries)
+    result = CliRunner().invoke(main, ["recommend", str(runs["strings"]), "--queries", str(path)])
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_cli_recommend_integer_ids_and_bad_observe_rows(runs, tmp_path):
+    queries = tmp_path / "q.csv"
+    queries.write_text("5,1e12\n6,1e12\n")
+    out = tmp_path / "top.csv"
+    run = runs["edgebank"]
+    result = CliRunner().invoke(main, ["recommend", str(run), "--queries", str(queries), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+    top = LinkPredictor.load(run).recommend(torch.tensor([5, 6]), 1e12, k=10)
+    assert [int(r[3]) for r in rows] == top.nodes.flatten().tolist()
+    events = tmp_path / "new.csv"
+    events.write_text("5,7,1e12\nx,7,1e12\n")
+    args = ["recommend", str(run), "--queries", str(queries), "--observe", str(events)]
+    bad = CliRunner().invoke(main, args)
+    assert bad.exit_code == 1 and "new.csv:2: src 'x' is not an integer id" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1, bad.output
