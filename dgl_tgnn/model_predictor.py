@@ -19,7 +19,8 @@ from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.link import LinkModel, Neighbourhoods
 from dgl_tgnn.node_ids import NodeIds
 from dgl_tgnn.pair_features import PairFeatures
-from dgl_tgnn.predictor import LinkPredictor
+from dgl_tgnn.predictor import LinkPredictor, exclusion_matrix
+from dgl_tgnn.topk import topk_dot
 
 
 class ModelPredictor(LinkPredictor):
@@ -282,6 +283,42 @@ class ModelPredictor(LinkPredictor):
                     candidates = pool[lo : lo + chunk].expand(size, -1)
                     logits = logits + self.model.pair_score(self.pair_features(src, t, t_ref, candidates))
                 yield lo, logits.float().cpu()
+
+    @torch.no_grad()
+    def shortlist_scores(
+        self,
+        src: torch.Tensor,
+        t: torch.Tensor,
+        pool: torch.Tensor,
+        shortlist: int,
+        seen: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``shortlist`` pool candidates of each source with the largest embedding dot product
+        (``topk_dot``: the dot decoder's logits), then ``score``'s values of those (pair features)."""
+        if self.config.model.decoder != "dot":
+            raise ValueError(
+                "recommend: a shortlist needs a dot-product decoder (a run trained with --decoder dot)"
+            )
+        t = t - self.origin
+        size = src.shape[0]
+        t_ref = t.min()
+        with self._evaluating():
+            self._memory_through(float(t_ref))
+            nodes, inverse = torch.unique(torch.cat([src, pool]), return_inverse=True)
+            table = self.embed(nodes, float(t_ref)).float()
+            inverse = inverse.to(table.device)
+            z_src, rows = table[inverse[:size]], inverse[size:]
+            exclude = None if seen is None else exclusion_matrix(seen, size).to(table.device)
+            count = min(shortlist, pool.shape[0])
+            _, picked = topk_dot(z_src.contiguous(), table[rows].contiguous(), count, exclude)
+            valid = picked >= 0
+            picked = picked.masked_fill(~valid, 0)
+            logits = self.model.score_table(z_src, table, rows[picked])
+            if self.pair_features is not None:
+                candidates = pool.to(picked.device)[picked]
+                logits = logits + self.model.pair_score(self.pair_features(src, t, t_ref, candidates))
+            logits = logits.float().masked_fill(~valid, float("-inf"))
+        return picked.masked_fill(~valid, -1).cpu(), logits.cpu()
 
     def observed_events(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.graph.src, self.graph.dst, self.graph.t + self.origin

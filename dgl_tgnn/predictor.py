@@ -161,21 +161,26 @@ class LinkPredictor(ABC):
         k: int = 10,
         candidates: IdArray | None = None,
         exclude_seen: bool = False,
+        shortlist: int | None = None,
     ) -> Recommendations:
         """The ``k`` best destinations of sources ``src [B]`` at times ``t [B]`` (float64, the data's
         units; a number applies to every source), from the events observed so far.
 
-        Exact: the ranking of ``score`` over every candidate (ties: the smaller id first), computed in
-        chunks of candidates (about ``score_budget`` pair scores at a time).
+        Exact by default: the ranking of ``score`` over every candidate (ties: the smaller id first),
+        computed in chunks of candidates (about ``score_budget`` pair scores at a time).
 
         Args:
             candidates: ``[C]`` distinct node ids, or None for the destination pool (the dataset's
                 destinations and every destination observed since).
             exclude_seen: leave out the destinations each source met (as source) strictly before its
                 ``t``.
+            shortlist: two stages: the ``shortlist`` candidates of each source with the largest
+                embedding dot product (``topk_dot``), re-ranked by ``score``; models with a dot-product
+                decoder only. Not exact: what the first stage misses is lost (pair features).
 
         Raises:
-            ValueError: unknown ids, mismatched shapes, ``k`` outside ``[1, C]``.
+            ValueError: unknown ids, mismatched shapes, ``k`` outside ``[1, C]``, ``shortlist`` below
+                ``k`` or on a model without a dot-product decoder.
         """
         src_rows = self.node_ids.rows(_id_array(src), "recommend: src")
         t = torch.as_tensor(np.asarray(t, dtype=np.float64))
@@ -188,20 +193,44 @@ class LinkPredictor(ABC):
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= len(pool):
             raise ValueError(f"recommend: k must be an int in [1, {len(pool)}] (the candidates); got {k!r}")
         seen = self._seen_positions(src_rows, t, pool) if exclude_seen else None
-        size = src_rows.shape[0]
+        if shortlist is None:
+            best, best_pos = self._exact_top(src_rows, t, pool, k, seen)
+        else:
+            if isinstance(shortlist, bool) or not isinstance(shortlist, int | np.integer) or shortlist < k:
+                raise ValueError(f"recommend: shortlist must be an int >= k ({k}); got {shortlist!r}")
+            positions, scores = self.shortlist_scores(src_rows, t, pool, int(shortlist), seen)
+            positions, order = positions.sort(dim=1)  # ties to the smaller id, as the exact path
+            best, best_pos = _top(scores.gather(1, order), positions, k)
+        rows = torch.where(best == float("-inf"), -1, pool[best_pos.clamp(min=0)])
+        return Recommendations(self.node_ids.ids(rows), best)
+
+    def _exact_top(
+        self, src: torch.Tensor, t: torch.Tensor, pool: torch.Tensor, k: int, seen: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, k]`` best scores and their pool positions over every candidate, chunk by chunk."""
+        size = src.shape[0]
         best = torch.empty(size, 0, dtype=torch.float32)
         best_pos = torch.empty(size, 0, dtype=torch.int64)
-        for lo, scores in self.pool_scores(src_rows, t, pool):
+        for lo, scores in self.pool_scores(src, t, pool):
             hi = lo + scores.shape[1]
             if seen is not None:
                 inside = (seen[1] >= lo) & (seen[1] < hi)
                 scores[seen[0][inside], seen[1][inside] - lo] = float("-inf")
-            values = torch.cat([best, scores], dim=1)
             positions = torch.cat([best_pos, torch.arange(lo, hi).expand(size, -1)], dim=1)
-            order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
-            best, best_pos = values.gather(1, order), positions.gather(1, order)
-        rows = torch.where(best == float("-inf"), -1, pool[best_pos])
-        return Recommendations(self.node_ids.ids(rows), best)
+            best, best_pos = _top(torch.cat([best, scores], dim=1), positions, k)
+        return best, best_pos
+
+    def shortlist_scores(
+        self,
+        src: torch.Tensor,
+        t: torch.Tensor,
+        pool: torch.Tensor,
+        shortlist: int,
+        seen: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, S]`` pool positions of each query's shortlist (``-1`` pads) and their ``[B, S]`` float32
+        scores (``-inf`` pads), ``seen`` (``[2, P]`` query, position) left out."""
+        raise ValueError(f"recommend: {type(self).__name__} has no dot-product shortlist (shortlist=None)")
 
     def _pool(self, candidates: IdArray | None) -> torch.Tensor:
         """``[C]`` int64 rows of the candidates (default: the destination pool), in ascending id order."""
@@ -289,6 +318,26 @@ class LinkPredictor(ABC):
     def score(self, src: torch.Tensor, t: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """``[B, C]`` float32 scores (higher: more likely) of sources ``src [B]`` at ``t [B]`` with
         each row of ``candidates [B, C]`` int64, from the events observed so far."""
+
+
+def _top(values: torch.Tensor, positions: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest ``values [B, n]`` of each row with their ``positions [B, n]``: a stable sort,
+    so equal values keep their order (positions ascending: the smaller id first)."""
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+    return values.gather(1, order), positions.gather(1, order)
+
+
+def exclusion_matrix(seen: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, m]`` int64 positions of each query's pairs in ``seen`` (``[2, P]`` query, position),
+    ``-1`` padding the shorter rows (``topk_dot``'s ``exclude``)."""
+    queries, positions = seen[0], seen[1]
+    order = torch.argsort(queries, stable=True)
+    queries, positions = queries[order], positions[order]
+    counts = torch.bincount(queries, minlength=size)
+    starts = torch.cumsum(counts, 0) - counts
+    out = torch.full((size, int(counts.max()) if len(queries) else 0), -1, dtype=torch.int64)
+    out[queries, torch.arange(len(queries)) - starts[queries]] = positions
+    return out
 
 
 def _id_array(ids: IdArray) -> np.ndarray:

@@ -14,6 +14,7 @@ FLAGS = {
     "tgn": ["--model", "tgn", "--embed-dim", "16", "--node-embedding", "4", "--pair-history", "5"],
     "tgat": ["--model", "tgat", "--embed-dim", "16", "--fanouts", "5,5", "--engine", "dense"],
     "edgebank": ["--model", "edgebank"],
+    "dot": ["--model", "tgn", "--embed-dim", "16", "--decoder", "dot", "--pair-history", "5"],
 }
 
 
@@ -90,6 +91,30 @@ def test_recommend_is_exactly_the_top_k_of_score_over_every_candidate(runs, mode
     _rewind(p, calls)
     top = p.recommend(src, t, k=3, candidates=some)
     assert torch.equal(top.nodes, want_nodes) and torch.equal(top.scores, want_scores)
+
+
+def test_two_stage_shortlist_reranks_the_dot_product_top_with_score(runs):
+    p = LinkPredictor.load(runs["dot"])
+    src = torch.from_numpy(p.stream_src[-12:])
+    t = float(p.stream_t[-1]) + 5.0
+    pool = torch.from_numpy(np.flatnonzero(p.destinations))
+    calls = _calls(p)
+    exact = p.recommend(src, t, k=10)
+    _rewind(p, calls)
+    whole = p.recommend(src, t, k=10, shortlist=len(pool))  # every candidate shortlisted: exact
+    assert torch.equal(whole.nodes, exact.nodes) and torch.equal(whole.scores, exact.scores)
+    _rewind(p, calls)
+    short = p.recommend(src, t, k=10, shortlist=30, exclude_seen=True)
+    _rewind(p, calls)
+    dot_top = p.recommend(src, t, k=30, shortlist=30, exclude_seen=True)  # the shortlist itself
+    for row, kept in zip(short.nodes, dot_top.nodes, strict=True):
+        assert set(row.tolist()) <= set(kept.tolist())
+    met = {(int(s), int(d)) for s, d in zip(p.stream_src, p.stream_dst, strict=True)}
+    assert not any((int(s), int(d)) in met for s, row in zip(src, short.nodes, strict=True) for d in row)
+    with pytest.raises(ValueError, match="shortlist must be an int >= k"):
+        p.recommend(src, t, k=10, shortlist=5)
+    with pytest.raises(ValueError, match="needs a dot-product decoder"):
+        LinkPredictor.load(runs["tgat"]).recommend(src, t, k=10, shortlist=50)
 
 
 @pytest.mark.parametrize("model", ["tgn", "tgat"])
