@@ -272,7 +272,10 @@ class ModelPredictor(LinkPredictor):
             table = self.embed(nodes, float(t_ref))
             inverse = inverse.to(table.device)
             z_src, rows = table[inverse[:size]], inverse[size:]
+            # floats per scored pair: the MLP decoder's hidden layer, the pair scorer's and its history
             width = self.config.model.embed_dim if self.config.model.decoder == "mlp" else 1
+            if self.model.pair_scorer is not None:
+                width += self.model.pair_scorer.hidden.out_features + self.config.model.pair_history
             # (at least 16 candidates: matrix kernels of one column may round differently from score's)
             chunk = max(16, self.score_budget // (size * width))
             for lo in range(0, pool.shape[0], chunk):
