@@ -76,7 +76,10 @@ class LinkPredictor(ABC):
 
         path = Path(path)
         if path.is_file():
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception:  # any unreadable file: the one-line error below
+                state = None
             if not isinstance(state, dict) or "predictor" not in state:
                 raise ValueError(f"{path}: not a saved predictor (LinkPredictor.save) nor a run directory")
             return predictor_class(state["model"]).from_state(state, torch.device(device))

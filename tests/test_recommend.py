@@ -8,6 +8,9 @@ from click.testing import CliRunner
 
 from dgl_tgnn import LinkPredictor
 from dgl_tgnn.cli import main
+from dgl_tgnn.config import default_config
+from dgl_tgnn.link import LinkModel
+from dgl_tgnn.model_predictor import ModelPredictor
 
 QUICK = ["--max-events", "2000", "--epochs", "1", "--batch-size", "100", "--threads", "1", "--no-progress"]
 FLAGS = {
@@ -146,6 +149,46 @@ def test_observe_of_new_events_equals_reset_on_a_stream_that_holds_them(runs, mo
         assert torch.equal(m1.pending.node, m2.pending.node) and torch.equal(m1.pending.t, m2.pending.t)
 
 
+def test_ten_thousand_observed_events_equal_reset_on_a_synthetic_stream():
+    """An untrained TGN (equality needs no training) over 12,000 synthetic events with features:
+    10,000 of them observed in uneven calls equal reset(until=...) of the whole stream."""
+    rng = np.random.default_rng(3)
+    n_events, n_nodes = 12_000, 300
+    src, dst = rng.integers(0, 100, n_events), rng.integers(100, n_nodes, n_events)
+    t = np.sort(rng.integers(0, 50_000, n_events)).astype(np.float64)
+    feat = torch.from_numpy(rng.normal(size=(n_events, 4)).astype(np.float32))
+    config = default_config("tgn")
+    m = config.model
+    m.embed_dim = m.memory_dim = m.time_dim = 16
+    m.pair_history, m.node_embedding = 5, 4
+    config.train.batch_size = 200
+    torch.manual_seed(0)
+    models = [LinkModel(m, n_nodes, 0, 4) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    predictors = [
+        ModelPredictor(model, config, src, dst, t, torch.zeros(n_nodes, 0), feat, torch.device("cpu"))
+        for model in models
+    ]
+    streamed, reset = predictors
+    cut = 2000
+    while t[cut] == t[cut - 1]:
+        cut += 1
+    streamed.reset(until=float(t[cut]))
+    for lo, hi in [(cut, cut + 1), (cut + 1, cut + 4321), (cut + 4321, cut + 9000), (cut + 9000, n_events)]:
+        streamed.observe(src[lo:hi], dst[lo:hi], t[lo:hi], feat[lo:hi])
+    assert streamed.graph.num_events - cut >= 10_000
+    reset.reset(until=float("inf"))
+    for name in ("src", "dst", "t"):
+        assert torch.equal(getattr(streamed.graph, name), getattr(reset.graph, name)), name
+    queries, at = torch.arange(20), float(t[-1]) + 1.0
+    tops = [p.recommend(queries, at, k=10) for p in predictors]
+    assert torch.equal(tops[0].nodes, tops[1].nodes) and torch.equal(tops[0].scores, tops[1].scores)
+    m1, m2 = streamed.model.encoder.memory, reset.model.encoder.memory
+    assert torch.equal(m1.state, m2.state) and torch.equal(m1.last_update, m2.last_update)
+    assert torch.equal(m1.pending.node, m2.pending.node) and torch.equal(m1.pending.t, m2.pending.t)
+    assert m1.state.abs().sum() > 0 and streamed.memory_events == n_events
+
+
 @pytest.mark.parametrize("model", ["tgn", "tgat"])
 def test_an_observed_event_never_changes_a_score_at_or_before_its_time(runs, model):
     p = LinkPredictor.load(runs[model])
@@ -204,6 +247,9 @@ def test_save_and_load_restore_an_observing_predictor_exactly(runs, model, tmp_p
     if model == "tgn":
         m1, m2 = p.model.encoder.memory, back.model.encoder.memory
         assert torch.equal(m1.state, m2.state) and torch.equal(m1.last_update, m2.last_update)
+    (tmp_path / "junk.pt").write_text("not a predictor")
+    with pytest.raises(ValueError, match="not a saved predictor"):
+        LinkPredictor.load(tmp_path / "junk.pt")
 
 
 def test_new_nodes_start_empty_and_unknown_ids_fail_in_one_line(runs):
