@@ -244,18 +244,35 @@ class ModelPredictor(LinkPredictor):
             self.model.train(was_training)
 
     def _score(self, src: torch.Tensor, t: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        size = src.shape[0]
         t_ref = t.min()
+        table, z_src, rows = self._embed_with(src, candidates.reshape(-1), t_ref)
+        logits = self.model.score_table(z_src, table, rows.reshape(candidates.shape))
+        return self._plus_pair_logits(logits, src, t, t_ref, candidates)
+
+    def _embed_with(
+        self, src: torch.Tensor, candidates: torch.Tensor, t_ref: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embeddings at ``t_ref`` (memory brought up to it) of the distinct nodes of ``src [B]`` and
+        ``candidates [C]``: ``table [U, d]``, the sources' rows ``[B, d]`` and the candidates'
+        table rows ``[C]``."""
         self._memory_through(float(t_ref))
-        nodes, inverse = torch.unique(torch.cat([src, candidates.reshape(-1)]), return_inverse=True)
+        nodes, inverse = torch.unique(torch.cat([src, candidates]), return_inverse=True)
         table = self.embed(nodes, float(t_ref))
         inverse = inverse.to(table.device)
-        z_src = table[inverse[:size]]
-        logits = self.model.score_table(z_src, table, inverse[size:].reshape(candidates.shape))
-        if self.pair_features is not None:
-            features = self.pair_features(src, t, t_ref, candidates)
-            logits = logits + self.model.pair_score(features)
-        return logits
+        return table, table[inverse[: src.shape[0]]], inverse[src.shape[0] :]
+
+    def _plus_pair_logits(
+        self,
+        logits: torch.Tensor,
+        src: torch.Tensor,
+        t: torch.Tensor,
+        t_ref: torch.Tensor,
+        candidates: torch.Tensor,
+    ) -> torch.Tensor:
+        """``logits [B, C]`` plus the pair scorer's logits of ``candidates [B, C]`` (with one)."""
+        if self.pair_features is None:
+            return logits
+        return logits + self.model.pair_score(self.pair_features(src, t, t_ref, candidates))
 
     @torch.no_grad()
     def pool_scores(
@@ -267,11 +284,7 @@ class ModelPredictor(LinkPredictor):
         size = src.shape[0]
         t_ref = t.min()
         with self._evaluating():
-            self._memory_through(float(t_ref))
-            nodes, inverse = torch.unique(torch.cat([src, pool]), return_inverse=True)
-            table = self.embed(nodes, float(t_ref))
-            inverse = inverse.to(table.device)
-            z_src, rows = table[inverse[:size]], inverse[size:]
+            table, z_src, rows = self._embed_with(src, pool, t_ref)
             # floats per scored pair: the MLP decoder's hidden layer, the pair scorer's and its history
             width = self.config.model.embed_dim if self.config.model.decoder == "mlp" else 1
             if self.model.pair_scorer is not None:
@@ -282,10 +295,8 @@ class ModelPredictor(LinkPredictor):
                 part = table[rows[lo : lo + chunk]]
                 index = torch.arange(part.shape[0], device=part.device).expand(size, -1)
                 logits = self.model.score_table(z_src, part, index)
-                if self.pair_features is not None:
-                    candidates = pool[lo : lo + chunk].expand(size, -1)
-                    logits = logits + self.model.pair_score(self.pair_features(src, t, t_ref, candidates))
-                yield lo, logits.float().cpu()
+                candidates = pool[lo : lo + chunk].expand(size, -1)
+                yield lo, self._plus_pair_logits(logits, src, t, t_ref, candidates).float().cpu()
 
     @torch.no_grad()
     def shortlist_scores(
@@ -306,20 +317,14 @@ class ModelPredictor(LinkPredictor):
         size = src.shape[0]
         t_ref = t.min()
         with self._evaluating():
-            self._memory_through(float(t_ref))
-            nodes, inverse = torch.unique(torch.cat([src, pool]), return_inverse=True)
-            table = self.embed(nodes, float(t_ref)).float()
-            inverse = inverse.to(table.device)
-            z_src, rows = table[inverse[:size]], inverse[size:]
+            table, z_src, rows = self._embed_with(src, pool, t_ref)
             exclude = None if seen is None else exclusion_matrix(seen, size).to(table.device)
             count = min(shortlist, pool.shape[0])
             _, picked = topk_dot(z_src.contiguous(), table[rows].contiguous(), count, exclude)
             valid = picked >= 0
             picked = picked.masked_fill(~valid, 0)
             logits = self.model.score_table(z_src, table, rows[picked])
-            if self.pair_features is not None:
-                candidates = pool.to(picked.device)[picked]
-                logits = logits + self.model.pair_score(self.pair_features(src, t, t_ref, candidates))
+            logits = self._plus_pair_logits(logits, src, t, t_ref, pool.to(picked.device)[picked])
             logits = logits.float().masked_fill(~valid, float("-inf"))
         return picked.masked_fill(~valid, -1).cpu(), logits.cpu()
 
