@@ -6,9 +6,12 @@ synthetic stream: ``--users`` sources, each pool node a destination of two event
 ``--events-per-user`` events. Per pool size and method: latency of one query (p50 / p99 over
 ``--reps`` calls) and throughput (queries/s at batches of ``--batch``); two-stage recall@k against
 exact. The baseline is skipped where its ``[B, C]`` scores would pass ``--baseline-bytes``.
+With ``--run RUN_DIR`` (integer ids), that trained run instead, over its own destination pool, the
+queries its stream's sources (recall of a trained dot-product decoder: ``--decoder dot``).
 
     python bench/recommend_speed.py --pools 1000,10000,100000 --threads 2          # CPU
     python bench/recommend_speed.py --device cuda --pools 1000,100000,1000000 --batch 1000
+    python bench/recommend_speed.py --run runs/<a --decoder dot run> --shortlist 50
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from machine import describe
 from dgl_tgnn.config import default_config
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.model_predictor import ModelPredictor
+from dgl_tgnn.predictor import LinkPredictor
 
 
 def make_predictor(pool: int, args: argparse.Namespace) -> ModelPredictor:
@@ -65,13 +69,12 @@ def timed(call: object, reps: int) -> list[float]:
     return times
 
 
-def bench_pool(pool: int, args: argparse.Namespace) -> None:
-    """Prints one line per method for a pool of ``pool`` candidates."""
-    p = make_predictor(pool, args)
+def bench(p: LinkPredictor, sources: torch.Tensor, args: argparse.Namespace) -> None:
+    """Prints one line per method: ``p``'s destination pool, queries drawn from ``sources``."""
     t = float(p.stream_t[-1]) + 1.0
-    users = torch.arange(args.users)
-    one, batch = users[:1], users[torch.arange(args.batch) % args.users]
-    candidates = torch.from_numpy(np.flatnonzero(p.destinations))
+    one, batch = sources[:1], sources[torch.arange(args.batch) % len(sources)]
+    candidates = p.node_ids.ids(torch.from_numpy(np.flatnonzero(p.destinations)))
+    pool = len(candidates)
 
     def baseline(q: torch.Tensor) -> object:
         scores = p.score(q, torch.full(q.shape, t, dtype=torch.float64), candidates.expand(len(q), -1))
@@ -111,15 +114,21 @@ def main() -> None:
     parser.add_argument("--events-per-user", type=int, default=20)
     parser.add_argument("--embed-dim", type=int, default=100)
     parser.add_argument("--baseline-bytes", type=float, default=2e9)
+    parser.add_argument("--run", help="A trained run directory to bench instead of the synthetic TGN.")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {describe()}; {args.threads} threads; load average {os.getloadavg()[0]:.2f}")
-    print(f"# k={args.k} shortlist={args.shortlist} batch={args.batch} embed_dim={args.embed_dim}")
+    model = f"run {args.run}" if args.run is not None else f"synthetic TGN, embed_dim={args.embed_dim}"
+    print(f"# k={args.k} shortlist={args.shortlist} batch={args.batch}; {model}")
     print(f"{'pool':>9} {'method':<10} {'p50 ms':>9} {'p99 ms':>9} {'queries/s':>10} {'recall@k':>8}")
+    if args.run is not None:
+        p = LinkPredictor.load(args.run, args.device)
+        bench(p, p.node_ids.ids(torch.from_numpy(np.unique(p.stream_src))), args)
+        return
     for pool in (int(x) for x in args.pools.split(",")):
-        bench_pool(pool, args)
+        bench(make_predictor(pool, args), torch.arange(args.users), args)
 
 
 if __name__ == "__main__":

@@ -314,13 +314,15 @@ class LinkPredictor(ABC):
         t: torch.Tensor,
         edge_feat: torch.Tensor | None = None,
     ) -> None:
-        """Newer events ``src``, ``dst`` ``[n]`` int64 at ``t`` ``[n]`` (time order, not before the
-        last observed event), with their ``edge_feat [n, edge_dim]`` when the model uses features."""
+        """Newer events ``src``, ``dst`` ``[n]`` node ids at ``t`` ``[n]`` (time order, not before the
+        last observed event), with their ``edge_feat [n, edge_dim]`` when the model uses features.
+        Unknown ids become new nodes (``grow``; no history, zero memory and identity vector)."""
 
     @abstractmethod
     def score(self, src: torch.Tensor, t: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """``[B, C]`` float32 scores (higher: more likely) of sources ``src [B]`` at ``t [B]`` with
-        each row of ``candidates [B, C]`` int64, from the events observed so far."""
+        each row of ``candidates [B, C]`` (node ids), from the events observed so far; a one-line
+        ValueError on an unknown id (``score_arguments``)."""
 
 
 def _top(values: torch.Tensor, positions: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
