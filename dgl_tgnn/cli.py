@@ -374,13 +374,16 @@ def evaluate(path: str, metric: str, split: str, eval_negs: str | int | None, de
               help="CSV of new events src,dst,t[,features...] (time order) observed before the queries.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Output CSV (default: standard output).")
 @click.option("--exclude-seen", is_flag=True, help="Leave out destinations the source met before t.")
+@click.option("--shortlist", type=click.IntRange(min=1),
+              help="Two stages: re-rank the S best embedding dot products (runs trained with --decoder dot).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
               help="At most this many consecutive queries at the same time are scored together.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @_one_line_errors
 def recommend(run_dir: str, queries: str, k: int, observe_path: str | None, out: str | None,
-              exclude_seen: bool, batch_size: int, device: str, progress: bool) -> None:
+              exclude_seen: bool, shortlist: int | None, batch_size: int, device: str,
+              progress: bool) -> None:
     """The top K destinations of each query of a trained run: RUN_DIR is a run directory or a file
     of LinkPredictor.save. Writes src,t,rank,dst,score rows."""
     from tqdm import tqdm
@@ -399,7 +402,7 @@ def recommend(run_dir: str, queries: str, k: int, observe_path: str | None, out:
         with tqdm(total=len(ids), unit="query", disable=not progress, file=sys.stderr) as bar:
             for part in same_time_batches(times, batch_size):
                 try:
-                    top = predictor.recommend(ids[part], times[part], k, exclude_seen=exclude_seen)
+                    top = predictor.recommend(ids[part], times[part], k, None, exclude_seen, shortlist)
                 except ValueError as err:
                     raise ValueError(f"{queries}:{lines[part][0]}: {err}") from None
                 write_recommendations(stream, ids[part], times[part], top.nodes, top.scores)

@@ -308,7 +308,9 @@ class ModelPredictor(LinkPredictor):
         seen: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``shortlist`` pool candidates of each source with the largest embedding dot product
-        (``topk_dot``: the dot decoder's logits), then ``score``'s values of those (pair features)."""
+        (``topk_dot``: the dot decoder's logits) and, with pair features, the partners of its last
+        ``pair_history`` events (whose pair features the dot product cannot see), then ``score``'s
+        values of those."""
         if self.config.model.decoder != "dot":
             raise ValueError(
                 "recommend: a shortlist needs a dot-product decoder (a run trained with --decoder dot)"
@@ -321,12 +323,41 @@ class ModelPredictor(LinkPredictor):
             exclude = None if seen is None else exclusion_matrix(seen, size).to(table.device)
             count = min(shortlist, pool.shape[0])
             _, picked = topk_dot(z_src.contiguous(), table[rows].contiguous(), count, exclude)
+            if self.pair_features is not None:
+                picked = self._with_partners(picked, src, t_ref, pool, exclude)
             valid = picked >= 0
             picked = picked.masked_fill(~valid, 0)
             logits = self.model.score_table(z_src, table, rows[picked])
             logits = self._plus_pair_logits(logits, src, t, t_ref, pool.to(picked.device)[picked])
             logits = logits.float().masked_fill(~valid, float("-inf"))
         return picked.masked_fill(~valid, -1).cpu(), logits.cpu()
+
+    def _with_partners(
+        self,
+        picked: torch.Tensor,
+        src: torch.Tensor,
+        t_ref: torch.Tensor,
+        pool: torch.Tensor,
+        exclude: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``picked [B, S]`` pool positions and those of the partners of each source's last
+        ``pair_history`` events before ``t_ref`` (``[B, S + H]``; ``-1`` for repeats, partners
+        outside the pool and ``exclude [B, m]``d positions)."""
+        assert self.pair_features is not None
+        device = picked.device
+        times = t_ref.expand(src.shape[0]).contiguous()
+        (block,) = self.pair_features.recent.sample(src, times, check=False)
+        position = torch.full((self.capacity,), -1, dtype=torch.int64, device=device)
+        position[pool.to(device)] = torch.arange(pool.shape[0], device=device)
+        nbr = position[block.nbr_nodes.to(device).clamp(min=0)]
+        partners = torch.where(block.mask.to(device), nbr, -1)
+        if exclude is not None:
+            excluded = (partners[:, :, None] == exclude[:, None, :]).any(-1)
+            partners = partners.masked_fill(excluded, -1)
+        merged = torch.cat([picked, partners], dim=1).sort(dim=1).values
+        repeat = torch.zeros_like(merged, dtype=torch.bool)
+        repeat[:, 1:] = merged[:, 1:] == merged[:, :-1]
+        return merged.masked_fill(repeat, -1)
 
     def observed_events(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.graph.src, self.graph.dst, self.graph.t + self.origin

@@ -114,6 +114,11 @@ def test_two_stage_shortlist_reranks_the_dot_product_top_with_score(runs):
         assert set(row.tolist()) <= set(kept.tolist())
     met = {(int(s), int(d)) for s, d in zip(p.stream_src, p.stream_dst, strict=True)}
     assert not any((int(s), int(d)) in met for s, row in zip(src, short.nodes, strict=True) for d in row)
+    # the partners of each source's last events join the shortlist (their pair features count)
+    times = torch.full((12,), t, dtype=torch.float64)
+    positions, _ = p.shortlist_scores(src, times, pool, 30, None)
+    latest = {int(s): int(d) for s, d in zip(p.stream_src, p.stream_dst, strict=True)}
+    assert all(latest[int(s)] in pool[row[row >= 0]].tolist() for s, row in zip(src, positions, strict=True))
     with pytest.raises(ValueError, match="shortlist must be an int >= k"):
         p.recommend(src, t, k=10, shortlist=5)
     with pytest.raises(ValueError, match="needs a dot-product decoder"):
@@ -332,6 +337,12 @@ def test_cli_recommend_integer_ids_and_bad_observe_rows(runs, tmp_path):
     assert result.exit_code == 0, result.output
     rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
     top = LinkPredictor.load(run).recommend(torch.tensor([5, 6]), 1e12, k=10)
+    assert [int(r[3]) for r in rows] == top.nodes.flatten().tolist()
+    args = ["recommend", str(runs["dot"]), "--queries", str(queries), "--out", str(out), "--shortlist", "20"]
+    assert CliRunner().invoke(main, [*args, "--exclude-seen"]).exit_code == 0
+    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+    p = LinkPredictor.load(runs["dot"])
+    top = p.recommend(torch.tensor([5, 6]), 1e12, k=10, exclude_seen=True, shortlist=20)
     assert [int(r[3]) for r in rows] == top.nodes.flatten().tolist()
     events = tmp_path / "new.csv"
     events.write_text("5,7,1e12\nx,7,1e12\n")
