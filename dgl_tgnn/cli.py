@@ -375,7 +375,7 @@ def evaluate(path: str, metric: str, split: str, eval_negs: str | int | None, de
 @click.option("--out", type=click.Path(dir_okay=False), help="Output CSV (default: standard output).")
 @click.option("--exclude-seen", is_flag=True, help="Leave out destinations the source met before t.")
 @click.option("--shortlist", type=click.IntRange(min=1),
-              help="Two stages: re-rank the S best embedding dot products (runs trained with --decoder dot).")
+              help="Two stages: re-rank the S best dot products (runs with --decoder dot or model.dot_head).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
               help="At most this many consecutive queries at the same time are scored together.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")

@@ -81,6 +81,10 @@ class ModelConfig:
     # Pair features from the source's last N events scored by a small MLP (0: none): whether, how
     # often and how recently the source met the candidate (dgl_tgnn/pair_features.py).
     pair_history: int = 0
+    # Weight of an auxiliary link loss training a dot-product head (two linear maps of the detached
+    # embeddings, so the link model trains as without it) beside an MLP decoder (0: none): what
+    # LinkPredictor.recommend(shortlist=S) retrieves with before re-ranking with the decoder.
+    dot_head: float = 0.0
     edgebank_mode: str = "unlimited"  # edgebank: "unlimited" or "window"
     window_ratio: float = 0.15  # edgebank "window": the window as a fraction of the training span
 
@@ -202,6 +206,8 @@ class RunConfig:
                 "model.node_embedding and pair_history must be >= 0; "
                 f"got {m.node_embedding}, {m.pair_history}"
             )
+        if not m.dot_head >= 0:
+            raise ValueError(f"model.dot_head must be >= 0; got {m.dot_head}")
         if not 0 < m.window_ratio <= 1:
             raise ValueError(f"model.window_ratio must be in (0, 1]; got {m.window_ratio}")
         if e.protocol == "tgb" and e.negatives == "none":

@@ -13,7 +13,7 @@ from dgl_tgnn.config import ModelConfig
 from dgl_tgnn.devices import to_device
 from dgl_tgnn.events import EventBatch
 from dgl_tgnn.graph import TemporalGraph
-from dgl_tgnn.nn import TGAT, TGN, DotDecoder, MLPDecoder, PairScorer
+from dgl_tgnn.nn import TGAT, TGN, DotDecoder, DotHead, MLPDecoder, PairScorer
 from dgl_tgnn.pair_features import NUM_PAIR_FEATURES
 from dgl_tgnn.sampling import TemporalBlock, TemporalSampler
 
@@ -71,6 +71,10 @@ class LinkModel(nn.Module):
                 learnable_time=learnable_time,
             )
         self.decoder: nn.Module = MLPDecoder(c.embed_dim) if c.decoder == "mlp" else DotDecoder()
+        self.dot_head: DotHead | None = None
+        if c.dot_head > 0:
+            with torch.random.fork_rng(devices=[]):  # the other draws come as without the head
+                self.dot_head = DotHead(c.embed_dim)
 
     @property
     def has_memory(self) -> bool:

@@ -307,13 +307,15 @@ class ModelPredictor(LinkPredictor):
         shortlist: int,
         seen: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``shortlist`` pool candidates of each source with the largest embedding dot product
-        (``topk_dot``: the dot decoder's logits) and, with pair features, the partners of its last
-        ``pair_history`` events (whose pair features the dot product cannot see), then ``score``'s
-        values of those."""
-        if self.config.model.decoder != "dot":
+        """The ``shortlist`` pool candidates of each source with the largest dot product
+        (``topk_dot``: the dot decoder's logits, or ``model.dot_head``'s) and, with pair features,
+        the partners of its last ``pair_history`` events (whose pair features the dot product cannot
+        see), then ``score``'s values of those."""
+        head = self.model.dot_head
+        if self.config.model.decoder != "dot" and head is None:
             raise ValueError(
-                "recommend: a shortlist needs a dot-product decoder (a run trained with --decoder dot)"
+                "recommend: a shortlist needs a dot-product decoder (--decoder dot) "
+                "or a dot-product head (model.dot_head > 0)"
             )
         t = t - self.origin
         size = src.shape[0]
@@ -322,7 +324,10 @@ class ModelPredictor(LinkPredictor):
             table, z_src, rows = self._embed_with(src, pool, t_ref)
             exclude = None if seen is None else exclusion_matrix(seen, size).to(table.device)
             count = min(shortlist, pool.shape[0])
-            _, picked = topk_dot(z_src.contiguous(), table[rows].contiguous(), count, exclude)
+            queries, keys = z_src, table[rows]
+            if self.config.model.decoder != "dot":
+                queries, keys = head.query(queries), head.key(keys)
+            _, picked = topk_dot(queries.contiguous(), keys.contiguous(), count, exclude)
             if self.pair_features is not None:
                 picked = self._with_partners(picked, src, t_ref, pool, exclude)
             valid = picked >= 0

@@ -1,6 +1,8 @@
 """``LinkPredictor.recommend``, ``observe`` of new events and nodes, ``save`` / ``load`` and ``dgl-tgnn
 recommend`` (issue 18), on tiny runs of the built-in wikipedia stream and of a user CSV with string ids."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -39,6 +41,9 @@ def runs(tmp_path_factory):
         lines.append(f"u{rng.integers(0, 40)},item-{rng.integers(0, 25)},{i * 10}")
     csv = root / "votes.csv"
     csv.write_text("\n".join(lines) + "\n")
+    head = root / "head.yaml"
+    head.write_text("model:\n  name: tgn\n  dot_head: 0.5\n")
+    made["head"] = _train(root / "head", "--config", str(head), *FLAGS["tgn"])
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DGL_TGNN_CACHE", str(root / "cache"))
         made["strings"] = _train(root / "strings", "--data", str(csv), *FLAGS["tgn"])
@@ -123,6 +128,32 @@ def test_two_stage_shortlist_reranks_the_dot_product_top_with_score(runs):
         p.recommend(src, t, k=10, shortlist=5)
     with pytest.raises(ValueError, match="needs a dot-product decoder"):
         LinkPredictor.load(runs["tgat"]).recommend(src, t, k=10, shortlist=50)
+
+
+def test_a_dot_head_trained_beside_an_mlp_decoder_shortlists_and_leaves_the_model_alone(runs, tmp_path):
+    def final(run):
+        return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["final"]
+
+    # model.dot_head learns from detached embeddings: the link model's run is the one without it
+    with_head, without = final(runs["head"]), final(runs["tgn"])
+    for key in ("test_mrr", "test_ap", "test_auc"):
+        assert with_head[key] == without[key], key
+    p = LinkPredictor.load(runs["head"])
+    assert p.config.model.decoder == "mlp" and p.model.dot_head is not None
+    src = torch.from_numpy(p.stream_src[-12:])
+    t = float(p.stream_t[-1]) + 5.0
+    calls = _calls(p)
+    exact = p.recommend(src, t, k=10)
+    _rewind(p, calls)
+    whole = p.recommend(src, t, k=10, shortlist=int(p.destinations.sum()))
+    assert torch.equal(whole.nodes, exact.nodes) and torch.equal(whole.scores, exact.scores)
+    short = p.recommend(src, t, k=10, shortlist=30)
+    assert short.nodes.shape == (12, 10) and torch.isfinite(short.scores).all()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  name: tgn\n  dot_head: -1\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(bad), "--runs-dir", str(tmp_path), *QUICK])
+    assert result.exit_code != 0 and "model.dot_head must be >= 0" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
 
 
 @pytest.mark.parametrize("model", ["tgn", "tgat"])
