@@ -1,17 +1,18 @@
 """Speed of ``LinkPredictor.recommend``: exact vs two-stage (``shortlist``), against the brute-force
 baseline (``score`` of every candidate, then ``torch.topk``), over pools of several sizes.
 
-A TGN with a dot-product decoder and pair features (untrained weights, ``--embed-dim`` wide) over a
-synthetic stream: ``--users`` sources, each pool node a destination of two events, every source of
-``--events-per-user`` events. Per pool size and method: latency of one query (p50 / p99 over
-``--reps`` calls) and throughput (queries/s at batches of ``--batch``); two-stage recall@k against
-exact. The baseline is skipped where its ``[B, C]`` scores would pass ``--baseline-bytes``.
-With ``--run RUN_DIR`` (integer ids), that trained run instead, over its own destination pool, the
-queries its stream's sources (recall of a trained dot-product decoder: ``--decoder dot``).
+A TGN with a ``--decoder`` (dot; or mlp with a ``model.dot_head``) and pair features (untrained
+weights, ``--embed-dim`` wide) over a synthetic stream: ``--users`` sources, each pool node a
+destination of two events, every source of ``--events-per-user`` events. Per pool size and
+method: latency of one query (p50 / p99 over ``--reps`` calls) and throughput (queries/s at
+batches of ``--batch``); two-stage recall@k against exact. The baseline is skipped where its
+``[B, C]`` scores would pass ``--baseline-bytes``. With ``--run RUN_DIR`` (integer ids), that
+trained run instead, over its own destination pool, the queries its stream's sources (recall of a
+trained dot decoder or ``model.dot_head``).
 
     python bench/recommend_speed.py --pools 1000,10000,100000 --threads 2          # CPU
     python bench/recommend_speed.py --device cuda --pools 1000,100000,1000000 --batch 1000
-    python bench/recommend_speed.py --run runs/<a --decoder dot run> --shortlist 50
+    python bench/recommend_speed.py --run runs/<a run with a dot decoder or head> --shortlist 50
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def make_predictor(pool: int, args: argparse.Namespace) -> ModelPredictor:
     t = np.arange(len(dst), dtype=np.float64)
     config = default_config("tgn")
     m = config.model
-    m.decoder, m.pair_history, m.embed_dim, m.memory_dim = "dot", 10, args.embed_dim, args.embed_dim
+    m.decoder, m.pair_history, m.embed_dim, m.memory_dim = args.decoder, 10, args.embed_dim, args.embed_dim
+    m.dot_head = 1.0 if args.decoder == "mlp" else 0.0
     device = torch.device(args.device)
     torch.manual_seed(0)
     num_nodes = users + pool
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--events-per-user", type=int, default=20)
     parser.add_argument("--embed-dim", type=int, default=100)
+    parser.add_argument("--decoder", choices=["dot", "mlp"], default="dot")
     parser.add_argument("--baseline-bytes", type=float, default=2e9)
     parser.add_argument("--run", help="A trained run directory to bench instead of the synthetic TGN.")
     parser.add_argument("--device", default="cpu")
@@ -120,7 +123,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {describe()}; {args.threads} threads; load average {os.getloadavg()[0]:.2f}")
-    model = f"run {args.run}" if args.run is not None else f"synthetic TGN, embed_dim={args.embed_dim}"
+    synthetic = f"synthetic TGN, {args.decoder} decoder, embed_dim={args.embed_dim}"
+    model = f"run {args.run}" if args.run is not None else synthetic
     print(f"# k={args.k} shortlist={args.shortlist} batch={args.batch}; {model}")
     print(f"{'pool':>9} {'method':<10} {'p50 ms':>9} {'p99 ms':>9} {'queries/s':>10} {'recall@k':>8}")
     if args.run is not None:
