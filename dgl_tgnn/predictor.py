@@ -56,8 +56,8 @@ class LinkPredictor(ABC):
     """
 
     score_budget: int = 1 << 22
-    """``recommend`` scores about this many (query, candidate) pairs at a time (times the decoder's
-    width for an MLP decoder): memory stays bounded whatever the pool's size."""
+    """``recommend`` scores about this many (query, candidate) pairs at a time (divided by the floats
+    a pair takes: an MLP decoder's and the pair scorer's hidden layers): memory stays bounded."""
 
     def __init__(self, stream_src: np.ndarray, stream_dst: np.ndarray, stream_t: np.ndarray) -> None:
         self.stream_src, self.stream_dst, self.stream_t = stream_src, stream_dst, stream_t
@@ -178,12 +178,12 @@ class LinkPredictor(ABC):
             exclude_seen: leave out the destinations each source met (as source) strictly before its
                 ``t``.
             shortlist: two stages: the ``shortlist`` candidates of each source with the largest
-                embedding dot product (``topk_dot``), re-ranked by ``score``; models with a dot-product
-                decoder only. Not exact: what the first stage misses is lost (pair features).
+                dot product (``topk_dot``; a dot decoder's or a ``model.dot_head``'s) and its recent
+                partners, re-ranked by ``score``. Not exact: what the first stage misses is lost.
 
         Raises:
             ValueError: unknown ids, mismatched shapes, ``k`` outside ``[1, C]``, ``shortlist`` below
-                ``k`` or on a model without a dot-product decoder.
+                ``k`` or on a model without a dot-product decoder or head.
         """
         src_rows = self.node_ids.rows(_id_array(src), "recommend: src")
         t = torch.as_tensor(np.asarray(t, dtype=np.float64))
