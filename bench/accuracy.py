@@ -37,10 +37,11 @@ from typing import Any
 
 import torch
 from machine import describe
+from record import add_results_dir, save_results
 
 from dgl_tgnn.config import apply_overrides, default_config
 
-# Built-in datasets and their event counts (bench/RESULTS.md, /work/shared/data/README.md): the runs
+# Built-in datasets and their event counts (docs/benchmarks.md, /work/shared/data/README.md): the runs
 # go smallest first, so that a time limit cuts the largest.
 DATASETS = {
     "bitcoinotc": 35_592,
@@ -224,6 +225,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch and sampler threads per run")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_results_dir(parser)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(train_one(json.loads(args.child))))
@@ -280,8 +282,9 @@ def main() -> None:
 
     command = "python " + shlex.join(sys.argv)
     info = {"machine": describe(), "date": time.strftime("%Y-%m-%d"), "command": command}
+    runs = [records[run_key(s)] for s in specs if run_key(s) in records]
+    save_results("accuracy", {"runs": runs}, args.results_dir)
     if args.json:
-        runs = [records[run_key(s)] for s in specs if run_key(s) in records]
         print(json.dumps({**info, "runs": runs}, indent=1))
         return
     print(

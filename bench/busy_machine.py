@@ -66,9 +66,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--max-events", type=int, default=None, help="quick runs on a prefix of uci")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per epoch run")
-    args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from machine import describe
+    from record import add_results_dir, save_results
+
+    add_results_dir(parser)
+    args = parser.parse_args()
 
     print(describe())
     print(
@@ -94,9 +97,19 @@ def main() -> None:
                     competitor.kill()
                     competitor.wait()
     print(f"\n{'configuration':<20} {'quiet s':>9} {'busy s':>9} {'busy/quiet':>11}")
+    rows = []
     for name in CONFIGS:
         quiet, busy = min(times[(name, "quiet")]), min(times[(name, "busy")])
         print(f"{name:<20} {quiet:>9.2f} {busy:>9.2f} {busy / quiet:>10.2f}x")
+        rows.append(
+            {
+                "configuration": name,
+                "quiet_seconds_runs": times[(name, "quiet")],
+                "busy_seconds_runs": times[(name, "busy")],
+                "busy_over_quiet": busy / quiet,
+            }
+        )
+    save_results("busy_machine", rows, args.results_dir)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import statistics
 import time
 
 import torch
+from record import add_results_dir, save_results
 
 from dgl_tgnn.nn import TGAT, TGN
 from dgl_tgnn.nn.attention import dgl_available
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=10)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda[:i] for the dense engine on a GPU")
     parser.add_argument("--json", action="store_true")
+    add_results_dir(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -117,6 +119,7 @@ def main() -> None:
         "fanout": args.fanout,
         "dim": DIM,
     }
+    save_results("model_speed", {"config": config, "results": results}, args.results_dir)
     if args.json:
         print(json.dumps({"config": config, "results": results}))
         return

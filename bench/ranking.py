@@ -1,5 +1,6 @@
-"""Ranking under TGB's protocol on the built-in wikipedia: TGN and TGAT, several negative samplers,
-several seeds; test MRR, Recall@1 and AP as mean +- std, EdgeBank's MRR beside them.
+"""Ranking under TGB's protocol on built-in datasets (wikipedia by default): TGN and TGAT, several
+negative samplers, several seeds; test MRR, Recall@1 and AP as mean +- std, EdgeBank's MRR beside
+them.
 
 Each run trains ``configs/<model>-tgb.yaml`` (node embeddings, pair features, early stop on
 validation MRR) with the setting's negatives, in its own child process (``--jobs`` at a time; on
@@ -25,6 +26,7 @@ from typing import Any
 
 import yaml
 from machine import describe
+from record import add_results_dir, save_results
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -50,6 +52,7 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
 
     config = load_config(ROOT / "configs" / f"{spec['model']}-tgb.yaml")
     overrides = {
+        "data.dataset": spec["dataset"],
         "train.seed": spec["seed"],
         "train.device": spec["device"],
         "data.max_events": spec["max_events"],
@@ -86,17 +89,21 @@ def _mean_std(values: list[float]) -> str:
 
 
 def format_table(records: list[dict[str, Any]]) -> str:
-    """Markdown: one row per (model, setting), mean ± std over seeds."""
-    rows = ["| model | negatives | seeds | test MRR | test Recall@1 | test AP | EdgeBank MRR | s per run |"]
-    rows.append("|---|---|---:|---:|---:|---:|---:|---:|")
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    """Markdown: one row per (dataset, model, setting), mean ± std over seeds."""
+    rows = [
+        "| dataset | model | negatives | seeds | test MRR | test Recall@1 | test AP | EdgeBank MRR "
+        "| s per run |"
+    ]
+    rows.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in records:
         if r["status"] == "ok":
-            groups.setdefault((r["model"], r["setting"]), []).append(r)
-    for (model, setting), runs in sorted(groups.items()):
+            groups.setdefault((r["dataset"], r["model"], r["setting"]), []).append(r)
+    for (dataset, model, setting), runs in sorted(groups.items()):
         m = [r["metrics"] for r in runs]
         rows.append(
-            f"| {model.upper()} | {setting} | {len(runs)} | {_mean_std([x['test_mrr'] for x in m])} | "
+            f"| {dataset} | {model.upper()} | {setting} | {len(runs)} | "
+            f"{_mean_std([x['test_mrr'] for x in m])} | "
             f"{_mean_std([x['test_recall@1'] for x in m])} | {_mean_std([x['test_ap'] for x in m])} | "
             f"{m[0]['edgebank_test_mrr']:.3f} | {statistics.mean(r['seconds'] for r in runs):.0f} |"
         )
@@ -107,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--datasets", default="wikipedia", help="built-in datasets, comma-separated")
     parser.add_argument("--models", default="tgn,tgat")
     parser.add_argument("--settings", default="uniform,topk5,topk20,topk50")
     parser.add_argument("--seeds", default="0,1,2")
@@ -122,6 +130,7 @@ def main() -> None:
         help="config override, e.g. model.node_embedding=0",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_results_dir(parser)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(train_one(json.loads(args.child))))
@@ -133,6 +142,7 @@ def main() -> None:
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     specs = [
         {
+            "dataset": d,
             "model": m,
             "setting": s,
             "seed": int(seed),
@@ -140,6 +150,7 @@ def main() -> None:
             "max_events": args.max_events,
             "set": overrides,
         }
+        for d in args.datasets.split(",")
         for m in args.models.split(",")
         for s in settings
         for seed in args.seeds.split(",")
@@ -151,9 +162,11 @@ def main() -> None:
             out.flush()
             records.append(record)
             print(
-                f"{record['model']} {record['setting']} seed {record['seed']}: {record['status']}",
+                f"{record['dataset']} {record['model']} {record['setting']} seed {record['seed']}: "
+                f"{record['status']}",
                 file=sys.stderr,
             )
+    save_results("ranking", {"runs": records}, args.results_dir)
     print(f"# {describe()}; {time.strftime('%Y-%m-%d')}\n# python {shlex.join(sys.argv)}\n")
     print(format_table(records))
 

@@ -38,6 +38,7 @@ import time
 
 import numpy as np
 import torch
+from record import add_results_dir, save_results
 
 from dgl_tgnn import TemporalGraph, TemporalSampler, ops
 from dgl_tgnn.data import load_dataset
@@ -330,12 +331,14 @@ def main() -> None:
     parser.add_argument("--strategies", default="recent,uniform,labor", help="strategies to time")
     parser.add_argument("--distinct", default="", help="datasets: distinct rows only")
     parser.add_argument("--distinct-batches", type=int, default=200, help="batches a dataset")
+    add_results_dir(parser)
     args = parser.parse_args()
     say = (lambda *a: None) if args.json else print
     strategies = args.strategies.split(",")
     if args.distinct:
         threads = int(args.threads.split(",")[-1])
         out = run_distinct(args.distinct.split(","), threads, args.distinct_batches, say)
+        save_results("sampler_speed", {"distinct": out}, args.results_dir)
         if args.json:
             print(json.dumps({"distinct": out}, indent=1))
         return
@@ -424,8 +427,10 @@ def main() -> None:
 
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     say(f"\npeak RSS: {peak_rss:.0f} MiB")
+    rows = {"build": build, "cpu": cpu, "gpu": gpu, "peak_rss_mib": peak_rss}
+    save_results("sampler_speed", rows, args.results_dir)
     if args.json:
-        print(json.dumps({"build": build, "cpu": cpu, "gpu": gpu, "peak_rss_mib": peak_rss}, indent=1))
+        print(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

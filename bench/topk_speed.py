@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from record import add_results_dir, save_results
 
 from dgl_tgnn import ops, topk_dot
 
@@ -217,6 +218,7 @@ def main() -> None:
     parser.add_argument("--kernels", action="store_true", help="GPU time of each CUDA kernel of topk_dot")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--peak-child", help=argparse.SUPPRESS)  # internal: one CPU memory measure
+    add_results_dir(parser)
     args = parser.parse_args()
     if args.peak_child:
         peak_child(args.peak_child)
@@ -263,8 +265,10 @@ def main() -> None:
                 print(f"    {us:>10.1f} us  {name}", flush=True)
         if device == "cuda":
             torch.cuda.empty_cache()
+    rows = {"k": K, "torch": torch.__version__, "results": results}
+    save_results("topk_speed", rows, args.results_dir)
     if args.json:
-        print(json.dumps({"k": K, "torch": torch.__version__, "results": results}, indent=1))
+        print(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import time
 
 import torch
 from machine import describe
+from record import add_results_dir, save_results
 
 from dgl_tgnn.config import apply_overrides, default_config
 
@@ -105,6 +106,7 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_results_dir(parser)
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
@@ -165,6 +167,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "rows": rows,
     }
+    save_results("train_speed", rows, args.results_dir)
     if args.json:
         print(json.dumps(info, indent=1))
     else:

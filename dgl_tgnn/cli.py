@@ -4,12 +4,16 @@ Every failure a user can cause ends in one line (``Error: ...``) and a non-zero 
 128 + the signal's number after Ctrl-C (130) or SIGTERM (143); ``--debug`` shows the traceback.
 """
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+from dgl_tgnn.config import DataConfig, RunConfig, choice_names
+from dgl_tgnn.registry import Registry
 
 
 def _one_line(error: BaseException) -> str:
@@ -55,13 +59,24 @@ def _column_flag(value: str | None) -> int | str | None:
     return int(value) if value is not None and value.isdigit() else value
 
 
+def _help_of(setting: dataclasses.Field) -> str:
+    """The flag help of a config setting, a registry's choices described in it."""
+    choices = setting.metadata["choices"]
+    if isinstance(choices, Registry):
+        return setting.metadata["help"].format(choices=choices.describe())
+    return setting.metadata["help"]
+
+
+_FORMAT = next(setting for setting in dataclasses.fields(DataConfig) if setting.name == "format")
+
+
 @main.command(context_settings={"max_content_width": 110})
 @click.argument("names", nargs=-1, metavar="[NAME_OR_PATH]...")
 @click.option("--data", type=click.Path(dir_okay=False),
               help="Describe this file of events as it is loaded for training (format, columns, ids, time "
               "span, warnings), with the loader options below.")
-@click.option("--format", "fmt", type=click.Choice(["jodie", "tgn", "edgelist", "csv", "tgb"]),
-              help="Format of --data (guessed when omitted).")
+@click.option("--format", "fmt", type=click.Choice(choice_names(_FORMAT.metadata["choices"])),
+              help=_help_of(_FORMAT))
 @click.option("--src-col", help="Source column (header name or 0-based index; guessed when omitted).")
 @click.option("--dst-col", help="Destination column.")
 @click.option("--time-col", help="Time column (numbers, or ISO-8601 dates read as seconds).")
@@ -134,59 +149,61 @@ def _eval_negs(ctx: click.Context, param: click.Parameter, value: str | None) ->
     raise click.BadParameter(f"expected 'all', 'none' or a positive integer, got {value!r}")
 
 
-# (flag parameter name, config key) for every option of `train` that maps onto the config.
-_TRAIN_FLAGS = {
-    "model": "model.name",
-    "neg": "negatives.kind",
-    "k": "negatives.k",
-    "refresh": "negatives.refresh",
-    "warmup_epochs": "negatives.warmup_epochs",
-    "n_hard": "negatives.n_hard",
-    "n_rand": "negatives.n_rand",
-    "similarity": "negatives.similarity",
-    "exclude_known": "negatives.exclude_known",
-    "loss": "train.loss",
-    "temperature": "train.temperature",
-    "dataset": "data.dataset",
-    "data": "data.path",
-    "fmt": "data.format",
-    "src_col": "data.src_col",
-    "dst_col": "data.dst_col",
-    "time_col": "data.time_col",
-    "feature_cols": "data.feature_cols",
-    "delimiter": "data.delimiter",
-    "header": "data.header",
-    "keep_ids": "data.keep_ids",
-    "max_events": "data.max_events",
-    "features": "data.features",
-    "candidates": "data.candidates",
-    "new_node_ratio": "data.new_node_ratio",
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "fanouts": "model.fanouts",
-    "strategy": "model.strategy",
-    "dedup": "model.dedup",
-    "layers": "model.num_layers",
-    "embed_dim": "model.embed_dim",
-    "memory_dim": "model.memory_dim",
-    "decoder": "model.decoder",
-    "engine": "model.engine",
-    "time_encoding": "model.time_encoding",
-    "node_embedding": "model.node_embedding",
-    "pair_history": "model.pair_history",
-    "edgebank_mode": "model.edgebank_mode",
-    "protocol": "eval.protocol",
-    "lr": "train.lr",
-    "seed": "train.seed",
-    "device": "train.device",
-    "threads": "train.threads",
-    "patience": "train.patience",
-    "visible_batch": "train.visible_batch",
-    "runs_dir": "train.runs_dir",
-    "eval_negs": "eval.negatives",
-    "early_stop": "eval.metric",
-    "test_every_epoch": "eval.test_every_epoch",
-}
+# The parsers of flags whose settings have a type that click does not know (by annotation).
+_PARSERS = {"list[int]": _int_list, "list[str] | None": _str_list, "str | int": _eval_negs}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Flag:
+    key: str  # the setting, "section.name"
+    flag: str  # its flag, "--name"
+    option: Callable[..., Any]  # its click.option decorator
+
+
+def _setting_option(setting: dataclasses.Field, name: str) -> Callable[..., Any]:
+    """The ``click.option`` of a config setting's flag (``config.option``), parameter ``name``. The
+    type follows the setting's annotation: a ``bool`` is a ``--x/--no-x`` switch, a setting with
+    choices a ``click.Choice``; a flag not given is None."""
+    kind, flag, choices = str(setting.type), setting.metadata["flag"], setting.metadata["choices"]
+    if "bool" in kind:
+        return click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=_help_of(setting))
+    settings: dict[str, Any] = {}
+    if choices is not None:
+        settings["type"] = click.Choice(choice_names(choices))
+    elif setting.metadata["file"]:
+        settings["type"] = click.Path(dir_okay=False)
+    elif kind in _PARSERS:
+        settings["callback"] = _PARSERS[kind]
+    elif "int" in kind or "float" in kind:
+        settings["type"] = int if "int" in kind else float
+    return click.option(flag, name, help=_help_of(setting), **settings)
+
+
+def _setting_flags() -> dict[str, _Flag]:
+    """The flag of every config setting that declares one, by parameter name (``--n-hard``:
+    ``n_hard``), in the config's order (sections as in ``RunConfig``)."""
+    flags = {}
+    for section in dataclasses.fields(RunConfig):
+        for setting in dataclasses.fields(section.default_factory):  # type: ignore[arg-type]
+            flag = setting.metadata.get("flag")
+            if flag:
+                name = flag[2:].replace("-", "_")
+                flags[name] = _Flag(f"{section.name}.{setting.name}", flag, _setting_option(setting, name))
+    return flags
+
+
+_TRAIN_FLAGS = _setting_flags()
+
+
+def _with_setting_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Adds the options of ``_TRAIN_FLAGS`` to ``command``."""
+    for flag in reversed(_TRAIN_FLAGS.values()):  # (click lists options in the order they decorate)
+        command = flag.option(command)
+    return command
+
+
+# Settings that describe a --data file: with --dataset they would do nothing.
+_FILE_FLAGS = ("format", "src_col", "dst_col", "time_col", "feature_cols", "delimiter", "header", "keep_ids")
 
 
 @main.command(context_settings={"max_content_width": 110})
@@ -196,97 +213,7 @@ _TRAIN_FLAGS = {
 @click.option("--resume", "resume", type=click.Path(file_okay=False),
               help="Continue the interrupted run in this run directory (with its own config; "
               "give no other option).")
-@click.option("--model", type=click.Choice(["tgat", "tgn", "edgebank"]),
-              help="Encoder: TGAT or TGN (default tgat), or the EdgeBank baseline (no parameters; "
-              "TGB's protocol).")
-@click.option("--neg", type=click.Choice(["uniform", "historical", "inductive", "degree", "topk"]),
-              help="Training negatives: uniform; historical / inductive (DyGLib's, topped up with uniform); "
-              "degree (proportional to degree); topk (hard negatives of arXiv 2402.09239).")
-@click.option("--k", type=int, help="topk: draw hard negatives among the K nearest candidates (default 50).")
-@click.option("--refresh", type=int,
-              help="topk: recompute the whole candidate table every F batches (default 10; the paper's "
-              "is 1); between refreshes each batch's embeddings update it.")
-@click.option("--warmup-epochs", type=int, help="topk: train this many epochs on uniform negatives first.")
-@click.option("--n-hard", type=int,
-              help="topk: hard negatives per event (default 1); other kinds draw n_hard + n_rand.")
-@click.option("--n-rand", type=int, help="topk: additional uniform negatives per event (default 0).")
-@click.option("--similarity", type=click.Choice(["dot", "cosine", "decoder"]),
-              help="topk: nearest by dot product, cosine, or the model's own link score (in chunks).")
-@click.option("--exclude-known/--no-exclude-known", default=None,
-              help="topk: never take a destination the source has interacted with as a hard negative "
-              "(the true destination is always excluded).")
-@click.option("--loss", type=click.Choice(["bce", "bce_sum", "infonce"]),
-              help="bce: TGN's binary cross-entropy; bce_sum: the same with the negatives summed (the hard-"
-              "negative paper's code); infonce: softmax of the positive against its negatives.")
-@click.option("--temperature", type=float, help="infonce temperature (default 1.0).")
-@click.option("--dataset", help="Built-in dataset (see `dgl-tgnn datasets`; default wikipedia).")
-@click.option("--data", type=click.Path(dir_okay=False),
-              help="A file of events instead: JODIE csv, TGN ml_<name>.csv, edge list, TGB edge list or "
-              "generic csv (string or integer node ids; `dgl-tgnn datasets --data FILE` shows what is read).")
-@click.option("--format", "fmt", type=click.Choice(["jodie", "tgn", "edgelist", "csv", "tgb"]),
-              help="Format of --data (guessed when omitted).")
-@click.option("--src-col",
-              help="Generic csv: source column (header name or 0-based index; guessed when omitted).")
-@click.option("--dst-col", help="Generic csv: destination column.")
-@click.option("--time-col", help="Generic csv: time column (numbers, or ISO-8601 dates read as seconds).")
-@click.option("--feature-cols", callback=_str_list, help="Generic csv: comma-separated edge feature columns.")
-@click.option("--delimiter", help="Generic csv: field delimiter (' ' for whitespace; sniffed when omitted).")
-@click.option("--header/--no-header", default=None,
-              help="Generic csv: the first line is (not) a header (detected by default).")
-@click.option("--keep-ids/--no-keep-ids", default=None,
-              help="Integer node ids of --data are node rows as they are (num_nodes = max id + 1) instead of "
-              "re-indexed (default: re-indexed; the run keeps the original ids in node_ids.npy).")
-@click.option("--max-events", type=int, help="Use only the first N events (quick runs).")
-@click.option("--features/--no-features", default=None,
-              help="Use the dataset's node/edge features (default) or train featureless.")
-@click.option("--candidates", type=click.Choice(["destinations", "all"]),
-              help="Draw negatives (training and evaluation) from the destination side (default; TGN's "
-              "protocol) or from all nodes (TGLite's examples; easier on bipartite data).")
-@click.option("--new-node-ratio", type=float,
-              help="Share of the val/test nodes held out of training for the inductive sets (default 0.1).")
-@click.option("--epochs", type=int, help="Maximum epochs (default: the config's).")
-@click.option("--batch-size", type=int, help="Events per batch (default 200).")
-@click.option("--fanouts", callback=_int_list, help="Neighbours per hop, comma-separated, e.g. 10,10.")
-@click.option("--strategy", type=click.Choice(["uniform", "recent", "labor"]),
-              help="Neighbour sampling among earlier events: uniform (TGAT) or most recent (TGN).")
-@click.option("--dedup", type=click.Choice(["auto", "always", "never"]),
-              help="Sample and embed each distinct (node, time) of a deeper hop once: exact for recent "
-              "neighbours (uniform ones then share draws). auto (default): on CPU only.")
-@click.option("--layers", type=int, help="Attention layers (give --fanouts with as many entries).")
-@click.option("--embed-dim", type=int, help="Embedding width (default 100).")
-@click.option("--memory-dim", type=int, help="TGN memory width (default 100).")
-@click.option("--decoder", type=click.Choice(["mlp", "dot"]), help="Link decoder (default mlp).")
-@click.option("--engine", type=click.Choice(["auto", "dense", "dgl"]),
-              help="Attention engine: dense tensors, DGL message passing, or auto.")
-@click.option("--time-encoding", type=click.Choice(["fixed", "learnable"]),
-              help="Time encoding cos(w dt + b): fixed at TGAT's initial w, b (default; steadier) or "
-              "learnable (the papers).")
-@click.option("--node-embedding", type=int,
-              help="Width of a learnable identity vector per node, appended to its features (0: none).")
-@click.option("--pair-history", type=int,
-              help="Score pair features (met before, how often, how recently) from the source's last N "
-              "events (0: none).")
-@click.option("--edgebank-mode", type=click.Choice(["unlimited", "window"]),
-              help="edgebank: remember every pair, or only those within TGB's time window.")
-@click.option("--protocol", type=click.Choice(["tgn", "tgb"]),
-              help="tgn: TGN's split and AP against one negative (default); tgb: TGB's split at 0.70/0.85, "
-              "every positive ranked against its negative set (MRR, Recall@k), early stop on val MRR.")
-@click.option("--lr", type=float, help="Adam learning rate (default 1e-4).")
-@click.option("--seed", type=int, help="Seed of weights, negatives, neighbour sampling and the split.")
-@click.option("--device", help="torch device, e.g. cpu or cuda:0 (default cpu).")
-@click.option("--threads", type=int, help="CPU threads for torch and the sampler (default: torch's).")
-@click.option("--patience", type=int, help="Stop after this many epochs without a better validation metric.")
-@click.option("--early-stop", type=click.Choice(["ap", "mrr"]),
-              help="Validation metric for early stopping and the best checkpoint (default ap).")
-@click.option("--eval-negs", callback=_eval_negs,
-              help="MRR/Recall@k negatives per positive: 'all' candidate destinations (default), a "
-              "seeded sample of N, or 'none' (AP/AUC only).")
-@click.option("--test-every-epoch/--no-test-every-epoch", default=None,
-              help="Also evaluate the test split after every epoch (default on).")
-@click.option("--visible-batch/--no-visible-batch", default=None,
-              help="Let a root see earlier events of its own batch as neighbours (TGN's code, TGLite, TGM; "
-              "default) or only events before the batch.")
-@click.option("--runs-dir", help="Parent of the run directories (default runs).")
+@_with_setting_options
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per epoch.")
 @_one_line_errors
 def train(config_path: str | None, resume: str | None, progress: bool, **flags: object) -> None:
@@ -312,17 +239,14 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
     else:
         if flags["data"] is not None and flags["dataset"] is not None:
             raise click.UsageError("give --dataset or --data, not both")
-        file_flags = (
-            "fmt", "src_col", "dst_col", "time_col", "feature_cols", "delimiter", "header", "keep_ids"
-        )
-        if flags["dataset"] is not None and any(flags[name] is not None for name in file_flags):
-            given = next(name for name in file_flags if flags[name] is not None)
-            flag = "--format" if given == "fmt" else "--" + given.replace("_", "-")
+        if flags["dataset"] is not None and any(flags[name] is not None for name in _FILE_FLAGS):
+            given = next(name for name in _FILE_FLAGS if flags[name] is not None)
+            flag = _TRAIN_FLAGS[given].flag
             if flags[given] is False:
                 flag = "--no-" + flag[2:]
             raise click.UsageError(f"{flag} describes a --data file: it does nothing with --dataset")
         config = load_config(config_path, flags["model"])  # type: ignore[arg-type]
-        config = apply_overrides(config, {key: flags[name] for name, key in _TRAIN_FLAGS.items()})
+        config = apply_overrides(config, {flag.key: flags[name] for name, flag in _TRAIN_FLAGS.items()})
         if flags["dataset"] is not None:  # a built-in dataset replaces a file named by the config
             config.data.path = None
         config.validate()

@@ -44,7 +44,6 @@ class GraphedStep:
         self.inputs: torch.Tensor | None = None
         self.outputs: tuple[torch.Tensor, ...] = ()
         self.warmed_up = False
-        self.replays = 0
 
     @property
     def captured(self) -> bool:
@@ -57,7 +56,6 @@ class GraphedStep:
             assert self.inputs is not None
             self.inputs.copy_(inputs, non_blocking=True)
             self.graph.replay()
-            self.replays += 1
             return self.outputs
         device = torch.device("cuda", torch.cuda.current_device())
         if not self.warmed_up:

@@ -13,41 +13,14 @@ memory flows through the evaluated stream; callers back it up and restore it as 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from dgl_tgnn.events import EventStream
 from dgl_tgnn.graph import TemporalGraph
-from dgl_tgnn.link import LinkModel, Neighbourhoods
+from dgl_tgnn.link import LinkModel
 from dgl_tgnn.metrics import average_precision, mrr, positive_ranks, recall_at, roc_auc
 from dgl_tgnn.negatives import UniformNegatives
-
-
-@dataclass
-class Embedder:
-    """Embeds roots with ``model`` over neighbourhoods from ``neighbourhoods``, in chunks."""
-
-    model: LinkModel
-    neighbourhoods: Neighbourhoods
-    node_feat: torch.Tensor
-    edge_feat: torch.Tensor
-    chunk: int = 4096
-
-    def __call__(self, nodes: torch.Tensor, times: torch.Tensor, batch_start: float) -> torch.Tensor:
-        """``[R, embed_dim]`` embeddings of ``nodes [R]`` at ``times [R]`` float64."""
-        if nodes.shape[0] <= self.chunk:
-            blocks = self.neighbourhoods(nodes, times, batch_start)
-            return self.model(blocks, self.node_feat, self.edge_feat)
-        parts = [
-            self(nodes[lo : lo + self.chunk], times[lo : lo + self.chunk], batch_start)
-            for lo in range(0, nodes.shape[0], self.chunk)
-        ]
-        return torch.cat(parts)
-
-    def at(self, nodes: torch.Tensor, time_s: float) -> torch.Tensor:
-        """``[R, embed_dim]`` embeddings of ``nodes [R]``, all at ``time_s``."""
-        return self(nodes, torch.full((nodes.shape[0],), time_s, dtype=torch.float64), time_s)
+from dgl_tgnn.neighbourhoods import Embedder, Neighbourhoods
 
 
 class Evaluator:

@@ -1,10 +1,10 @@
-"""A link predictor (TGAT or TGN encoder + decoder) and the sampled neighbourhoods it embeds from."""
+"""A link predictor: the encoder of a registered model (``MODELS``), a decoder, and optional node
+identities and pair scores."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import time
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -12,14 +12,39 @@ from torch import nn
 from dgl_tgnn.config import ModelConfig
 from dgl_tgnn.devices import to_device
 from dgl_tgnn.events import EventBatch
-from dgl_tgnn.graph import TemporalGraph
-from dgl_tgnn.nn import TGAT, TGN, DotDecoder, DotHead, MLPDecoder, PairScorer
+from dgl_tgnn.models import ModelSpec
+from dgl_tgnn.nn import DotDecoder, DotHead, Memory, MemoryState, MLPDecoder, PairScorer
+from dgl_tgnn.nn.blocks import HopBlock
 from dgl_tgnn.pair_features import NUM_PAIR_FEATURES
-from dgl_tgnn.sampling import TemporalBlock, TemporalSampler
+from dgl_tgnn.registry import MODELS
+
+
+class StatefulEncoder(Protocol):
+    """An encoder that carries state from batch to batch (TGN's memory): the training loop and the
+    evaluation reset, back up and restore it, and feed it each batch's events after the batch."""
+
+    memory: Memory
+
+    def update(
+        self,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        t: torch.Tensor,
+        eids: torch.Tensor,
+        edge_feat: torch.Tensor,
+    ) -> None:
+        """Takes the events ``src``, ``dst``, ``t``, ``eids`` ``[B]`` (``edge_feat [E, edge_dim]``)."""
+
+    def reset_memory(self) -> None: ...
+
+    def backup_memory(self) -> MemoryState: ...
+
+    def restore_memory(self, state: MemoryState) -> None: ...
 
 
 class LinkModel(nn.Module):
-    """An encoder (``TGAT`` or ``TGN``) that embeds (node, time) roots, and a decoder that scores pairs.
+    """An encoder (the ``ModelSpec.encoder`` of ``config.name``) that embeds (node, time) roots, and
+    a decoder that scores pairs.
 
     With ``config.node_embedding > 0`` every node also has a learnable identity vector of that
     width, appended to its features; with ``config.pair_history > 0`` a :class:`PairScorer` adds a
@@ -34,42 +59,20 @@ class LinkModel(nn.Module):
     def __init__(self, config: ModelConfig, num_nodes: int, node_dim: int, edge_dim: int) -> None:
         super().__init__()
         c = config
-        learnable_time = c.time_encoding == "learnable"
         self.node_embedding: nn.Embedding | None = None
         if c.node_embedding > 0:
             self.node_embedding = nn.Embedding(num_nodes, c.node_embedding)
             nn.init.normal_(self.node_embedding.weight, std=0.1)
             node_dim += c.node_embedding
         self.pair_scorer = PairScorer(NUM_PAIR_FEATURES) if c.pair_history > 0 else None
-        if c.name == "tgat":
-            self.encoder: nn.Module = TGAT(
-                node_dim,
-                edge_dim,
-                c.time_dim,
-                c.embed_dim,
-                c.num_layers,
-                c.num_heads,
-                c.dropout,
-                c.engine,
-                learnable_time,
-            )
-        else:
-            self.encoder = TGN(
-                num_nodes,
-                node_dim,
-                edge_dim,
-                memory_dim=c.memory_dim,
-                time_dim=c.time_dim,
-                embed_dim=c.embed_dim,
-                num_layers=c.num_layers,
-                num_heads=c.num_heads,
-                dropout=c.dropout,
-                message=c.message,
-                aggregator=c.aggregator,
-                updater=c.updater,
-                engine=c.engine,
-                learnable_time=learnable_time,
-            )
+        spec: ModelSpec = MODELS[c.name]
+        build = spec.encoder
+        if build is None:
+            raise ValueError(f"model {c.name!r} has no parameters: it is not a LinkModel")
+        self.encoder = build(c, num_nodes, node_dim, edge_dim)
+        # Declared by the model, not probed: a protocol's isinstance on Python >= 3.12 reads attributes
+        # statically and misses a module's submodules (TGN's memory).
+        self.has_memory: bool = spec.stateful
         self.decoder: nn.Module = MLPDecoder(c.embed_dim) if c.decoder == "mlp" else DotDecoder()
         self.dot_head: DotHead | None = None
         if c.dot_head > 0:
@@ -77,11 +80,13 @@ class LinkModel(nn.Module):
                 self.dot_head = DotHead(c.embed_dim)
 
     @property
-    def has_memory(self) -> bool:
-        return isinstance(self.encoder, TGN)
+    def stateful_encoder(self) -> StatefulEncoder:
+        """The encoder, which carries state between batches (``has_memory`` must be True)."""
+        assert self.has_memory
+        return cast(StatefulEncoder, self.encoder)
 
     def forward(
-        self, blocks: list[TemporalBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
+        self, blocks: list[HopBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
     ) -> torch.Tensor:
         """``[R0, embed_dim]`` embeddings of ``blocks[0]``'s roots."""
         if self.node_embedding is not None:
@@ -89,14 +94,14 @@ class LinkModel(nn.Module):
         return self.encoder(blocks, node_feat, edge_feat)
 
     def sharing_memory_update(self) -> contextlib.AbstractContextManager[None]:
-        """A scope whose forward passes share TGN's memory update (``Memory.sharing_update``);
-        TGAT has no memory: nothing to share."""
+        """A scope whose forward passes share the memory update (``Memory.sharing_update``); an
+        encoder without memory has nothing to share."""
         if self.has_memory:
-            return self.encoder.memory.sharing_update()
+            return self.stateful_encoder.memory.sharing_update()
         return contextlib.nullcontext()
 
     def observe(self, batch: EventBatch, edge_feat: torch.Tensor) -> None:
-        """After a batch: TGN persists its memory and stores the batch's messages (TGAT keeps no state).
+        """After a batch: a stateful encoder (TGN) persists its memory and stores the batch's messages.
 
         ``edge_feat [E, edge_dim]`` lives on the model's device; the batch is moved there.
         """
@@ -115,7 +120,7 @@ class LinkModel(nn.Module):
         if self.has_memory:
             device = edge_feat.device
             src, dst, t, eids = (to_device(x, device) for x in (src, dst, t, eids))
-            self.encoder.update(src, dst, t, eids, edge_feat)
+            self.stateful_encoder.update(src, dst, t, eids, edge_feat)
 
     def score(self, z_src: torch.Tensor, z_dst: torch.Tensor) -> torch.Tensor:
         """Link logits of ``z_src [..., d]`` with ``z_dst [..., d]`` (leading dims broadcast)."""
@@ -129,80 +134,3 @@ class LinkModel(nn.Module):
         """The pair logit of ``features [..., NUM_PAIR_FEATURES]`` (``[...]``), added to ``score``'s."""
         assert self.pair_scorer is not None
         return self.pair_scorer(features)
-
-
-class Neighbourhoods:
-    """Samples the hop blocks of roots from one ``TemporalGraph`` and times it.
-
-    With ``visible_batch`` (TGN's original code, TGLite, TGM) a root at time ``t`` sees every event
-    strictly before ``t``, earlier events of its own batch included. Without it, neighbours are
-    drawn strictly before the batch's first event time ``batch_start`` while the roots keep their
-    own times for the time encoding (the graph as it was before the batch was inserted).
-
-    Args:
-        graph: the events neighbours are drawn from.
-        fanouts: neighbours per hop.
-        strategy: ``"uniform"`` or ``"recent"``.
-        seed: seed of the sampler (uniform strategy).
-        threads: sampler threads (None: its default).
-        visible_batch: see above.
-        device: where the blocks are returned.
-        dedup: deduplicate the roots of deeper hops (``TemporalSampler(dedup=True)``).
-    """
-
-    def __init__(
-        self,
-        graph: TemporalGraph,
-        fanouts: list[int],
-        strategy: str,
-        seed: int,
-        threads: int | None,
-        visible_batch: bool,
-        device: torch.device,
-        *,
-        dedup: bool = False,
-    ) -> None:
-        self.sampler = TemporalSampler(
-            graph, fanouts=fanouts, strategy=strategy, seed=seed, num_threads=threads, dedup=dedup
-        )
-        self.visible_batch = visible_batch
-        self.device = device
-        self.seconds = 0.0
-
-    def __call__(
-        self, nodes: torch.Tensor, times: torch.Tensor, batch_start: float | torch.Tensor
-    ) -> list[TemporalBlock]:
-        """Blocks of roots ``nodes [R]`` int64 at ``times [R]`` float64 (``>= batch_start``, seconds:
-        a float, or a 0-dim float64 tensor on ``device``, which a CUDA graph reads at each replay)."""
-        began = time.perf_counter()
-        # The sampler runs on the model's device (on a GPU without reading back its input check, one
-        # synchronisation: the roots are valid node ids and finite times by construction).
-        nodes, times = to_device(nodes, self.device), to_device(times, self.device)
-        if self.visible_batch:
-            blocks = self.sampler.sample(nodes, times, check=False)
-        else:
-            if isinstance(batch_start, torch.Tensor):
-                start = batch_start.expand(times.shape).contiguous()
-            else:
-                start = torch.full_like(times, batch_start)
-            blocks = self.sampler.sample(nodes, start, check=False)
-            blocks[0] = dataclasses.replace(blocks[0], root_times=times)
-        self.seconds += time.perf_counter() - began
-        return blocks
-
-    @property
-    def replayable(self) -> bool:
-        """True when a captured call may be replayed for other roots: nothing synchronises (no
-        deduplication). Uniform draws too: on a GPU the kernels read the call number there."""
-        return not self.sampler.dedup
-
-    def count_replay(self, calls: int) -> None:
-        """Count the sampler calls a replayed CUDA graph made, as ``state_dict`` records them."""
-        self.sampler.count_replayed(calls)
-
-    def state_dict(self) -> dict[str, int]:
-        """The sampler's call counter: its draws are a function of (seed, call number)."""
-        return {"calls": self.sampler.calls}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.sampler.calls = state["calls"]

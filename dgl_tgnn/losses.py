@@ -1,13 +1,21 @@
-"""Link-prediction losses over one positive and ``n`` negatives per event.
+"""Link-prediction losses over one positive and ``n`` negatives per event, registered in
+:data:`~dgl_tgnn.registry.LOSSES` (``train.loss``).
 
-Both take decoder logits: ``pos [B]`` for the true (src, dst) pairs and ``neg [B, n]`` for the
+All take decoder logits: ``pos [B]`` for the true (src, dst) pairs and ``neg [B, n]`` for the
 (src, negative dst) pairs, and return a scalar mean over the batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
+
+from dgl_tgnn.registry import LOSSES
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+"""``loss(pos [B], neg [B, n], temperature) -> []``: what ``LOSSES`` holds."""
 
 
 def _check(pos: torch.Tensor, neg: torch.Tensor) -> None:
@@ -47,15 +55,14 @@ def infonce_loss(pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0)
     return torch.logsumexp(logits, dim=1).sub(logits[:, 0]).mean()
 
 
-LOSSES = ("bce", "bce_sum", "infonce")
+LOSSES.register("bce", "TGN's binary cross-entropy")(lambda pos, neg, temperature: bce_loss(pos, neg))
+LOSSES.register("bce_sum", "the same with the negatives summed (the hard-negative paper's code)")(
+    lambda pos, neg, temperature: bce_sum_loss(pos, neg)
+)
+LOSSES.register("infonce", "softmax of the positive against its negatives")(infonce_loss)
 
 
 def link_loss(name: str, pos: torch.Tensor, neg: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """The loss called ``name`` (one of ``LOSSES``) of ``pos [B]`` against ``neg [B, n]``."""
-    if name == "bce":
-        return bce_loss(pos, neg)
-    if name == "bce_sum":
-        return bce_sum_loss(pos, neg)
-    if name == "infonce":
-        return infonce_loss(pos, neg, temperature)
-    raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
+    """The loss registered as ``name`` of ``pos [B]`` against ``neg [B, n]``."""
+    loss: LossFn = LOSSES[name]
+    return loss(pos, neg, temperature)

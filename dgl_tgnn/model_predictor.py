@@ -16,9 +16,10 @@ from dgl_tgnn.config import RunConfig, config_from_dict
 from dgl_tgnn.data import TemporalDataset
 from dgl_tgnn.devices import dedup_hops, features_on
 from dgl_tgnn.graph import TemporalGraph
-from dgl_tgnn.link import LinkModel, Neighbourhoods
+from dgl_tgnn.link import LinkModel
+from dgl_tgnn.neighbourhoods import Neighbourhoods
 from dgl_tgnn.node_ids import NodeIds
-from dgl_tgnn.pair_features import PairFeatures
+from dgl_tgnn.pair_features import NUM_PAIR_FEATURES, PairFeatures
 from dgl_tgnn.predictor import LinkPredictor, exclusion_matrix
 from dgl_tgnn.topk import topk_dot
 
@@ -285,10 +286,13 @@ class ModelPredictor(LinkPredictor):
         t_ref = t.min()
         with self._evaluating():
             table, z_src, rows = self._embed_with(src, pool, t_ref)
-            # floats per scored pair: the MLP decoder's hidden layer, the pair scorer's and its history
+            # floats per scored pair: the MLP decoder's hidden layer, the pair features, their history
+            # and the pair scorer's layers
             width = self.config.model.embed_dim if self.config.model.decoder == "mlp" else 1
             if self.model.pair_scorer is not None:
-                width += self.model.pair_scorer.hidden.out_features + self.config.model.pair_history
+                layers = self.model.pair_scorer.modules()
+                hidden = sum(m.out_features for m in layers if isinstance(m, nn.Linear))
+                width += NUM_PAIR_FEATURES + self.config.model.pair_history + hidden
             # (at least 16 candidates: matrix kernels of one column may round differently from score's)
             chunk = max(16, self.score_budget // (size * width))
             for lo in range(0, pool.shape[0], chunk):

@@ -15,25 +15,63 @@ part of :meth:`NegativeSampler.state_dict`, so a resumed run draws what an unint
 * :class:`TopKNegatives`: hard negatives (Gupta and Bedathur, arXiv 2402.09239): the ``K``
   candidates most similar to the (detached) source embedding, from a table of candidate
   embeddings refreshed every ``refresh`` batches and fed by each batch's embeddings.
+
+The historical and inductive samplers, and ``topk`` with ``exclude_known``, look up a source's
+earlier destinations in a :class:`PairHistory` of the stream. Each kind is registered in
+:data:`~dgl_tgnn.registry.NEGATIVES` (``negatives.kind``) with a builder that makes the training
+sampler from :class:`SamplerInputs`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from dgl_tgnn.config import SIMILARITIES, NegativeConfig
 from dgl_tgnn.devices import to_device
-from dgl_tgnn.events import EventBatch, PairHistory
-
-NEGATIVES = ("uniform", "historical", "inductive", "degree", "topk")
-SIMILARITIES = ("dot", "cosine", "decoder")
+from dgl_tgnn.events import EventBatch, EventStream
+from dgl_tgnn.registry import NEGATIVES
 
 EmbedFn = Callable[[torch.Tensor, float], torch.Tensor]
 """``embed(nodes [N] int64, time) -> [N, d]``: embeddings of ``nodes`` at ``time`` (seconds)."""
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``score(queries [B, d], candidates [C, d]) -> [B, C]``: link logits of every (query, candidate)."""
+
+
+@dataclass(frozen=True)
+class SamplerInputs:
+    """What a registered builder makes a training sampler from.
+
+    Attributes:
+        candidates: ``[N_c]`` int64 pool of negative destinations.
+        train: the training stream (histories, degrees).
+        num_nodes: ``N``, the dataset's node count.
+        config: the ``negatives`` section of the run config.
+        seed: seed of the sampler's generator.
+        embed: embeddings of nodes at a time (with the model being trained).
+        score: link logits of queries against candidates (the model's decoder).
+    """
+
+    candidates: torch.Tensor
+    train: EventStream
+    num_nodes: int
+    config: NegativeConfig
+    seed: int
+    embed: EmbedFn
+    score: ScoreFn
+
+    @property
+    def count(self) -> int:
+        """Negatives per event: ``n_hard + n_rand``."""
+        return self.config.n_hard + self.config.n_rand
+
+
+SamplerBuilder = Callable[[SamplerInputs], "NegativeSampler"]
+"""What ``NEGATIVES`` holds: the training sampler of a kind, from the run's inputs."""
 
 
 class NegativeSampler:
@@ -89,6 +127,11 @@ class UniformNegatives(NegativeSampler):
     """Destinations drawn uniformly (with replacement) from the pool; the true one is not excluded."""
 
 
+@NEGATIVES.register("uniform", "uniformly from the pool")
+def _uniform(inputs: SamplerInputs) -> NegativeSampler:
+    return UniformNegatives(inputs.candidates, inputs.count, inputs.seed)
+
+
 def _pick_valid(valid: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
     """``[B, count]`` column indices drawn uniformly without replacement among the True entries of
     ``valid [B, m]`` (``-1`` where a row has fewer than ``count``)."""
@@ -102,6 +145,52 @@ def _pick_valid(valid: torch.Tensor, count: int, generator: torch.Generator) -> 
         )
         chosen = torch.cat([chosen, pad], dim=1)
     return chosen
+
+
+class PairHistory:
+    """The distinct (src, dst) pairs of a stream, each with the stream position where it first occurs.
+
+    ``known(nodes, stop)`` answers, without a Python loop, "which destinations had each node
+    interacted with among stream positions ``< stop``".
+
+    Args:
+        src, dst: ``[S]`` int64 node ids in stream order.
+    """
+
+    def __init__(self, src: torch.Tensor, dst: torch.Tensor) -> None:
+        src_np = np.asarray(src, dtype=np.int64)
+        dst_np = np.asarray(dst, dtype=np.int64)
+        self.num_nodes = int(max(src_np.max(initial=-1), dst_np.max(initial=-1))) + 1
+        self.length = int(src_np.shape[0])
+        keys = src_np * self.num_nodes + dst_np
+        unique_keys, first = np.unique(keys, return_index=True)
+        pair_src, pair_dst = unique_keys // self.num_nodes, unique_keys % self.num_nodes
+        order = np.lexsort((first, pair_src))
+        self.pair_src = torch.from_numpy(pair_src[order])
+        self.pair_dst = torch.from_numpy(pair_dst[order])
+        self.pair_first = torch.from_numpy(first[order].astype(np.int64))
+        # Sorted search key (src, first position) and each node's first pair.
+        self._key = self.pair_src * (self.length + 1) + self.pair_first
+        counts = torch.bincount(self.pair_src, minlength=self.num_nodes)
+        self.ptr = torch.zeros(self.num_nodes + 1, dtype=torch.int64)
+        self.ptr[1:] = torch.cumsum(counts, 0)
+
+    def known(self, nodes: torch.Tensor, stop: int) -> torch.Tensor:
+        """``[B, m]`` int64 distinct destinations of each of ``nodes [B]`` among stream positions
+        ``< stop``, in order of first occurrence, ``-1`` padded (``m`` = the largest count, >= 1)."""
+        nodes = nodes.to(torch.int64).cpu()
+        inside = (nodes >= 0) & (nodes < self.num_nodes)
+        safe = torch.where(inside, nodes, 0)
+        lo = self.ptr[safe]
+        hi = torch.searchsorted(self._key, safe * (self.length + 1) + stop)
+        count = torch.where(inside, hi - lo, 0)
+        width = max(int(count.max()) if count.numel() else 0, 1)
+        slots = torch.arange(width)
+        valid = slots[None, :] < count[:, None]
+        index = torch.where(valid, lo[:, None] + slots[None, :], 0)
+        if self.pair_dst.numel() == 0:
+            return torch.full((nodes.shape[0], width), -1, dtype=torch.int64)
+        return torch.where(valid, self.pair_dst[index], -1)
 
 
 class _PairNegatives(NegativeSampler):
@@ -147,6 +236,14 @@ class HistoricalNegatives(_PairNegatives):
         return torch.ones_like(known, dtype=torch.bool)
 
 
+@NEGATIVES.register("historical", "destinations the source met before (DyGLib's), topped up with uniform")
+def _historical(inputs: SamplerInputs) -> NegativeSampler:
+    train = inputs.train
+    return HistoricalNegatives(
+        inputs.candidates, inputs.count, inputs.seed, PairHistory(train.src, train.dst)
+    )
+
+
 class InductiveNegatives(_PairNegatives):
     """DyGLib's inductive negatives: earlier destinations of the source never seen with it in training.
 
@@ -172,6 +269,14 @@ class InductiveNegatives(_PairNegatives):
         return ~seen.any(dim=2)
 
 
+@NEGATIVES.register(
+    "inductive", "destinations the source met before, not in training (DyGLib's), topped up with uniform"
+)
+def _inductive(inputs: SamplerInputs) -> NegativeSampler:
+    history = PairHistory(inputs.train.src, inputs.train.dst)  # (over the training stream: uniform)
+    return InductiveNegatives(inputs.candidates, inputs.count, inputs.seed, history, history)
+
+
 class DegreeNegatives(NegativeSampler):
     """Candidates drawn (with replacement) with probability proportional to their degree.
 
@@ -192,6 +297,13 @@ class DegreeNegatives(NegativeSampler):
         u = torch.rand((len(batch), self.num_negatives), generator=self.generator, dtype=torch.float64)
         index = torch.searchsorted(self._cdf, u, right=True).clamp(max=self.candidates.numel() - 1)
         return self.candidates[index]
+
+
+@NEGATIVES.register("degree", "proportional to degree")
+def _degree(inputs: SamplerInputs) -> NegativeSampler:
+    train = inputs.train
+    degree = torch.bincount(torch.cat([train.src, train.dst]), minlength=inputs.num_nodes)
+    return DegreeNegatives(inputs.candidates, inputs.count, inputs.seed, degree)
 
 
 def topk_by_score(
@@ -462,10 +574,29 @@ class TopKNegatives(NegativeSampler):
         self.table = state["table"]
         self.batches_since_refresh = state["batches_since_refresh"]
         self.refreshes = state["refreshes"]
-        generator_state = state.get("device_generator")  # absent in older checkpoints
+        generator_state = state["device_generator"]  # None: no device generator made yet
         if self._device_generator is None:
             self._device_generator_state = generator_state
         elif generator_state is None:
             self._device_generator.manual_seed(self.seed)
         else:  # the same object: a CUDA graph may hold it
             self._device_generator.set_state(generator_state)
+
+
+@NEGATIVES.register("topk", "hard negatives of arXiv 2402.09239")
+def _topk(inputs: SamplerInputs) -> NegativeSampler:
+    n, train = inputs.config, inputs.train
+    return TopKNegatives(
+        inputs.candidates,
+        n_hard=n.n_hard,
+        n_rand=n.n_rand,
+        k=n.k,
+        refresh=n.refresh,
+        warmup_epochs=n.warmup_epochs,
+        similarity=n.similarity,
+        exclude_known=n.exclude_known,
+        embed=inputs.embed,
+        seed=inputs.seed,
+        history=PairHistory(train.src, train.dst) if n.exclude_known else None,
+        score=inputs.score,
+    )

@@ -318,8 +318,7 @@ class TemporalSampler:
         check: bool,
     ) -> list[tuple[torch.Tensor, ...]]:
         """``_sample_hops`` on the GPU of ``nodes``, for the call number in that GPU's counter."""
-        error = torch.zeros(1, dtype=torch.int32, device=nodes.device) if check else None
-        hops = ops.sample_cuda(
+        hops, error = ops.sample_cuda(
             self.graph.packed_csr(nodes.device),
             nodes,
             times,
@@ -329,9 +328,9 @@ class TemporalSampler:
             self.seed,
             self._call_counters[nodes.device],
             first_hop,
-            error,
+            check,
         )
-        if error is not None and int(error.item()) != 0:
+        if check and int(error.item()) != 0:
             num_nodes = self.graph.num_nodes
             bad = ((nodes < 0) | (nodes >= num_nodes)).nonzero()
             if bad.numel():

@@ -50,23 +50,18 @@ from dgl_tgnn.cuda_graph import GraphedStep
 from dgl_tgnn.data import Split, TemporalDataset, load_dataset, split_events
 from dgl_tgnn.devices import dedup_hops, features_on, to_device
 from dgl_tgnn.edgebank import EdgeBank
-from dgl_tgnn.evaluation import Embedder, Evaluator
-from dgl_tgnn.events import EventBatch, EventStream, PairHistory
+from dgl_tgnn.evaluation import Evaluator
+from dgl_tgnn.events import EventBatch, EventStream
 from dgl_tgnn.graph import TemporalGraph
-from dgl_tgnn.link import LinkModel, Neighbourhoods
+from dgl_tgnn.link import LinkModel
 from dgl_tgnn.losses import link_loss
 from dgl_tgnn.model_predictor import ModelPredictor
-from dgl_tgnn.negatives import (
-    DegreeNegatives,
-    HistoricalNegatives,
-    InductiveNegatives,
-    NegativeSampler,
-    TopKNegatives,
-    UniformNegatives,
-)
+from dgl_tgnn.negatives import NegativeSampler, SamplerBuilder, SamplerInputs, TopKNegatives
+from dgl_tgnn.neighbourhoods import Embedder, Neighbourhoods
 from dgl_tgnn.nn.memory import MemoryState, RawMessages
 from dgl_tgnn.pair_features import PairFeatures
 from dgl_tgnn.ranking import NegativeSets, rank_stream
+from dgl_tgnn.registry import NEGATIVES
 
 # What a checkpoint holds at its top level (``checkpoint.pt``: Trainer.state; ``best.pt``: BEST_KEYS).
 CHECKPOINT_KEYS = ("config", "epoch", "batch", "model", "optimizer")
@@ -481,34 +476,18 @@ class Trainer:
         )
 
     def _negative_sampler(self) -> NegativeSampler:
-        n, seed = self.config.negatives, self.config.train.seed
-        pool = self.train_candidates
-        count = n.n_hard + n.n_rand
-        train = self.streams["train"]
-        if n.kind == "uniform":
-            return UniformNegatives(pool, count, seed)
-        if n.kind == "historical":
-            return HistoricalNegatives(pool, count, seed, PairHistory(train.src, train.dst))
-        if n.kind == "inductive":
-            history = PairHistory(train.src, train.dst)
-            return InductiveNegatives(pool, count, seed, history, history)
-        if n.kind == "degree":
-            degree = torch.bincount(torch.cat([train.src, train.dst]), minlength=self.dataset.num_nodes)
-            return DegreeNegatives(pool, count, seed, degree)
-        return TopKNegatives(
-            pool,
-            n_hard=n.n_hard,
-            n_rand=n.n_rand,
-            k=n.k,
-            refresh=n.refresh,
-            warmup_epochs=n.warmup_epochs,
-            similarity=n.similarity,
-            exclude_known=n.exclude_known,
+        c = self.config
+        inputs = SamplerInputs(
+            self.train_candidates,
+            self.streams["train"],
+            self.dataset.num_nodes,
+            c.negatives,
+            c.train.seed,
             embed=self._embed_candidates,
-            seed=seed,
-            history=PairHistory(train.src, train.dst) if n.exclude_known else None,
-            score=lambda q, c: self.model.score(q[:, None, :], c[None, :, :]),
+            score=lambda queries, table: self.model.score(queries[:, None, :], table[None, :, :]),
         )
+        build: SamplerBuilder = NEGATIVES[c.negatives.kind]
+        return build(inputs)
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
@@ -628,8 +607,8 @@ class Trainer:
         size, n = len(batch), self.negatives.num_negatives
         graphable = self._graphable(size)
         # topk: the queries are the sources' embeddings of a no-gradient pass, and the negatives
-        # are drawn on the GPU (``_query_step``; a training pass split in two measured slower,
-        # bench/RESULTS.md). The table refresh, when due, comes first, graphed or not, so that the
+        # are drawn on the GPU (``_query_step``; a training pass split in two measured slower).
+        # The table refresh, when due, comes first, graphed or not, so that the
         # sampler's calls come in one order and uniform neighbours are drawn alike.
         if self.negatives.wants_queries and not self.negatives.exclude_known:
             assert isinstance(self.negatives, TopKNegatives)
@@ -827,7 +806,7 @@ class Trainer:
         """With the default thread count on CPU (``train.threads`` unset): one torch thread while
         other processes keep about a core busy, the default again once they stop. A spinning OpenMP
         team waits at every parallel region for a worker the system has descheduled (a uci TGN
-        epoch took 25x longer beside one busy process; bench/busy_machine.py)."""
+        epoch took many times longer beside one busy process; bench/busy_machine.py)."""
         if self.config.train.threads is not None or self.device.type != "cpu":
             return
         if self._threads_mark is not None and time.monotonic() - self._threads_mark[2] < 0.2:

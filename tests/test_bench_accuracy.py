@@ -19,11 +19,18 @@ def read_lines(path: Path) -> list[dict]:
 
 
 def test_runs_write_finite_metrics_and_a_second_invocation_skips_them(tmp_path):
-    out = tmp_path / "acc.jsonl"
+    out, results = tmp_path / "acc.jsonl", tmp_path / "results"
     args = [*SMALL, "--settings", "uniform,topk5", "--max-events", "3000", "--out", str(out)]
-    first = run_script(*args)
+    first = run_script(*args, "--results-dir", str(results))
     assert first.returncode == 0, first.stderr
     records = read_lines(out)
+    # The run's raw results: one JSON file named by the script and the UTC time, with the same runs.
+    [saved_path] = results.glob("accuracy-*.json")
+    saved = json.loads(saved_path.read_text())
+    assert saved["script"] == "bench/accuracy.py" and saved["machine"] and saved["date"]
+    assert saved["command"].startswith("python ") and "--max-events 3000" in saved["command"]
+    setting = lambda r: r["setting"]  # noqa: E731
+    assert sorted(saved["rows"]["runs"], key=setting) == sorted(records, key=setting)
     assert sorted(r["setting"] for r in records) == ["topk5", "uniform"]
     for r in records:
         assert r["status"] == "ok", r.get("stderr_tail")
@@ -39,7 +46,7 @@ def test_runs_write_finite_metrics_and_a_second_invocation_skips_them(tmp_path):
     row = f"| uci | TGN | {by_setting['uniform']:.3f} | {by_setting['topk5']:.3f} |"
     assert row in first.stdout.splitlines()
 
-    second = run_script(*args, "--json")
+    second = run_script(*args, "--json", "--results-dir", str(results))
     assert second.returncode == 0, second.stderr
     assert "2 already done" in second.stderr and "running 0" in second.stderr
     assert read_lines(out) == records  # nothing rerun, nothing appended
@@ -52,6 +59,7 @@ def test_a_failing_run_is_recorded_as_failed_and_retried(tmp_path):
     out = tmp_path / "acc.jsonl"
     # 2 events are too few to split: the child raises; the script goes on and reports it.
     args = [*SMALL, "--settings", "uniform", "--max-events", "2", "--out", str(out)]
+    args += ["--results-dir", str(tmp_path / "results")]
     first = run_script(*args)
     assert first.returncode == 0, first.stderr
     [record] = read_lines(out)

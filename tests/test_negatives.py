@@ -4,11 +4,12 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from dgl_tgnn.events import EventStream, PairHistory
+from dgl_tgnn.events import EventStream
 from dgl_tgnn.negatives import (
     DegreeNegatives,
     HistoricalNegatives,
     InductiveNegatives,
+    PairHistory,
     TopKNegatives,
     UniformNegatives,
     topk_by_score,

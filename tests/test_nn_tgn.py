@@ -295,7 +295,6 @@ def test_shapes_with_node_features_no_memory_and_empty_neighbourhoods() -> None:
     )
     out = model(blocks, node_feat, edge_feat)
     assert out.shape == (9, 8) and torch.isfinite(out).all()
-    model.detach_memory()
 
 
 def test_dgl_engine_equals_dense_engine() -> None:
@@ -332,3 +331,15 @@ def test_rejects_bad_arguments() -> None:
         )
     with pytest.raises(ValueError, match="one block per layer"):
         model([], torch.zeros(5, 0), EDGE_FEAT)
+
+
+@pytest.mark.parametrize(("name", "stateful"), [("tgn", True), ("tgat", False)])
+def test_link_model_knows_which_encoders_carry_memory(name: str, stateful: bool) -> None:
+    """Declared by the model's registration: a protocol's isinstance would miss TGN's memory
+    submodule on Python >= 3.12 and train TGN without memory updates."""
+    from dgl_tgnn.config import default_config
+    from dgl_tgnn.link import LinkModel
+
+    model = LinkModel(default_config(name).model, num_nodes=10, node_dim=0, edge_dim=0)
+    assert model.has_memory is stateful
+    assert hasattr(model.encoder, "memory") is stateful

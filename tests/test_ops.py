@@ -44,13 +44,48 @@ def test_opcheck_sample_cpu(strategy: int) -> None:
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("check", [False, True])
 @pytest.mark.parametrize("strategy", [0, 1, 2])
-def test_opcheck_sample_cuda(strategy: int) -> None:
+def test_opcheck_sample_cuda(strategy: int, check: bool) -> None:
     g = small_graph()
     nodes, times = roots("cuda")
     call = torch.zeros(1, dtype=torch.int64, device="cuda")
-    args = (*g.packed_csr("cuda"), nodes, times, [3, 2], strategy, False, 7, call, 0, None)
+    args = (*g.packed_csr("cuda"), nodes, times, [3, 2], strategy, False, 7, call, 0, check)
     torch.library.opcheck(torch.ops.dgl_tgnn.sample_cuda.default, args)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_sample_cuda_error_flag_in_a_cuda_graph() -> None:
+    """The error flag is an output of the op: captured in a CUDA graph, each replay rewrites it for
+    the roots then in the captured input tensors (1: id out of range, 2: NaN time, 0: all valid)."""
+    g = small_graph()
+    packed = g.packed_csr("cuda")
+    nodes, times = roots("cuda")
+    call = torch.zeros(1, dtype=torch.int64, device="cuda")
+
+    def sample() -> torch.Tensor:
+        return ops.sample_cuda(packed, nodes, times, [3, 2], 0, False, 7, call, check=True)[1]
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the default stream, as capture wants
+        assert sample().tolist() == [0]
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        error = sample()
+    good_nodes, good_times = nodes.clone(), times.clone()
+    nodes[1] = -3
+    graph.replay()
+    assert error.tolist() == [1]
+    nodes.copy_(good_nodes)
+    times[2] = float("nan")
+    graph.replay()
+    assert error.tolist() == [2]
+    times.copy_(good_times)
+    graph.replay()
+    assert error.tolist() == [0]
 
 
 def test_opcheck_tcsr_pack() -> None:
@@ -168,7 +203,7 @@ def test_compiled_sampler_call(device: str, strategy: str) -> None:
         if packed is None:
             hops = ops.sample_cpu(g._tcsr, nodes, times, [4, 3], code, False, 9, 0)
         else:
-            hops = ops.sample_cuda(packed, nodes, times, [4, 3], code, False, 9, call)
+            hops, _ = ops.sample_cuda(packed, nodes, times, [4, 3], code, False, 9, call)
         return [x for hop in hops for x in hop]
 
     compiled, eager = compile_once(sample, nodes, times)

@@ -161,53 +161,75 @@ def test_edgebank_scores_by_hand():
 
 
 def _brute_pair_features(src, dst, t, s, at, ref, c, history):
-    """The seven pair features of ``(s, c)`` at ``at`` from events strictly before ``ref``, by loops."""
-    mine = [
-        (t[i], i, dst[i] if src[i] == s else src[i])
-        for i in range(len(src))
-        if (src[i] == s or dst[i] == s) and t[i] < ref
-    ]
-    mine = sorted(mine)[-history:]  # the H most recent (time, then event id)
+    """The 18 pair features of ``(s, c)`` at ``at`` from events strictly before ``ref``, by loops."""
+
+    def recent(node):
+        """The ``history`` most recent (time, event id, partner) of ``node`` before ``ref``."""
+        events = [
+            (t[i], i, dst[i] if src[i] == node else src[i])
+            for i in range(len(src))
+            if node in (src[i], dst[i])
+        ]
+        return sorted(x for x in events if x[0] < ref)[-history:]
+
+    def lt(dt):
+        return np.log1p(dt) / 16
+
+    def ln(n):
+        return np.log1p(n) / np.log1p(history)
+
+    mine, theirs = recent(s), recent(c)
     partners = [p for _, _, p in mine]
     count = partners.count(c)
     last = max((x for x, _, p in mine if p == c), default=None)
-    if last is None:
-        rank = None
-    else:
-        rank = len({p for x, _, p in mine if x > last})
-    cand = [t[i] for i in range(len(src)) if (src[i] == c or dst[i] == c) and t[i] < ref]
-    theirs = [(t[i], i, dst[i] if src[i] == c else src[i]) for i in range(len(src)) if c in (src[i], dst[i])]
-    theirs = sorted(x for x in theirs if x[0] < ref)[-history:]
+    rank = None if last is None else len({p for x, _, p in mine if x > last})
     latest_of: dict[int, float] = {}
     for x, _, p in theirs:
         latest_of[p] = max(latest_of.get(p, -np.inf), x)
+    newest_first = partners[::-1]
+    n_s, n_c = len(mine), len(theirs)
     return [
         float(count > 0),
         np.log1p(count),
-        np.log1p(at - last) / 16 if last is not None else 0.0,
+        lt(at - last) if last is not None else 0.0,
         1 / (1 + rank) if rank is not None else 0.0,
-        float(bool(cand)),
-        np.log1p(at - max(cand)) / 16 if cand else 0.0,
+        float(n_c > 0),
+        lt(at - theirs[-1][0]) if theirs else 0.0,
         1 / (1 + sum(x > last for x in latest_of.values())) if last is not None else 0.0,
+        ln(n_s),
+        len(set(partners)) / n_s if n_s else 0.0,
+        lt(at - mine[-1][0]) if mine else 0.0,
+        lt(at - mine[0][0]) if mine else 0.0,
+        count / n_s if n_s else 0.0,
+        np.log1p(newest_first[:5].count(c)),
+        np.log1p(newest_first[:10].count(c)),
+        ln(n_c),
+        len({p for _, _, p in theirs}) / n_c if n_c else 0.0,
+        lt(at - theirs[0][0]) if theirs else 0.0,
+        np.log1p([p for _, _, p in theirs].count(s)),
     ]
 
 
-def test_pair_features_match_brute_force():
+@pytest.mark.parametrize(("events", "history"), [(300, 7), (40, 12)])
+def test_pair_features_match_brute_force(events, history):
+    """Full and sparse histories; nodes 12 and 13 have no events at all."""
     rng = np.random.default_rng(1)
-    n, nodes = 300, 12
-    src, dst = rng.integers(0, nodes, n), rng.integers(0, nodes, n)
-    t = np.sort(rng.integers(0, 100, n)).astype(np.float64)
+    nodes = 14
+    src, dst = rng.integers(0, 12, events), rng.integers(0, 12, events)
+    t = np.sort(rng.integers(0, 100, events)).astype(np.float64)
     graph = TemporalGraph(torch.from_numpy(src), torch.from_numpy(dst), torch.from_numpy(t), num_nodes=nodes)
-    features = PairFeatures(graph, history=7, device=torch.device("cpu"))
-    queries = torch.tensor([0, 3, 5, 11])
-    at = torch.tensor([60.0, 61.0, 75.0, 99.0], dtype=torch.float64)
+    features = PairFeatures(graph, history=history, device=torch.device("cpu"))
+    queries = torch.tensor([0, 3, 5, 11, 13])
+    at = torch.tensor([60.0, 61.0, 75.0, 99.0, 80.0], dtype=torch.float64)
     ref = torch.tensor(60.0, dtype=torch.float64)
-    candidates = torch.from_numpy(rng.integers(0, nodes, (4, 9)))
+    candidates = torch.from_numpy(rng.integers(0, nodes, (5, 12)))
+    candidates[:, 0] = 12
     got = features(queries, at, ref, candidates)
-    for b in range(4):
-        for j in range(9):
+    assert got.shape == (5, 12, 18)
+    for b in range(5):
+        for j in range(12):
             want = _brute_pair_features(
-                src, dst, t, int(queries[b]), float(at[b]), 60.0, int(candidates[b, j]), 7
+                src, dst, t, int(queries[b]), float(at[b]), 60.0, int(candidates[b, j]), history
             )
             assert got[b, j].tolist() == pytest.approx(want, abs=1e-6), (b, j)
 

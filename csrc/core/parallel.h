@@ -2,7 +2,7 @@
 //
 // An OpenMP parallel region ends in a barrier that waits for every thread of the team, so when
 // another process holds the other cores, each call waits until a descheduled worker gets a core
-// again (milliseconds: measured 30x slower than one thread on a shared 2-core machine). Here the
+// again (milliseconds: measured far slower than one thread on a shared 2-core machine). Here the
 // calling thread works through the chunks itself while pooled helpers join if and when they are
 // scheduled; it waits only for chunks a helper has already claimed, never for a helper that has
 // not started. Which thread runs a chunk never changes the result. It is also fork-safe, unlike

@@ -4,7 +4,6 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -19,12 +18,13 @@ using tgnn::ops::num;
 // As sample_cpu, on the device of nodes, with a packed T-CSR on that device. The call number is
 // read by the kernels from call (int64 [1] on that device), so that a CUDA graph holding this
 // call draws anew once the caller has advanced it. No host synchronisation: invalid roots (ids
-// out of range, NaN times) get empty rows and, when error (int32 [1], zeroed) is given, OR 1 / 2
-// into it for the caller to read.
+// out of range, NaN times) get empty rows. The last output is the error flag, a new tensor (no
+// argument is written, as torch.compile requires): with check, int32 [1] holding 1 | 2 ORed for
+// a bad root id | NaN time (0 when all roots are valid), for the caller to read; else int32 [0].
 std::vector<at::Tensor> sample_cuda(const at::Tensor& indptr, const at::Tensor& nbr, const at::Tensor& eid,
                                     const at::Tensor& ts, const at::Tensor& nodes, const at::Tensor& times,
                                     at::IntArrayRef fanouts, int64_t strategy, bool replace, int64_t seed,
-                                    const at::Tensor& call, int64_t first_hop, const std::optional<at::Tensor>& error) {
+                                    const at::Tensor& call, int64_t first_hop, bool check) {
   tgnn::ops::check_sampling_args(nodes, times, fanouts, strategy, 0);
   TORCH_CHECK_VALUE(nodes.is_cuda(), "nodes: expected a CUDA tensor for the CUDA sampler, got ",
                     nodes.device().str());
@@ -44,15 +44,13 @@ std::vector<at::Tensor> sample_cuda(const at::Tensor& indptr, const at::Tensor& 
     TORCH_CHECK_VALUE(fanouts[i] <= tgnn::cuda::kMaxFanout, "fanouts: fanout ", num(fanouts[i]), " at position ",
                       num(first_hop + static_cast<int64_t>(i)), " exceeds ", num(tgnn::cuda::kMaxFanout),
                       ", the CUDA sampler's limit");
-  int* error_ptr = nullptr;
-  if (error.has_value()) {
-    TORCH_CHECK_VALUE(error->scalar_type() == at::kInt && error->numel() == 1 && error->device() == nodes.device(),
-                      "error: expected an int32 tensor of one element on ", nodes.device().str());
-    error_ptr = error->data_ptr<int>();
-  }
   const c10::cuda::CUDAGuard guard(nodes.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const at::Tensor error = check ? at::zeros({1}, nodes.options().dtype(at::kInt))
+                                 : at::empty({0}, nodes.options().dtype(at::kInt));
+  int* const error_ptr = check ? error.data_ptr<int>() : nullptr;
   std::vector<at::Tensor> out;
+  out.reserve(4 * fanouts.size() + 1);
   at::Tensor roots = nodes, root_times = times;
   for (size_t h = 0; h < fanouts.size(); ++h) {
     const int64_t r = roots.numel(), k = fanouts[h];
@@ -69,6 +67,7 @@ std::vector<at::Tensor> sample_cuda(const at::Tensor& indptr, const at::Tensor& 
     root_times = nbr_times.view({-1});
     out.insert(out.end(), {nbr_nodes, nbr_eids, nbr_times, mask});
   }
+  out.push_back(error);
   return out;
 }
 

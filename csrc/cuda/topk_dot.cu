@@ -21,10 +21,9 @@
 // previous chunk's stage once that group has completed. The two warpgroups sync only with
 // themselves (named barriers), so one runs its selection while the other's wgmma run. Their
 // accumulators have the layout of mma.sync's m16n8 fragments (warp tiles of 16 x 128 scores), so
-// selection and seeding below are the same code. (H100, bf16, d = 172, k = 50: main pass at
-// N = 1e6, B = 600 1.10 -> 0.74 ms, at N = 1e7, B = 4000 54.7 -> 35.8 ms against the earlier form,
-// whose 4 warpgroups all copied and computed with a block barrier per stage, and whose copies and
-// tensor work did not overlap; see bench/RESULTS.md.)
+// selection and seeding below are the same code. (It replaced a form whose 4 warpgroups all copied
+// and computed with a block barrier per stage, so that copies and tensor work did not overlap: the
+// main pass got faster at every size measured; bench/topk_speed.py, docs/benchmarks.md.)
 //
 // Selection, per query row, in shared memory: a sorted list of the best k so far, its k-th value
 // (the threshold) and a buffer of 32 pending candidates. A score reaching the threshold, and not
@@ -1253,9 +1252,9 @@ int copy_width(uintptr_t address, int64_t stride_bytes, int64_t row_bytes) {
 }
 
 // Warps per query of the split merge. A warp merges ceil(splits / warps) splits in a row, then
-// log2(warps) pairwise levels follow, each costing about as much as 3.5 more splits in a row
-// (H100, k = 50, merge kernel time: 26 splits 52, 33, 27, 31 us with 1, 2, 4, 8 warps; 4 splits
-// 24 and 32 us with 1 and 2); and no more warps than let those of all queries be resident at once.
+// log2(warps) pairwise levels follow, each costing about as much as 3.5 more splits in a row (fitted
+// to the merge kernel's times on an H100, k = 50, with 1 to 8 warps and 4 to 26 splits); and no more
+// warps than let those of all queries be resident at once.
 int merge_warps(int64_t num_queries, int splits) {
   const int64_t resident = static_cast<int64_t>(device_attribute(cudaDevAttrMultiProcessorCount)) *
                            (device_attribute(cudaDevAttrMaxThreadsPerMultiProcessor) / 32);

@@ -22,7 +22,7 @@ import re
 import stat
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +37,8 @@ from dgl_tgnn.data.dataset import (
     from_events,
     max_load_bytes,
 )
+from dgl_tgnn.registry import FORMATS
 
-FORMATS = ("jodie", "tgn", "edgelist", "csv", "tgb")
 JODIE_HEADER = ("user_id", "item_id", "timestamp", "state_label")
 TGN_COLUMNS = ("u", "i", "ts", "label", "idx")
 GZIP_MAGIC = b"\x1f\x8b"
@@ -911,3 +911,30 @@ def read_tgn(path: Path, keep_ids: bool = False) -> TemporalDataset:
     )
     node_feat = _npy_rows(node_path, node_table, ds.node_ids) if node_table.shape[1] else None
     return dataclasses.replace(ds, node_feat=node_feat)
+
+
+Reader = Callable[[Path, CsvColumns | None, bool], TemporalDataset]
+"""``read(path, columns, keep_ids)``: what ``FORMATS`` holds (``columns``: the generic csv's only)."""
+
+
+def _read_csv(path: Path, columns: CsvColumns | None, keep_ids: bool) -> TemporalDataset:
+    assert columns is not None
+    return read_csv(path, columns, keep_ids=keep_ids)
+
+
+# In the order --help lists them; ``load_dataset`` guesses the format of a file when none is given.
+FORMATS.register("jodie", "JODIE csv (user_id, item_id, timestamp, state_label, features)")(
+    lambda path, columns, keep_ids: read_jodie(path, keep_ids)
+)
+FORMATS.register("tgn", "TGN's ml_<name>.csv with its .npy features")(
+    lambda path, columns, keep_ids: read_tgn(path, keep_ids)
+)
+FORMATS.register("edgelist", "SNAP/KONECT whitespace edge list (src dst [weight] time)")(
+    lambda path, columns, keep_ids: read_edgelist(path, keep_ids)
+)
+FORMATS.register(
+    "csv", "generic delimited file (columns guessed, or given with --src-col, --dst-col, --time-col)"
+)(_read_csv)
+FORMATS.register("tgb", "TGB edge list (tgbl-<name>_edgelist_v2.csv)")(
+    lambda path, columns, keep_ids: read_tgb(path, keep_ids)
+)

@@ -9,18 +9,14 @@ from pathlib import Path
 from dgl_tgnn.data.cache import cache_key, load_cached, store
 from dgl_tgnn.data.dataset import DataError, TemporalDataset
 from dgl_tgnn.data.formats import (
-    FORMATS,
     CsvColumns,
+    Reader,
     dataset_name,
     guess_format,
-    read_csv,
-    read_edgelist,
-    read_jodie,
-    read_tgb,
-    read_tgn,
     tgn_files,
 )
 from dgl_tgnn.data.synthetic import zipf_events
+from dgl_tgnn.registry import FORMATS
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 
@@ -98,8 +94,8 @@ def load_dataset(
         "header": header,
     }
     given = [option for option, value in options.items() if value is not None]
-    if fmt is not None and fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt is not None:
+        FORMATS.check(fmt)
     name = str(name_or_path)
     guessed = False
     if name in _BUILTINS or name in _SYNTHETIC:
@@ -170,8 +166,5 @@ def _csv_columns(
 
 
 def _parse(path: Path, fmt: str, columns: CsvColumns | None, keep_ids: bool) -> TemporalDataset:
-    if fmt == "csv":
-        assert columns is not None
-        return read_csv(path, columns, keep_ids=keep_ids)
-    readers = {"jodie": read_jodie, "tgn": read_tgn, "edgelist": read_edgelist, "tgb": read_tgb}
-    return readers[fmt](path, keep_ids=keep_ids)
+    read: Reader = FORMATS[fmt]
+    return read(path, columns, keep_ids)

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgl_tgnn import ops
+from dgl_tgnn.nn.blocks import HopBlock
 from dgl_tgnn.nn.dropout import Dropout
 from dgl_tgnn.nn.time_encoding import TimeEncoding
-from dgl_tgnn.sampling import TemporalBlock
 
 ENGINES = ("auto", "dgl", "dense")
 
@@ -222,7 +222,7 @@ class TemporalAttention(nn.Module):
 
     def forward(
         self,
-        block: TemporalBlock,
+        block: HopBlock,
         root_feat: torch.Tensor,
         nbr_feat: torch.Tensor,
         edge_feat: torch.Tensor,
@@ -258,7 +258,7 @@ class TemporalAttention(nn.Module):
         return torch.cat([nbr_feat, edge_feat, self.time_enc(dt)], dim=1)
 
     def _dense_aggregate(
-        self, block: TemporalBlock, qk: torch.Tensor, nbr_feat: torch.Tensor, edge_feat: torch.Tensor
+        self, block: HopBlock, qk: torch.Tensor, nbr_feat: torch.Tensor, edge_feat: torch.Tensor
     ) -> torch.Tensor:
         """Masked softmax over the ``k`` axis. Returns ``agg`` ``[R, H, I]``."""
         num_roots, fanout = block.num_roots, block.fanout
@@ -270,7 +270,7 @@ class TemporalAttention(nn.Module):
         return masked_attention(qk, block.mask, *(part for part in parts if part.shape[2] > 0))
 
     def _dgl_aggregate(
-        self, block: TemporalBlock, qk: torch.Tensor, nbr_feat: torch.Tensor, edge_feat: torch.Tensor
+        self, block: HopBlock, qk: torch.Tensor, nbr_feat: torch.Tensor, edge_feat: torch.Tensor
     ) -> torch.Tensor:
         """Message passing on ``block.to_dgl()``, whose source node ``R + j`` (edge ``j``) is the
         ``j``-th valid slot. Returns ``agg`` ``[R, H, I]``."""

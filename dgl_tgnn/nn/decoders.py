@@ -43,18 +43,24 @@ class DotDecoder(nn.Module):
 
 
 class PairScorer(nn.Module):
-    """A logit from features of a (source, candidate) pair: ``w_2 relu(W_1 f + b_1) + b_2``.
+    """A logit from features of a (source, candidate) pair, an MLP with two hidden layers:
+    ``w_3 relu(W_2 relu(W_1 f + b_1) + b_2) + b_3``.
 
     Forward: ``features [..., num_features]`` float32 -> logits ``[...]``, added to the decoder's.
     """
 
     def __init__(self, num_features: int, hidden: int = 64) -> None:
         super().__init__()
-        self.hidden = nn.Linear(num_features, hidden)
-        self.out = nn.Linear(hidden, 1)
+        self.mlp = nn.Sequential(
+            nn.Linear(num_features, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 1),
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.out(F.relu(self.hidden(features))).squeeze(-1)
+        return self.mlp(features).squeeze(-1)
 
 
 class DotHead(nn.Module):

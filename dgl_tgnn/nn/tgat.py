@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from dgl_tgnn.nn.attention import TemporalAttention, check_engine, gather_rows
-from dgl_tgnn.sampling import TemporalBlock
+from dgl_tgnn.nn.blocks import HopBlock
 
 
-def check_blocks(blocks: list[TemporalBlock], num_layers: int) -> None:
+def check_blocks(blocks: list[HopBlock], num_layers: int) -> None:
     """Raise ValueError unless ``blocks`` is a hop chain of ``num_layers`` blocks.
 
     In a chain, ``blocks[i + 1]`` has one root per slot of ``blocks[i]``
@@ -35,7 +35,7 @@ def check_blocks(blocks: list[TemporalBlock], num_layers: int) -> None:
             )
 
 
-def slot_rows(block: TemporalBlock, next_level: torch.Tensor) -> torch.Tensor:
+def slot_rows(block: HopBlock, next_level: torch.Tensor) -> torch.Tensor:
     """Rows of ``next_level`` (one per root of the next hop) aligned with ``block``'s slots:
     ``[R * k, ...]``; through ``block.nbr_index`` when the chain is deduplicated."""
     if block.nbr_index is None:
@@ -43,7 +43,7 @@ def slot_rows(block: TemporalBlock, next_level: torch.Tensor) -> torch.Tensor:
     return gather_rows(next_level, block.nbr_index.flatten())
 
 
-def level_nodes(blocks: list[TemporalBlock]) -> list[torch.Tensor]:
+def level_nodes(blocks: list[HopBlock]) -> list[torch.Tensor]:
     """Node ids of each level of a hop chain: level ``i < L`` is ``blocks[i].root_nodes`` ``[R_i]``,
     level ``L`` is ``blocks[-1].nbr_nodes.flatten()`` ``[R_{L-1} * k]`` (``-1`` for empty slots)."""
     return [block.root_nodes for block in blocks] + [blocks[-1].nbr_nodes.flatten()]
@@ -99,7 +99,7 @@ class TGAT(nn.Module):
         )
 
     def forward(
-        self, blocks: list[TemporalBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
+        self, blocks: list[HopBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
     ) -> torch.Tensor:
         check_blocks(blocks, len(self.layers))
         if node_feat.dim() != 2 or node_feat.shape[1] != self.node_dim:
@@ -108,7 +108,7 @@ class TGAT(nn.Module):
         return self.embed(blocks, levels, edge_feat)
 
     def embed(
-        self, blocks: list[TemporalBlock], levels: list[torch.Tensor], edge_feat: torch.Tensor
+        self, blocks: list[HopBlock], levels: list[torch.Tensor], edge_feat: torch.Tensor
     ) -> torch.Tensor:
         """Run the layers on input features given per level.
 

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from dgl_tgnn.nn.attention import gather_rows
+from dgl_tgnn.nn.blocks import HopBlock
 from dgl_tgnn.nn.memory import Memory, MemoryState
 from dgl_tgnn.nn.tgat import TGAT, check_blocks, level_nodes
-from dgl_tgnn.sampling import TemporalBlock
 
 
 class TGN(nn.Module):
@@ -78,7 +78,7 @@ class TGN(nn.Module):
         )
 
     def forward(
-        self, blocks: list[TemporalBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
+        self, blocks: list[HopBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
     ) -> torch.Tensor:
         check_blocks(blocks, len(self.embedding.layers))
         if node_feat.dim() != 2 or node_feat.shape[1] != self.node_dim:
@@ -124,7 +124,3 @@ class TGN(nn.Module):
     def restore_memory(self, state: MemoryState) -> None:
         """Return to a ``backup_memory()`` state."""
         self.memory.restore(state)
-
-    def detach_memory(self) -> None:
-        """Kept for TGN-style training loops: the stored memory never carries autograd history
-        (``update`` runs under ``no_grad``), so there is nothing to cut."""

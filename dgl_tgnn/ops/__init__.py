@@ -100,16 +100,18 @@ def sample_cuda(
     seed: int,
     call: torch.Tensor,
     first_hop: int = 0,
-    error: torch.Tensor | None = None,
-) -> list[Hop]:
+    check: bool = False,
+) -> tuple[list[Hop], torch.Tensor]:
     """``sample_cpu`` on the GPU of ``nodes`` from ``packed`` (``tcsr_pack``'s arrays on that GPU).
 
-    ``call`` (int64 ``[1]`` there) holds the call number, read by the kernels; ``error`` (int32
-    ``[1]``, zeroed) gets 1 ORed in for a root id out of range and 2 for a NaN time. Nothing
-    synchronises with the host.
+    ``call`` (int64 ``[1]`` there) holds the call number, read by the kernels. Returns ``(hops,
+    error)``: with ``check``, ``error`` is a new int32 ``[1]`` tensor on that GPU holding 1 ORed in
+    for a root id out of range and 2 for a NaN time (0 when every root is valid); without, int32
+    ``[0]``. Nothing synchronises with the host, and no argument is written: inside a captured CUDA
+    graph, ``error`` is the graph's output tensor, rewritten by each replay.
     """
     indptr, nbr, eid, ts = packed
-    flat = _ops.sample_cuda(
+    *flat, error = _ops.sample_cuda(
         indptr,
         nbr,
         eid,
@@ -122,9 +124,9 @@ def sample_cuda(
         _int64(seed),
         call,
         first_hop,
-        error,
+        check,
     )
-    return _hops(flat)
+    return _hops(flat), error
 
 
 @torch._library.register_fake_class("dgl_tgnn::TCSR")
@@ -171,8 +173,8 @@ def _(tcsr, nodes, times, fanouts, strategy, replace, seed, call, num_threads, f
 
 
 @torch.library.register_fake("dgl_tgnn::sample_cuda")
-def _(indptr, nbr, eid, ts, nodes, times, fanouts, strategy, replace, seed, call, first_hop=0, error=None):
-    return _fake_hops(nodes, fanouts)
+def _(indptr, nbr, eid, ts, nodes, times, fanouts, strategy, replace, seed, call, first_hop=0, check=False):
+    return _fake_hops(nodes, fanouts) + [nodes.new_empty(1 if check else 0, dtype=torch.int32)]
 
 
 def dedup_roots(nodes: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
