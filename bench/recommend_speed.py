@@ -25,6 +25,7 @@ import time
 import numpy as np
 import torch
 from machine import describe
+from record import add_results_dir, save_results
 
 from dgl_tgnn.config import default_config
 from dgl_tgnn.link import LinkModel
@@ -71,8 +72,9 @@ def timed(call: object, reps: int) -> list[float]:
     return times
 
 
-def bench(p: LinkPredictor, sources: torch.Tensor, args: argparse.Namespace) -> None:
-    """Prints one line per method: ``p``'s destination pool, queries drawn from ``sources``."""
+def bench(p: LinkPredictor, sources: torch.Tensor, args: argparse.Namespace) -> list[dict[str, object]]:
+    """Prints one line per method (and returns them): ``p``'s destination pool, queries drawn from
+    ``sources``."""
     t = float(p.stream_t[-1]) + 1.0
     one, batch = sources[:1], sources[torch.arange(args.batch) % len(sources)]
     candidates = p.node_ids.ids(torch.from_numpy(np.flatnonzero(p.destinations)))
@@ -90,7 +92,7 @@ def bench(p: LinkPredictor, sources: torch.Tensor, args: argparse.Namespace) -> 
     exact, short = methods["exact"](batch), methods["two-stage"](batch)
     hits = [len(set(a.tolist()) & set(b.tolist())) for a, b in zip(exact.nodes, short.nodes, strict=True)]
     recall = sum(hits) / (args.k * len(hits))
-    rate = {}
+    rate, rows = {}, []
     for name, method in methods.items():
         latency = np.array(timed(lambda method=method: method(one), args.reps)) * 1e3
         if name == "baseline" and args.batch * pool * 4 * args.embed_dim > args.baseline_bytes:
@@ -100,9 +102,12 @@ def bench(p: LinkPredictor, sources: torch.Tensor, args: argparse.Namespace) -> 
         p50, p99 = np.percentile(latency, 50), np.percentile(latency, 99)
         shown = f"{recall:8.3f}" if name == "two-stage" else ""
         print(f"{pool:>9} {name:<10} {p50:>9.1f} {p99:>9.1f} {rate[name]:>10.1f} {shown}", flush=True)
+        row = {"pool": pool, "method": name, "p50_ms": p50, "p99_ms": p99, "queries_per_s": rate[name]}
+        rows.append(row | ({"recall_at_k": recall} if name == "two-stage" else {}))
     if rate["baseline"] == rate["baseline"]:
         ratios = ", ".join(f"{name} {rate[name] / rate['baseline']:.2f}x" for name in ("exact", "two-stage"))
         print(f"# pool {pool}: queries/s against the baseline: {ratios}")
+    return rows
 
 
 def main() -> None:
@@ -120,6 +125,7 @@ def main() -> None:
     parser.add_argument("--run", help="A trained run directory to bench instead of the synthetic TGN.")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
+    add_results_dir(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {describe()}; {args.threads} threads; load average {os.getloadavg()[0]:.2f}")
@@ -129,10 +135,12 @@ def main() -> None:
     print(f"{'pool':>9} {'method':<10} {'p50 ms':>9} {'p99 ms':>9} {'queries/s':>10} {'recall@k':>8}")
     if args.run is not None:
         p = LinkPredictor.load(args.run, args.device)
-        bench(p, p.node_ids.ids(torch.from_numpy(np.unique(p.stream_src))), args)
-        return
-    for pool in (int(x) for x in args.pools.split(",")):
-        bench(make_predictor(pool, args), torch.arange(args.users), args)
+        rows = bench(p, p.node_ids.ids(torch.from_numpy(np.unique(p.stream_src))), args)
+    else:
+        rows = []
+        for pool in (int(x) for x in args.pools.split(",")):
+            rows += bench(make_predictor(pool, args), torch.arange(args.users), args)
+    save_results("recommend_speed", rows, args.results_dir)
 
 
 if __name__ == "__main__":
