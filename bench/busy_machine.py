@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 CONFIGS = {
-    # today's default: one torch thread while another process keeps a core busy (Trainer._adapt_threads)
+    # today's default: one torch thread while another process keeps a core busy (BusyMachineThreads)
     "default": [],
     # before: the default thread count (2 on 2 cores) throughout, as an explicit --threads keeps it
     "fixed 2 threads (before)": ["--threads", "2"],

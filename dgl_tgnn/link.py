@@ -100,6 +100,22 @@ class LinkModel(nn.Module):
             return self.stateful_encoder.memory.sharing_update()
         return contextlib.nullcontext()
 
+    def reset_memory(self) -> None:
+        """Empties a stateful encoder's memory (TGN: each node at time 0, no pending messages);
+        nothing to do without memory."""
+        if self.has_memory:
+            self.stateful_encoder.reset_memory()
+
+    def backup_memory(self) -> MemoryState | None:
+        """A copy of a stateful encoder's memory (for ``restore_memory``), or None without memory."""
+        return self.stateful_encoder.backup_memory() if self.has_memory else None
+
+    def restore_memory(self, state: MemoryState | None) -> None:
+        """Restores a ``backup_memory``; None restores nothing (a model without memory, or a run that
+        saved none)."""
+        if state is not None:
+            self.stateful_encoder.restore_memory(state)
+
     def observe(self, batch: EventBatch, edge_feat: torch.Tensor) -> None:
         """After a batch: a stateful encoder (TGN) persists its memory and stores the batch's messages.
 

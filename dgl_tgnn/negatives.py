@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -74,6 +75,22 @@ SamplerBuilder = Callable[[SamplerInputs], "NegativeSampler"]
 """What ``NEGATIVES`` holds: the training sampler of a kind, from the run's inputs."""
 
 
+class DeviceDraws(Protocol):
+    """A sampler's draws on a GPU (``NegativeSampler.device_draws``): ``sample`` split in two,
+    ``begin_batch`` on the host, then ``draw_on_device`` with fixed shapes and no host
+    synchronisation, so that a CUDA graph can hold it."""
+
+    def begin_batch(self, batch: EventBatch) -> None:
+        """The host part of ``sample`` for ``batch``, before the draws."""
+
+    def generator_on(self, device: torch.device) -> torch.Generator:
+        """The generator of the draws on GPU ``device``: always the same object (a graph holds it)."""
+
+    def draw_on_device(self, dst: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """``[B, num_negatives]`` int64 negatives on the GPU of ``queries [B, d]``, for events with
+        destinations ``dst [B]`` there."""
+
+
 class NegativeSampler:
     """Base class: a candidate pool, a count and a seeded generator.
 
@@ -82,6 +99,12 @@ class NegativeSampler:
         num_negatives: negatives per event (``>= 1``).
         seed: seed of the sampler's generator.
     """
+
+    observes: bool = False
+    """True when the sampler keeps embeddings of its whole pool: it refreshes them with
+    ``embed(candidates, time)`` and takes those each training batch computes through ``observe``."""
+    refresh_seconds: float = 0.0
+    """Seconds spent refreshing the pool's embeddings (reset by the training loop each epoch)."""
 
     def __init__(self, candidates: torch.Tensor, num_negatives: int, seed: int) -> None:
         candidates = torch.as_tensor(candidates, dtype=torch.int64).cpu()
@@ -108,7 +131,12 @@ class NegativeSampler:
         return self.uniform(len(batch), self.num_negatives)
 
     def observe(self, nodes: torch.Tensor, embeddings: torch.Tensor) -> None:
-        """Receives the embeddings ``[n, d]`` a training batch computed for ``nodes [n]``."""
+        """Receives the embeddings ``[n, d]`` a training batch computed for ``nodes [n]`` (called
+        when ``observes``)."""
+
+    def device_draws(self) -> DeviceDraws | None:
+        """The draws on a GPU that a CUDA graph can hold, or None when the sampler draws on the host."""
+        return None
 
     def uniform(self, rows: int, cols: int) -> torch.Tensor:
         """``[rows, cols]`` candidates drawn uniformly with replacement."""
@@ -403,11 +431,16 @@ class TopKNegatives(NegativeSampler):
         self.table: torch.Tensor | None = None
         self.batches_since_refresh = 0
         self.refreshes = 0
-        self.refresh_seconds = 0.0
+
+    observes = True
 
     @property
     def warming_up(self) -> bool:
         return self.epoch < self.warmup_epochs
+
+    def device_draws(self) -> DeviceDraws | None:
+        """Itself, but None with ``exclude_known``: its history lives on the host."""
+        return None if self.exclude_known else self
 
     @property
     def wants_queries(self) -> bool:
@@ -418,10 +451,11 @@ class TopKNegatives(NegativeSampler):
         self.batches_since_refresh = 0
 
     def rows(self, nodes: torch.Tensor) -> torch.Tensor:
-        """Table row of each node id (``-1`` for nodes outside the pool or ``-1`` ids)."""
-        nodes = nodes.cpu()
-        inside = (nodes >= 0) & (nodes < self.row_of.numel())
-        return torch.where(inside, self.row_of[nodes.clamp(0, self.row_of.numel() - 1)], -1)
+        """Table row of each node id (``-1`` for nodes outside the pool or ``-1`` ids), on the device
+        of ``nodes`` (on a GPU without synchronising)."""
+        row_of = self.on_device("row_of", nodes.device) if nodes.is_cuda else self.row_of
+        inside = (nodes >= 0) & (nodes < row_of.numel())
+        return torch.where(inside, row_of[nodes.clamp(0, row_of.numel() - 1)], -1)
 
     def _refresh(self, time_s: float) -> None:
         began = time.perf_counter()
@@ -494,12 +528,6 @@ class TopKNegatives(NegativeSampler):
             self._on_device[name] = getattr(self, name).to(device)
         return self._on_device[name]
 
-    def _rows_on_device(self, nodes: torch.Tensor) -> torch.Tensor:
-        """``rows`` of ``nodes`` on their GPU, without synchronising."""
-        row_of = self.on_device("row_of", nodes.device)
-        inside = (nodes >= 0) & (nodes < row_of.numel())
-        return torch.where(inside, row_of[nodes.clamp(0, row_of.numel() - 1)], -1)
-
     def begin_batch(self, batch: EventBatch) -> None:
         """The part of ``sample`` before the draws (after the warm-up): the table refresh when due
         (every ``refresh`` batches and at an epoch's first), and the count of batches."""
@@ -523,33 +551,19 @@ class TopKNegatives(NegativeSampler):
         events with destinations ``dst`` ``[B]`` there: the same draws in distribution as on the
         host, from ``generator_on``; fixed shapes and no host synchronisation (a CUDA graph can
         hold it). Returns ``[B, n_hard + n_rand]`` int64 node ids on that GPU."""
-        exclude = self._rows_on_device(dst)[:, None]  # in [-1, N_c): valid by construction
+        exclude = self.rows(dst)[:, None]  # in [-1, N_c): valid by construction
         nearest = self._nearest(queries, exclude, check=False)
         return self._draw(nearest, self.generator_on(queries.device))
 
     def observe(self, nodes: torch.Tensor, embeddings: torch.Tensor) -> None:
-        """Writes ``embeddings [n, d]`` (detached) into the table rows of ``nodes [n]`` in the pool
-        (a node's last occurrence wins); on the GPU without synchronising when ``nodes`` are there."""
+        """Writes ``embeddings [n, d]`` (detached) into the table rows of ``nodes [n]`` in the pool (a
+        node's last occurrence wins), with ``nodes``, ``embeddings`` and the table on one device.
+        With fixed shapes, so that on a GPU nothing synchronises: every occurrence of a row writes
+        the value of the row's last occurrence, and nodes outside the pool rewrite row 0 with its
+        final value."""
         if self.table is None or self.warming_up:
             return
-        if nodes.is_cuda:
-            self._observe_on_device(nodes, embeddings)
-            return
         rows = self.rows(nodes)
-        # Where a node occurs more than once, its last occurrence wins (deterministically).
-        unique_rows, inverse = torch.unique(rows, return_inverse=True)
-        last = torch.zeros_like(unique_rows).scatter_reduce(
-            0, inverse, torch.arange(rows.numel()), reduce="amax", include_self=False
-        )
-        last = last[unique_rows >= 0]
-        source = embeddings.detach()[to_device(last, embeddings.device)].to(self.table.dtype)
-        self.table[to_device(rows[last], self.table.device)] = source
-
-    def _observe_on_device(self, nodes: torch.Tensor, embeddings: torch.Tensor) -> None:
-        """``observe`` with fixed shapes: every occurrence of a row writes the value of the row's
-        last occurrence, and nodes outside the pool rewrite row 0 with its final value."""
-        assert self.table is not None
-        rows = self._rows_on_device(nodes)
         positions = torch.arange(rows.shape[0], device=rows.device)
         # last[r + 1]: the last occurrence of row r, -1 if none (last[0] gathers the rows outside).
         last = torch.full((self.table.shape[0] + 1,), -1, dtype=torch.int64, device=rows.device)

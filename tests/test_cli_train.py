@@ -188,18 +188,18 @@ def string_id_events(path):
 
 
 def test_train_on_string_ids_records_the_data_and_names_the_run_after_it(tmp_path, monkeypatch):
-    import dgl_tgnn.train
+    import dgl_tgnn.training.build
 
     csv = tmp_path / "events.csv"
     first_seen = string_id_events(csv)
     loads = []
-    load_dataset = dgl_tgnn.train.load_dataset
+    load_dataset = dgl_tgnn.training.build.load_dataset
 
     def counted(*args, **kwargs):
         loads.append(args)
         return load_dataset(*args, **kwargs)
 
-    monkeypatch.setattr(dgl_tgnn.train, "load_dataset", counted)
+    monkeypatch.setattr(dgl_tgnn.training.build, "load_dataset", counted)
     runs = tmp_path / "runs"
     result = CliRunner().invoke(main, ["train", "--data", str(csv), "--runs-dir", str(runs), *QUICK])
     assert result.exit_code == 0, result.output

@@ -143,16 +143,16 @@ def test_graphed_training_equals_eager_training(model: str, overrides: dict, rep
         final = trainer.fit()
         runs[graphed] = trainer, final
     (graphed, graphed_final), (eager, eager_final) = runs[True], runs[False]
-    assert eager.graphed is None
+    assert eager.step.graphed is None
     # Per epoch the short last batch runs op by op, and TGN's first (no pending messages yet); the
     # first epoch's first graphable batch is the warm-up, the next is captured and replayed once.
     full, short = divmod(len(graphed.streams["train"]), cfg.train.batch_size)
     assert short > 0
     graphable = 2 * (full - (model == "tgn"))
-    assert replays(graphed.graphed) == graphable - 2
+    assert replays(graphed.step.graphed) == graphable - 2
     if overrides.get("negatives.kind") == "topk":  # the query pass and the table refresh too
-        assert replays(graphed.graphed_queries) == graphable - 2
-        assert replays(graphed.graphed_refresh) > 0
+        assert replays(graphed.step.graphed_queries) == graphable - 2
+        assert replays(graphed.step.graphed_refresh) > 0
     assert graphed.neighbourhoods.state_dict() == eager.neighbourhoods.state_dict()
     for a, b in zip(graphed.history, eager.history, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
@@ -192,7 +192,7 @@ def test_graphed_steps_equal_eager_steps_batch_by_batch(replays) -> None:
         assert torch.equal(memories[0].slot, memories[1].slot)
         for a, b in zip(memories[0].pending._tensors(), memories[1].pending._tensors(), strict=True):
             assert torch.equal(a, b)
-    assert replays(graphed.graphed) == 5  # batches 3 to 7 (0: no pending messages, 1: warm-up)
+    assert replays(graphed.step.graphed) == 5  # batches 3 to 7 (0: no pending messages, 1: warm-up)
 
 
 @needs_cuda
@@ -208,10 +208,10 @@ def test_resume_of_a_graphed_run(tmp_path, replays) -> None:
         trainer = Trainer(cfg, tmp_path / name, dataset=events, progress=False, log=lambda line: None)
         final = trainer.fit(stop_after_batches=stop)
         if stop is not None:
-            assert final is None and replays(trainer.graphed) > 0
+            assert final is None and replays(trainer.step.graphed) > 0
             resumed = Trainer.resume(tmp_path / name, progress=False, log=lambda line: None)
             final = resumed.fit()
-            assert replays(resumed.graphed) > 0
+            assert replays(resumed.step.graphed) > 0
         finals.append(final)
     assert finals[0].keys() == finals[1].keys()
     for key in finals[0]:

@@ -345,6 +345,20 @@ def test_an_empty_test_split_is_refused_with_the_split_sizes(tmp_path, events):
         Trainer(config, None, dataset=events, progress=False, log=quiet).fit()
 
 
+def test_evaluate_builds_no_trainer(tmp_path, trained_run, monkeypatch):
+    """A saved model is evaluated from its data, model and evaluator: no optimizer, no sampler."""
+    from dgl_tgnn.train import evaluate_checkpoint
+
+    expected = final_result(trained_run)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("evaluate built a Trainer")
+
+    monkeypatch.setattr(Trainer, "__init__", refused)
+    result = evaluate_checkpoint(copy_run(trained_run, tmp_path / "run"))
+    assert result["test_ap"] == pytest.approx(expected["test_ap"], abs=1e-6)
+
+
 def test_evaluate_refuses_data_that_changed_since_training(tmp_path, trained_run, events):
     run = copy_run(trained_run, tmp_path / "run")
     assert torch.load(run / rd.BEST, weights_only=True)["data_hash"]
@@ -372,10 +386,10 @@ def test_training_uses_one_thread_while_another_process_is_busy(tmp_path, events
     trainer = Trainer(tiny(**{"train.threads": None}), None, dataset=events, progress=False, log=quiet)
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        trainer._adapt_threads()
-        assert trainer._default_threads == 2
+        trainer.threads.adapt()
+        assert trainer.threads.default == 2
         time.sleep(0.5)
-        trainer._adapt_threads()
+        trainer.threads.adapt()
         assert torch.get_num_threads() == 1
     finally:
         busy.kill()
@@ -383,8 +397,8 @@ def test_training_uses_one_thread_while_another_process_is_busy(tmp_path, events
         torch.set_num_threads(before)
     # an explicit thread count is left alone
     pinned = Trainer(tiny(**{"train.threads": 1}), None, dataset=events, progress=False, log=quiet)
-    pinned._adapt_threads()
-    assert pinned._threads_mark is None
+    pinned.threads.adapt()
+    assert pinned.threads.mark is None
 
 
 def test_a_sampler_call_too_large_for_memory_is_refused_before_allocating():

@@ -312,3 +312,14 @@ def test_on_device_names_only_the_pool_tensors():
     assert torch.equal(sampler.on_device("row_of", torch.device("cpu")), sampler.row_of)
     with pytest.raises(ValueError, match="^name must be 'candidates' or 'row_of', got 'table'$"):
         sampler.on_device("table", torch.device("cpu"))
+
+
+def test_samplers_declare_what_the_training_step_needs():
+    """The step asks ``observes`` and ``device_draws``, never a sampler's class."""
+    uniform = UniformNegatives(torch.arange(30), 3, seed=0)
+    assert not uniform.observes and uniform.device_draws() is None and uniform.refresh_seconds == 0.0
+    topk = topk_sampler(CountingEmbed(4))
+    assert topk.observes and topk.device_draws() is topk
+    history = PairHistory(torch.tensor([0]), torch.tensor([1]))
+    known = topk_sampler(CountingEmbed(4), exclude_known=True, history=history)
+    assert known.observes and known.device_draws() is None  # its history is on the host

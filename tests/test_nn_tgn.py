@@ -343,3 +343,27 @@ def test_link_model_knows_which_encoders_carry_memory(name: str, stateful: bool)
     model = LinkModel(default_config(name).model, num_nodes=10, node_dim=0, edge_dim=0)
     assert model.has_memory is stateful
     assert hasattr(model.encoder, "memory") is stateful
+
+
+@pytest.mark.parametrize("name", ["tgn", "tgat"])
+def test_link_model_memory_calls_need_not_know_the_model(name: str) -> None:
+    """reset / backup / restore through LinkModel: TGN's memory round-trips; TGAT has none to keep."""
+    from dgl_tgnn.config import default_config
+    from dgl_tgnn.link import LinkModel
+
+    model = LinkModel(default_config(name).model, num_nodes=10, node_dim=0, edge_dim=0)
+    model.reset_memory()
+    saved = model.backup_memory()
+    assert (saved is None) is not model.has_memory
+    if saved is None:
+        model.restore_memory(None)
+        return
+    model.observe_events(
+        torch.tensor([0]), torch.tensor([1]), torch.tensor([1.0]), torch.tensor([0]), torch.zeros(1, 0)
+    )
+    model.observe_events(
+        torch.tensor([2]), torch.tensor([3]), torch.tensor([2.0]), torch.tensor([0]), torch.zeros(1, 0)
+    )
+    assert not torch.equal(model.backup_memory().last_update, saved.last_update)
+    model.restore_memory(saved)
+    assert torch.equal(model.backup_memory().last_update, saved.last_update)

@@ -189,8 +189,8 @@ def test_candidate_pools(events):
             progress=False,
             log=lambda line: None,
         )
-        new = set(trainer.split.new_nodes.tolist())
-        assert set(trainer.train_candidates.tolist()) == expected - new
+        new = set(trainer.data.split.new_nodes.tolist())
+        assert set(trainer.data.train_candidates.tolist()) == expected - new
         assert set(trainer.evaluator.candidates.tolist()) == expected
 
 
