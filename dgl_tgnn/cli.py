@@ -286,3 +286,51 @@ def evaluate(path: str, metric: str, split: str, eval_negs: str | int | None, de
     result = evaluate_checkpoint(path, split=split, ranking=metric != "ap", overrides=overrides)
     for key, value in result.items():
         click.echo(f"{key:<22} {value:.4f}")
+
+
+@main.command(context_settings={"max_content_width": 110})
+@click.argument("run_dir", type=click.Path(exists=True))
+@click.option("--queries", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="CSV of queries, one src,t row each (a header line is optional).")
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Destinations per query.")
+@click.option("--observe", "observe_path", type=click.Path(exists=True, dir_okay=False),
+              help="CSV of new events src,dst,t[,features...] (time order) observed before the queries.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Output CSV (default: standard output).")
+@click.option("--exclude-seen", is_flag=True, help="Leave out destinations the source met before t.")
+@click.option("--shortlist", type=click.IntRange(min=1),
+              help="Two stages: re-rank the S best dot products (runs with --decoder dot or model.dot_head).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="At most this many consecutive queries at the same time are scored together.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@_one_line_errors
+def recommend(run_dir: str, queries: str, k: int, observe_path: str | None, out: str | None,
+              exclude_seen: bool, shortlist: int | None, batch_size: int, device: str,
+              progress: bool) -> None:
+    """The top K destinations of each query of a trained run: RUN_DIR is a run directory or a file
+    of LinkPredictor.save. Writes src,t,rank,dst,score rows."""
+    from tqdm import tqdm
+
+    from dgl_tgnn.predictor import LinkPredictor
+    from dgl_tgnn.recommend_io import read_events, read_queries, same_time_batches, write_recommendations
+
+    predictor = LinkPredictor.load(run_dir, device)
+    if observe_path is not None:
+        src, dst, t, feat = read_events(observe_path, predictor.node_ids, predictor.edge_dim)
+        predictor.observe(src, dst, t, feat)
+    ids, times, lines = read_queries(queries, predictor.node_ids)
+    stream = open(out, "w") if out is not None else sys.stdout
+    try:
+        stream.write("src,t,rank,dst,score\n")
+        with tqdm(total=len(ids), unit="query", disable=not progress, file=sys.stderr) as bar:
+            for part in same_time_batches(times, batch_size):
+                try:
+                    top = predictor.recommend(ids[part], times[part], k, None, exclude_seen, shortlist)
+                except ValueError as err:
+                    raise ValueError(f"{queries}:{lines[part][0]}: {err}") from None
+                write_recommendations(stream, ids[part], times[part], top.nodes, top.scores)
+                bar.update(len(ids[part]))
+    finally:
+        if out is not None:
+            stream.close()

@@ -221,6 +221,15 @@ class ModelConfig:
             "events (0: none).",
         ),
     )
+    dot_head: float = field(
+        default=0.0,
+        metadata=option(
+            None,
+            "Weight of an auxiliary link loss training a dot-product head (two linear maps of the "
+            "detached embeddings: the link model trains as without it) beside an MLP decoder (0: none), "
+            "what LinkPredictor.recommend(shortlist=S) retrieves with before the decoder re-ranks.",
+        ),
+    )
     edgebank_mode: str = field(
         default="unlimited",
         metadata=option(
@@ -421,6 +430,8 @@ class RunConfig:
                 "model.node_embedding and pair_history must be >= 0; "
                 f"got {m.node_embedding}, {m.pair_history}"
             )
+        if not m.dot_head >= 0:
+            raise ValueError(f"model.dot_head must be >= 0; got {m.dot_head}")
         if not 0 < m.window_ratio <= 1:
             raise ValueError(f"model.window_ratio must be in (0, 1]; got {m.window_ratio}")
         if e.protocol == "tgb" and e.negatives == "none":

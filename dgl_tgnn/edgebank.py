@@ -7,18 +7,23 @@ A candidate scores 1 when the pair (source, candidate) is in memory, else 0:
   observed time and ``window = window_ratio * (span of the first events observed)``; TGB computes
   the span over the training events that fill the memory first (``reset``).
 
-Nothing is trained: "training" fills the memory with the training events.
+Nothing is trained: "training" fills the memory with the training events. Scores read every
+observed event: scoring a time earlier than the latest observed event raises (``reset(until=...)``
+first); events at the very time of a query count, as in TGB's EdgeBank.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from dgl_tgnn.config import RunConfig
 from dgl_tgnn.data import TemporalDataset
+from dgl_tgnn.graph import as_times
+from dgl_tgnn.node_ids import NodeIds
 from dgl_tgnn.pair_table import PairTable
 from dgl_tgnn.predictor import LinkPredictor
 
@@ -59,9 +64,10 @@ class EdgeBank(LinkPredictor):
         self.table = PairTable()
         self.window: float | None = None  # fixed by the first observed events
         self.latest = float("-inf")
+        self.events: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # observed (rows)
 
     def observe_stream(self, positions: np.ndarray) -> None:
-        self.observe(
+        self._observe(
             torch.from_numpy(self.stream_src[positions]),
             torch.from_numpy(self.stream_dst[positions]),
             torch.from_numpy(self.stream_t[positions]),
@@ -74,18 +80,60 @@ class EdgeBank(LinkPredictor):
         t: torch.Tensor,
         edge_feat: torch.Tensor | None = None,
     ) -> None:
+        src_rows, dst_rows = self._add_nodes(src, dst)
+        self._observe(src_rows, dst_rows, as_times(t, "t").cpu())
+
+    def _observe(self, src: torch.Tensor, dst: torch.Tensor, t: torch.Tensor) -> None:
+        """Events (rows) at ``t`` (``[n]`` float64), not before the latest observed event."""
         if src.numel() == 0:
             return
-        t = torch.as_tensor(t, dtype=torch.float64).cpu()
+        if not src.shape == dst.shape == t.shape:
+            raise ValueError(f"observe: src, dst, t [n] expected; got {src.shape}, {dst.shape}, {t.shape}")
+        if float(t.min()) < self.latest or bool((t[1:] < t[:-1]).any()):
+            raise ValueError(f"observe: events must come in time order, not before {self.latest}")
         if self.window is None:
             self.window = self.window_ratio * float(t.max() - t.min())
-        self.latest = max(self.latest, float(t.max()))
-        self.table.add(torch.as_tensor(src).cpu(), torch.as_tensor(dst).cpu(), t)
+        self.latest = float(t.max())
+        self.table.add(src, dst, t)
+        self.events.append((src, dst, t))
 
     def score(self, src: torch.Tensor, t: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        last = self.table.lookup(torch.as_tensor(src).cpu()[:, None], torch.as_tensor(candidates).cpu())
+        src, t, candidates = self.score_arguments(src, t, candidates)
+        if t.numel() and float(t.min()) < self.latest:
+            raise ValueError(
+                f"score at time {float(t.min())}: EdgeBank holds events up to {self.latest}; "
+                "reset(until=...) to score earlier"
+            )
+        last = self.table.lookup(src[:, None], candidates)
         if self.mode == "window" and self.window is not None:
             hit = last >= self.latest - self.window
         else:
             hit = last > float("-inf")
         return hit.to(torch.float32)
+
+    def observed_events(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if not self.events:
+            empty = torch.empty(0, dtype=torch.int64)
+            return empty, empty, torch.empty(0, dtype=torch.float64)
+        return tuple(torch.cat(parts) for parts in zip(*self.events, strict=True))
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": "edgebank",
+            "mode": self.mode,
+            "window_ratio": self.window_ratio,
+            "stream": [torch.from_numpy(a) for a in (self.stream_src, self.stream_dst, self.stream_t)],
+            "events": [*self.observed_events()],
+            "window": self.window,
+            "destinations": torch.from_numpy(self.destinations),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: torch.device) -> EdgeBank:
+        src, dst, t = (x.numpy() for x in state["stream"])
+        bank = cls(src, dst, t, state["mode"], state["window_ratio"])
+        bank.node_ids = NodeIds.from_state(state["node_ids"])
+        bank.destinations = state["destinations"].numpy().copy()
+        bank._observe(*state["events"])
+        bank.window = state["window"]  # fixed by the first observed events, not by this replay
+        return bank

@@ -13,7 +13,7 @@ from dgl_tgnn.config import ModelConfig
 from dgl_tgnn.devices import to_device
 from dgl_tgnn.events import EventBatch
 from dgl_tgnn.models import ModelSpec
-from dgl_tgnn.nn import DotDecoder, Memory, MemoryState, MLPDecoder, PairScorer
+from dgl_tgnn.nn import DotDecoder, DotHead, Memory, MemoryState, MLPDecoder, PairScorer
 from dgl_tgnn.nn.blocks import HopBlock
 from dgl_tgnn.pair_features import NUM_PAIR_FEATURES
 from dgl_tgnn.registry import MODELS
@@ -74,6 +74,10 @@ class LinkModel(nn.Module):
         # statically and misses a module's submodules (TGN's memory).
         self.has_memory: bool = spec.stateful
         self.decoder: nn.Module = MLPDecoder(c.embed_dim) if c.decoder == "mlp" else DotDecoder()
+        self.dot_head: DotHead | None = None
+        if c.dot_head > 0:
+            with torch.random.fork_rng(devices=[]):  # the other draws come as without the head
+                self.dot_head = DotHead(c.embed_dim)
 
     @property
     def stateful_encoder(self) -> StatefulEncoder:

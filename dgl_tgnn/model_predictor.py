@@ -3,19 +3,25 @@ carried through them, and scores from the model's embeddings, decoder and pair f
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from dgl_tgnn.config import RunConfig
+from dgl_tgnn.config import RunConfig, config_from_dict
 from dgl_tgnn.data import TemporalDataset
 from dgl_tgnn.devices import dedup_hops, features_on
 from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.neighbourhoods import Neighbourhoods
-from dgl_tgnn.pair_features import PairFeatures
-from dgl_tgnn.predictor import LinkPredictor
+from dgl_tgnn.node_ids import NodeIds
+from dgl_tgnn.pair_features import NUM_PAIR_FEATURES, PairFeatures
+from dgl_tgnn.predictor import LinkPredictor, exclusion_matrix
+from dgl_tgnn.topk import topk_dot
 
 
 class ModelPredictor(LinkPredictor):
@@ -52,7 +58,8 @@ class ModelPredictor(LinkPredictor):
         super().__init__(src, dst, t)
         self.model, self.config, self.device, self.origin = model, config, device, origin
         self.node_feat, self.stream_edge_feat = node_feat, edge_feat
-        self.num_nodes = int(node_feat.shape[0])
+        self.capacity = int(node_feat.shape[0])  # node rows of model, graph and memory (doubling)
+        self.node_ids = NodeIds(None, self.capacity)
         self.dedup = dedup
         self.clear()
 
@@ -82,16 +89,28 @@ class ModelPredictor(LinkPredictor):
         )
 
     @property
+    def edge_dim(self) -> int:
+        return int(self.stream_edge_feat.shape[1])
+
+    @property
     def has_memory(self) -> bool:
         return self.model.has_memory
 
     def clear(self) -> None:
         empty = torch.empty(0, dtype=torch.int64)
-        self.graph = TemporalGraph(
-            empty, empty, torch.empty(0, dtype=torch.float64), num_nodes=self.num_nodes
-        )
+        times = torch.empty(0, dtype=torch.float64)
+        self.graph = TemporalGraph(empty, empty, times, num_nodes=self.capacity)
         self._feat_rows = self.stream_edge_feat[:0]  # grows by doubling; edge_feat is its prefix
         self.edge_feat = self._feat_rows
+        self._sample_from(self.graph, calls=0)
+        if self.model.has_memory:
+            self.model.encoder.reset_memory()
+        self.memory_events = 0  # TGN's memory holds the first memory_events observed events,
+        self.applied = 0  # those before `applied` for good, the rest pending
+
+    def _sample_from(self, graph: TemporalGraph, calls: int) -> None:
+        """Neighbours and pair features from ``graph``, the sampler at its ``calls``-th call."""
+        self.graph = graph
         c = self.config
         self.neighbourhoods = Neighbourhoods(
             self.graph,
@@ -103,11 +122,30 @@ class ModelPredictor(LinkPredictor):
             self.device,
             dedup=self.dedup,
         )
+        self.neighbourhoods.load_state_dict({"calls": calls})
         self.pair_features = (
             PairFeatures(self.graph, c.model.pair_history, self.device) if c.model.pair_history else None
         )
+
+    def grow(self, num_nodes: int) -> None:
+        """Room for ``num_nodes`` rows (capacity doubling): zero node features, identity vectors and
+        memory for the new nodes, and a graph rebuilt with the new node count."""
+        if num_nodes <= self.capacity:
+            return
+        capacity = max(num_nodes, 2 * self.capacity)
+        extra = capacity - self.capacity
+        width = self.node_feat.shape[1]
+        self.node_feat = torch.cat([self.node_feat, self.node_feat.new_zeros(extra, width)])
+        table = self.model.node_embedding
+        if table is not None:
+            zeros = table.weight.new_zeros(extra, table.embedding_dim)
+            table.weight = nn.Parameter(torch.cat([table.weight.data, zeros]))
+            table.num_embeddings = capacity
         if self.model.has_memory:
-            self.model.encoder.reset_memory()
+            self.model.encoder.memory.grow(capacity)
+        self.capacity = capacity
+        graph = TemporalGraph(self.graph.src, self.graph.dst, self.graph.t, num_nodes=capacity)
+        self._sample_from(graph, self.neighbourhoods.state_dict()["calls"])
 
     def observe_stream(self, positions: np.ndarray) -> None:
         rows = torch.from_numpy(positions).to(self.stream_edge_feat.device)
@@ -125,29 +163,58 @@ class ModelPredictor(LinkPredictor):
         t: torch.Tensor,
         edge_feat: torch.Tensor | None = None,
     ) -> None:
-        src, dst = torch.as_tensor(src).cpu(), torch.as_tensor(dst).cpu()
-        t = torch.as_tensor(t, dtype=torch.float64).cpu() - self.origin
+        t = torch.as_tensor(np.asarray(t, dtype=np.float64)).reshape(-1) - self.origin
         width = self.stream_edge_feat.shape[1]
         if edge_feat is None:
             if width:
                 raise ValueError(f"observe: this model uses edge features; pass edge_feat [n, {width}]")
-            edge_feat = torch.zeros((src.shape[0], 0), dtype=torch.float32)
+            edge_feat = torch.zeros((t.shape[0], 0), dtype=torch.float32)
+        if t.numel() and (float(t[0]) < self.graph.max_time or bool((t[1:] < t[:-1]).any())):
+            latest = self.graph.max_time + self.origin
+            raise ValueError(f"observe: events must come in time order, not before {latest}")
+        src, dst = self._add_nodes(src, dst)
         self._observe(src, dst, t, torch.as_tensor(edge_feat, dtype=torch.float32))
 
-    @torch.no_grad()
     def _observe(self, src: torch.Tensor, dst: torch.Tensor, t: torch.Tensor, feat: torch.Tensor) -> None:
-        """Events in the model's time units: graph append, then TGN's memory in training-size batches."""
+        """Events (rows) in the model's time units: appended to the graph and the features; TGN's
+        memory takes them when a score needs them (``_memory_through``)."""
         if src.numel() == 0:
             return
         first = self.graph.num_events
         self.graph.append(src, dst, t)
         self._append_features(first, feat)
+
+    @torch.no_grad()
+    def _memory_through(self, t_ref: float) -> None:
+        """TGN's memory holding exactly the observed events before ``t_ref`` (model units): blocks of
+        ``train.batch_size`` events from the first, each applied when the next one is stored; the
+        last block (1 to batch_size events, or none) pending, rebuilt as it grows or shrinks."""
         if self.model.has_memory:
-            eids = torch.arange(first, first + src.shape[0])
-            size = self.config.train.batch_size
-            for lo in range(0, src.shape[0], size):
-                part = slice(lo, lo + size)
-                self.model.observe_events(src[part], dst[part], t[part], eids[part], self.edge_feat)
+            before = torch.searchsorted(self.graph.t, torch.tensor([t_ref], dtype=torch.float64))
+            self._memory_to(int(before[0]))
+
+    @torch.no_grad()
+    def _memory_to(self, stop: int) -> None:
+        """TGN's memory holding the first ``stop`` observed events (see ``_memory_through``)."""
+        if stop == self.memory_events:
+            return
+        if stop <= self.applied and self.applied > 0:
+            raise ValueError(
+                f"score before observed event {stop}: TGN's memory already holds events up to time "
+                f"{float(self.graph.t[self.applied - 1]) + self.origin}; reset(until=...) to score earlier"
+            )
+        memory, size = self.model.encoder.memory, self.config.train.batch_size
+        memory.discard_pending()
+        lo = self.applied
+        while True:
+            part = slice(lo, min(lo + size, stop))
+            src, dst, t = self.graph.src[part], self.graph.dst[part], self.graph.t[part]
+            eids = torch.arange(part.start, part.stop)
+            self.model.observe_events(src, dst, t, eids, self.edge_feat)
+            if stop <= lo + size:
+                break
+            lo += size
+        self.applied, self.memory_events = lo, stop
 
     def _append_features(self, first: int, feat: torch.Tensor) -> None:
         """Rows ``first..`` of the observed events' features ``feat [n, edge_dim]``: amortised O(n),
@@ -162,36 +229,182 @@ class ModelPredictor(LinkPredictor):
 
     @torch.no_grad()
     def score(self, src: torch.Tensor, t: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        src = torch.as_tensor(src, dtype=torch.int64).cpu()
-        candidates = torch.as_tensor(candidates, dtype=torch.int64).cpu()
-        t = torch.as_tensor(t, dtype=torch.float64).cpu() - self.origin
-        if candidates.dim() != 2 or candidates.shape[0] != src.shape[0] or t.shape != src.shape:
-            raise ValueError(
-                f"score: src [B], t [B] and candidates [B, C] expected; got {tuple(src.shape)}, "
-                f"{tuple(t.shape)}, {tuple(candidates.shape)}"
-            )
-        bad = (candidates < 0) | (candidates >= self.num_nodes)
-        if bad.any() or ((src < 0) | (src >= self.num_nodes)).any():
-            raise ValueError(f"score: node ids must be in [0, {self.num_nodes})")
+        src, t, candidates = self.score_arguments(src, t, candidates)
+        t = t - self.origin
+        with self._evaluating():
+            return self._score(src, t, candidates).float().cpu()
+
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """The model in eval mode within the scope."""
         was_training = self.model.training
         self.model.eval()
         try:
-            return self._score(src, t, candidates).float().cpu()
+            yield
         finally:
             self.model.train(was_training)
 
     def _score(self, src: torch.Tensor, t: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        size = src.shape[0]
         t_ref = t.min()
-        nodes, inverse = torch.unique(torch.cat([src, candidates.reshape(-1)]), return_inverse=True)
+        table, z_src, rows = self._embed_with(src, candidates.reshape(-1), t_ref)
+        logits = self.model.score_table(z_src, table, rows.reshape(candidates.shape))
+        return self._plus_pair_logits(logits, src, t, t_ref, candidates)
+
+    def _embed_with(
+        self, src: torch.Tensor, candidates: torch.Tensor, t_ref: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embeddings at ``t_ref`` (memory brought up to it) of the distinct nodes of ``src [B]`` and
+        ``candidates [C]``: ``table [U, d]``, the sources' rows ``[B, d]`` and the candidates'
+        table rows ``[C]``."""
+        self._memory_through(float(t_ref))
+        nodes, inverse = torch.unique(torch.cat([src, candidates]), return_inverse=True)
         table = self.embed(nodes, float(t_ref))
         inverse = inverse.to(table.device)
-        z_src = table[inverse[:size]]
-        logits = self.model.score_table(z_src, table, inverse[size:].reshape(candidates.shape))
-        if self.pair_features is not None:
-            features = self.pair_features(src, t, t_ref, candidates)
-            logits = logits + self.model.pair_score(features)
-        return logits
+        return table, table[inverse[: src.shape[0]]], inverse[src.shape[0] :]
+
+    def _plus_pair_logits(
+        self,
+        logits: torch.Tensor,
+        src: torch.Tensor,
+        t: torch.Tensor,
+        t_ref: torch.Tensor,
+        candidates: torch.Tensor,
+    ) -> torch.Tensor:
+        """``logits [B, C]`` plus the pair scorer's logits of ``candidates [B, C]`` (with one)."""
+        if self.pair_features is None:
+            return logits
+        return logits + self.model.pair_score(self.pair_features(src, t, t_ref, candidates))
+
+    @torch.no_grad()
+    def pool_scores(
+        self, src: torch.Tensor, t: torch.Tensor, pool: torch.Tensor
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """``score``'s values over chunks of ``pool``, embedding the sources and the pool once (the
+        nodes ``score`` of the whole pool embeds, in the same calls: the same values)."""
+        t = t - self.origin
+        size = src.shape[0]
+        t_ref = t.min()
+        with self._evaluating():
+            table, z_src, rows = self._embed_with(src, pool, t_ref)
+            # floats per scored pair: the MLP decoder's hidden layer, the pair features, their history
+            # and the pair scorer's layers
+            width = self.config.model.embed_dim if self.config.model.decoder == "mlp" else 1
+            if self.model.pair_scorer is not None:
+                layers = self.model.pair_scorer.modules()
+                hidden = sum(m.out_features for m in layers if isinstance(m, nn.Linear))
+                width += NUM_PAIR_FEATURES + self.config.model.pair_history + hidden
+            # (at least 16 candidates: matrix kernels of one column may round differently from score's)
+            chunk = max(16, self.score_budget // (size * width))
+            for lo in range(0, pool.shape[0], chunk):
+                part = table[rows[lo : lo + chunk]]
+                index = torch.arange(part.shape[0], device=part.device).expand(size, -1)
+                logits = self.model.score_table(z_src, part, index)
+                candidates = pool[lo : lo + chunk].expand(size, -1)
+                yield lo, self._plus_pair_logits(logits, src, t, t_ref, candidates).float().cpu()
+
+    @torch.no_grad()
+    def shortlist_scores(
+        self,
+        src: torch.Tensor,
+        t: torch.Tensor,
+        pool: torch.Tensor,
+        shortlist: int,
+        seen: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``shortlist`` pool candidates of each source with the largest dot product
+        (``topk_dot``: the dot decoder's logits, or ``model.dot_head``'s) and, with pair features,
+        the partners of its last ``pair_history`` events (whose pair features the dot product cannot
+        see), then ``score``'s values of those."""
+        head = self.model.dot_head
+        if self.config.model.decoder != "dot" and head is None:
+            raise ValueError(
+                "recommend: a shortlist needs a dot-product decoder (--decoder dot) "
+                "or a dot-product head (model.dot_head > 0)"
+            )
+        t = t - self.origin
+        size = src.shape[0]
+        t_ref = t.min()
+        with self._evaluating():
+            table, z_src, rows = self._embed_with(src, pool, t_ref)
+            exclude = None if seen is None else exclusion_matrix(seen, size).to(table.device)
+            count = min(shortlist, pool.shape[0])
+            queries, keys = z_src, table[rows]
+            if self.config.model.decoder != "dot":
+                queries, keys = head.query(queries), head.key(keys)
+            _, picked = topk_dot(queries.contiguous(), keys.contiguous(), count, exclude)
+            if self.pair_features is not None:
+                picked = self._with_partners(picked, src, t_ref, pool, exclude)
+            valid = picked >= 0
+            picked = picked.masked_fill(~valid, 0)
+            logits = self.model.score_table(z_src, table, rows[picked])
+            logits = self._plus_pair_logits(logits, src, t, t_ref, pool.to(picked.device)[picked])
+            logits = logits.float().masked_fill(~valid, float("-inf"))
+        return picked.masked_fill(~valid, -1).cpu(), logits.cpu()
+
+    def _with_partners(
+        self,
+        picked: torch.Tensor,
+        src: torch.Tensor,
+        t_ref: torch.Tensor,
+        pool: torch.Tensor,
+        exclude: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``picked [B, S]`` pool positions and those of the partners of each source's last
+        ``pair_history`` events before ``t_ref`` (``[B, S + H]``; ``-1`` for repeats, partners
+        outside the pool and ``exclude [B, m]``d positions)."""
+        assert self.pair_features is not None
+        device = picked.device
+        times = t_ref.expand(src.shape[0]).contiguous()
+        (block,) = self.pair_features.recent.sample(src, times, check=False)
+        position = torch.full((self.capacity,), -1, dtype=torch.int64, device=device)
+        position[pool.to(device)] = torch.arange(pool.shape[0], device=device)
+        nbr = position[block.nbr_nodes.to(device).clamp(min=0)]
+        partners = torch.where(block.mask.to(device), nbr, -1)
+        if exclude is not None:
+            excluded = (partners[:, :, None] == exclude[:, None, :]).any(-1)
+            partners = partners.masked_fill(excluded, -1)
+        merged = torch.cat([picked, partners], dim=1).sort(dim=1).values
+        repeat = torch.zeros_like(merged, dtype=torch.bool)
+        repeat[:, 1:] = merged[:, 1:] == merged[:, :-1]
+        return merged.masked_fill(repeat, -1)
+
+    def observed_events(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.graph.src, self.graph.dst, self.graph.t + self.origin
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.config.model.name,
+            "config": self.config.to_dict(),
+            "weights": self.model.state_dict(),
+            "node_feat": self.node_feat.cpu(),
+            "stream": [torch.from_numpy(a) for a in (self.stream_src, self.stream_dst, self.stream_t)],
+            "stream_edge_feat": self.stream_edge_feat.cpu(),
+            "origin": self.origin,
+            "dedup": self.dedup,
+            "events": [self.graph.src, self.graph.dst, self.graph.t, self.edge_feat.cpu()],
+            "memory_events": self.memory_events,
+            "sampler_calls": self.neighbourhoods.state_dict()["calls"],
+            "destinations": torch.from_numpy(self.destinations),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: torch.device) -> ModelPredictor:
+        config = config_from_dict(state["config"])
+        node_feat, stream_edge_feat = state["node_feat"].to(device), state["stream_edge_feat"].to(device)
+        model = LinkModel(config.model, node_feat.shape[0], node_feat.shape[1], stream_edge_feat.shape[1])
+        model.load_state_dict(state["weights"])
+        model.to(device)
+        src, dst, t = (x.numpy() for x in state["stream"])
+        predictor = cls(
+            model, config, src, dst, t, node_feat, stream_edge_feat, device, state["origin"], state["dedup"]
+        )
+        predictor.node_ids = NodeIds.from_state(state["node_ids"])
+        predictor.destinations = state["destinations"].numpy().copy()
+        predictor._observe(*state["events"])
+        predictor._sample_from(predictor.graph, state["sampler_calls"])
+        if model.has_memory:
+            predictor._memory_to(state["memory_events"])
+        return predictor
 
     def embed(self, nodes: torch.Tensor, time: float, chunk: int = 4096) -> torch.Tensor:
         """``[R, d]`` embeddings of ``nodes [R]`` at ``time`` (model units) from the observed events."""

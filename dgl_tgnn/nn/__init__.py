@@ -1,7 +1,7 @@
 """Temporal GNN modules: time encoding, temporal attention (DGL and dense engines), TGAT, TGN, decoders."""
 
 from dgl_tgnn.nn.attention import TemporalAttention
-from dgl_tgnn.nn.decoders import DotDecoder, MLPDecoder, PairScorer
+from dgl_tgnn.nn.decoders import DotDecoder, DotHead, MLPDecoder, PairScorer
 from dgl_tgnn.nn.memory import Memory, MemoryState
 from dgl_tgnn.nn.tgat import TGAT
 from dgl_tgnn.nn.tgn import TGN
@@ -11,6 +11,7 @@ __all__ = [
     "TGAT",
     "TGN",
     "DotDecoder",
+    "DotHead",
     "MLPDecoder",
     "Memory",
     "MemoryState",

@@ -61,3 +61,17 @@ class PairScorer(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.mlp(features).squeeze(-1)
+
+
+class DotHead(nn.Module):
+    """A retrieval head beside a decoder: ``(W_q z_src) . (W_k z_dst)``, a dot product that
+    ``topk_dot`` can search. Forward: ``[B, d]``, ``[B, d]`` -> logits ``[B]`` (leading dims broadcast).
+    """
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(embed_dim, embed_dim, bias=False)
+        self.key = nn.Linear(embed_dim, embed_dim, bias=False)
+
+    def forward(self, z_src: torch.Tensor, z_dst: torch.Tensor) -> torch.Tensor:
+        return (self.query(z_src) * self.key(z_dst)).sum(-1)

@@ -345,6 +345,21 @@ class Memory(nn.Module):
         self.slot.fill_(-1)
         self.pending = None
 
+    def discard_pending(self) -> None:
+        """Drop the pending messages without applying them."""
+        self._applied = None
+        if self.pending is not None:
+            self.slot.index_fill_(0, self.pending.nodes, -1)
+        self.pending = None
+
+    def grow(self, num_nodes: int) -> None:
+        """Rows for nodes ``num_nodes..``: zero memory and last-update time (new nodes start empty)."""
+        extra = num_nodes - self.num_nodes
+        self.state = torch.cat([self.state, self.state.new_zeros(extra, self.memory_dim)])
+        self.last_update = torch.cat([self.last_update, self.last_update.new_zeros(extra)])
+        self.slot = torch.cat([self.slot, self.slot.new_full((extra,), -1)])
+        self.num_nodes = num_nodes
+
     def backup(self) -> MemoryState:
         """A copy of memory, last-update times and pending messages."""
         pending = None if self.pending is None else self.pending.clone()

@@ -204,6 +204,12 @@ class TrainingStep:
         if pair is not None:
             pos_logits, neg_logits = pos_logits + pair[:, 0], neg_logits + pair[:, 1:]
         loss = link_loss(self.config.train.loss, pos_logits, neg_logits, self.config.train.temperature)
+        head = self.model.dot_head
+        if head is not None:  # model.dot_head: the retrieval head learns from detached embeddings
+            z_src, z_dst, z_neg = z_src.detach(), z_dst.detach(), z_neg.detach()
+            pos, neg = head(z_src, z_dst), head(z_src[:, None, :], z_neg.reshape(size, n, -1))
+            aux = link_loss(self.config.train.loss, pos, neg, self.config.train.temperature)
+            loss = loss + self.config.model.dot_head * aux
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
