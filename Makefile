@@ -27,7 +27,7 @@ $(VENV)/.installed: $(VENV)/.deps $(CSRC)
 install: $(VENV)/.installed
 
 train: install
-	$(BIN)/dgl-tgnn train --config configs/tgat.yaml
+	$(BIN)/dgl-tgnn train --config configs/tgn-tgb.yaml --epochs 1
 
 build/cmake/.built: $(CORE)
 	cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release > /dev/null

@@ -14,7 +14,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def test_shipped_configs_hold_the_paper_defaults(model):
     loaded = load_config(CONFIGS / f"{model}.yaml").validate()
     defaults = default_config(model)
-    # Everything but the epoch budget (tgat.yaml picks a short one for `make train`) is the papers'.
+    # Everything but the epoch budget (tgat.yaml picks a short one) is the papers'.
     assert loaded.model == defaults.model
     assert loaded.negatives == defaults.negatives
     assert loaded.eval == defaults.eval
