@@ -103,8 +103,7 @@ class ModelPredictor(LinkPredictor):
         self._feat_rows = self.stream_edge_feat[:0]  # grows by doubling; edge_feat is its prefix
         self.edge_feat = self._feat_rows
         self._sample_from(self.graph, calls=0)
-        if self.model.has_memory:
-            self.model.encoder.reset_memory()
+        self.model.reset_memory()
         self.memory_events = 0  # TGN's memory holds the first memory_events observed events,
         self.applied = 0  # those before `applied` for good, the rest pending
 
