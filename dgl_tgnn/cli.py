@@ -354,13 +354,17 @@ def classify(run_dir: str, epochs: int, lr: float, seed: int, progress: bool) ->
 
     from dgl_tgnn.node_classification import RESULT, classify_nodes
 
-    with tqdm(unit="event", disable=not progress, file=sys.stderr, desc="embedding") as bar:
+    bars: list[Any] = []  # the bar starts with the embedding (not before a one-line error)
 
-        def advance(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    def advance(done: int, total: int) -> None:
+        if not bars:
+            bar = tqdm(total=total, unit="event", disable=not progress, file=sys.stderr, desc="embedding")
+            bars.append(bar)
+        bars[0].update(done - bars[0].n)
+        if done == total:
+            bars[0].close()
 
-        result = classify_nodes(run_dir, epochs=epochs, lr=lr, seed=seed, progress=advance)
+    result = classify_nodes(run_dir, epochs=epochs, lr=lr, seed=seed, progress=advance)
     for key in ("val_auc", "test_auc"):
         click.echo(f"{key:<22} {result[key]:.4f}")
     click.echo(f"{'best_epoch':<22} {result['best_epoch']}")

@@ -133,7 +133,7 @@ def train_classifier(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         val_auc = _auc(predict(val), labels[val])
         history.append({"epoch": epoch, "loss": sum(losses) / len(losses), "val_auc": val_auc})
         if val_auc > best_auc:
