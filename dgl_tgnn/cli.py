@@ -6,6 +6,7 @@ Every failure a user can cause ends in one line (``Error: ...``) and a non-zero 
 
 import dataclasses
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -334,3 +335,37 @@ def recommend(run_dir: str, queries: str, k: int, observe_path: str | None, out:
     finally:
         if out is not None:
             stream.close()
+
+
+@main.command(context_settings={"max_content_width": 110})
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Classifier epochs at most (early stopping on validation AUC, patience 5).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True,
+              help="Classifier learning rate (Adam).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the classifier.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar while embedding.")
+@_one_line_errors
+def classify(run_dir: str, epochs: int, lr: float, seed: int, progress: bool) -> None:
+    """Dynamic node classification (TGN's second task) with a trained run: RUN_DIR's frozen source
+    embedding of each event at its time, an MLP on the training events' labels (JODIE's state_label),
+    ROC AUC on the chronological val and test splits. Writes RUN_DIR/node_classification.json."""
+    from tqdm import tqdm
+
+    from dgl_tgnn.node_classification import RESULT, classify_nodes
+
+    bars: list[Any] = []  # the bar starts with the embedding (not before a one-line error)
+
+    def advance(done: int, total: int) -> None:
+        if not bars:
+            bar = tqdm(total=total, unit="event", disable=not progress, file=sys.stderr, desc="embedding")
+            bars.append(bar)
+        bars[0].update(done - bars[0].n)
+        if done == total:
+            bars[0].close()
+
+    result = classify_nodes(run_dir, epochs=epochs, lr=lr, seed=seed, progress=advance)
+    for key in ("val_auc", "test_auc"):
+        click.echo(f"{key:<22} {result[key]:.4f}")
+    click.echo(f"{'best_epoch':<22} {result['best_epoch']}")
+    click.echo(f"written to {os.path.join(run_dir, RESULT)}")

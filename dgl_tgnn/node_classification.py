@@ -1,0 +1,233 @@
+"""Dynamic node classification (TGN's second task, ``train_supervised.py`` of its code): a trained link
+model's embedding of each event's source at the event's time, frozen, and an MLP trained on it against
+the event's state label (JODIE's ``state_label``: the built-in wikipedia's banned users).
+
+The embeddings are those the evaluation computes for sources: the stream in blocks of
+``train.batch_size`` events from the first, each block embedded at its events' own times with TGN's
+memory holding every earlier block, then fed to the memory (``ModelPredictor``'s ``_memory_to``).
+Neighbours are strictly earlier than the event, so an event's embedding never sees itself or a later
+event. The classifier trains on the events before the run's validation cut (``split_events``'s
+``val_time``; all of them, as TGN does: no node is held out), stops early on validation AUC
+(patience 5) and reports the AUC of the events after the test cut.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dgl_tgnn.metrics import roc_auc
+from dgl_tgnn.model_predictor import ModelPredictor
+
+RESULT = "node_classification.json"
+PATIENCE = 5
+
+
+class NodeClassifier(nn.Module):
+    """TGN's node-classification decoder: ``d -> 80 -> 10 -> 1`` with ReLU and dropout.
+
+    Forward: ``[B, d]`` float32 embeddings -> ``[B]`` logits.
+    """
+
+    def __init__(self, dim: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(dim, 80),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(80, 10),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(10, 1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.layers(z).squeeze(-1)
+
+
+@torch.no_grad()
+def source_embeddings(
+    predictor: ModelPredictor, progress: Callable[[int, int], None] | None = None
+) -> torch.Tensor:
+    """``[E, d]`` float32 embeddings of each stream event's source at its time (see the module).
+
+    ``predictor`` is reset to the whole stream (``reset(inf)``: every event observed, memory empty);
+    ``progress(done, total)`` is called after each block of events.
+    """
+    p = predictor
+    p.reset(float("inf"))
+    size, total = p.config.train.batch_size, len(p.stream_t)
+    visible = p.config.train.visible_batch
+    parts = []
+    with p._evaluating():
+        for lo in range(0, total, size):
+            hi = min(lo + size, total)
+            p._memory_to(lo)  # the memory of the blocks before this one (the last one pending)
+            nodes = torch.from_numpy(p.stream_src[lo:hi])
+            times = torch.from_numpy(p.stream_t[lo:hi])
+            # without visible_batch the neighbours are those before the block (as the run evaluated)
+            p.neighbourhoods.visible_batch = visible
+            blocks = p.neighbourhoods(nodes, times, float(times[0]))
+            parts.append(p.model(blocks, p.node_feat, p.edge_feat).float().cpu())
+            if progress is not None:
+                progress(hi, total)
+    return torch.cat(parts) if parts else torch.empty(0, p.config.model.embed_dim)
+
+
+def _auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    return roc_auc(scores[labels == 1], scores[labels == 0])
+
+
+def train_classifier(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    parts: dict[str, np.ndarray],
+    *,
+    epochs: int,
+    lr: float,
+    seed: int,
+    batch_size: int = 200,
+    dropout: float = 0.1,
+) -> dict[str, Any]:
+    """An MLP (``NodeClassifier``) on ``z[parts["train"]]`` against ``labels`` (0/1) with BCE, early
+    stopping on the AUC of ``parts["val"]``; the val and test AUC of its best epoch."""
+    for name in ("train", "val", "test"):
+        present = set(labels[parts[name]].tolist())
+        if present != {0, 1}:
+            raise ValueError(
+                f"node classification: the {name} split needs events of both labels (0 and 1); "
+                f"it has {sorted(present) or 'no events'}"
+            )
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = NodeClassifier(z.shape[1], dropout)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.BCEWithLogitsLoss()
+    train = torch.from_numpy(parts["train"])
+    val, test = torch.from_numpy(parts["val"]), torch.from_numpy(parts["test"])
+    y = labels.float()
+
+    def predict(rows: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        with torch.no_grad():
+            return model(z[rows])
+
+    best_auc, best_epoch, best_state, waited = -1.0, 0, None, 0
+    history = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = train[torch.randperm(len(train), generator=generator)]
+        losses = []
+        for lo in range(0, len(order), batch_size):
+            rows = order[lo : lo + batch_size]
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed * 100003 + epoch * 7919 + lo)  # dropout draws
+                loss = loss_fn(model(z[rows]), y[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        val_auc = _auc(predict(val), labels[val])
+        history.append({"epoch": epoch, "loss": sum(losses) / len(losses), "val_auc": val_auc})
+        if val_auc > best_auc:
+            best_auc, best_epoch, waited = val_auc, epoch, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            waited += 1
+            if waited >= PATIENCE:
+                break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    return {
+        "val_auc": best_auc,
+        "test_auc": _auc(predict(test), labels[test]),
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "history": history,
+    }
+
+
+def classify_nodes(
+    run_dir: str | Path,
+    *,
+    epochs: int = 50,
+    lr: float = 3e-4,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Dynamic node classification on the frozen embeddings of the trained link model of ``run_dir``.
+
+    Args:
+        run_dir: a finished run directory (``config.yaml`` and ``best.pt``) of a TGAT or TGN run on a
+            dataset with event labels.
+        epochs, lr, seed: the classifier's training (TGN's defaults: 50 epochs, 3e-4).
+        progress: ``progress(done, total)``: events embedded so far.
+
+    Returns:
+        ``val_auc``, ``test_auc`` (ROC AUC of the chronological val and test events), ``best_epoch``,
+        ``epochs_run``, the sizes and positive counts of the parts, and the settings; also written to
+        ``run_dir/node_classification.json``.
+
+    Raises:
+        ValueError: one-line errors: not a run directory, no best checkpoint, no event labels, a model
+            without parameters (EdgeBank), a part with one label only.
+    """
+    from dgl_tgnn import run_dir as rd
+    from dgl_tgnn.config import load_config
+    from dgl_tgnn.data import split_events
+    from dgl_tgnn.registry import MODELS
+    from dgl_tgnn.train import load_events
+
+    run_dir = Path(run_dir)
+    if not (run_dir / rd.CONFIG).exists():
+        raise ValueError(f"{run_dir}: not a run directory (no {rd.CONFIG})")
+    config = load_config(run_dir / rd.CONFIG)
+    if MODELS[config.model.name].encoder is None:
+        raise ValueError(
+            f"{run_dir}: a {config.model.name} run has no embeddings; node classification needs a "
+            "trained TGAT or TGN run"
+        )
+    if not (run_dir / rd.BEST).exists():
+        raise ValueError(f"{run_dir}: not a finished run (no {rd.BEST}: no epoch completed)")
+    dataset = load_events(config.data)
+    if dataset.label is None:
+        raise ValueError(
+            f"dataset {dataset.name!r} has no event labels; node classification needs JODIE's "
+            "state_label column"
+        )
+    labels = torch.from_numpy((dataset.label != 0).astype(np.int64))
+    # the run's time cuts (TGB's protocol holds no node out; the cuts do not depend on it)
+    split = split_events(dataset, config.data.val_ratio, config.data.test_ratio, 0.0, seed=config.train.seed)
+    t = dataset.t
+    parts = {
+        "train": np.flatnonzero(t <= split.val_time),
+        "val": np.flatnonzero((t > split.val_time) & (t <= split.test_time)),
+        "test": np.flatnonzero(t > split.test_time),
+    }
+    device = torch.device("cpu")
+    predictor = ModelPredictor.from_run(run_dir, config, dataset, device)
+
+    z = source_embeddings(predictor, progress)
+    result = train_classifier(z, labels, parts, epochs=epochs, lr=lr, seed=seed)
+    history = result.pop("history")
+    result.update(
+        {
+            "dataset": dataset.name,
+            "model": config.model.name,
+            "epochs": epochs,
+            "lr": lr,
+            "seed": seed,
+            **{f"{name}_events": int(len(rows)) for name, rows in parts.items()},
+            **{f"{name}_positives": int(labels[rows].sum()) for name, rows in parts.items()},
+            "history": history,
+        }
+    )
+    (run_dir / RESULT).write_text(json.dumps(result, indent=1) + "\n")
+    return result
