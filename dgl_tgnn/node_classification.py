@@ -63,7 +63,8 @@ def source_embeddings(
     p = predictor
     p.reset(float("inf"))
     size, total = p.config.train.batch_size, len(p.stream_t)
-    visible = p.config.train.visible_batch
+    # without visible_batch the neighbours are those before the block (as the run evaluated)
+    p.neighbourhoods.visible_batch = p.config.train.visible_batch
     parts = []
     with p._evaluating():
         for lo in range(0, total, size):
@@ -71,8 +72,6 @@ def source_embeddings(
             p._memory_to(lo)  # the memory of the blocks before this one (the last one pending)
             nodes = torch.from_numpy(p.stream_src[lo:hi])
             times = torch.from_numpy(p.stream_t[lo:hi])
-            # without visible_batch the neighbours are those before the block (as the run evaluated)
-            p.neighbourhoods.visible_batch = visible
             blocks = p.neighbourhoods(nodes, times, float(times[0]))
             parts.append(p.model(blocks, p.node_feat, p.edge_feat).float().cpu())
             if progress is not None:
@@ -121,28 +120,28 @@ def train_classifier(
 
     best_auc, best_epoch, best_state, waited = -1.0, 0, None, 0
     history = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = train[torch.randperm(len(train), generator=generator)]
-        losses = []
-        for lo in range(0, len(order), batch_size):
-            rows = order[lo : lo + batch_size]
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed * 100003 + epoch * 7919 + lo)  # dropout draws
+    with torch.random.fork_rng(devices=[]):  # dropout's draws: seeded, the caller's RNG untouched
+        torch.manual_seed(seed)
+        for epoch in range(1, epochs + 1):
+            model.train()
+            order = train[torch.randperm(len(train), generator=generator)]
+            losses = []
+            for lo in range(0, len(order), batch_size):
+                rows = order[lo : lo + batch_size]
                 loss = loss_fn(model(z[rows]), y[rows])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        val_auc = _auc(predict(val), labels[val])
-        history.append({"epoch": epoch, "loss": sum(losses) / len(losses), "val_auc": val_auc})
-        if val_auc > best_auc:
-            best_auc, best_epoch, waited = val_auc, epoch, 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        else:
-            waited += 1
-            if waited >= PATIENCE:
-                break
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+            val_auc = _auc(predict(val), labels[val])
+            history.append({"epoch": epoch, "loss": sum(losses) / len(losses), "val_auc": val_auc})
+            if val_auc > best_auc:
+                best_auc, best_epoch, waited = val_auc, epoch, 0
+                best_state = {k: v.clone() for k, v in model.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= PATIENCE:
+                    break
     assert best_state is not None
     model.load_state_dict(best_state)
     return {
