@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +156,10 @@ def main() -> None:
         for seed in args.seeds.split(",")
     ]
     records = []
+    # Each record is written as its run finishes, so a run cut short keeps what had finished.
     with open(args.out, "a") as out, ThreadPoolExecutor(args.jobs) as pool:
-        for record in pool.map(run_child, specs):
+        for done in as_completed([pool.submit(run_child, spec) for spec in specs]):
+            record = done.result()
             out.write(json.dumps(record) + "\n")
             out.flush()
             records.append(record)
