@@ -218,19 +218,20 @@ _FILE_FLAGS = ("format", "src_col", "dst_col", "time_col", "feature_cols", "deli
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per epoch.")
 @_one_line_errors
 def train(config_path: str | None, resume: str | None, progress: bool, **flags: object) -> None:
-    """Train TGAT or TGN on a dataset and report test AP, AUC, MRR and Recall@k.
+    """Train a model (TGAT, TGN, GraphMixer, ...) on a dataset and report test AP, AUC, MRR and Recall@k.
 
     Says what data was loaded, then writes runs/<time>-<dataset>-<model>-<neg>/ with config.yaml (the
     data options as read, guesses resolved), metrics.jsonl (one line per epoch), curves.png, best.pt,
     checkpoint.pt and, when node ids were re-indexed, node_ids.npy (the original id of each node row).
-    Ctrl-C saves a checkpoint; --resume continues it.
+    With --task node, also the node classification's AUCs (node_classification.json). Ctrl-C saves a
+    checkpoint; --resume continues it.
     """
     import dataclasses
 
     from dgl_tgnn import run_dir as rd
     from dgl_tgnn.config import apply_overrides, load_config
     from dgl_tgnn.data import data_record, describe, run_name
-    from dgl_tgnn.train import Trainer, check_device, fit_edgebank, load_events
+    from dgl_tgnn.train import Trainer, check_device, check_task, fit_edgebank, load_events
 
     if resume is not None:
         given = sorted(name for name, value in flags.items() if value is not None)
@@ -253,6 +254,7 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
         config.validate()
         check_device(config.train.device)
         ds = load_events(config.data)  # before the run directory: a failed load leaves none behind
+        check_task(config, ds)
         click.echo(describe(ds))
         config.data = dataclasses.replace(config.data, **data_record(ds))  # what was read, guesses resolved
         run = rd.create_run_dir(config.train.runs_dir, run_name(ds), config.model.name, config.negatives.kind)

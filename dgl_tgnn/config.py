@@ -331,6 +331,27 @@ class TrainConfig:
     runs_dir: str = field(
         default="runs", metadata=option("--runs-dir", "Parent of the run directories (default runs).")
     )
+    # "node": after the link training, TGN's node classification on the frozen best model
+    # (dgl_tgnn/node_classification.py); its AUCs join the final metrics.
+    task: str = field(
+        default="link",
+        metadata=option(
+            "--task",
+            "link: link prediction (default); node: then also dynamic node classification on the "
+            "trained model's frozen embeddings (datasets with event state labels; AUC of the "
+            "chronological val and test events).",
+            choices=("link", "node"),
+        ),
+    )
+    node_epochs: int = field(
+        default=50,
+        metadata=option(
+            "--node-epochs", "--task node: classifier epochs at most (default 50; early stop on val AUC)."
+        ),
+    )
+    node_lr: float = field(
+        default=3e-4, metadata=option("--node-lr", "--task node: classifier learning rate (default 3e-4).")
+    )
 
 
 @dataclass
@@ -410,6 +431,7 @@ class RunConfig:
             ("model.num_layers", m.num_layers),
             ("negatives.k", n.k),
             ("negatives.refresh", n.refresh),
+            ("train.node_epochs", t.node_epochs),
         ]
         for name, value in positive:
             if not isinstance(value, int) or value < 1:
@@ -436,8 +458,14 @@ class RunConfig:
             raise ValueError(f"model.window_ratio must be in (0, 1]; got {m.window_ratio}")
         if e.protocol == "tgb" and e.negatives == "none":
             raise ValueError("eval.protocol 'tgb' ranks: eval.negatives must be 'all' or a count, not 'none'")
-        if not t.lr > 0 or not t.temperature > 0:
-            raise ValueError(f"train.lr and train.temperature must be > 0; got {t.lr}, {t.temperature}")
+        if not t.lr > 0 or not t.temperature > 0 or not t.node_lr > 0:
+            raise ValueError(
+                f"train.lr, temperature and node_lr must be > 0; got {t.lr}, {t.temperature}, {t.node_lr}"
+            )
+        if t.task == "node" and MODELS[m.name].encoder is None:
+            raise ValueError(
+                f"train.task 'node' classifies embeddings: model {m.name!r} has none (--task link)"
+            )
         if t.threads is not None and t.threads < 1:
             raise ValueError(f"train.threads must be >= 1; got {t.threads}")
         if e.negatives not in ("all", "none") and (not isinstance(e.negatives, int) or e.negatives < 1):

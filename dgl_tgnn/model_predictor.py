@@ -4,7 +4,7 @@ carried through them, and scores from the model's embeddings, decoder and pair f
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +69,19 @@ class ModelPredictor(LinkPredictor):
     ) -> ModelPredictor:
         from dgl_tgnn.train import load_best
 
+        widths = [0 if a is None else a.shape[1] for a in (dataset.node_feat, dataset.edge_feat)]
+        model = LinkModel(config.model, dataset.num_nodes, *widths)
+        model.load_state_dict(load_best(run_dir)["model"])
+        return cls.from_model(model, config, dataset, device)
+
+    @classmethod
+    def from_model(
+        cls, model: LinkModel, config: RunConfig, dataset: TemporalDataset, device: torch.device
+    ) -> ModelPredictor:
+        """The predictor of ``model`` (trained on ``dataset`` with ``config``; moved to ``device``),
+        with the dataset as its stream and nothing observed (TGN's memory emptied)."""
         node_feat = features_on(dataset.node_feat, dataset.num_nodes, device)
         edge_feat = features_on(dataset.edge_feat, dataset.num_events, device)
-        model = LinkModel(config.model, dataset.num_nodes, node_feat.shape[1], edge_feat.shape[1])
-        model.load_state_dict(load_best(run_dir)["model"])
         model.to(device)
         origin = float(dataset.t[0])
         return cls(
@@ -404,6 +413,37 @@ class ModelPredictor(LinkPredictor):
         if model.has_memory:
             predictor._memory_to(state["memory_events"])
         return predictor
+
+    @torch.no_grad()
+    def embed_stream_sources(self, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """``[E, d]`` float32 (CPU) embeddings of each stream event's source at the event's time, as
+        the evaluation computes them: the stream in blocks of ``train.batch_size`` events from the
+        first, each block embedded at its events' own times (neighbours as ``train.visible_batch``
+        says) with TGN's memory holding every earlier block, then fed to the memory. Neighbours are
+        strictly earlier than the event: an event's embedding never sees itself or a later event.
+
+        The predictor is left reset to the whole stream (``reset(inf)``); ``progress(done, total)``
+        is called after each block.
+        """
+        self.reset(float("inf"))
+        size, total = self.config.train.batch_size, len(self.stream_t)
+        self.neighbourhoods.visible_batch = self.config.train.visible_batch
+        parts = []
+        try:
+            with self._evaluating():
+                for lo in range(0, total, size):
+                    hi = min(lo + size, total)
+                    if self.model.has_memory:
+                        self._memory_to(lo)  # the blocks before this one (the last one pending)
+                    nodes = torch.from_numpy(self.stream_src[lo:hi])
+                    times = torch.from_numpy(self.stream_t[lo:hi])
+                    blocks = self.neighbourhoods(nodes, times, float(times[0]))
+                    parts.append(self.model(blocks, self.node_feat, self.edge_feat).float().cpu())
+                    if progress is not None:
+                        progress(hi, total)
+        finally:
+            self.neighbourhoods.visible_batch = True  # (score's: every observed event before t)
+        return torch.cat(parts) if parts else torch.empty(0, self.config.model.embed_dim)
 
     def embed(self, nodes: torch.Tensor, time: float, chunk: int = 4096) -> torch.Tensor:
         """``[R, d]`` embeddings of ``nodes [R]`` at ``time`` (model units) from the observed events."""

@@ -2,13 +2,17 @@
 model's embedding of each event's source at the event's time, frozen, and an MLP trained on it against
 the event's state label (JODIE's ``state_label``: the built-in wikipedia's banned users).
 
-The embeddings are those the evaluation computes for sources: the stream in blocks of
-``train.batch_size`` events from the first, each block embedded at its events' own times with TGN's
-memory holding every earlier block, then fed to the memory (``ModelPredictor``'s ``_memory_to``).
-Neighbours are strictly earlier than the event, so an event's embedding never sees itself or a later
-event. The classifier trains on the events before the run's validation cut (``split_events``'s
-``val_time``; all of them, as TGN does: no node is held out), stops early on validation AUC
-(patience 5) and reports the AUC of the events after the test cut.
+Two ways in: ``dgl-tgnn classify RUN_DIR`` (``classify_nodes``: a finished run's best weights) and
+``dgl-tgnn train --task node`` (``classify_trained``: the same run, after its link training). Both run
+``classify_stream``.
+
+The embeddings are those the evaluation computes for sources (``ModelPredictor.embed_stream_sources``):
+the stream in blocks of ``train.batch_size`` events from the first, each block embedded at its events'
+own times with TGN's memory holding every earlier block, then fed to the memory. Neighbours are
+strictly earlier than the event, so an event's embedding never sees itself or a later event. The
+classifier trains on the events before the run's validation cut (``Split.val_time``; all of them, as
+TGN does: no node is held out), stops early on validation AUC (patience 5) and reports the AUC of the
+events after the test cut.
 """
 
 from __future__ import annotations
@@ -22,8 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from dgl_tgnn.config import RunConfig
+from dgl_tgnn.data import Split, TemporalDataset
+from dgl_tgnn.link import LinkModel
 from dgl_tgnn.metrics import roc_auc
 from dgl_tgnn.model_predictor import ModelPredictor
+from dgl_tgnn.training.threads import BusyMachineThreads
 
 RESULT = "node_classification.json"
 PATIENCE = 5
@@ -51,32 +59,13 @@ class NodeClassifier(nn.Module):
         return self.layers(z).squeeze(-1)
 
 
-@torch.no_grad()
-def source_embeddings(
-    predictor: ModelPredictor, progress: Callable[[int, int], None] | None = None
-) -> torch.Tensor:
-    """``[E, d]`` float32 embeddings of each stream event's source at its time (see the module).
-
-    ``predictor`` is reset to the whole stream (``reset(inf)``: every event observed, memory empty);
-    ``progress(done, total)`` is called after each block of events.
-    """
-    p = predictor
-    p.reset(float("inf"))
-    size, total = p.config.train.batch_size, len(p.stream_t)
-    # without visible_batch the neighbours are those before the block (as the run evaluated)
-    p.neighbourhoods.visible_batch = p.config.train.visible_batch
-    parts = []
-    with p._evaluating():
-        for lo in range(0, total, size):
-            hi = min(lo + size, total)
-            p._memory_to(lo)  # the memory of the blocks before this one (the last one pending)
-            nodes = torch.from_numpy(p.stream_src[lo:hi])
-            times = torch.from_numpy(p.stream_t[lo:hi])
-            blocks = p.neighbourhoods(nodes, times, float(times[0]))
-            parts.append(p.model(blocks, p.node_feat, p.edge_feat).float().cpu())
-            if progress is not None:
-                progress(hi, total)
-    return torch.cat(parts) if parts else torch.empty(0, p.config.model.embed_dim)
+def require_labels(dataset: TemporalDataset, remedy: str = "") -> None:
+    """A one-line ValueError when ``dataset`` has no event labels (``remedy``: appended to it)."""
+    if dataset.label is None:
+        raise ValueError(
+            f"dataset {dataset.name!r} has no event labels; node classification needs JODIE's "
+            f"state_label column{remedy}"
+        )
 
 
 def _auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -93,9 +82,11 @@ def train_classifier(
     seed: int,
     batch_size: int = 200,
     dropout: float = 0.1,
+    threads: BusyMachineThreads | None = None,
 ) -> dict[str, Any]:
     """An MLP (``NodeClassifier``) on ``z[parts["train"]]`` against ``labels`` (0/1) with BCE, early
-    stopping on the AUC of ``parts["val"]``; the val and test AUC of its best epoch."""
+    stopping on the AUC of ``parts["val"]``; the val and test AUC of its best epoch. ``threads``
+    adapts torch's thread count to the machine's load after each step."""
     for name in ("train", "val", "test"):
         present = set(labels[parts[name]].tolist())
         if present != {0, 1}:
@@ -107,7 +98,8 @@ def train_classifier(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = NodeClassifier(z.shape[1], dropout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    # fused: one kernel per step instead of a dozen small ops per parameter (the steps are tiny)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     loss_fn = nn.BCEWithLogitsLoss()
     train = torch.from_numpy(parts["train"])
     val, test = torch.from_numpy(parts["val"]), torch.from_numpy(parts["test"])
@@ -133,6 +125,8 @@ def train_classifier(
                 loss.backward()
                 optimizer.step()
                 losses.append(float(loss.detach()))
+                if threads is not None:
+                    threads.adapt()
             val_auc = _auc(predict(val), labels[val])
             history.append({"epoch": epoch, "loss": sum(losses) / len(losses), "val_auc": val_auc})
             if val_auc > best_auc:
@@ -153,6 +147,63 @@ def train_classifier(
     }
 
 
+def chronological_parts(t: np.ndarray, val_time: float, test_time: float) -> dict[str, np.ndarray]:
+    """Event rows of the classifier's parts: ``train`` up to ``val_time`` (every event, as TGN: no node
+    is held out), ``val`` up to ``test_time``, ``test`` after it."""
+    return {
+        "train": np.flatnonzero(t <= val_time),
+        "val": np.flatnonzero((t > val_time) & (t <= test_time)),
+        "test": np.flatnonzero(t > test_time),
+    }
+
+
+def classify_stream(
+    predictor: ModelPredictor,
+    dataset: TemporalDataset,
+    parts: dict[str, np.ndarray],
+    *,
+    epochs: int,
+    lr: float,
+    seed: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Node classification with the frozen model of ``predictor`` (whose stream is ``dataset``'s):
+    the source embeddings of every event (``progress(done, total)`` while embedding), then
+    ``train_classifier`` on the labels of ``parts`` (``chronological_parts``).
+
+    Returns ``train_classifier``'s result with the sizes and positive counts of the parts and the
+    settings. With the default thread count on a CPU, torch runs one thread while other processes
+    keep a core busy (``BusyMachineThreads``: two threads beside a busy process made it 17x slower).
+    """
+    require_labels(dataset)
+    labels = torch.from_numpy((dataset.label != 0).astype(np.int64))
+    config = predictor.config
+    threads = BusyMachineThreads(config.train.threads is None and predictor.device.type == "cpu")
+    threads.adapt()
+
+    def advance(done: int, total: int) -> None:
+        threads.adapt()
+        if progress is not None:
+            progress(done, total)
+
+    z = predictor.embed_stream_sources(advance)
+    result = train_classifier(z, labels, parts, epochs=epochs, lr=lr, seed=seed, threads=threads)
+    history = result.pop("history")
+    result.update(
+        {
+            "dataset": dataset.name,
+            "model": config.model.name,
+            "epochs": epochs,
+            "lr": lr,
+            "seed": seed,
+            **{f"{name}_events": int(len(rows)) for name, rows in parts.items()},
+            **{f"{name}_positives": int(labels[rows].sum()) for name, rows in parts.items()},
+            "history": history,
+        }
+    )
+    return result
+
+
 def classify_nodes(
     run_dir: str | Path,
     *,
@@ -164,8 +215,8 @@ def classify_nodes(
     """Dynamic node classification on the frozen embeddings of the trained link model of ``run_dir``.
 
     Args:
-        run_dir: a finished run directory (``config.yaml`` and ``best.pt``) of a TGAT or TGN run on a
-            dataset with event labels.
+        run_dir: a finished run directory (``config.yaml`` and ``best.pt``) of a model with
+            embeddings (not EdgeBank) on a dataset with event labels.
         epochs, lr, seed: the classifier's training (TGN's defaults: 50 epochs, 3e-4).
         progress: ``progress(done, total)``: events embedded so far.
 
@@ -191,42 +242,52 @@ def classify_nodes(
     if MODELS[config.model.name].encoder is None:
         raise ValueError(
             f"{run_dir}: a {config.model.name} run has no embeddings; node classification needs a "
-            "trained TGAT or TGN run"
+            "trained model with embeddings (tgat, tgn, graphmixer, ...)"
         )
     if not (run_dir / rd.BEST).exists():
         raise ValueError(f"{run_dir}: not a finished run (no {rd.BEST}: no epoch completed)")
     dataset = load_events(config.data)
-    if dataset.label is None:
-        raise ValueError(
-            f"dataset {dataset.name!r} has no event labels; node classification needs JODIE's "
-            "state_label column"
-        )
-    labels = torch.from_numpy((dataset.label != 0).astype(np.int64))
+    require_labels(dataset)
+    if config.train.threads is not None:
+        torch.set_num_threads(config.train.threads)
     # the run's time cuts (TGB's protocol holds no node out; the cuts do not depend on it)
     split = split_events(dataset, config.data.val_ratio, config.data.test_ratio, 0.0, seed=config.train.seed)
-    t = dataset.t
-    parts = {
-        "train": np.flatnonzero(t <= split.val_time),
-        "val": np.flatnonzero((t > split.val_time) & (t <= split.test_time)),
-        "test": np.flatnonzero(t > split.test_time),
-    }
-    device = torch.device("cpu")
-    predictor = ModelPredictor.from_run(run_dir, config, dataset, device)
-
-    z = source_embeddings(predictor, progress)
-    result = train_classifier(z, labels, parts, epochs=epochs, lr=lr, seed=seed)
-    history = result.pop("history")
-    result.update(
-        {
-            "dataset": dataset.name,
-            "model": config.model.name,
-            "epochs": epochs,
-            "lr": lr,
-            "seed": seed,
-            **{f"{name}_events": int(len(rows)) for name, rows in parts.items()},
-            **{f"{name}_positives": int(labels[rows].sum()) for name, rows in parts.items()},
-            "history": history,
-        }
-    )
+    parts = chronological_parts(dataset.t, split.val_time, split.test_time)
+    predictor = ModelPredictor.from_run(run_dir, config, dataset, torch.device("cpu"))
+    result = classify_stream(predictor, dataset, parts, epochs=epochs, lr=lr, seed=seed, progress=progress)
     (run_dir / RESULT).write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def classify_trained(
+    model: LinkModel,
+    config: RunConfig,
+    dataset: TemporalDataset,
+    split: Split,
+    device: torch.device,
+    run_dir: Path | None,
+    progress: bool,
+) -> dict[str, float]:
+    """``train --task node`` after the link training: ``classify_stream`` with the trained ``model``
+    (its best weights; ``train.node_epochs``, ``train.node_lr``, ``train.seed``) on the run's time
+    cuts. Writes the full result to ``run_dir/node_classification.json`` (with a run directory);
+    returns ``node_val_auc`` and ``node_test_auc`` for the run's final metrics."""
+    from tqdm import tqdm
+
+    parts = chronological_parts(dataset.t, split.val_time, split.test_time)
+    predictor = ModelPredictor.from_model(model, config, dataset, device)
+    t = config.train
+    with tqdm(total=dataset.num_events, desc="node classification: embedding", unit="event",
+              disable=not progress, leave=False, dynamic_ncols=True) as bar:  # fmt: skip
+        result = classify_stream(
+            predictor,
+            dataset,
+            parts,
+            epochs=t.node_epochs,
+            lr=t.node_lr,
+            seed=t.seed,
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
+    if run_dir is not None:
+        (run_dir / RESULT).write_text(json.dumps(result, indent=1) + "\n")
+    return {"node_val_auc": result["val_auc"], "node_test_auc": result["test_auc"]}

@@ -1,7 +1,7 @@
 """The training API in one place: ``Trainer``, ``evaluate_checkpoint``, ``fit_edgebank`` and the
 helpers the command line, the scripts and the predictors use. They live in ``dgl_tgnn.training``."""
 
-from dgl_tgnn.training.build import check_device, load_events
+from dgl_tgnn.training.build import check_device, check_task, load_events
 from dgl_tgnn.training.checkpoints import (
     BEST_KEYS,
     CheckpointError,
@@ -21,6 +21,7 @@ __all__ = [
     "Trainer",
     "TrainingDiverged",
     "check_device",
+    "check_task",
     "evaluate_checkpoint",
     "fit_edgebank",
     "load_best",

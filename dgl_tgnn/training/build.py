@@ -19,6 +19,7 @@ from dgl_tgnn.events import EventStream
 from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.neighbourhoods import Neighbourhoods
+from dgl_tgnn.node_classification import require_labels
 
 
 def check_device(name: str) -> torch.device:
@@ -93,6 +94,12 @@ def load_events(config: DataConfig) -> TemporalDataset:
 
 
 
+def check_task(config: RunConfig, dataset: TemporalDataset) -> None:
+    """A one-line ValueError when ``train.task`` is ``node`` and ``dataset`` has no event labels."""
+    if config.train.task == "node":
+        require_labels(dataset, " (--task link trains link prediction only)")
+
+
 @dataclass
 class RunData:
     """The events of a run, split as its config says, with their features on the run's device.
@@ -149,6 +156,7 @@ def build_data(config: RunConfig, dataset: TemporalDataset | None, device: torch
     """The ``RunData`` of ``config`` (``dataset``, when already loaded, else ``load_events``)."""
     c = config
     ds = dataset if dataset is not None else load_events(c.data)
+    check_task(c, ds)
     # TGB's protocol holds no node out (its split is at the 0.70 / 0.85 time quantiles).
     tgb = c.eval.protocol == "tgb"
     new_node_ratio = 0.0 if tgb else c.data.new_node_ratio

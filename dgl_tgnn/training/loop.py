@@ -30,6 +30,7 @@ from dgl_tgnn import run_dir as rd
 from dgl_tgnn.config import RunConfig, load_config, save_config
 from dgl_tgnn.data import TemporalDataset
 from dgl_tgnn.events import EventBatch
+from dgl_tgnn.node_classification import classify_trained
 from dgl_tgnn.training.build import (
     build_data,
     build_model,
@@ -379,6 +380,10 @@ class Trainer:
             self.model.restore_memory(val_end)
             result = self.evaluation.test(val_end)
         result["best_epoch"] = self.best_epoch
+        if self.config.train.task == "node":  # TGN's node classification on the frozen best model
+            data = self.data
+            args = (self.model, self.config, data.dataset, data.split, self.device, self.run_dir)
+            result.update(classify_trained(*args, self.progress))
         self.log(format_test(result))
         if self.run_dir is not None:
             with self._writing_run_dir():

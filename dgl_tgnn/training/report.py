@@ -42,6 +42,8 @@ def format_test(result: dict[str, float]) -> str:
         ("test_new_ap", "inductive AP"),
         ("test_new_auc", "inductive AUC"),
         ("edgebank_test_mrr", "EdgeBank MRR"),
+        ("node_val_auc", "node val AUC"),
+        ("node_test_auc", "node test AUC"),
     ]
     shown = " | ".join(f"{label} {result[key]:.4f}" for key, label in names if key in result)
     if "best_epoch" not in result:  # EdgeBank: nothing trained
