@@ -290,3 +290,16 @@ def test_one_epoch_from_the_cli_and_the_predictor_ranks_as_the_run_did(tmp_path)
     torch.testing.assert_close(
         top.scores, scores.sort(dim=1, descending=True).values[:, :5], rtol=1e-5, atol=1e-5
     )
+
+
+def test_the_tgb_config_keeps_the_paper_model():
+    from pathlib import Path
+
+    from dgl_tgnn.config import load_config
+
+    loaded = load_config(Path(__file__).resolve().parents[1] / "configs" / "tpnet-tgb.yaml").validate()
+    paper = default_config("tpnet")
+    assert loaded.model == paper.model and loaded.eval.protocol == "tgb"
+    m = paper.model
+    assert (m.fanouts, m.strategy, m.embed_dim, m.mixer_layers) == ([20], "recent", 172, 2)
+    assert (m.walk_length, m.walk_decay, m.walk_dim, paper.train.lr) == (3, 1e-6, 120, 1e-4)
