@@ -239,6 +239,25 @@ class ModelConfig:
         ),
     )
     window_ratio: float = 0.15  # edgebank "window": the window as a fraction of the training span
+    # tpnet: the time-decayed temporal walk matrices A_1..A_K kept as random projections of walk_dim
+    # features per node (the paper: K = 3, 10 * int(ln(2 E)) features, lambda 1e-6 per second on
+    # Wikipedia, Reddit, Enron; 1e-7 on UCI and LastFM), and the MLP-Mixer layers of its pair encoder.
+    walk_length: int = field(
+        default=3, metadata=option("--walk-length", "tpnet: longest temporal walk K (default 3).")
+    )
+    walk_decay: float = field(
+        default=1e-6,
+        metadata=option(
+            "--walk-decay", "tpnet: time decay lambda of the walk matrices, per time unit (default 1e-6)."
+        ),
+    )
+    walk_dim: int = field(
+        default=128, metadata=option("--walk-dim", "tpnet: random features per node (default 128).")
+    )
+    mixer_layers: int = field(
+        default=2,
+        metadata=option("--mixer-layers", "tpnet: MLP-Mixer layers of the pair encoder (default 2)."),
+    )
 
 
 @dataclass
@@ -454,6 +473,19 @@ class RunConfig:
             )
         if not m.dot_head >= 0:
             raise ValueError(f"model.dot_head must be >= 0; got {m.dot_head}")
+        if m.walk_length < 1 or m.walk_dim < 1 or m.mixer_layers < 1 or not m.walk_decay >= 0:
+            raise ValueError(
+                "model.walk_length, walk_dim and mixer_layers must be >= 1 and walk_decay >= 0; got "
+                f"{m.walk_length}, {m.walk_dim}, {m.mixer_layers}, {m.walk_decay}"
+            )
+        if MODELS[m.name].pairs:
+            if e.protocol != "tgb":
+                raise ValueError(f"model {m.name} is ranked under TGB's protocol only; use --protocol tgb")
+            if n.kind == "topk" and n.similarity == "decoder":
+                raise ValueError(
+                    f"model {m.name} scores pairs itself (no decoder of embeddings): "
+                    "use --similarity dot or cosine with --neg topk"
+                )
         if not 0 < m.window_ratio <= 1:
             raise ValueError(f"model.window_ratio must be in (0, 1]; got {m.window_ratio}")
         if e.protocol == "tgb" and e.negatives == "none":

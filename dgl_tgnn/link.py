@@ -13,17 +13,33 @@ from dgl_tgnn.config import ModelConfig
 from dgl_tgnn.devices import to_device
 from dgl_tgnn.events import EventBatch
 from dgl_tgnn.models import ModelSpec
-from dgl_tgnn.nn import DotDecoder, DotHead, Memory, MemoryState, MLPDecoder, PairScorer
+from dgl_tgnn.nn import DotDecoder, DotHead, MemoryState, MLPDecoder, PairScorer
 from dgl_tgnn.nn.blocks import HopBlock
 from dgl_tgnn.pair_features import NUM_PAIR_FEATURES
 from dgl_tgnn.registry import MODELS
 
 
-class StatefulEncoder(Protocol):
-    """An encoder that carries state from batch to batch (TGN's memory): the training loop and the
-    evaluation reset, back up and restore it, and feed it each batch's events after the batch."""
+class EncoderMemory(Protocol):
+    """What the training step and ``ModelPredictor`` use of a stateful encoder's ``memory`` (TGN's
+    ``nn.Memory``, TPNet's ``nn.tpnet.WalkMatrices``): the last batch given to ``update`` is pending
+    (read by the forward passes, not yet committed) until the next ``update``."""
 
-    memory: Memory
+    def sharing_update(self) -> contextlib.AbstractContextManager[None]:
+        """A scope whose forward passes share the pending update's computation."""
+
+    def discard_pending(self) -> None:
+        """Drops the pending batch without committing it."""
+
+    def grow(self, num_nodes: int) -> None:
+        """Rows for new nodes ``num_nodes..`` (which start empty)."""
+
+
+class StatefulEncoder(Protocol):
+    """An encoder that carries state from batch to batch (TGN's memory, TPNet's walk matrices): the
+    training loop and the evaluation reset, back up and restore it, and feed it each batch's events
+    after the batch (``update``: the batch becomes pending, see ``EncoderMemory``)."""
+
+    memory: EncoderMemory
 
     def update(
         self,
@@ -42,9 +58,29 @@ class StatefulEncoder(Protocol):
     def restore_memory(self, state: MemoryState) -> None: ...
 
 
+class PairEncoder(Protocol):
+    """An encoder that scores (source, candidate) pairs itself (``ModelSpec.pairs``: TPNet, DyGFormer):
+    the logit of a pair reads both endpoints' recent neighbours (one hop block each) and the encoder's
+    state, so it is not a decoder of two node embeddings."""
+
+    def pair_logits(
+        self,
+        src_block: HopBlock,
+        cand_block: HopBlock,
+        index: torch.Tensor,
+        time: torch.Tensor,
+        node_feat: torch.Tensor,
+        edge_feat: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[B, C]`` logits of ``src_block``'s ``B`` roots with rows ``index [B, C]`` of
+        ``cand_block``'s roots, from neighbours and state strictly before ``time`` (0-dim float64,
+        the call's reference time; ``node_feat [N, node_dim]``, ``edge_feat [E, edge_dim]``)."""
+
+
 class LinkModel(nn.Module):
     """An encoder (the ``ModelSpec.encoder`` of ``config.name``) that embeds (node, time) roots, and
-    a decoder that scores pairs.
+    a decoder that scores pairs; or, for a model that scores pairs itself (``scores_pairs``), its
+    encoder's ``pair_logits`` and no decoder.
 
     With ``config.node_embedding > 0`` every node also has a learnable identity vector of that
     width, appended to its features; with ``config.pair_history > 0`` a :class:`PairScorer` adds a
@@ -73,7 +109,10 @@ class LinkModel(nn.Module):
         # Declared by the model, not probed: a protocol's isinstance on Python >= 3.12 reads attributes
         # statically and misses a module's submodules (TGN's memory).
         self.has_memory: bool = spec.stateful
-        self.decoder: nn.Module = MLPDecoder(c.embed_dim) if c.decoder == "mlp" else DotDecoder()
+        self.scores_pairs: bool = spec.pairs
+        self.decoder: nn.Module | None = None
+        if not spec.pairs:
+            self.decoder = MLPDecoder(c.embed_dim) if c.decoder == "mlp" else DotDecoder()
         self.dot_head: DotHead | None = None
         if c.dot_head > 0:
             with torch.random.fork_rng(devices=[]):  # the other draws come as without the head
@@ -89,9 +128,29 @@ class LinkModel(nn.Module):
         self, blocks: list[HopBlock], node_feat: torch.Tensor, edge_feat: torch.Tensor
     ) -> torch.Tensor:
         """``[R0, embed_dim]`` embeddings of ``blocks[0]``'s roots."""
+        return self.encoder(blocks, self._node_features(node_feat), edge_feat)
+
+    def _node_features(self, node_feat: torch.Tensor) -> torch.Tensor:
+        """``node_feat [N, node_dim]`` with the identity vectors appended (with ``node_embedding``)."""
         if self.node_embedding is not None:
             node_feat = torch.cat([node_feat, self.node_embedding.weight], dim=1)
-        return self.encoder(blocks, node_feat, edge_feat)
+        return node_feat
+
+    def pair_logits(
+        self,
+        src_block: HopBlock,
+        cand_block: HopBlock,
+        index: torch.Tensor,
+        time: torch.Tensor,
+        node_feat: torch.Tensor,
+        edge_feat: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[B, C]`` logits of a model that scores pairs (``PairEncoder.pair_logits``)."""
+        assert self.scores_pairs
+        encoder = cast(PairEncoder, self.encoder)
+        return encoder.pair_logits(
+            src_block, cand_block, index, time, self._node_features(node_feat), edge_feat
+        )
 
     def sharing_memory_update(self) -> contextlib.AbstractContextManager[None]:
         """A scope whose forward passes share the memory update (``Memory.sharing_update``); an
@@ -139,11 +198,14 @@ class LinkModel(nn.Module):
             self.stateful_encoder.update(src, dst, t, eids, edge_feat)
 
     def score(self, z_src: torch.Tensor, z_dst: torch.Tensor) -> torch.Tensor:
-        """Link logits of ``z_src [..., d]`` with ``z_dst [..., d]`` (leading dims broadcast)."""
+        """Link logits of ``z_src [..., d]`` with ``z_dst [..., d]`` (leading dims broadcast; not for
+        a model that scores pairs)."""
+        assert self.decoder is not None
         return self.decoder(z_src, z_dst)
 
     def score_table(self, z_src: torch.Tensor, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """``[B, C]`` logits of ``z_src [B, d]`` with rows ``index [B, C]`` of ``table [U, d]``."""
+        assert self.decoder is not None
         return self.decoder.score_table(z_src, table, index)
 
     def pair_score(self, features: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""``LinkPredictor`` of a trained model (TGAT, TGN): a graph of the observed events, TGN's memory
-carried through them, and scores from the model's embeddings, decoder and pair features."""
+"""``LinkPredictor`` of a trained model (TGAT, TGN, TPNet): a graph of the observed events, the
+model's state (TGN's memory, TPNet's walk matrices) carried through them, and scores from the model's
+embeddings, decoder and pair features, or from its own pair scores (``LinkModel.scores_pairs``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dgl_tgnn.data import TemporalDataset
 from dgl_tgnn.devices import dedup_hops, features_on
 from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.link import LinkModel
-from dgl_tgnn.neighbourhoods import Neighbourhoods
+from dgl_tgnn.neighbourhoods import Neighbourhoods, PairLogits
 from dgl_tgnn.node_ids import NodeIds
 from dgl_tgnn.pair_features import NUM_PAIR_FEATURES, PairFeatures
 from dgl_tgnn.predictor import LinkPredictor, exclusion_matrix
@@ -254,9 +255,21 @@ class ModelPredictor(LinkPredictor):
 
     def _score(self, src: torch.Tensor, t: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         t_ref = t.min()
-        table, z_src, rows = self._embed_with(src, candidates.reshape(-1), t_ref)
-        logits = self.model.score_table(z_src, table, rows.reshape(candidates.shape))
+        if self.model.scores_pairs:
+            logits = self._model_pair_logits(src, t_ref, candidates)
+        else:
+            table, z_src, rows = self._embed_with(src, candidates.reshape(-1), t_ref)
+            logits = self.model.score_table(z_src, table, rows.reshape(candidates.shape))
         return self._plus_pair_logits(logits, src, t, t_ref, candidates)
+
+    def _model_pair_logits(
+        self, src: torch.Tensor, t_ref: torch.Tensor, candidates: torch.Tensor
+    ) -> torch.Tensor:
+        """``[B, C]`` logits of a model that scores pairs itself: sources and candidates ``[B, C]`` at
+        ``t_ref`` (its state brought up to it)."""
+        self._memory_through(float(t_ref))
+        pairs = PairLogits(self.model, self.neighbourhoods, self.node_feat, self.edge_feat)
+        return pairs(src, t_ref.expand(src.shape[0]).contiguous(), t_ref, candidates)
 
     def _embed_with(
         self, src: torch.Tensor, candidates: torch.Tensor, t_ref: torch.Tensor
@@ -292,6 +305,14 @@ class ModelPredictor(LinkPredictor):
         t = t - self.origin
         size = src.shape[0]
         t_ref = t.min()
+        if self.model.scores_pairs:  # (the pair encoder bounds its own memory, chunk by chunk)
+            chunk = max(16, self.score_budget // size)
+            with self._evaluating():
+                for lo in range(0, pool.shape[0], chunk):
+                    candidates = pool[lo : lo + chunk].expand(size, -1)
+                    logits = self._model_pair_logits(src, t_ref, candidates)
+                    yield lo, self._plus_pair_logits(logits, src, t, t_ref, candidates).float().cpu()
+            return
         with self._evaluating():
             table, z_src, rows = self._embed_with(src, pool, t_ref)
             # floats per scored pair: the MLP decoder's hidden layer, the pair features, their history
@@ -324,6 +345,11 @@ class ModelPredictor(LinkPredictor):
         the partners of its last ``pair_history`` events (whose pair features the dot product cannot
         see), then ``score``'s values of those."""
         head = self.model.dot_head
+        if self.model.scores_pairs:
+            raise ValueError(
+                f"recommend: model {self.config.model.name} scores pairs itself (no embeddings to "
+                "shortlist by); recommend without a shortlist"
+            )
         if self.config.model.decoder != "dot" and head is None:
             raise ValueError(
                 "recommend: a shortlist needs a dot-product decoder (--decoder dot) "

@@ -119,3 +119,27 @@ class Embedder:
     def at(self, nodes: torch.Tensor, time_s: float) -> torch.Tensor:
         """``[R, embed_dim]`` embeddings of ``nodes [R]``, all at ``time_s``."""
         return self(nodes, torch.full((nodes.shape[0],), time_s, dtype=torch.float64), time_s)
+
+
+@dataclass
+class PairLogits:
+    """Logits of (source, candidate) pairs from a ``model`` that scores pairs itself
+    (``LinkModel.scores_pairs``), over one-hop neighbourhoods from ``neighbourhoods``: the sources'
+    at their times, each distinct candidate's once, at the reference time."""
+
+    model: LinkModel
+    neighbourhoods: Neighbourhoods
+    node_feat: torch.Tensor
+    edge_feat: torch.Tensor
+
+    def __call__(
+        self, src: torch.Tensor, times: torch.Tensor, t_ref: float | torch.Tensor, candidates: torch.Tensor
+    ) -> torch.Tensor:
+        """``[B, C]`` logits of sources ``src [B]`` at ``times [B]`` float64 (``>= t_ref``) with
+        ``candidates [B, C]``, from the events and the model's state strictly before ``t_ref``."""
+        device = self.neighbourhoods.device
+        t_ref = torch.as_tensor(t_ref, dtype=torch.float64).to(device)
+        nodes, index = torch.unique(candidates.to(device), return_inverse=True)
+        (src_block,) = self.neighbourhoods(src, times, t_ref)
+        (cand_block,) = self.neighbourhoods(nodes, t_ref.expand(nodes.shape[0]).contiguous(), t_ref)
+        return self.model.pair_logits(src_block, cand_block, index, t_ref, self.node_feat, self.edge_feat)

@@ -29,11 +29,16 @@ class ModelSpec:
             carried between batches it is a :class:`~dgl_tgnn.link.StatefulEncoder`). None for a
             model without parameters (EdgeBank, fitted by ``train.fit_edgebank``).
         stateful: True when the encoder is a :class:`~dgl_tgnn.link.StatefulEncoder`.
+        pairs: True when the encoder scores (source, candidate) pairs itself (a
+            :class:`~dgl_tgnn.link.PairEncoder`: TPNet, DyGFormer) instead of a decoder scoring the
+            embeddings of single roots; its ``forward`` still gives node-level embeddings (what hard
+            negatives are drawn by). Such a model is ranked under TGB's protocol.
     """
 
     defaults: dict[str, dict[str, Any]]
     encoder: EncoderBuilder | None = None
     stateful: bool = False
+    pairs: bool = False
 
 
 for _module in pkgutil.iter_modules(__path__):

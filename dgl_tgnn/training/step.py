@@ -11,6 +11,11 @@ One training batch (events ``[i, i + B)`` of the training stream):
    those of a no-gradient pass before it (fewer kernel launches);
 3. decoder logits, loss, backward, optimizer step; the embeddings feed the ``topk`` table;
 4. TGN: the batch's events become the memory's pending messages.
+
+A model that scores pairs itself (``LinkModel.scores_pairs``: TPNet) takes one eager path on CPU and
+GPU alike (``_train_pair_batch``): its logits of each event's destination and negatives come from
+``PairLogits`` (neighbours and state before the batch under TGB's protocol), its node-level embeddings
+serve the hard negatives only, and the batch's events then update its state as TGN's memory is.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dgl_tgnn.events import EventBatch
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.losses import link_loss
 from dgl_tgnn.negatives import NegativeSampler, SamplerBuilder, SamplerInputs
-from dgl_tgnn.neighbourhoods import Embedder, Neighbourhoods
+from dgl_tgnn.neighbourhoods import Embedder, Neighbourhoods, PairLogits
 from dgl_tgnn.nn.memory import RawMessages
 from dgl_tgnn.pair_features import PairFeatures
 from dgl_tgnn.registry import NEGATIVES
@@ -69,6 +74,11 @@ class TrainingStep:
             PairFeatures(data.train_graph, c.model.pair_history, device) if c.model.pair_history else None
         )
         self.embedder = Embedder(model, neighbourhoods, data.node_feat, data.train_edge_feat)
+        self.pair_logits = (
+            PairLogits(model, neighbourhoods, data.node_feat, data.train_edge_feat)
+            if model.scores_pairs
+            else None
+        )
         inputs = SamplerInputs(
             data.train_candidates,
             data.streams["train"],
@@ -91,6 +101,7 @@ class TrainingStep:
             and self.device.type == "cuda"
             and neighbourhoods.replayable
             and not self.pair_features
+            and not model.scores_pairs
         ):
             self.graphed = GraphedStep(self._graph_step)
             draws = self.negatives.device_draws()
@@ -161,6 +172,8 @@ class TrainingStep:
     def __call__(self, batch: EventBatch) -> torch.Tensor:
         """Trains on ``batch`` (see the module docstring); returns its loss (0-dim, detached, on the
         device: read it without a synchronisation per batch)."""
+        if self.pair_logits is not None:
+            return self._train_pair_batch(batch)
         if self.device.type == "cuda":
             return self._train_batch_cuda(batch)
         size, n = len(batch), self.negatives.num_negatives
@@ -181,6 +194,35 @@ class TrainingStep:
         loss = self._optimize(z, size, n, self._pair_logits(batch.src, batch.t, batch.dst, neg))
         if self.negatives.observes:
             self.negatives.observe(torch.cat([batch.src, batch.dst, neg.flatten()]), z.detach())
+        self.model.observe(batch, self.edge_feat)
+        return loss.detach()
+
+    def _train_pair_batch(self, batch: EventBatch) -> torch.Tensor:
+        """The training step of a model that scores pairs itself (module docstring); its loss (0-dim,
+        detached, on the device)."""
+        assert self.pair_logits is not None
+        n = self.negatives.num_negatives
+        t0 = float(batch.t[0])
+        times = torch.full_like(batch.t, t0) if self.tgb else batch.t
+        queries = None
+        if self.negatives.wants_queries:  # node-level embeddings (TPNet: its walk projections)
+            with self._inference():
+                queries = self.embedder(batch.src, times, t0)
+        neg = self.negatives.sample(batch, queries)
+        candidates = torch.cat([batch.dst.to(neg.device)[:, None], neg], dim=1)  # [B, 1 + n]
+        logits = self.pair_logits(batch.src, times, t0, candidates)
+        pair = self._pair_logits(batch.src, batch.t, batch.dst, neg)
+        if pair is not None:
+            logits = logits + pair
+        loss = link_loss(self.config.train.loss, logits[:, 0], logits[:, 1:], self.config.train.temperature)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.negatives.observes:
+            roots = torch.cat([batch.src, batch.dst, neg.flatten().to(batch.src.device)])
+            with self._inference():
+                z = self.embedder(roots, torch.cat([times, times, times.repeat_interleave(n)]), t0)
+            self.negatives.observe(roots.to(z.device), z)
         self.model.observe(batch, self.edge_feat)
         return loss.detach()
 
