@@ -11,6 +11,10 @@ One training batch (events ``[i, i + B)`` of the training stream):
    those of a no-gradient pass before it (fewer kernel launches);
 3. decoder logits, loss, backward, optimizer step; the embeddings feed the ``topk`` table;
 4. TGN: the batch's events become the memory's pending messages.
+
+The neighbour sampler draws keyed by each root's (node, time) and one round per batch
+(``Neighbourhoods(keyed=True)``), so a batch's draws do not depend on how its roots are split into
+calls; ``parallel.ParallelStep`` splits a batch across processes and draws what this step draws.
 """
 
 from __future__ import annotations
@@ -86,12 +90,7 @@ class TrainingStep:
         self.graphed_refresh: GraphedStep | None = None
         self._pool_on_device: torch.Tensor | None = None  # the refresh graph's copy of the pool
         # (Pair features find each batch's distinct candidates: a synchronisation, so no graph.)
-        if (
-            cuda_graph
-            and self.device.type == "cuda"
-            and neighbourhoods.replayable
-            and not self.pair_features
-        ):
+        if cuda_graph and self.device.type == "cuda" and neighbourhoods.replayable and not self.pair_features:
             self.graphed = GraphedStep(self._graph_step)
             draws = self.negatives.device_draws()
             if draws is not None:
@@ -161,6 +160,7 @@ class TrainingStep:
     def __call__(self, batch: EventBatch) -> torch.Tensor:
         """Trains on ``batch`` (see the module docstring); returns its loss (0-dim, detached, on the
         device: read it without a synchronisation per batch)."""
+        self.neighbourhoods.next_round()
         if self.device.type == "cuda":
             return self._train_batch_cuda(batch)
         size, n = len(batch), self.negatives.num_negatives
@@ -195,9 +195,16 @@ class TrainingStep:
         return self.model.pair_score(self.pair_features(src, t, t[0], candidates))
 
     def _optimize(self, z: torch.Tensor, size: int, n: int, pair: torch.Tensor | None = None) -> torch.Tensor:
+        """``_loss``, backward pass and optimizer step; returns the loss (a 0-dim tensor)."""
+        loss = self._loss(z, size, n, pair)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+    def _loss(self, z: torch.Tensor, size: int, n: int, pair: torch.Tensor | None = None) -> torch.Tensor:
         """Loss of embeddings ``z`` ``[(2 + n) * size, d]`` (sources, destinations, then ``n``
-        negatives per event) plus pair logits ``pair [size, 1 + n]`` when given, backward pass and
-        optimizer step; returns the loss (a 0-dim tensor)."""
+        negatives per event) plus pair logits ``pair [size, 1 + n]`` when given (a 0-dim tensor)."""
         z_src, z_dst, z_neg = z[:size], z[size : 2 * size], z[2 * size :]
         pos_logits = self.model.score(z_src, z_dst)
         neg_logits = self.model.score(z_src[:, None, :], z_neg.reshape(size, n, -1))
@@ -210,9 +217,6 @@ class TrainingStep:
             pos, neg = head(z_src, z_dst), head(z_src[:, None, :], z_neg.reshape(size, n, -1))
             aux = link_loss(self.config.train.loss, pos, neg, self.config.train.temperature)
             loss = loss + self.config.model.dot_head * aux
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
         return loss
 
     def _train_batch_cuda(self, batch: EventBatch) -> torch.Tensor:
