@@ -64,8 +64,8 @@ class ShardedTopKNegatives(TopKNegatives):
         window, rows ``[lo, hi)``. A collective: every process calls it for its share."""
         if self.warming_up:
             return self.uniform(len(window), self.num_negatives)[lo:hi]
-        assert queries is not None and self.table is not None
         self.begin_batch(window)
+        assert queries is not None and self.table is not None
         device = self.table.device
         exclude = self.rows(window.dst[lo:hi].to(device))[:, None]
         cosine = self.similarity == "cosine"
