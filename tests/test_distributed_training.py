@@ -246,3 +246,24 @@ def test_killed_process_stops_the_other_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, err
     assert "process 0 of 2: a collective failed, another process of the run died" in lines[0]
     assert "Traceback" not in err
+
+
+def test_keyed_draws_do_not_depend_on_how_roots_are_split() -> None:
+    """Keyed uniform draws: each root's neighbours are the same whichever roots share its call, in
+    whatever order (what lets a process embed its share of a window); unkeyed ones are not."""
+    from dgl_tgnn.graph import TemporalGraph
+    from dgl_tgnn.sampling import TemporalSampler
+
+    g = torch.Generator().manual_seed(0)
+    src, dst = torch.randint(0, 30, (400,), generator=g), torch.randint(0, 30, (400,), generator=g)
+    graph = TemporalGraph(src, dst, torch.arange(400, dtype=torch.float64), num_nodes=30)
+    nodes, times = torch.randint(0, 30, (40,), generator=g), torch.full((40,), 399.0, dtype=torch.float64)
+    for keyed in (True, False):
+        sampler = TemporalSampler(graph, fanouts=[4, 3], strategy="uniform", seed=5, keyed=keyed)
+        whole = sampler.sample(nodes, times)
+        sampler.calls = 0
+        back = sampler.sample(nodes[20:], times[20:])
+        front = sampler.sample(nodes[:20], times[:20])
+        for hop, (a, b, c) in enumerate(zip(whole, front, back, strict=True)):
+            split = torch.cat([b.nbr_eids, c.nbr_eids])
+            assert torch.equal(a.nbr_eids, split) == keyed, (keyed, hop)
