@@ -59,12 +59,12 @@ TORCH_LIBRARY(dgl_tgnn, m) {
   // Multi-hop sampling on the CPU: per hop nbr_nodes, nbr_eids, nbr_times, mask [R_h, k_h], flattened.
   // strategy: 0 recent, 1 uniform, 2 labor.
   m.def("sample_cpu(__torch__.torch.classes.dgl_tgnn.TCSR tcsr, Tensor nodes, Tensor times, int[] fanouts, "
-        "int strategy, bool replace, int seed, int call, int num_threads, int first_hop=0) -> Tensor[]");
+        "int strategy, bool replace, int seed, int call, int num_threads, int first_hop=0, bool keyed=False) -> Tensor[]");
   // The same on a GPU from a packed T-CSR there; the call number is read on the device. One more
   // output, last: the error flag, int32 [1] with check (1 / 2 ORed in for a bad root id / NaN time),
   // else int32 [0]. No argument is mutated (torch.compile and CUDA graphs take the op as it is).
   m.def("sample_cuda(Tensor indptr, Tensor nbr, Tensor eid, Tensor ts, Tensor nodes, Tensor times, int[] fanouts, "
-        "int strategy, bool replace, int seed, Tensor call, int first_hop=0, bool check=False) -> Tensor[]");
+        "int strategy, bool replace, int seed, Tensor call, int first_hop=0, bool check=False, bool keyed=False) -> Tensor[]");
   // Distinct valid (node, time) roots in order of first occurrence: (nodes [U], times [U], inverse [R]).
   m.def("dedup_roots(Tensor nodes, Tensor times) -> (Tensor, Tensor, Tensor)");
 

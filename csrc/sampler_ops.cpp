@@ -124,10 +124,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> tcsr_pack(const c10::
 // (flattened, -1 padding included). Hop i of call c draws from rng::hop_key(seed, c, first_hop + i)
 // (first_hop > 0 continues a chain hop by hop, e.g. after deduplicating the roots); labor draws from
 // rng::call_key(seed, c) in every hop. The seed is the uint64 seed's two's complement (the schema's
-// int is int64).
+// int is int64). keyed: uniform draws keyed by each root's (node, time), not its position
+// (rng::content_key), in every hop.
 std::vector<at::Tensor> sample_cpu(const c10::intrusive_ptr<TCSRHolder>& tcsr, const at::Tensor& nodes,
                                    const at::Tensor& times, at::IntArrayRef fanouts, int64_t strategy, bool replace,
-                                   int64_t seed, int64_t call, int64_t num_threads, int64_t first_hop) {
+                                   int64_t seed, int64_t call, int64_t num_threads, int64_t first_hop,
+                                   bool keyed) {
   const TCSR& g = tcsr->graph;
   check_sampling_args(nodes, times, fanouts, strategy, num_threads);
   TORCH_CHECK_VALUE(nodes.is_cpu(), "nodes: expected a CPU tensor for the CPU sampler, got ",
@@ -150,7 +152,8 @@ std::vector<at::Tensor> sample_cpu(const c10::intrusive_ptr<TCSRHolder>& tcsr, c
     tgnn::sample_hop(g, roots.data_ptr<int64_t>(), root_times.data_ptr<double>(), r, k, strat, replace, key,
                      static_cast<int>(num_threads),
                      {nbr_nodes.data_ptr<int64_t>(), nbr_eids.data_ptr<int64_t>(), nbr_times.data_ptr<double>(),
-                      mask.data_ptr<bool>()});
+                      mask.data_ptr<bool>()},
+                     keyed);
     roots = nbr_nodes.view({-1});
     root_times = nbr_times.view({-1});
     out.insert(out.end(), {nbr_nodes, nbr_eids, nbr_times, mask});

@@ -216,8 +216,13 @@ _FILE_FLAGS = ("format", "src_col", "dst_col", "time_col", "feature_cols", "deli
               "give no other option).")
 @_with_setting_options
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per epoch.")
+@click.option("--nproc", type=click.IntRange(min=1), default=None,
+              help="Train on this many processes of this machine (data parallel: each step takes "
+              "nproc x batch-size events; one GPU each with --device cuda, else gloo on the CPU). "
+              "The same as `torchrun --nproc-per-node N -m dgl_tgnn train ...`.")
 @_one_line_errors
-def train(config_path: str | None, resume: str | None, progress: bool, **flags: object) -> None:
+def train(config_path: str | None, resume: str | None, progress: bool, nproc: int | None,
+          **flags: object) -> None:
     """Train a model (TGAT, TGN, GraphMixer, ...) on a dataset and report test AP, AUC, MRR and Recall@k.
 
     Says what data was loaded, then writes runs/<time>-<dataset>-<model>-<neg>/ with config.yaml (the
@@ -226,6 +231,44 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
     With --task node, also the node classification's AUCs (node_classification.json). Ctrl-C saves a
     checkpoint; --resume continues it.
     """
+    from pathlib import Path
+
+    from dgl_tgnn import run_dir as rd
+    from dgl_tgnn.config import load_config
+    from dgl_tgnn.distributed import group, launch
+    from dgl_tgnn.train import check_device
+
+    if nproc is not None and group.launched():
+        raise click.UsageError("--nproc: this process is already one of several (torchrun); drop --nproc")
+    if nproc is not None and nproc > 1:
+        argv = launch.without_nproc(sys.argv[1:])
+        sys.exit(launch.spawn(nproc, argv, echo=lambda line: click.echo(line, err=True)))
+    parallel = None
+    if group.launched():
+        device = load_config(Path(resume) / rd.CONFIG).train.device if resume else None
+        if device is None:
+            device = load_config(config_path, flags["model"]).train.device  # type: ignore[arg-type]
+            device = flags["device"] or device
+        parallel = group.join(check_device(str(device)))
+    main_process = parallel is None or parallel.main
+    echo = click.echo if main_process else (lambda s: None)
+    progress = progress and main_process
+    try:
+        _train(config_path, resume, progress, flags, parallel, echo)
+    except RuntimeError as error:
+        if parallel is None:
+            raise
+        raise ValueError(
+            f"process {parallel.rank} of {parallel.world}: a collective failed, another process of the "
+            f"run died or stopped answering ({_one_line(error)[:200]})"
+        ) from None
+    finally:
+        group.leave()
+
+
+def _train(config_path: str | None, resume: str | None, progress: bool, flags: dict[str, object],
+           parallel: Any, echo: Callable[[str], None]) -> None:
+    """``train`` in this process (one of ``parallel``'s, or alone)."""
     import dataclasses
 
     from dgl_tgnn import run_dir as rd
@@ -233,11 +276,12 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
     from dgl_tgnn.data import data_record, describe, run_name
     from dgl_tgnn.train import Trainer, check_device, check_task, fit_edgebank, load_events
 
+    main_process = parallel is None or parallel.main
     if resume is not None:
         given = sorted(name for name, value in flags.items() if value is not None)
         if given or config_path:
             raise click.UsageError("--resume continues a run with its saved config: give no other option")
-        trainer = Trainer.resume(resume, progress=progress, log=click.echo)
+        trainer = Trainer.resume(resume, progress=progress, log=echo, parallel=parallel)
     else:
         if flags["data"] is not None and flags["dataset"] is not None:
             raise click.UsageError("give --dataset or --data, not both")
@@ -255,15 +299,20 @@ def train(config_path: str | None, resume: str | None, progress: bool, **flags: 
         check_device(config.train.device)
         ds = load_events(config.data)  # before the run directory: a failed load leaves none behind
         check_task(config, ds)
-        click.echo(describe(ds))
+        echo(describe(ds))
         config.data = dataclasses.replace(config.data, **data_record(ds))  # what was read, guesses resolved
-        run = rd.create_run_dir(config.train.runs_dir, run_name(ds), config.model.name, config.negatives.kind)
-        click.echo(f"run directory: {run}")
-        rd.save_node_ids(run, ds.node_ids)
+        if config.model.name == "edgebank" and parallel is not None:
+            raise ValueError("--model edgebank has nothing to train on several processes; drop --nproc")
+        run = None
+        if main_process:
+            name, model, kind = run_name(ds), config.model.name, config.negatives.kind
+            run = rd.create_run_dir(config.train.runs_dir, name, model, kind)
+            echo(f"run directory: {run}")
+            rd.save_node_ids(run, ds.node_ids)
         if config.model.name == "edgebank":
-            fit_edgebank(config, run, dataset=ds, log=click.echo)
+            fit_edgebank(config, run, dataset=ds, log=echo)
             return
-        trainer = Trainer(config, run, dataset=ds, progress=progress, log=click.echo)
+        trainer = Trainer(config, run, dataset=ds, progress=progress, log=echo, parallel=parallel)
     if trainer.fit() is None:  # interrupted (Ctrl-C: 130, SIGTERM: 143) after saving a checkpoint
         sys.exit(128 + trainer.interrupted_by)
 

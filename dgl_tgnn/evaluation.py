@@ -9,6 +9,10 @@
 
 A model with memory (TGN) is updated with each batch's positive events after scoring it, so the
 memory flows through the evaluated stream; callers back it up and restore it as TGN does.
+
+Neighbours are drawn keyed by root and batch (``Neighbourhoods(keyed=True)``), and a subclass may
+score a share of each batch and gather the scores (``share``, ``gather``, ``candidate_table``: the
+evaluation split across processes, ``training.parallel.ParallelEvaluator``) with the same metrics.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class Evaluator:
             self.visible_batch,
             self.device,
             dedup=self.dedup,
+            keyed=True,
         )
         return Embedder(self.model, nbrs, self.node_feat, self.edge_feat)
 
@@ -104,17 +109,22 @@ class Evaluator:
         aps, aucs, ranks = [], [], []
         try:
             for batch in stream.batches(self.batch_size):
-                size = len(batch)
-                neg = uniform.sample(batch)[:, 0]
+                embed.neighbourhoods.next_round()
+                embed_table.neighbourhoods.next_round()
+                lo, hi = self.share(len(batch))
+                size = hi - lo
+                neg = uniform.sample(batch)[lo:hi, 0]
+                src, dst, t = batch.src[lo:hi], batch.dst[lo:hi], batch.t[lo:hi]
                 t0 = float(batch.t[0])
-                z = embed(torch.cat([batch.src, batch.dst, neg]), batch.t.repeat(3), t0)
+                z = embed(torch.cat([src, dst, neg]), t.repeat(3), t0)
                 z_src, z_dst, z_neg = z[:size], z[size : 2 * size], z[2 * size :]
-                pos_score = self.model.score(z_src, z_dst)
-                neg_score = self.model.score(z_src, z_neg)
+                pos_score = self.gather(self.model.score(z_src, z_dst))
+                neg_score = self.gather(self.model.score(z_src, z_neg))
                 aps.append(average_precision(pos_score, neg_score))
                 aucs.append(roc_auc(pos_score, neg_score))
                 if ranking:
-                    ranks.append(self._ranks(embed_table, z_src, batch.dst, t0, rank_generator))
+                    draws = len(batch), lo
+                    ranks.append(self.gather(self._ranks(embed_table, z_src, dst, t0, rank_generator, draws)))
                 self.model.observe(batch, self.edge_feat)
         finally:
             self.model.train(was_training)
@@ -127,6 +137,18 @@ class Evaluator:
                 result[f"recall@{k}"] = recall_at(all_ranks, k)
         return result
 
+    def share(self, size: int) -> tuple[int, int]:
+        """The events ``[lo, hi)`` of a batch of ``size`` that this evaluator scores: all of them."""
+        return 0, size
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """The rows ``x`` ``[hi - lo, ...]`` of every share of the batch, in order: here ``x``."""
+        return x
+
+    def candidate_table(self, embed: Embedder, t0: float) -> torch.Tensor:
+        """``[N_c, d]`` embeddings of every candidate at ``t0``."""
+        return embed.at(self.candidates, t0)
+
     def _ranks(
         self,
         embed: Embedder,
@@ -134,14 +156,17 @@ class Evaluator:
         dst: torch.Tensor,
         t0: float,
         generator: torch.Generator,
+        draws: tuple[int, int],
     ) -> torch.Tensor:
-        """``[B]`` TGB ranks of the true destinations among the batch's negatives."""
+        """``[B]`` TGB ranks of the true destinations ``dst`` ``[B]`` among the batch's negatives.
+        ``draws``: the batch's size and ``dst``'s first row in it (the sampled negatives are drawn
+        for the whole batch, and these rows kept)."""
         size = dst.shape[0]
         if self.negatives == "all":
             pos_rows = self._row_of[dst.clamp(max=self._row_of.numel() - 1)]
             if (pos_rows < 0).any():
                 raise ValueError("a destination lies outside the candidate pool")
-            table = embed.at(self.candidates, t0)
+            table = self.candidate_table(embed, t0)
             pos = self.model.score(z_src, table[pos_rows.to(table.device)])
             # Every candidate is scored against every source, ``chunk`` candidates at a time.
             chunk = 1024
@@ -154,8 +179,9 @@ class Evaluator:
             )
             neg_mask = torch.arange(table.shape[0])[None, :] != pos_rows[:, None]
         else:
-            draws = torch.randint(self.candidates.numel(), (size, int(self.negatives)), generator=generator)
-            sampled = self.candidates[draws]
+            batch, lo = draws
+            drawn = torch.randint(self.candidates.numel(), (batch, int(self.negatives)), generator=generator)
+            sampled = self.candidates[drawn[lo : lo + size]]
             nodes, inverse = torch.unique(torch.cat([dst, sampled.flatten()]), return_inverse=True)
             table = embed.at(nodes, t0)
             rows = inverse.to(table.device)

@@ -35,6 +35,10 @@ class Neighbourhoods:
         visible_batch: see above.
         device: where the blocks are returned.
         dedup: deduplicate the roots of deeper hops (``TemporalSampler(dedup=True)``).
+        keyed: uniform draws keyed by each root's (node, time) and by the round, which ``next_round``
+            advances once per batch (``TemporalSampler(keyed=True)``), not by the root's position
+            and the call: the draws of a batch's roots do not depend on how the batch is split into
+            calls, chunks or processes.
     """
 
     def __init__(
@@ -48,9 +52,16 @@ class Neighbourhoods:
         device: torch.device,
         *,
         dedup: bool = False,
+        keyed: bool = False,
     ) -> None:
         self.sampler = TemporalSampler(
-            graph, fanouts=fanouts, strategy=strategy, seed=seed, num_threads=threads, dedup=dedup
+            graph,
+            fanouts=fanouts,
+            strategy=strategy,
+            seed=seed,
+            num_threads=threads,
+            dedup=dedup,
+            keyed=keyed,
         )
         self.visible_batch = visible_batch
         self.device = device
@@ -77,6 +88,11 @@ class Neighbourhoods:
         self.seconds += time.perf_counter() - began
         return blocks
 
+    def next_round(self) -> None:
+        """Keyed: the next batch's round (its draws); without keys each call draws anew anyway."""
+        if self.sampler.keyed:
+            self.sampler.calls += 1
+
     @property
     def replayable(self) -> bool:
         """True when a captured call may be replayed for other roots: nothing synchronises (no
@@ -88,7 +104,8 @@ class Neighbourhoods:
         self.sampler.count_replayed(calls)
 
     def state_dict(self) -> dict[str, int]:
-        """The sampler's call counter: its draws are a function of (seed, call number)."""
+        """The sampler's call counter (keyed: its round): its draws are a function of (seed, call
+        number)."""
         return {"calls": self.sampler.calls}
 
     def load_state_dict(self, state: dict[str, int]) -> None:

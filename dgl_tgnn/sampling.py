@@ -117,6 +117,11 @@ class TemporalSampler:
     so a CUDA graph that captured calls draws anew at each replay (:meth:`count_replayed` then
     tells the host count).
 
+    With ``keyed=True`` a uniform root's draws are keyed by its (node, time) instead of its position
+    among the call's roots (``(seed, round, hop, node, time, draw)``), and a call does not advance the
+    call number: the owner sets ``calls`` (the round) itself. Roots draw alike whichever roots share
+    their call, so a window of events split across processes draws what one process draws for it.
+
     Args:
         graph: the events to sample from.
         fanouts: ``k`` per hop, each ``>= 1`` (``<= 256`` on CUDA).
@@ -125,6 +130,7 @@ class TemporalSampler:
         seed: int in ``[0, 2**64)``.
         num_threads: CPU threads (csrc/core/parallel.h); None: OMP_NUM_THREADS if set, else all cores.
         dedup: deduplicate the roots of every hop after the first (see above).
+        keyed: uniform draws keyed by each root's (node, time), and rounds set by the owner (above).
     """
 
     STRATEGIES = ("recent", "uniform", "labor")
@@ -138,6 +144,7 @@ class TemporalSampler:
         seed: int = 0,
         num_threads: int | None = None,
         dedup: bool = False,
+        keyed: bool = False,
     ) -> None:
         if not isinstance(graph, TemporalGraph):
             raise ValueError(f"graph: expected a TemporalGraph, got {type(graph).__name__}")
@@ -169,6 +176,7 @@ class TemporalSampler:
         self.seed = int(seed)
         self.num_threads = num_threads
         self.dedup = dedup
+        self.keyed = bool(keyed)
         self._calls = 0
         # The call number on each GPU sampled on, as the kernels read it (equal to _calls).
         self._call_counters: dict[torch.device, torch.Tensor] = {}
@@ -188,8 +196,10 @@ class TemporalSampler:
 
     def count_replayed(self, calls: int) -> None:
         """Count ``calls`` calls that a replayed CUDA graph made on the GPU: the device counter
-        moved on in the graph; this moves the host count (``calls``) with it."""
-        self._calls += calls
+        moved on in the graph; this moves the host count (``calls``) with it (keyed: calls do not
+        move it)."""
+        if not self.keyed:
+            self._calls += calls
 
     def __getstate__(self) -> dict:
         """Pickles without the GPU counters (remade from ``calls`` where sampled next)."""
@@ -222,6 +232,8 @@ class TemporalSampler:
         self._check_size(nodes.shape[0], nodes.device)
         call = self._calls
         counter = self._call_counter(nodes.device) if nodes.is_cuda else None  # holds call
+        if self.keyed:  # the owner sets the round
+            return self._sample_blocks(nodes, times, call, check)
         self._calls += 1
         try:
             return self._sample_blocks(nodes, times, call, check)
@@ -306,6 +318,7 @@ class TemporalSampler:
             call,
             self.num_threads or 0,
             first_hop,
+            self.keyed,
         )
 
     def _sample_cuda(
@@ -329,6 +342,7 @@ class TemporalSampler:
             self._call_counters[nodes.device],
             first_hop,
             check,
+            self.keyed,
         )
         if check and int(error.item()) != 0:
             num_nodes = self.graph.num_nodes

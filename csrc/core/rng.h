@@ -104,6 +104,20 @@ TGNN_HD int feistel_bits(int64_t d) {
 // as in splitmix64's streams.
 TGNN_HD uint64_t root_key(uint64_t hop_key, uint64_t root) { return hop_key + root * (kGamma << 32); }
 
+// Key of one root of a hop by its content (node, time) instead of its position (a keyed call): every
+// root of that node at that time draws alike, in whichever call, batch or process it comes. -0.0 and
+// 0.0 are one time (as in dedup_roots).
+TGNN_HD uint64_t content_key(uint64_t hop_key, int64_t node, double time) {
+  uint64_t bits = 0;
+  const double t = time == 0.0 ? 0.0 : time;
+#ifdef __CUDA_ARCH__
+  bits = static_cast<uint64_t>(__double_as_longlong(t));
+#else
+  __builtin_memcpy(&bits, &t, sizeof(bits));
+#endif
+  return mix64(hop_key ^ mix64(static_cast<uint64_t>(node) * kGamma + mix64(bits)));
+}
+
 // The draw-th 64-bit random word of a root.
 TGNN_HD uint64_t word(uint64_t root_key, uint64_t draw) { return mix64(root_key + (draw + 1) * kGamma); }
 

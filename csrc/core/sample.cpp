@@ -139,7 +139,7 @@ int64_t choose_labor(int64_t n, int64_t d, int64_t k, const int64_t* eids, uint6
 }
 
 void sample_hop(const TCSR& g, const int64_t* nodes, const double* times, int64_t num_roots, int64_t fanout,
-                Strategy strategy, bool replace, uint64_t hop_key, int num_threads, HopOutput out) {
+                Strategy strategy, bool replace, uint64_t hop_key, int num_threads, HopOutput out, bool keyed) {
   const int threads = num_threads > 0 ? num_threads : default_threads();
   const int64_t grain = std::clamp<int64_t>(num_roots / (8 * threads), 32, 1024);
   const uint64_t num_nodes = static_cast<uint64_t>(g.num_nodes());
@@ -161,7 +161,9 @@ void sample_hop(const TCSR& g, const int64_t* nodes, const double* times, int64_
       if (strategy == Strategy::kLabor) {
         count = choose_labor(n, d, fanout, eid + first, hop_key, v, offsets);
       } else {
-        const uint64_t key = strategy == Strategy::kUniform ? rng::root_key(hop_key, i) : 0;
+        uint64_t key = 0;
+        if (strategy == Strategy::kUniform)
+          key = keyed ? rng::content_key(hop_key, v, times[i]) : rng::root_key(hop_key, static_cast<uint64_t>(i));
         count = choose(n, fanout, strategy, replace, key, offsets);
       }
       for (int64_t s = 0; s < count; ++s) {

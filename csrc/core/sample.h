@@ -49,7 +49,10 @@ struct HopOutput {
 // rng::root_key(hop_key, i), so the result does not depend on num_threads (<= 0: default_threads()).
 // A root outside [0, num_nodes) (e.g. -1 padding) gets an empty row. NaN times get empty rows.
 // labor: key is instead rng::call_key(seed, call), the same for every hop of the call.
+// keyed: uniform root i uses rng::content_key(hop_key, nodes[i], times[i]) instead: draws that do not
+// depend on the root's position among the call's roots.
 void sample_hop(const TCSR& g, const int64_t* nodes, const double* times, int64_t num_roots, int64_t fanout,
-                Strategy strategy, bool replace, uint64_t hop_key, int num_threads, HopOutput out);
+                Strategy strategy, bool replace, uint64_t hop_key, int num_threads, HopOutput out,
+                bool keyed = false);
 
 }  // namespace tgnn

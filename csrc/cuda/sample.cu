@@ -174,7 +174,7 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
                       const int64_t* __restrict__ eid, const double* __restrict__ ts, int64_t num_nodes,
                       const int64_t* __restrict__ roots, const double* __restrict__ times, int64_t num_roots,
                       int k, int strategy, bool replace, uint64_t seed, const int64_t* __restrict__ call,
-                      uint64_t hop, int* error,
+                      uint64_t hop, int* error, bool keyed,
                       int64_t* __restrict__ out_nodes, int64_t* __restrict__ out_eids,
                       double* __restrict__ out_times, bool* __restrict__ out_mask) {
   const int lane = threadIdx.x % kWarp;
@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
         rank_decreasing<int64_t, C>(offset, k, lane, slot);
       }
     } else {
-      const uint64_t key = rng::root_key(hop_key, i);
+      const uint64_t key = keyed ? rng::content_key(hop_key, v, t) : rng::root_key(hop_key, i);
 #pragma unroll
       for (int c = 0; c < C; ++c) {
         const int64_t j = c * kWarp + lane;
@@ -265,14 +265,14 @@ cudaError_t launch_sample_hop(const int64_t* indptr, const int64_t* nbr, const i
                               int64_t num_nodes, const int64_t* roots, const double* times, int64_t num_roots,
                               int64_t fanout, int strategy, bool replace, uint64_t seed, const int64_t* call,
                               uint64_t hop, int* error, int64_t* out_nodes, int64_t* out_eids, double* out_times,
-                              bool* out_mask, cudaStream_t stream) {
+                              bool* out_mask, cudaStream_t stream, bool keyed) {
   if (num_roots == 0) return cudaSuccess;
   const int64_t blocks64 = (num_roots + kWarpsPerBlock - 1) / kWarpsPerBlock;
   const unsigned blocks = static_cast<unsigned>(blocks64 < (1 << 30) ? blocks64 : (1 << 30));
   const int k = static_cast<int>(fanout);
 #define TGNN_LAUNCH_LABOR(C, LABOR)                                                                           \
   sample_hop_kernel<C, LABOR><<<blocks, kWarp * kWarpsPerBlock, 0, stream>>>(                                 \
-      indptr, nbr, eid, ts, num_nodes, roots, times, num_roots, k, strategy, replace, seed, call, hop, error,     \
+      indptr, nbr, eid, ts, num_nodes, roots, times, num_roots, k, strategy, replace, seed, call, hop, error, keyed, \
       out_nodes, out_eids, out_times, out_mask)
 #define TGNN_LAUNCH(C)             \
   if (strategy == 2) {             \

@@ -24,7 +24,7 @@ using tgnn::ops::num;
 std::vector<at::Tensor> sample_cuda(const at::Tensor& indptr, const at::Tensor& nbr, const at::Tensor& eid,
                                     const at::Tensor& ts, const at::Tensor& nodes, const at::Tensor& times,
                                     at::IntArrayRef fanouts, int64_t strategy, bool replace, int64_t seed,
-                                    const at::Tensor& call, int64_t first_hop, bool check) {
+                                    const at::Tensor& call, int64_t first_hop, bool check, bool keyed) {
   tgnn::ops::check_sampling_args(nodes, times, fanouts, strategy, 0);
   TORCH_CHECK_VALUE(nodes.is_cuda(), "nodes: expected a CUDA tensor for the CUDA sampler, got ",
                     nodes.device().str());
@@ -61,7 +61,7 @@ std::vector<at::Tensor> sample_cuda(const at::Tensor& indptr, const at::Tensor& 
         indptr.numel() - 1, roots.data_ptr<int64_t>(), root_times.data_ptr<double>(), r, k, static_cast<int>(strategy),
         replace, static_cast<uint64_t>(seed), call.data_ptr<int64_t>(), static_cast<uint64_t>(first_hop) + h,
         h == 0 ? error_ptr : nullptr, nbr_nodes.data_ptr<int64_t>(), nbr_eids.data_ptr<int64_t>(),
-        nbr_times.data_ptr<double>(), mask.data_ptr<bool>(), stream);
+        nbr_times.data_ptr<double>(), mask.data_ptr<bool>(), stream, keyed);
     TORCH_CHECK(status == cudaSuccess, "CUDA sampler: kernel launch failed: ", cudaGetErrorString(status));
     roots = nbr_nodes.view({-1});
     root_times = nbr_times.view({-1});

@@ -15,6 +15,8 @@ def sharded_topk(
     shard_offset: int,
     k: int,
     group: dist.ProcessGroup | None = None,
+    exclude: torch.Tensor | None = None,
+    normalize: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The exact global ``topk_dot(queries, table, k)`` of each rank's queries, where each rank holds
     rows ``shard_offset .. shard_offset + N_r - 1`` of ``table`` ``[N, d]`` and the shards tile ``0..N-1``.
@@ -32,6 +34,9 @@ def sharded_topk(
         shard_offset: global id of ``shard``'s first row.
         k: candidates per query, ``1 <= k <= N``.
         group: the process group; None for the default one.
+        exclude: ``[B_r, m]`` int64 global rows each query leaves out (``-1`` pads; ``m`` the same
+            on every rank), as ``topk_dot``'s ``exclude``.
+        normalize: rank by cosine similarity, as ``topk_dot``'s ``normalize``.
 
     Returns:
         ``(scores, ids)``: ``[B_r, k]`` float32 scores sorted descending and ``[B_r, k]`` int64 global
@@ -65,11 +70,18 @@ def sharded_topk(
 
     all_queries = torch.cat(all_gather_rows(queries, group, batches.tolist()))
     num_queries = all_queries.shape[0]
+    local_exclude = None
+    if exclude is not None:
+        all_exclude = torch.cat(all_gather_rows(exclude.to(torch.int64), group, batches.tolist()))
+        inside = (all_exclude >= shard_offset) & (all_exclude < shard_offset + num_rows)
+        local_exclude = torch.where(inside, all_exclude - shard_offset, -1)
     scores = torch.full((num_queries, k), float("-inf"), dtype=torch.float32, device=queries.device)
     ids = torch.full((num_queries, k), -1, dtype=torch.int64, device=queries.device)
     if num_rows > 0 and num_queries > 0:
         local = min(k, num_rows)
-        shard_scores, shard_ids = topk_dot(all_queries, shard, local)
+        shard_scores, shard_ids = topk_dot(
+            all_queries, shard, local, exclude=local_exclude, normalize=normalize
+        )
         scores[:, :local] = shard_scores
         ids[:, :local] = torch.where(shard_ids >= 0, shard_ids + shard_offset, shard_ids)
 

@@ -81,16 +81,28 @@ def sample_cpu(
     call: int,
     num_threads: int = 0,
     first_hop: int = 0,
+    keyed: bool = False,
 ) -> list[Hop]:
     """Multi-hop temporal sampling on the CPU around roots ``nodes`` int64 / ``times`` float64 ``[R]``.
 
     Hop ``h`` is ``[R_h, fanouts[h]]`` with ``R_0 = R`` and ``R_{h+1} = R_h * fanouts[h]`` (hop ``h``'s
     slots, flattened, are hop ``h + 1``'s roots). ``strategy``: 0 recent, 1 uniform, 2 labor. The draws
     of hop ``h`` are a function of ``(seed, call, first_hop + h)``; labor's of ``(seed, call)``, the same
-    in every hop.
+    in every hop. ``keyed``: a uniform root's draws are keyed by its (node, time), not by its position
+    among the roots (so a root draws alike whichever roots share its call).
     """
     flat = _ops.sample_cpu(
-        tcsr, nodes, times, list(fanouts), strategy, replace, _int64(seed), call, num_threads, first_hop
+        tcsr,
+        nodes,
+        times,
+        list(fanouts),
+        strategy,
+        replace,
+        _int64(seed),
+        call,
+        num_threads,
+        first_hop,
+        keyed,
     )
     return _hops(flat)
 
@@ -106,6 +118,7 @@ def sample_cuda(
     call: torch.Tensor,
     first_hop: int = 0,
     check: bool = False,
+    keyed: bool = False,
 ) -> tuple[list[Hop], torch.Tensor]:
     """``sample_cpu`` on the GPU of ``nodes`` from ``packed`` (``tcsr_pack``'s arrays on that GPU).
 
@@ -130,6 +143,7 @@ def sample_cuda(
         call,
         first_hop,
         check,
+        keyed,
     )
     return _hops(flat), error
 
@@ -173,12 +187,27 @@ def _fake_hops(nodes: torch.Tensor, fanouts: list[int]) -> list[torch.Tensor]:
 
 
 @torch.library.register_fake("dgl_tgnn::sample_cpu")
-def _(tcsr, nodes, times, fanouts, strategy, replace, seed, call, num_threads, first_hop=0):
+def _(tcsr, nodes, times, fanouts, strategy, replace, seed, call, num_threads, first_hop=0, keyed=False):
     return _fake_hops(nodes, fanouts)
 
 
 @torch.library.register_fake("dgl_tgnn::sample_cuda")
-def _(indptr, nbr, eid, ts, nodes, times, fanouts, strategy, replace, seed, call, first_hop=0, check=False):
+def _(
+    indptr,
+    nbr,
+    eid,
+    ts,
+    nodes,
+    times,
+    fanouts,
+    strategy,
+    replace,
+    seed,
+    call,
+    first_hop=0,
+    check=False,
+    keyed=False,
+):
     return _fake_hops(nodes, fanouts) + [nodes.new_empty(1 if check else 0, dtype=torch.int32)]
 
 

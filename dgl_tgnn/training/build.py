@@ -44,7 +44,6 @@ def check_device(name: str) -> torch.device:
     return device
 
 
-
 def setup_device(config: RunConfig) -> tuple[torch.device, bool]:
     """The run's device (``check_device``) and whether its deeper hops are deduplicated; sets
     torch's thread count when ``train.threads`` is set."""
@@ -58,7 +57,6 @@ def setup_device(config: RunConfig) -> tuple[torch.device, bool]:
 def _column(value: str | None) -> int | str | None:
     """A column given on the command line: a 0-based index when all digits, else a header name."""
     return int(value) if value is not None and value.isdigit() else value
-
 
 
 def load_events(config: DataConfig) -> TemporalDataset:
@@ -212,7 +210,8 @@ def build_optimizer(config: RunConfig, model: LinkModel, device: torch.device) -
 def build_neighbourhoods(
     config: RunConfig, data: RunData, device: torch.device, dedup: bool
 ) -> Neighbourhoods:
-    """The neighbour sampler of the training graph, seeded with ``train.seed``."""
+    """The neighbour sampler of the training graph, seeded with ``train.seed``, its draws keyed by
+    root and batch (``Neighbourhoods(keyed=True)``: the same whichever process embeds a root)."""
     c = config
     return Neighbourhoods(
         data.train_graph,
@@ -223,6 +222,7 @@ def build_neighbourhoods(
         c.train.visible_batch,
         device,
         dedup=dedup,
+        keyed=True,
     )
 
 

@@ -31,7 +31,6 @@ class CheckpointError(ValueError):
     anything but tensors and plain containers (never unpickled beyond those)."""
 
 
-
 def memory_to_plain(memory: MemoryState | None) -> dict[str, Any] | None:
     """TGN's memory backup as plain containers of tensors (what ``torch.load(weights_only=True)`` reads)."""
     if memory is None:
@@ -46,7 +45,6 @@ def memory_to_plain(memory: MemoryState | None) -> dict[str, Any] | None:
     }
 
 
-
 def memory_from_plain(plain: dict[str, Any] | None) -> MemoryState | None:
     """The inverse of :func:`memory_to_plain`."""
     if plain is None:
@@ -55,7 +53,6 @@ def memory_from_plain(plain: dict[str, Any] | None) -> MemoryState | None:
     return MemoryState(
         plain["state"], plain["last_update"], None if pending is None else RawMessages(**pending)
     )
-
 
 
 def load_checkpoint(
@@ -92,7 +89,6 @@ def load_checkpoint(
     return saved
 
 
-
 def save_atomically(obj: Any, path: Path) -> None:
     """``torch.save(obj, path)`` through ``path.tmp`` and a rename, with SIGINT and SIGTERM held
     back meanwhile (in the main thread; delivered to their handlers after the rename): an
@@ -120,7 +116,6 @@ def save_atomically(obj: Any, path: Path) -> None:
             signal.raise_signal(signum)
 
 
-
 def load_best(run_dir: str | Path) -> dict[str, Any]:
     """The best checkpoint of a run directory (its ``best.pt``, read with ``weights_only=True``), on
     the CPU."""
@@ -128,7 +123,6 @@ def load_best(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(f"{run_dir}: no {rd.BEST} in it (a run that finished at least one epoch)")
     return load_checkpoint(path, BEST_KEYS, map_location="cpu")
-
 
 
 def check_same_config(saved: Any, current: dict[str, Any], config_path: Path, checkpoint: Path) -> None:

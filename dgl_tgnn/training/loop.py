@@ -29,6 +29,7 @@ from tqdm import tqdm
 from dgl_tgnn import run_dir as rd
 from dgl_tgnn.config import RunConfig, load_config, save_config
 from dgl_tgnn.data import TemporalDataset
+from dgl_tgnn.distributed.group import Parallel
 from dgl_tgnn.events import EventBatch
 from dgl_tgnn.node_classification import classify_trained
 from dgl_tgnn.training.build import (
@@ -49,6 +50,7 @@ from dgl_tgnn.training.checkpoints import (
     save_atomically,
 )
 from dgl_tgnn.training.evaluate import RunEvaluation
+from dgl_tgnn.training.parallel import ParallelStep, check_supported, parallel_evaluator
 from dgl_tgnn.training.report import epoch_summary, format_test, peak_memory_mb
 from dgl_tgnn.training.step import TrainingStep
 from dgl_tgnn.training.tgb import rank_edgebank
@@ -76,6 +78,11 @@ class Trainer:
         cuda_graph: on a GPU, replay the training step of full batches from a CUDA graph when the
             neighbour sampler allows it (``Neighbourhoods.replayable``: no deduplication, the
             default on a GPU); same results as the step run op by op (tests/test_cuda_graph.py).
+        parallel: this process's place in a data-parallel run (``distributed.group.join``), or None
+            for one process. Each step then trains on a window of ``G x batch_size`` events, this
+            process on its share (``parallel.ParallelStep``); every process calls the same methods
+            in the same order (they hold collectives), and only the one given ``run_dir`` (rank 0)
+            writes files: the others are given None and keep the best weights in memory.
 
     Attributes:
         data: the events, their split and features (``build.RunData``); ``streams`` is its streams.
@@ -102,25 +109,46 @@ class Trainer:
         progress: bool = True,
         log: Callable[[str], None] = print,
         cuda_graph: bool = True,
+        parallel: Parallel | None = None,
     ) -> None:
         self.config = config.validate()
+        self.parallel = parallel
         self.run_dir = run_dir
         self.progress = progress
         self.log = log
         c = self.config
         self.device, self.dedup = setup_device(c)
+        if parallel is not None:
+            self.device = parallel.device
         self.data = build_data(c, dataset, self.device)
+        if parallel is not None:
+            check_supported(c, self.data)
         self.streams = self.data.streams
         self.model = build_model(c, self.data, self.device)
         self.optimizer = build_optimizer(c, self.model, self.device)
         self.neighbourhoods = build_neighbourhoods(c, self.data, self.device, self.dedup)
-        self.step = TrainingStep(
-            c, self.data, self.model, self.optimizer, self.neighbourhoods, self.device, cuda_graph=cuda_graph
-        )
+        if parallel is None:
+            self.step = TrainingStep(
+                c,
+                self.data,
+                self.model,
+                self.optimizer,
+                self.neighbourhoods,
+                self.device,
+                cuda_graph=cuda_graph,
+            )
+        else:
+            self.step = ParallelStep(
+                c, self.data, self.model, self.optimizer, self.neighbourhoods, self.device, parallel
+            )
         self.embedder, self.negatives = self.step.embedder, self.step.negatives
         self.evaluation = RunEvaluation(
             c, self.data, self.model, self.device, self.dedup, run_dir, progress=progress
         )
+        if parallel is not None:
+            self.evaluation.evaluator = parallel_evaluator(
+                c, self.data, self.model, self.device, self.dedup, parallel
+            )
         self.evaluator = self.evaluation.evaluator
         self.threads = BusyMachineThreads(c.train.threads is None and self.device.type == "cpu")
         # Progress of the run (all of it goes into checkpoint.pt).
@@ -140,6 +168,11 @@ class Trainer:
         """Sums over the batches of the current epoch (``losses``: one float per batch, in order)."""
         return {"losses": [], "train_seconds": 0.0, "sampler_seconds": 0.0}
 
+    @property
+    def window(self) -> int:
+        """Events per training step: ``batch_size``, times ``G`` with several processes."""
+        return self.config.train.batch_size * (1 if self.parallel is None else self.parallel.world)
+
     # ----------------------------------------------------------------- training
     def _train_batch(self, batch: EventBatch) -> torch.Tensor:
         """The training step of ``batch`` (``TrainingStep``); its loss, on the device."""
@@ -149,7 +182,7 @@ class Trainer:
         """Trains the rest of epoch ``self.epoch``; False when interrupted (Ctrl-C, or after
         ``stop_after`` batches) before its end."""
         stream = self.streams["train"]
-        batch_size = self.config.train.batch_size
+        batch_size = self.window
         total = stream.num_batches(batch_size)
         if self.batch == 0:
             self.model.reset_memory()
@@ -198,11 +231,13 @@ class Trainer:
                     stop_after -= 1
                     if stop_after == 0 and self.batch < total:
                         self._interrupted = True
+                due = time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s
+                if self.parallel is not None:  # every process stops and saves at the same step
+                    self._interrupted, due = self.parallel.agree([self._interrupted, due])
                 if self._interrupted and self.batch < total:
                     read_losses()
                     return False
-                due = time.monotonic() - self._last_checkpoint >= self.checkpoint_every_s
-                if due and self.run_dir is not None and self.batch < total:
+                if due and self._saves and self.batch < total:
                     read_losses()  # (nothing diverged is saved)
                     with self._writing_run_dir():
                         self._save_checkpoint()
@@ -220,7 +255,7 @@ class Trainer:
         losses = self.partial["losses"]
         for index in range(start, len(losses)):
             if not np.isfinite(losses[index]):
-                total = self.streams["train"].num_batches(self.config.train.batch_size)
+                total = self.streams["train"].num_batches(self.window)
                 raise TrainingDiverged(
                     f"training diverged at epoch {self.epoch + 1}, batch {index + 1} of {total}: the loss "
                     f"is {losses[index]}; lower the learning rate (--lr, now {self.config.train.lr:g}) or "
@@ -246,9 +281,9 @@ class Trainer:
         self.interrupted_by = int(signal.SIGINT)
         self._last_checkpoint = time.monotonic()
         previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-        if self.run_dir is not None:
-            if self._lock is None:
-                self._lock = rd.lock_run_dir(self.run_dir)
+        if self.run_dir is not None and self._lock is None:
+            self._lock = rd.lock_run_dir(self.run_dir)
+        if self._saves:
             for signum in previous:
                 signal.signal(signum, self._on_sigint)
         try:
@@ -264,7 +299,7 @@ class Trainer:
                     return None
             return self._final_test()
         finally:
-            if self.run_dir is not None:
+            if self._saves:
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)
             if self._lock is not None:
@@ -330,6 +365,8 @@ class Trainer:
                 rd.append_metrics(self.run_dir, record)
                 rd.plot_curves(self.run_dir, self.history)
                 self._save_checkpoint()
+        elif self.parallel is not None:
+            self._save_checkpoint()  # (its collective part)
 
     @contextlib.contextmanager
     def _writing_run_dir(self, best: dict[str, Any] | None = None) -> Iterator[None]:
@@ -405,6 +442,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "memory": memory_to_plain(memory),
+            "processes": 1 if self.parallel is None else self.parallel.world,
             "negatives": self.negatives.state_dict(),
             "neighbour_sampler": self.neighbourhoods.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -425,35 +463,60 @@ class Trainer:
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
+    @property
+    def _saves(self) -> bool:
+        """Whether this process takes part in saving checkpoints: with a run directory, or as one
+        of several processes (``state`` gathers what they hold; rank 0 writes it)."""
+        return self.run_dir is not None or self.parallel is not None
+
     def _save_checkpoint(self) -> None:
-        if self.run_dir is None:
+        if not self._saves:
             return
-        save_atomically(self.state(), self.run_dir / rd.CHECKPOINT)
+        state = self.state()
         self._last_checkpoint = time.monotonic()
+        if self.run_dir is not None:
+            save_atomically(state, self.run_dir / rd.CHECKPOINT)
 
     @classmethod
     def resume(
-        cls, run_dir: str | Path, *, progress: bool = True, log: Callable[[str], None] = print
+        cls,
+        run_dir: str | Path,
+        *,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+        parallel: Parallel | None = None,
     ) -> Trainer:
-        """The trainer of ``run_dir`` at its last checkpoint."""
+        """The trainer of ``run_dir`` at its last checkpoint (with ``parallel``: this process's, of
+        as many processes as the checkpoint's run; rank 0 writes into ``run_dir``)."""
         run_dir = Path(run_dir)
         if not (run_dir / rd.CHECKPOINT).exists():
             raise ValueError(f"--resume {run_dir}: no {rd.CHECKPOINT} in it")
-        lock = rd.lock_run_dir(run_dir)
+        writes = parallel is None or parallel.main
+        lock = rd.lock_run_dir(run_dir) if writes else None
         try:
-            trainer = cls._resumed(run_dir, progress, log)
+            trainer = cls._resumed(run_dir, progress, log, parallel)
         except BaseException:
-            rd.unlock_run_dir(lock)
+            if lock is not None:
+                rd.unlock_run_dir(lock)
             raise
         trainer._lock = lock
         return trainer
 
     @classmethod
-    def _resumed(cls, run_dir: Path, progress: bool, log: Callable[[str], None]) -> Trainer:
+    def _resumed(
+        cls, run_dir: Path, progress: bool, log: Callable[[str], None], parallel: Parallel | None
+    ) -> Trainer:
         config = load_config(run_dir / rd.CONFIG)
         state = load_checkpoint(run_dir / rd.CHECKPOINT, CHECKPOINT_KEYS)
         check_same_config(state["config"], config.to_dict(), run_dir / rd.CONFIG, run_dir / rd.CHECKPOINT)
-        trainer = cls(config, run_dir, progress=progress, log=log)
+        processes, now = state.get("processes", 1), 1 if parallel is None else parallel.world
+        if processes != now:
+            raise CheckpointError(
+                f"{run_dir / rd.CHECKPOINT}: written by a run on {processes} process(es), resumed on {now}; "
+                f"resume it with --nproc {processes} (or torchrun --nproc-per-node {processes})"
+            )
+        writes = parallel is None or parallel.main
+        trainer = cls(config, run_dir if writes else None, progress=progress, log=log, parallel=parallel)
         try:
             trainer.load_state(state)
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
@@ -461,5 +524,6 @@ class Trainer:
             raise CheckpointError(
                 f"{run_dir / rd.CHECKPOINT}: does not fit the model of {run_dir / rd.CONFIG} ({reason[:200]})"
             ) from None
-        rd.rewrite_metrics(run_dir, trainer.history)
+        if writes:
+            rd.rewrite_metrics(run_dir, trainer.history)
         return trainer

@@ -15,7 +15,6 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-
 def epoch_summary(record: dict[str, Any]) -> str:
     """One line of an epoch's record: its loss, validation (and test) metrics and seconds."""
     parts = [f"epoch {record['epoch']}: loss {record['loss']:.4f}"]
@@ -28,7 +27,6 @@ def epoch_summary(record: dict[str, Any]) -> str:
             parts.append(f"{prefix} {values}")
     parts.append(f"({record['train_seconds']:.1f} s train, {record['eval_seconds']:.1f} s eval)")
     return " | ".join(parts)
-
 
 
 def format_test(result: dict[str, float]) -> str:

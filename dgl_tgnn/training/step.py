@@ -16,6 +16,10 @@ A model that scores pairs itself (``LinkModel.scores_pairs``: TPNet) takes one e
 GPU alike (``_train_pair_batch``): its logits of each event's destination and negatives come from
 ``PairLogits`` (neighbours and state before the batch under TGB's protocol), its node-level embeddings
 serve the hard negatives only, and the batch's events then update its state as TGN's memory is.
+
+The neighbour sampler draws keyed by each root's (node, time) and one round per batch
+(``Neighbourhoods(keyed=True)``), so a batch's draws do not depend on how its roots are split into
+calls; ``parallel.ParallelStep`` splits a batch across processes and draws what this step draws.
 """
 
 from __future__ import annotations
@@ -172,6 +176,7 @@ class TrainingStep:
     def __call__(self, batch: EventBatch) -> torch.Tensor:
         """Trains on ``batch`` (see the module docstring); returns its loss (0-dim, detached, on the
         device: read it without a synchronisation per batch)."""
+        self.neighbourhoods.next_round()
         if self.pair_logits is not None:
             return self._train_pair_batch(batch)
         if self.device.type == "cuda":
@@ -237,9 +242,16 @@ class TrainingStep:
         return self.model.pair_score(self.pair_features(src, t, t[0], candidates))
 
     def _optimize(self, z: torch.Tensor, size: int, n: int, pair: torch.Tensor | None = None) -> torch.Tensor:
+        """``_loss``, backward pass and optimizer step; returns the loss (a 0-dim tensor)."""
+        loss = self._loss(z, size, n, pair)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss
+
+    def _loss(self, z: torch.Tensor, size: int, n: int, pair: torch.Tensor | None = None) -> torch.Tensor:
         """Loss of embeddings ``z`` ``[(2 + n) * size, d]`` (sources, destinations, then ``n``
-        negatives per event) plus pair logits ``pair [size, 1 + n]`` when given, backward pass and
-        optimizer step; returns the loss (a 0-dim tensor)."""
+        negatives per event) plus pair logits ``pair [size, 1 + n]`` when given (a 0-dim tensor)."""
         z_src, z_dst, z_neg = z[:size], z[size : 2 * size], z[2 * size :]
         pos_logits = self.model.score(z_src, z_dst)
         neg_logits = self.model.score(z_src[:, None, :], z_neg.reshape(size, n, -1))
@@ -252,9 +264,6 @@ class TrainingStep:
             pos, neg = head(z_src, z_dst), head(z_src[:, None, :], z_neg.reshape(size, n, -1))
             aux = link_loss(self.config.train.loss, pos, neg, self.config.train.temperature)
             loss = loss + self.config.model.dot_head * aux
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
         return loss
 
     def _train_batch_cuda(self, batch: EventBatch) -> torch.Tensor:

@@ -52,7 +52,6 @@ def ranking_negatives(
     return sets
 
 
-
 def rank_edgebank(
     config: RunConfig, ds: TemporalDataset, split: Split, sets: dict[str, NegativeSets], mode: str
 ) -> dict[str, float]:
@@ -72,14 +71,12 @@ def rank_edgebank(
     return result
 
 
-
 def edgebank_metrics(config: RunConfig, ds: TemporalDataset, run_dir: Path | None) -> dict[str, float]:
     """``val_*`` and ``test_*`` metrics of ``config``'s EdgeBank on ``ds``, TGB's split and negative
     sets (those of ``run_dir`` when it has them)."""
     split = split_events(ds, config.data.val_ratio, config.data.test_ratio, 0.0)
     sets = ranking_negatives(config, ds, split, run_dir)
     return rank_edgebank(config, ds, split, sets, config.model.edgebank_mode)
-
 
 
 def fit_edgebank(

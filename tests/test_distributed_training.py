@@ -1,0 +1,269 @@
+"""Data-parallel training on two gloo processes: a run of G = 2 processes at batch B equals one
+process at batch 2B (losses, metrics, TGN's memory, the topk table), for TGAT and TGN with uniform
+and topk negatives; rank 0 alone writes the run directory; resume with G = 2 equals an
+uninterrupted run; a killed process makes the other exit at once with a one-line error."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from dgl_tgnn.config import apply_overrides, default_config
+from dgl_tgnn.distributed.group import Parallel
+from dgl_tgnn.distributed.launch import without_nproc
+from dgl_tgnn.train import Trainer, load_events
+
+pytestmark = pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo needed"
+)
+
+WORLD = 2
+BATCH = 50  # per process: windows of 100 events
+DEADLINE_S = 120
+REPO = Path(__file__).resolve().parent.parent
+
+CASES = [
+    ("tgat", "uniform"),
+    ("tgat", "topk"),
+    ("tgn", "uniform"),
+    ("tgn", "topk"),
+]
+
+
+def tiny(model: str, neg: str, batch: int, **overrides: object):
+    """A small config on the first 1,000 Wikipedia events, without dropout (its masks are drawn per
+    process), one thread."""
+    settings = {
+        "data.max_events": 1000,
+        "train.epochs": 1,
+        "train.batch_size": batch,
+        "train.threads": 1,
+        "model.engine": "dense",
+        "model.dropout": 0.0,
+        "model.embed_dim": 16,
+        "model.time_dim": 16,
+        "model.memory_dim": 16,
+        "model.fanouts": [5, 5] if model == "tgat" else [5],
+        "negatives.kind": neg,
+        "eval.negatives": 20,
+    }
+    if neg == "topk":
+        settings |= {"negatives.k": 5, "negatives.refresh": 2, "negatives.n_rand": 1}
+    settings |= overrides
+    return apply_overrides(default_config(model), settings)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _summary(trainer: Trainer, result: dict | None) -> dict:
+    """What must not depend on G: losses, metrics, TGN's memory, the whole topk table."""
+    memory = trainer.model.backup_memory()
+    table = trainer.negatives.state_dict().get("table")  # (sharded: gathered, a collective)
+    return {
+        "losses": [r["loss"] for r in trainer.history],
+        "metrics": [{k: v for k, v in r.items() if k.startswith(("val", "test"))} for r in trainer.history],
+        "result": result,
+        "memory": None if memory is None else memory.state.clone(),
+        "table": table,
+    }
+
+
+def _worker(rank: int, port: int, out: Path, job: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=WORLD,
+        timeout=timedelta(seconds=60),
+    )
+    parallel = Parallel(rank, WORLD, torch.device("cpu"))
+    events = load_events(tiny("tgat", "uniform", BATCH).data)
+    quiet = {"progress": False, "log": lambda line: None, "parallel": parallel}
+    results = {}
+    try:
+        if job == "equal":
+            for model, neg in CASES:
+                trainer = Trainer(tiny(model, neg, BATCH), None, dataset=events, **quiet)
+                results[(model, neg)] = _summary(trainer, trainer.fit())
+        else:  # resume: interrupted after 3 steps, resumed, against an uninterrupted run
+            config = tiny("tgn", "topk", BATCH, **{"train.epochs": 2})
+            run = out / "run" if rank == 0 else None
+            if run is not None:
+                run.mkdir()
+            trainer = Trainer(config, run, dataset=events, **quiet)
+            results["interrupted"] = trainer.fit(stop_after_batches=3)
+            dist.barrier()
+            resumed = Trainer.resume(out / "run", progress=False, log=lambda line: None, parallel=parallel)
+            results["resumed"] = _summary(resumed, resumed.fit())
+            whole = Trainer(config, None, dataset=events, **quiet)
+            results["whole"] = _summary(whole, whole.fit())
+        torch.save(results, out / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _launch(out: Path, job: str) -> list[dict]:
+    context = mp.get_context("spawn")
+    port = _free_port()
+    processes = [context.Process(target=_worker, args=(rank, port, out, job)) for rank in range(WORLD)]
+    for p in processes:
+        p.start()
+    deadline = time.monotonic() + DEADLINE_S
+    for p in processes:
+        p.join(max(deadline - time.monotonic(), 0.0))
+        if p.is_alive():
+            p.kill()
+            p.join()
+    assert [p.exitcode for p in processes] == [0] * WORLD
+    return [torch.load(out / f"rank{rank}.pt", weights_only=False) for rank in range(WORLD)]
+
+
+def _assert_close(got: object, want: object, where: str) -> None:
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), where
+        for key in want:
+            _assert_close(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (a, b) in enumerate(zip(got, want, strict=True)):
+            _assert_close(a, b, f"{where}[{i}]")
+    elif isinstance(want, torch.Tensor):
+        assert isinstance(got, torch.Tensor) and got.shape == want.shape, where
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=where)
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-6), where
+    else:
+        assert got == want, where
+
+
+def test_two_processes_equal_one_at_twice_the_batch(tmp_path: Path) -> None:
+    outputs = _launch(tmp_path, "equal")
+    events = load_events(tiny("tgat", "uniform", BATCH).data)
+    for model, neg in CASES:
+        single = Trainer(
+            tiny(model, neg, WORLD * BATCH), None, dataset=events, progress=False, log=lambda line: None
+        )
+        want = _summary(single, single.fit())
+        assert want["losses"] and want["metrics"][0]["val_mrr"] > 0
+        for rank, got in enumerate(outputs):
+            _assert_close(got[(model, neg)], want, f"{model}/{neg}/rank{rank}")
+
+
+def test_resume_on_two_processes_and_rank_zero_alone_writes(tmp_path: Path) -> None:
+    outputs = _launch(tmp_path, "resume")
+    for rank, got in enumerate(outputs):
+        assert got["interrupted"] is None
+        _assert_close(got["resumed"], got["whole"], f"rank{rank}")
+    run = tmp_path / "run"
+    assert (run / "checkpoint.pt").exists() and (run / "best.pt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0.pt", "rank1.pt", "run"]
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert state["processes"] == WORLD
+    assert torch.equal(state["negatives"]["table"], outputs[0]["resumed"]["table"])  # every row
+
+
+def test_resume_with_another_process_count_is_refused(tmp_path: Path) -> None:
+    """A checkpoint of a G = 2 run (from the test above's layout, written here by hand) is refused
+    by one process with a one-line error naming --nproc 2."""
+    config = tiny("tgat", "uniform", BATCH)
+    events = load_events(config.data)
+    run = tmp_path / "run"
+    run.mkdir()
+    trainer = Trainer(config, run, dataset=events, progress=False, log=lambda line: None)
+    trainer.fit(stop_after_batches=1)
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state["processes"] = 2
+    torch.save(state, run / "checkpoint.pt")
+    with pytest.raises(
+        ValueError, match=r"written by a run on 2 process\(es\), resumed on 1; resume it with --nproc 2"
+    ):
+        Trainer.resume(run, progress=False, log=lambda line: None)
+
+
+def test_without_nproc() -> None:
+    assert without_nproc(["train", "--nproc", "2", "--epochs", "1", "--nproc=3"]) == [
+        "train",
+        "--epochs",
+        "1",
+    ]
+
+
+def test_killed_process_stops_the_other_with_one_line(tmp_path: Path) -> None:
+    """Two processes of `python -m dgl_tgnn train`, as torchrun starts them; process 1 is killed
+    while they train: process 0 exits at once with a one-line error (no hang, no traceback)."""
+    port = _free_port()
+    args = [
+        sys.executable, "-m", "dgl_tgnn", "train", "--model", "tgat", "--dataset", "wikipedia",
+        "--max-events", "2000", "--batch-size", "5", "--epochs", "3", "--threads", "1",
+        "--runs-dir", str(tmp_path), "--no-progress",
+    ]  # fmt: skip
+    env = os.environ | {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "WORLD_SIZE": str(WORLD),
+        "PYTHONPATH": str(REPO),
+        "DGL_TGNN_DIST_TIMEOUT_S": "30",
+    }
+    processes = [
+        subprocess.Popen(
+            args,
+            env=env | {"RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for r in range(WORLD)
+    ]
+    deadline = time.monotonic() + DEADLINE_S
+    while not list(tmp_path.glob("*/config.yaml")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # rank 0 has made the run directory: training starts
+    time.sleep(3.0)
+    processes[1].send_signal(signal.SIGKILL)
+    try:
+        _, err = processes[0].communicate(timeout=60)
+    finally:
+        for p in processes:
+            p.kill()
+            p.wait()
+    assert processes[0].returncode == 1
+    lines = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, err
+    assert "process 0 of 2: a collective failed, another process of the run died" in lines[0]
+    assert "Traceback" not in err
+
+
+def test_keyed_draws_do_not_depend_on_how_roots_are_split() -> None:
+    """Keyed uniform draws: each root's neighbours are the same whichever roots share its call, in
+    whatever order (what lets a process embed its share of a window); unkeyed ones are not."""
+    from dgl_tgnn.graph import TemporalGraph
+    from dgl_tgnn.sampling import TemporalSampler
+
+    g = torch.Generator().manual_seed(0)
+    src, dst = torch.randint(0, 30, (400,), generator=g), torch.randint(0, 30, (400,), generator=g)
+    graph = TemporalGraph(src, dst, torch.arange(400, dtype=torch.float64), num_nodes=30)
+    nodes, times = torch.randint(0, 30, (40,), generator=g), torch.full((40,), 399.0, dtype=torch.float64)
+    for keyed in (True, False):
+        sampler = TemporalSampler(graph, fanouts=[4, 3], strategy="uniform", seed=5, keyed=keyed)
+        whole = sampler.sample(nodes, times)
+        sampler.calls = 0
+        back = sampler.sample(nodes[20:], times[20:])
+        front = sampler.sample(nodes[:20], times[:20])
+        for hop, (a, b, c) in enumerate(zip(whole, front, back, strict=True)):
+            split = torch.cat([b.nbr_eids, c.nbr_eids])
+            assert torch.equal(a.nbr_eids, split) == keyed, (keyed, hop)
