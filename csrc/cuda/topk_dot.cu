@@ -7,10 +7,11 @@
 // mma.sync (the general path): 16 warps keep the BM query rows in shared memory, copy the stages
 // through a 3-stage cp.async pipeline with a block barrier per stage, and tile the scores
 // (WarpLayout) with mma.sync: bf16 inputs directly (m16n8k16, float32 accumulation), float32 inputs
-// as 3xTF32 (m16n8k8: hi*hi + hi*lo + lo*hi, close to float32 accuracy).
+// rounded to tf32 (m16n8k8; the filter of "Float32" below).
 //
-// wgmma (Hopper: H100, H200, where the sm_90a code is loaded; bf16, k <= 64, rows of up to 512
-// bytes): a warp-specialized block of 3 warpgroups, BM = 128. One warpgroup only copies: every
+// wgmma (Hopper: H100, H200, where the sm_90a code is loaded; k <= 64, bf16 rows of up to 512
+// bytes; float32 rows are rounded to bf16 by the copying warpgroup, which then stores the stages
+// itself instead of cp.async): a warp-specialized block of 3 warpgroups, BM = 128. One warpgroup only copies: every
 // (tile, chunk) step into the next of kWgmmaMaxStages stages once that stage is empty, signalling
 // through a per-stage mbarrier (cp.async.mbarrier.arrive.noinc) when its copies have landed, so
 // that no thread ever waits for its own copies. Each of the two others owns 64 query rows, held in
@@ -47,6 +48,36 @@
 // blocks, tiles aligned to kTileN), so a candidate's score is bit-identical in both: the bound
 // holds for the scores the main pass ranks. Where fewer than k groups hold a candidate the bound
 // is -inf, i.e. none.
+//
+// Float32: exact, by a filter and a rescoring. The result is that of the CPU kernel (csrc/topk_ops.cpp)
+// bit for bit: the exact top k of the scores r_j = fl32(s_j), s_j computed in float64 in exact_dot's
+// order (cosine: s_j / max(|q|, eps) / max(|e_j|, eps), the norms in float64 likewise).
+// - Filter. The tensor cores score the inputs rounded to bf16 (wgmma; mma.sync: tf32), v_j; then
+//   |v_j - r_j| <= m_j = gamma max(|q|, a) q_scale max(|e_j|, a) e_scale (q_margin[row]
+//   e_margin[j], rounded up by row_bounds_kernel; scales 1 unless cosine), gamma = 2 (2^-8 + 2^-17 +
+//   (d + 16) 2^-22 + 2^-20), a = 2^-52. Why: rounding each factor to bf16 errs by at most 2^-9 of it,
+//   so each product by at most (2^-8 + 2^-18) |q_i e_i| (products of bf16 or tf32 are exact in
+//   float32); the tensor cores' float32 sums, whatever their order and rounding (even truncation
+//   after aligning to the largest term), add at most about d 2^-23 sum_i |q_i e_i|; sum_i |q_i e_i|
+//   <= |q| |e| (Cauchy-Schwarz); 2^-20 covers the scaling, the float32 arithmetic of the bounds
+//   and the final rounding fl32 (2^-24 |s|); products or sums that underflow err by at most
+//   (d + 16) 2^-125 in all, below gamma a^2; and the whole is doubled. A row holding a subnormal
+//   element (no relative bound on its rounding) gets an infinite margin, and a v or m that is not
+//   finite counts as unbounded.
+// - The kernel selects, as above, the lower bounds lo_j = v_j - m_j (seed pass included), so that
+//   a row's threshold is at most the k-th largest of its lower bounds, hence at most R, the k-th
+//   largest r_j (k distinct candidates have r_j >= lo_j >= it). Every candidate with v_j + m_j >=
+//   the threshold when its tile is scored, or unbounded, is a survivor: appended to the row's list
+//   in global memory [B, surv_cap] with the upper bound lo_j + 2 m_j (+inf where unbounded). Every
+//   candidate of the exact top k (r_j >= R, ties included) survives.
+// - Rescoring (rescore_kernel, a warp per query): L = the k-th largest lower bound of the row over
+//   all splits (merge_splits_kernel of the lists: L <= R); the survivors whose upper bound reaches L
+//   (a few more than k) are scored exactly (exact_dot16: the CPU's float64 order) and selected (the
+//   smaller index first among equal scores).
+// - Fallback: a row with more than surv_cap survivors (many near-ties, unbounded rows) is scored
+//   exactly over all candidates (fallback_kernel: splits of the candidates, a warp each, merged by
+//   merge_splits_kernel). Its kernels run always and end at once where no row overflowed, so that
+//   the host never waits.
 #include <cuda_runtime.h>
 
 #include <algorithm>
