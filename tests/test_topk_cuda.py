@@ -300,12 +300,13 @@ def test_seeded_cosine_and_misaligned_candidates(normalize) -> None:
 @pytest.mark.parametrize(
     ("b", "n", "d", "k"),
     [
-        (1, 5, 3, 5),  # k = N < one tile
+        (1, 5, 3, 5),  # k = N < one tile; rows of 12 bytes (the wgmma copier's scalar loads)
+        (64, 10_000, 34, 20),  # rows of 136 bytes (its 8-byte loads)
         (1, 50_000, 172, 50),  # B = 1, seeded splits
         (600, 100_000, 172, 50),  # the benchmark's shape, smaller N: seeded, several row blocks
         (129, 30_000, 100, 64),  # a row block of one query; k = list capacity
         (50, 40_000, 172, 100),  # lists of 128 (mma.sync filter), seeded
-        (7, 20_000, 31, 200),  # lists of 256, odd d (scalar loads)
+        (7, 20_000, 31, 200),  # lists of 256, odd d
     ],
 )
 def test_float32_equals_the_cpu_kernel(b, n, d, k) -> None:
