@@ -73,24 +73,42 @@ _FORMAT = next(setting for setting in dataclasses.fields(DataConfig) if setting.
 
 @main.command(context_settings={"max_content_width": 110})
 @click.argument("names", nargs=-1, metavar="[NAME_OR_PATH]...")
-@click.option("--data", type=click.Path(dir_okay=False),
-              help="Describe this file of events as it is loaded for training (format, columns, ids, time "
-              "span, warnings), with the loader options below.")
-@click.option("--format", "fmt", type=click.Choice(choice_names(_FORMAT.metadata["choices"])),
-              help=_help_of(_FORMAT))
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    help="Describe this file of events as it is loaded for training (format, columns, ids, time "
+    "span, warnings), with the loader options below.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(choice_names(_FORMAT.metadata["choices"])), help=_help_of(_FORMAT)
+)
 @click.option("--src-col", help="Source column (header name or 0-based index; guessed when omitted).")
 @click.option("--dst-col", help="Destination column.")
 @click.option("--time-col", help="Time column (numbers, or ISO-8601 dates read as seconds).")
 @click.option("--feature-cols", help="Comma-separated edge feature columns.")
 @click.option("--delimiter", help="Field delimiter (' ' for whitespace; sniffed when omitted).")
-@click.option("--header/--no-header", default=None,
-              help="The first line is (not) a header (detected by default).")
-@click.option("--keep-ids", is_flag=True, default=False,
-              help="Integer ids are node rows as they are (num_nodes = max id + 1) instead of re-indexed.")
+@click.option(
+    "--header/--no-header", default=None, help="The first line is (not) a header (detected by default)."
+)
+@click.option(
+    "--keep-ids",
+    is_flag=True,
+    default=False,
+    help="Integer ids are node rows as they are (num_nodes = max id + 1) instead of re-indexed.",
+)
 @_one_line_errors
-def datasets(names: tuple[str, ...], data: str | None, fmt: str | None, src_col: str | None,
-             dst_col: str | None, time_col: str | None, feature_cols: str | None, delimiter: str | None,
-             header: bool | None, keep_ids: bool) -> None:
+def datasets(
+    names: tuple[str, ...],
+    data: str | None,
+    fmt: str | None,
+    src_col: str | None,
+    dst_col: str | None,
+    time_col: str | None,
+    feature_cols: str | None,
+    delimiter: str | None,
+    header: bool | None,
+    keep_ids: bool,
+) -> None:
     """List the built-in datasets: events, nodes, edge feature dim, bipartite, time span.
 
     With arguments, a row for each of those datasets instead (built-in names or event files, format
@@ -110,9 +128,9 @@ def datasets(names: tuple[str, ...], data: str | None, fmt: str | None, src_col:
                 src_col=_column_flag(src_col),
                 dst_col=_column_flag(dst_col),
                 time_col=_column_flag(time_col),
-                feature_cols=None if feature_cols is None else [
-                    _column_flag(c.strip()) for c in feature_cols.split(",")
-                ],
+                feature_cols=None
+                if feature_cols is None
+                else [_column_flag(c.strip()) for c in feature_cols.split(",")],
                 delimiter=delimiter,
                 header=header,
                 keep_ids=keep_ids,
@@ -208,21 +226,33 @@ _FILE_FLAGS = ("format", "src_col", "dst_col", "time_col", "feature_cols", "deli
 
 
 @main.command(context_settings={"max_content_width": 110})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="YAML run config (see configs/tgat.yaml); flags override it. "
-              "Default: the paper settings of --model.")
-@click.option("--resume", "resume", type=click.Path(file_okay=False),
-              help="Continue the interrupted run in this run directory (with its own config; "
-              "give no other option).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="YAML run config (see configs/tgat.yaml); flags override it. "
+    "Default: the paper settings of --model.",
+)
+@click.option(
+    "--resume",
+    "resume",
+    type=click.Path(file_okay=False),
+    help="Continue the interrupted run in this run directory (with its own config; give no other option).",
+)
 @_with_setting_options
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per epoch.")
-@click.option("--nproc", type=click.IntRange(min=1), default=None,
-              help="Train on this many processes of this machine (data parallel: each step takes "
-              "nproc x batch-size events; one GPU each with --device cuda, else gloo on the CPU). "
-              "The same as `torchrun --nproc-per-node N -m dgl_tgnn train ...`.")
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on this many processes of this machine (data parallel: each step takes "
+    "nproc x batch-size events; one GPU each with --device cuda, else gloo on the CPU). "
+    "The same as `torchrun --nproc-per-node N -m dgl_tgnn train ...`.",
+)
 @_one_line_errors
-def train(config_path: str | None, resume: str | None, progress: bool, nproc: int | None,
-          **flags: object) -> None:
+def train(
+    config_path: str | None, resume: str | None, progress: bool, nproc: int | None, **flags: object
+) -> None:
     """Train a model (TGAT, TGN, GraphMixer, ...) on a dataset and report test AP, AUC, MRR and Recall@k.
 
     Says what data was loaded, then writes runs/<time>-<dataset>-<model>-<neg>/ with config.yaml (the
@@ -266,8 +296,14 @@ def train(config_path: str | None, resume: str | None, progress: bool, nproc: in
         group.leave()
 
 
-def _train(config_path: str | None, resume: str | None, progress: bool, flags: dict[str, object],
-           parallel: Any, echo: Callable[[str], None]) -> None:
+def _train(
+    config_path: str | None,
+    resume: str | None,
+    progress: bool,
+    flags: dict[str, object],
+    parallel: Any,
+    echo: Callable[[str], None],
+) -> None:
     """``train`` in this process (one of ``parallel``'s, or alone)."""
     import dataclasses
 
@@ -319,18 +355,31 @@ def _train(config_path: str | None, resume: str | None, progress: bool, flags: d
 
 @main.command(context_settings={"max_content_width": 110})
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--metric", type=click.Choice(["all", "ap", "mrr"]), default="all", show_default=True,
-              help="ap: AP and AUC only (fast); mrr or all: also MRR and Recall@k.")
-@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
-              help="The split to evaluate (transductive and inductive sets).")
-@click.option("--eval-negs", callback=_eval_negs,
-              help="MRR/Recall@k negatives per positive: 'all', a seeded sample of N, or 'none' "
-              "(default: the run's).")
+@click.option(
+    "--metric",
+    type=click.Choice(["all", "ap", "mrr"]),
+    default="all",
+    show_default=True,
+    help="ap: AP and AUC only (fast); mrr or all: also MRR and Recall@k.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val"]),
+    default="test",
+    show_default=True,
+    help="The split to evaluate (transductive and inductive sets).",
+)
+@click.option(
+    "--eval-negs",
+    callback=_eval_negs,
+    help="MRR/Recall@k negatives per positive: 'all', a seeded sample of N, or 'none' (default: the run's).",
+)
 @click.option("--device", help="torch device (default: the run's).")
 @click.option("--threads", type=int, help="CPU threads (default: the run's).")
 @_one_line_errors
-def evaluate(path: str, metric: str, split: str, eval_negs: str | int | None, device: str | None,
-             threads: int | None) -> None:
+def evaluate(
+    path: str, metric: str, split: str, eval_negs: str | int | None, device: str | None, threads: int | None
+) -> None:
     """Evaluate a trained model: PATH is a run directory (its best.pt) or a checkpoint file."""
     from dgl_tgnn.train import evaluate_checkpoint
 
@@ -342,24 +391,50 @@ def evaluate(path: str, metric: str, split: str, eval_negs: str | int | None, de
 
 @main.command(context_settings={"max_content_width": 110})
 @click.argument("run_dir", type=click.Path(exists=True))
-@click.option("--queries", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="CSV of queries, one src,t row each (a header line is optional).")
-@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Destinations per query.")
-@click.option("--observe", "observe_path", type=click.Path(exists=True, dir_okay=False),
-              help="CSV of new events src,dst,t[,features...] (time order) observed before the queries.")
+@click.option(
+    "--queries",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="CSV of queries, one src,t row each (a header line is optional).",
+)
+@click.option(
+    "--k", type=click.IntRange(min=1), default=10, show_default=True, help="Destinations per query."
+)
+@click.option(
+    "--observe",
+    "observe_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV of new events src,dst,t[,features...] (time order) observed before the queries.",
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="Output CSV (default: standard output).")
 @click.option("--exclude-seen", is_flag=True, help="Leave out destinations the source met before t.")
-@click.option("--shortlist", type=click.IntRange(min=1),
-              help="Two stages: re-rank the S best dot products (runs with --decoder dot or model.dot_head).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="At most this many consecutive queries at the same time are scored together.")
+@click.option(
+    "--shortlist",
+    type=click.IntRange(min=1),
+    help="Two stages: re-rank the S best dot products (runs with --decoder dot or model.dot_head).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="At most this many consecutive queries at the same time are scored together.",
+)
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda:0.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @_one_line_errors
-def recommend(run_dir: str, queries: str, k: int, observe_path: str | None, out: str | None,
-              exclude_seen: bool, shortlist: int | None, batch_size: int, device: str,
-              progress: bool) -> None:
+def recommend(
+    run_dir: str,
+    queries: str,
+    k: int,
+    observe_path: str | None,
+    out: str | None,
+    exclude_seen: bool,
+    shortlist: int | None,
+    batch_size: int,
+    device: str,
+    progress: bool,
+) -> None:
     """The top K destinations of each query of a trained run: RUN_DIR is a run directory or a file
     of LinkPredictor.save. Writes src,t,rank,dst,score rows."""
     from tqdm import tqdm
@@ -390,10 +465,20 @@ def recommend(run_dir: str, queries: str, k: int, observe_path: str | None, out:
 
 @main.command(context_settings={"max_content_width": 110})
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True,
-              help="Classifier epochs at most (early stopping on validation AUC, patience 5).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True,
-              help="Classifier learning rate (Adam).")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Classifier epochs at most (early stopping on validation AUC, patience 5).",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3e-4,
+    show_default=True,
+    help="Classifier learning rate (Adam).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the classifier.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar while embedding.")
 @_one_line_errors

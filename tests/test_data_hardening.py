@@ -136,7 +136,7 @@ def test_binary_content_later_in_the_file_is_one_line(tmp_path):
 
 def test_bare_cr_line_ends_are_lines(tmp_path):
     path = tmp_path / "mac.csv"
-    path.write_bytes(b"src,dst,time\r1,2,3\r2,\"3\r4\",5\r")
+    path.write_bytes(b'src,dst,time\r1,2,3\r2,"3\r4",5\r')
     # a CR inside a quoted field ends the line too, and that line is then malformed: one line, no _csv.Error
     assert one_line_error(path).startswith(f"{path}:")
     path.write_bytes(b"src,dst,time\r1,2,3\r2,3,5\r")

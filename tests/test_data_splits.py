@@ -1,6 +1,5 @@
 """Chronological split with TGN's new-node (inductive) sets: hand-computed cases and a set-based reference."""
 
-
 import numpy as np
 import pytest
 

@@ -15,8 +15,21 @@ from dgl_tgnn.model_predictor import ModelPredictor
 from dgl_tgnn.node_classification import classify_nodes
 
 QUICK = [
-    "--model", "tgn", "--embed-dim", "16", "--memory-dim", "16", "--epochs", "1",
-    "--batch-size", "100", "--threads", "1", "--eval-negs", "none", "--no-progress",
+    "--model",
+    "tgn",
+    "--embed-dim",
+    "16",
+    "--memory-dim",
+    "16",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "100",
+    "--threads",
+    "1",
+    "--eval-negs",
+    "none",
+    "--no-progress",
 ]
 
 

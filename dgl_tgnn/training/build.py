@@ -91,7 +91,6 @@ def load_events(config: DataConfig) -> TemporalDataset:
     return ds
 
 
-
 def check_task(config: RunConfig, dataset: TemporalDataset) -> None:
     """A one-line ValueError when ``train.task`` is ``node`` and ``dataset`` has no event labels."""
     if config.train.task == "node":
