@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,11 +227,19 @@ def build_neighbourhoods(
 
 
 def build_evaluator(
-    config: RunConfig, data: RunData, model: LinkModel, device: torch.device, dedup: bool
+    config: RunConfig,
+    data: RunData,
+    model: LinkModel,
+    device: torch.device,
+    dedup: bool,
+    make: Callable[..., Evaluator] = Evaluator,
+    batches: int = 1,
 ) -> Evaluator:
-    """The ``Evaluator`` of ``model`` over all events, with the evaluation settings of ``config``."""
+    """The ``Evaluator`` of ``model`` over all events, with the evaluation settings of ``config``,
+    made by ``make`` (an ``Evaluator`` class, or a partial of one) at ``batches`` training batches
+    per evaluation batch."""
     c = config
-    return Evaluator(
+    return make(
         model,
         data.full_graph,
         data.node_feat,
@@ -241,7 +250,7 @@ def build_evaluator(
         dedup=dedup,
         threads=c.train.threads,
         visible_batch=c.train.visible_batch,
-        batch_size=c.train.batch_size,
+        batch_size=batches * c.train.batch_size,
         negatives=c.eval.negatives,
         recall_ks=c.eval.recall_ks,
         seed=c.eval.seed,

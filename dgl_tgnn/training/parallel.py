@@ -24,7 +24,9 @@ Dropout masks are drawn per process: runs that compare against one process use `
 
 from __future__ import annotations
 
+import functools
 import inspect
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,7 +40,7 @@ from dgl_tgnn.evaluation import Evaluator
 from dgl_tgnn.events import EventBatch
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.negatives import TopKNegatives
-from dgl_tgnn.neighbourhoods import Embedder
+from dgl_tgnn.neighbourhoods import Embedder, Neighbourhoods
 from dgl_tgnn.training.build import RunData, build_evaluator
 from dgl_tgnn.training.step import TrainingStep
 
@@ -83,11 +85,11 @@ class ParallelStep(TrainingStep):
         data: RunData,
         model: LinkModel,
         optimizer: torch.optim.Optimizer,
-        neighbourhoods: object,
+        neighbourhoods: Neighbourhoods,
         device: torch.device,
         parallel: Parallel,
     ) -> None:
-        super().__init__(config, data, model, optimizer, neighbourhoods, device, cuda_graph=False)  # type: ignore[arg-type]
+        super().__init__(config, data, model, optimizer, neighbourhoods, device, cuda_graph=False)
         self.parallel = parallel
         if isinstance(self.negatives, TopKNegatives):
             self.negatives = ShardedTopKNegatives.of(self.negatives, parallel)
@@ -162,7 +164,9 @@ class ParallelEvaluator(Evaluator):
     of one process at batch ``G x B``. Candidate tables (``eval.negatives all``) are embedded in
     shares and gathered. A collective: every process evaluates the same streams."""
 
-    parallel: Parallel
+    def __init__(self, parallel: Parallel, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parallel = parallel
 
     def share(self, size: int) -> tuple[int, int]:
         return self.parallel.bounds(size)
@@ -179,8 +183,7 @@ def parallel_evaluator(
     config: RunConfig, data: RunData, model: LinkModel, device: torch.device, dedup: bool, parallel: Parallel
 ) -> ParallelEvaluator:
     """The ``ParallelEvaluator`` of a run: ``build_evaluator``'s at batch ``G x B``."""
-    evaluator = build_evaluator(config, data, model, device, dedup)
-    evaluator.__class__ = ParallelEvaluator
-    evaluator.batch_size = parallel.world * config.train.batch_size
-    evaluator.parallel = parallel  # type: ignore[attr-defined]
-    return evaluator  # type: ignore[return-value]
+    make = functools.partial(ParallelEvaluator, parallel)
+    evaluator = build_evaluator(config, data, model, device, dedup, make, batches=parallel.world)
+    assert isinstance(evaluator, ParallelEvaluator)
+    return evaluator
