@@ -5,9 +5,9 @@ one training epoch runs in a fresh process (so that peak memory is that run's ow
 epoch is the baseline; topk at the default refresh cadence and topk at the paper's setting
 (``--refresh 1``) are reported as ratios to it, with the refresh time they add. ``no-dedup`` and
 ``learnable-time`` time the uniform epoch with that default reverted (``model.dedup: never``,
-``model.time_encoding: learnable``). With ``--repeats N`` the settings run in N alternating rounds
-and each reports the median of its N epochs (the ratios are those of the medians), which a machine
-whose speed drifts between runs needs.
+``model.time_encoding: learnable``); ``labor`` the uniform epoch with ``model.strategy: labor``.
+With ``--repeats N`` the settings run in N alternating rounds and each reports the median of its N
+epochs (the ratios are those of the medians), which a machine whose speed drifts between runs needs.
 
     python bench/train_speed.py                       # wikipedia, TGAT and TGN, CPU (2 threads) [+ CUDA]
     python bench/train_speed.py --max-events 20000 --json
@@ -37,6 +37,8 @@ SETTINGS = {
     # uniform negatives with one default changed back, to time what that default buys
     "no-dedup": {"negatives.kind": "uniform", "model.dedup": "never"},
     "learnable-time": {"negatives.kind": "uniform", "model.time_encoding": "learnable"},
+    # uniform negatives, neighbours by LABOR's shared numbers (TGAT: uniform neighbours by default)
+    "labor": {"negatives.kind": "uniform", "model.strategy": "labor"},
 }
 
 
@@ -99,7 +101,7 @@ def main() -> None:
         "--settings",
         default="uniform,topk,topk-paper",
         help="settings: uniform (the baseline, first), topk (default refresh), topk-paper (refresh 1), "
-        "no-dedup and learnable-time (uniform with that default reverted)",
+        "no-dedup and learnable-time (uniform with that default reverted), labor (LABOR neighbours)",
     )
     parser.add_argument(
         "--repeats", type=int, default=1, help="alternating rounds of the settings; medians are reported"
