@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +23,6 @@ from dgl_tgnn.node_ids import NodeIds
 from dgl_tgnn.pair_features import NUM_PAIR_FEATURES, PairFeatures
 from dgl_tgnn.predictor import LinkPredictor, exclusion_matrix
 from dgl_tgnn.topk import topk_dot
-
-
-@dataclass(frozen=True)
-class _PoolKeys:
-    """The first stage's key table: ``keys [C, d]`` of the candidate rows ``pool [C]``, embedded at
-    ``time`` (model units)."""
-
-    pool: torch.Tensor
-    time: float
-    keys: torch.Tensor
 
 
 class ModelPredictor(LinkPredictor):
@@ -127,7 +116,6 @@ class ModelPredictor(LinkPredictor):
         self.model.reset_memory()
         self.memory_events = 0  # TGN's memory holds the first memory_events observed events,
         self.applied = 0  # those before `applied` for good, the rest pending
-        self._keys: _PoolKeys | None = None  # the shortlist's key table (``_pool_keys``)
 
     def _sample_from(self, graph: TemporalGraph, calls: int) -> None:
         """Neighbours and pair features from ``graph``, the sampler at its ``calls``-th call."""
@@ -165,7 +153,6 @@ class ModelPredictor(LinkPredictor):
         if self.model.has_memory:
             self.model.encoder.memory.grow(capacity)
         self.capacity = capacity
-        self._keys = None
         graph = TemporalGraph(self.graph.src, self.graph.dst, self.graph.t, num_nodes=capacity)
         self._sample_from(graph, self.neighbourhoods.state_dict()["calls"])
 
@@ -205,7 +192,6 @@ class ModelPredictor(LinkPredictor):
         first = self.graph.num_events
         self.graph.append(src, dst, t)
         self._append_features(first, feat)
-        self._keys = None
 
     @torch.no_grad()
     def _memory_through(self, t_ref: float) -> None:
@@ -373,48 +359,21 @@ class ModelPredictor(LinkPredictor):
         size = src.shape[0]
         t_ref = t.min()
         with self._evaluating():
-            keys = self._pool_keys(pool, float(t_ref))
-            self._memory_through(float(t_ref))
-            queries = self.embed(src, float(t_ref))
-            if self.config.model.decoder != "dot":
-                queries = head.query(queries)
-            exclude = None if seen is None else exclusion_matrix(seen, size).to(keys.device)
+            table, z_src, rows = self._embed_with(src, pool, t_ref)
+            exclude = None if seen is None else exclusion_matrix(seen, size).to(table.device)
             count = min(shortlist, pool.shape[0])
-            _, picked = topk_dot(queries.contiguous(), keys, count, exclude)
+            queries, keys = z_src, table[rows]
+            if self.config.model.decoder != "dot":
+                queries, keys = head.query(queries), head.key(keys)
+            _, picked = topk_dot(queries.contiguous(), keys.contiguous(), count, exclude)
             if self.pair_features is not None:
                 picked = self._with_partners(picked, src, t_ref, pool, exclude)
             valid = picked >= 0
             picked = picked.masked_fill(~valid, 0)
-            # Stage 2: the shortlist embedded at t_ref and scored as ``score`` scores it.
-            candidates = pool.to(picked.device)[picked]
-            table, z_src, rows = self._embed_with(src, candidates.reshape(-1), t_ref)
-            logits = self.model.score_table(z_src, table, rows.reshape(candidates.shape))
-            logits = self._plus_pair_logits(logits, src, t, t_ref, candidates)
+            logits = self.model.score_table(z_src, table, rows[picked])
+            logits = self._plus_pair_logits(logits, src, t, t_ref, pool.to(picked.device)[picked])
             logits = logits.float().masked_fill(~valid, float("-inf"))
         return picked.masked_fill(~valid, -1).cpu(), logits.cpu()
-
-    def _pool_keys(self, pool: torch.Tensor, t_ref: float) -> torch.Tensor:
-        """``[C, d]`` retrieval keys of ``pool [C]`` (the dot decoder's embeddings, or
-        ``model.dot_head``'s keys), embedded at the time of the call that made them and kept until an
-        observed event, a reset or new nodes change the state, or the pool changes; made anew at
-        ``t_ref`` (model units) when kept ones were embedded after it (they could see events at or
-        after ``t_ref``)."""
-        cached = self._keys
-        if (
-            cached is not None
-            and cached.time <= t_ref
-            and cached.pool.shape == pool.shape
-            and bool((cached.pool == pool).all())
-        ):
-            return cached.keys
-        self._memory_through(t_ref)
-        keys = self.embed(pool, t_ref)
-        head = self.model.dot_head
-        if self.config.model.decoder != "dot":
-            assert head is not None
-            keys = head.key(keys)
-        self._keys = _PoolKeys(pool.clone(), t_ref, keys.contiguous())
-        return self._keys.keys
 
     def _with_partners(
         self,

@@ -130,35 +130,6 @@ def test_two_stage_shortlist_reranks_the_dot_product_top_with_score(runs):
         LinkPredictor.load(runs["tgat"]).recommend(src, t, k=10, shortlist=50)
 
 
-def test_the_shortlist_key_table_is_kept_between_calls_and_made_anew_after_observe(runs):
-    fresh = LinkPredictor.load(runs["dot"])
-    kept = LinkPredictor.load(runs["dot"])
-    pool = torch.from_numpy(np.flatnonzero(kept.destinations))
-    src = torch.from_numpy(kept.stream_src[-12:])
-    end = float(kept.stream_t[-1])
-    times = torch.full((12,), end + 5.0, dtype=torch.float64)
-    kept.shortlist_scores(src, times, pool, 30, None)  # the key table of the pool at end + 5
-    table = kept._keys
-    again, _ = kept.shortlist_scores(src, times + 1.0, pool, 30, None)
-    assert kept._keys is table  # kept: nothing was observed
-    # the sources meet pool nodes they never met, many times: the pool's embeddings change
-    rng = np.random.default_rng(0)
-    new_dst = pool[torch.from_numpy(rng.integers(0, len(pool), 400))]
-    new_src = src.repeat(34)[:400]
-    new_t = end + 10.0 + np.arange(400, dtype=np.float64)
-    for p in (kept, fresh):
-        p.observe(new_src, new_dst, new_t)
-    later = torch.full((12,), end + 500.0, dtype=torch.float64)
-    positions, scores = kept.shortlist_scores(src, later, pool, 30, None)
-    want_positions, want_scores = fresh.shortlist_scores(src, later, pool, 30, None)
-    assert torch.equal(positions, want_positions) and torch.equal(scores, want_scores)
-    assert kept._keys is not table
-    # a call before the table's time makes it anew (keys embedded later could see later events)
-    assert not torch.equal(positions, again)
-    kept.shortlist_scores(src, later - 100.0, pool, 30, None)
-    assert kept._keys is not None and kept._keys.time == float((later - 100.0)[0]) - kept.origin
-
-
 def test_a_dot_head_trained_beside_an_mlp_decoder_shortlists_and_leaves_the_model_alone(runs, tmp_path):
     def final(run):
         return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["final"]
