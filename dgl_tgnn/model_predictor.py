@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,26 @@ from dgl_tgnn.node_ids import NodeIds
 from dgl_tgnn.pair_features import NUM_PAIR_FEATURES, PairFeatures
 from dgl_tgnn.predictor import LinkPredictor, exclusion_matrix
 from dgl_tgnn.topk import topk_dot
+
+
+@dataclass(frozen=True)
+class _PoolKeys:
+    """The retrieval keys of a candidate pool (``ModelPredictor._pool_keys``).
+
+    Attributes:
+        pool_cpu: ``[C]`` int64 node rows of the pool (CPU), what the keys were built for.
+        pool: the same rows on the model's device.
+        events: the observed events before the keys' time (those the keys see).
+        keys: ``[C, d]`` float32, contiguous: the pool's embeddings at that time (a dot decoder's),
+            or ``model.dot_head.key`` of them.
+        position: ``[capacity]`` int64, each node row's pool position (``-1``: outside the pool).
+    """
+
+    pool_cpu: torch.Tensor
+    pool: torch.Tensor
+    events: int
+    keys: torch.Tensor
+    position: torch.Tensor
 
 
 class ModelPredictor(LinkPredictor):
@@ -114,6 +135,7 @@ class ModelPredictor(LinkPredictor):
         self.edge_feat = self._feat_rows
         self._sample_from(self.graph, calls=0)
         self.model.reset_memory()
+        self._keys: _PoolKeys | None = None  # stage 1's pool keys (_pool_keys), dropped on changes
         self.memory_events = 0  # TGN's memory holds the first memory_events observed events,
         self.applied = 0  # those before `applied` for good, the rest pending
 
@@ -153,6 +175,7 @@ class ModelPredictor(LinkPredictor):
         if self.model.has_memory:
             self.model.encoder.memory.grow(capacity)
         self.capacity = capacity
+        self._keys = None
         graph = TemporalGraph(self.graph.src, self.graph.dst, self.graph.t, num_nodes=capacity)
         self._sample_from(graph, self.neighbourhoods.state_dict()["calls"])
 
@@ -189,6 +212,7 @@ class ModelPredictor(LinkPredictor):
         memory takes them when a score needs them (``_memory_through``)."""
         if src.numel() == 0:
             return
+        self._keys = None
         first = self.graph.num_events
         self.graph.append(src, dst, t)
         self._append_features(first, feat)
@@ -340,10 +364,15 @@ class ModelPredictor(LinkPredictor):
         shortlist: int,
         seen: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``shortlist`` pool candidates of each source with the largest dot product
-        (``topk_dot``: the dot decoder's logits, or ``model.dot_head``'s) and, with pair features,
+        """Two stages. Stage 1: the ``shortlist`` pool candidates of each source with the largest
+        dot product (``topk_dot``: the dot decoder's logits, or ``model.dot_head``'s) of the source
+        embedded at the call's ``t_ref`` with the pool's cached keys (``_pool_keys``: embedded once, at
+        the time of the call that built them; not at this call's ``t_ref``) and, with pair features,
         the partners of its last ``pair_history`` events (whose pair features the dot product cannot
-        see), then ``score``'s values of those."""
+        see). Stage 2: ``score``'s values of those, exactly: the sources and the distinct shortlisted
+        nodes embedded together at ``t_ref``, as ``score`` of them embeds them. Stage 1 leaves the
+        sampler's call counter as it found it (stage 2 draws what ``score`` would). Recall against
+        the exact top-k is measured (``bench/recommend_speed.py``), not guaranteed."""
         head = self.model.dot_head
         if self.model.scores_pairs:
             raise ValueError(
@@ -358,40 +387,87 @@ class ModelPredictor(LinkPredictor):
         t = t - self.origin
         size = src.shape[0]
         t_ref = t.min()
-        with self._evaluating():
-            table, z_src, rows = self._embed_with(src, pool, t_ref)
-            exclude = None if seen is None else exclusion_matrix(seen, size).to(table.device)
+        with self._evaluating(), self._sharing_memory_update():
+            self._memory_through(float(t_ref))
+            with self._sampler_kept():
+                keys = self._pool_keys(pool, float(t_ref))
+                queries = self.embed(src, float(t_ref))
+            if head is not None and self.config.model.decoder != "dot":
+                queries = head.query(queries)
+            device = keys.keys.device
+            exclude = None if seen is None else exclusion_matrix(seen, size).to(device)
             count = min(shortlist, pool.shape[0])
-            queries, keys = z_src, table[rows]
-            if self.config.model.decoder != "dot":
-                queries, keys = head.query(queries), head.key(keys)
-            _, picked = topk_dot(queries.contiguous(), keys.contiguous(), count, exclude)
+            _, picked = topk_dot(queries.contiguous(), keys.keys, count, exclude)
             if self.pair_features is not None:
-                picked = self._with_partners(picked, src, t_ref, pool, exclude)
+                picked = self._with_partners(picked, src, t_ref, keys.position, exclude)
             valid = picked >= 0
             picked = picked.masked_fill(~valid, 0)
-            logits = self.model.score_table(z_src, table, rows[picked])
-            logits = self._plus_pair_logits(logits, src, t, t_ref, pool.to(picked.device)[picked])
+            nodes = keys.pool[picked]  # [B, S'] rows (pads: the pool's first, masked below)
+            table, z_src, rows = self._embed_with(src, nodes[valid], t_ref)
+            index = torch.zeros_like(picked)
+            index[valid] = rows
+            logits = self.model.score_table(z_src, table, index)
+            logits = self._plus_pair_logits(logits, src, t, t_ref, nodes)
             logits = logits.float().masked_fill(~valid, float("-inf"))
         return picked.masked_fill(~valid, -1).cpu(), logits.cpu()
+
+    def _sharing_memory_update(self) -> contextlib.AbstractContextManager[None]:
+        """TGN's pending messages applied once for every forward pass of the scope (the memory and
+        messages unchanged within it: the values of separate applications, computed once)."""
+        if not self.model.has_memory:
+            return contextlib.nullcontext()
+        return self.model.encoder.memory.sharing_update()
+
+    @contextlib.contextmanager
+    def _sampler_kept(self) -> Iterator[None]:
+        """The neighbour sampler's call counter (its uniform draws) restored after the scope."""
+        calls = self.neighbourhoods.state_dict()
+        try:
+            yield
+        finally:
+            self.neighbourhoods.load_state_dict(calls)
+
+    def _pool_keys(self, pool: torch.Tensor, t_ref: float) -> _PoolKeys:
+        """Stage 1's retrieval keys of ``pool [C]`` (rows): the cached ones while the state and the
+        pool are those they were built from and the same observed events precede ``t_ref`` (model
+        units) as their time (so no later event and no missing one); else built now, at ``t_ref``
+        (TGN's memory brought up to it by the caller). ``clear``, ``_observe`` and ``grow`` drop them."""
+        events = int(torch.searchsorted(self.graph.t, torch.tensor([t_ref], dtype=torch.float64))[0])
+        cached = self._keys
+        if (
+            cached is not None
+            and cached.events == events
+            and cached.pool_cpu.shape == pool.shape
+            and torch.equal(cached.pool_cpu, pool)
+        ):
+            return cached
+        self._keys = None  # (its memory free before the new table is built)
+        keys = self.embed(pool, t_ref)
+        head = self.model.dot_head
+        if head is not None and self.config.model.decoder != "dot":
+            keys = head.key(keys)
+        device = keys.device
+        position = torch.full((self.capacity,), -1, dtype=torch.int64, device=device)
+        position[pool.to(device)] = torch.arange(pool.shape[0], device=device)
+        self._keys = _PoolKeys(pool.clone(), pool.to(device), events, keys.contiguous(), position)
+        return self._keys
 
     def _with_partners(
         self,
         picked: torch.Tensor,
         src: torch.Tensor,
         t_ref: torch.Tensor,
-        pool: torch.Tensor,
+        position: torch.Tensor,
         exclude: torch.Tensor | None,
     ) -> torch.Tensor:
         """``picked [B, S]`` pool positions and those of the partners of each source's last
         ``pair_history`` events before ``t_ref`` (``[B, S + H]``; ``-1`` for repeats, partners
-        outside the pool and ``exclude [B, m]``d positions)."""
+        outside the pool and ``exclude [B, m]``d positions); ``position [capacity]``: each node row's
+        pool position, ``-1`` outside the pool."""
         assert self.pair_features is not None
         device = picked.device
         times = t_ref.expand(src.shape[0]).contiguous()
         (block,) = self.pair_features.recent.sample(src, times, check=False)
-        position = torch.full((self.capacity,), -1, dtype=torch.int64, device=device)
-        position[pool.to(device)] = torch.arange(pool.shape[0], device=device)
         nbr = position[block.nbr_nodes.to(device).clamp(min=0)]
         partners = torch.where(block.mask.to(device), nbr, -1)
         if exclude is not None:

@@ -130,6 +130,64 @@ def test_two_stage_shortlist_reranks_the_dot_product_top_with_score(runs):
         LinkPredictor.load(runs["tgat"]).recommend(src, t, k=10, shortlist=50)
 
 
+@pytest.mark.parametrize("model", ["dot", "head"])
+def test_two_stage_values_are_those_of_score_for_the_shortlisted_candidates(runs, model):
+    """Stage 2 embeds only the sources and the shortlisted nodes (stage 1 reads cached pool keys),
+    yet each shortlisted candidate's value is ``score``'s for it, to the bit."""
+    p = LinkPredictor.load(runs[model])
+    src = torch.from_numpy(p.stream_src[-12:])
+    times = torch.full((12,), float(p.stream_t[-1]) + 5.0, dtype=torch.float64)
+    pool = torch.from_numpy(np.flatnonzero(p.destinations))
+    p.shortlist_scores(src, times, pool, 20, None)  # builds the key cache
+    calls = _calls(p)
+    positions, values = p.shortlist_scores(src, times, pool, 20, None)
+    valid = positions >= 0
+    assert (valid.sum(1) >= 20).all() and torch.equal(torch.isfinite(values), valid)
+    # pads filled with a shortlisted node of the row: score embeds the same nodes as stage 2
+    first = positions.max(dim=1, keepdim=True).values.expand_as(positions)
+    candidates = pool[torch.where(valid, positions, first)]
+    _rewind(p, calls)
+    want = p.score(src, times, candidates)
+    assert torch.equal(values[valid], want[valid])
+
+
+def test_the_pool_key_cache_never_outlives_observe_or_reset(runs):
+    """A predictor that built its key cache, then observed events (or was reset to other events
+    with as many before the query time), shortlists as a fresh predictor in that state does."""
+    p, fresh = LinkPredictor.load(runs["dot"]), LinkPredictor.load(runs["dot"])
+    src, dst, t, feat = p.stream_src, p.stream_dst, p.stream_t, p.stream_edge_feat
+    cut, stop = 1200, 1700
+    while t[cut] == t[cut - 1]:
+        cut += 1
+    while t[stop] == t[stop - 1]:
+        stop += 1
+    queries = torch.from_numpy(src[stop - 12 : stop])
+    at = torch.full((12,), float(t[stop]), dtype=torch.float64)
+    pool = torch.from_numpy(np.flatnonzero(p.destinations))
+
+    def shortlist(predictor):
+        _rewind(predictor, {"calls": 7})
+        return predictor.shortlist_scores(queries, at, pool, 10, None)
+
+    p.reset(until=float(t[cut]))
+    before = shortlist(p)  # keys cached: the events before t[cut]
+    p.observe(src[cut:stop], dst[cut:stop], t[cut:stop], feat[cut:stop])
+    fresh.reset(until=float(t[stop]))  # the same events, observed by reset
+    after = shortlist(p)
+    want = shortlist(fresh)
+    assert torch.equal(after[0], want[0]) and torch.equal(after[1], want[1])
+    assert not torch.equal(before[0], after[0])  # the observed events changed the shortlist
+    # reset to other events, as many of them before the query time: shortlist of a fresh predictor
+    other = np.r_[dst[cut + 1 : stop], dst[cut]]  # the same times, other destinations
+    p.reset(until=float(t[cut]))
+    p.observe(src[cut:stop], other, t[cut:stop], feat[cut:stop])
+    mixed = shortlist(p)  # keys cached: the events with other destinations
+    p.reset(until=float(t[stop]))
+    again = shortlist(p)
+    assert torch.equal(again[0], want[0]) and torch.equal(again[1], want[1])
+    assert not torch.equal(mixed[0], again[0])
+
+
 def test_a_dot_head_trained_beside_an_mlp_decoder_shortlists_and_leaves_the_model_alone(runs, tmp_path):
     def final(run):
         return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["final"]
