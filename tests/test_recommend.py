@@ -299,7 +299,9 @@ def test_an_observed_event_never_changes_a_score_at_or_before_its_time(runs, mod
     # later events (one at the query time itself, between the same nodes) change nothing at t[cut]
     stop = cut + 300
     p.observe(
-        np.r_[src[cut:stop], src[cut]], np.r_[dst[cut:stop], dst[cut]], np.r_[t[cut:stop], t[stop]],
+        np.r_[src[cut:stop], src[cut]],
+        np.r_[dst[cut:stop], dst[cut]],
+        np.r_[t[cut:stop], t[stop]],
         p.stream_edge_feat[np.r_[cut:stop, cut]],
     )
     _rewind(p, calls)
