@@ -258,6 +258,11 @@ class ModelConfig:
         default=2,
         metadata=option("--mixer-layers", "tpnet: MLP-Mixer layers of the pair encoder (default 2)."),
     )
+    # dygformer: neighbours (tokens) per patch of each endpoint's sequence (DyGLib: 1 for sequences of
+    # 32, 2 for reddit's 64, 8 for mooc's 256).
+    patch_size: int = field(
+        default=1, metadata=option("--patch-size", "dygformer: tokens per patch (default 1).")
+    )
 
 
 @dataclass
