@@ -483,6 +483,8 @@ class RunConfig:
                 "model.walk_length, walk_dim and mixer_layers must be >= 1 and walk_decay >= 0; got "
                 f"{m.walk_length}, {m.walk_dim}, {m.mixer_layers}, {m.walk_decay}"
             )
+        if m.patch_size < 1:
+            raise ValueError(f"model.patch_size must be >= 1; got {m.patch_size} (--patch-size)")
         if MODELS[m.name].pairs:
             if e.protocol != "tgb":
                 raise ValueError(f"model {m.name} is ranked under TGB's protocol only; use --protocol tgb")

@@ -196,6 +196,8 @@ def test_bad_settings_fail_in_one_line():
         model([wrong], torch.zeros(NUM_NODES, 2), torch.zeros(3, 3))
     with pytest.raises(ValueError, match="TGB's protocol"):
         _small_config(**{"eval.protocol": "tgn"}).validate()
+    with pytest.raises(ValueError, match="patch_size must be >= 1"):
+        _small_config(**{"model.patch_size": 0}).validate()
 
 
 # -- through the package: predictor, leakage, training
