@@ -131,8 +131,8 @@ class DyGFormer(nn.Module):
     """
 
     pair_budget: dict[str, int] = {"cpu": 1 << 23, "cuda": 1 << 29}  # noqa: RUF012 (read only)
-    """Floats of the activations of one chunk of pairs (about ``32 T W`` per pair: ``T`` patches of
-    width ``W``), by device type."""
+    """Floats of the activations of one chunk of pairs (about ``64 Np W`` per pair: ``Np`` patches a
+    side, of width ``W``), by device type."""
 
     def __init__(
         self,
