@@ -258,6 +258,11 @@ class ModelConfig:
         default=2,
         metadata=option("--mixer-layers", "tpnet: MLP-Mixer layers of the pair encoder (default 2)."),
     )
+    # dygformer: neighbours (tokens) per patch of each endpoint's sequence (DyGLib: 1 for sequences of
+    # 32, 2 for reddit's 64, 8 for mooc's 256).
+    patch_size: int = field(
+        default=1, metadata=option("--patch-size", "dygformer: tokens per patch (default 1).")
+    )
 
 
 @dataclass
@@ -478,6 +483,8 @@ class RunConfig:
                 "model.walk_length, walk_dim and mixer_layers must be >= 1 and walk_decay >= 0; got "
                 f"{m.walk_length}, {m.walk_dim}, {m.mixer_layers}, {m.walk_decay}"
             )
+        if m.patch_size < 1:
+            raise ValueError(f"model.patch_size must be >= 1; got {m.patch_size} (--patch-size)")
         if MODELS[m.name].pairs:
             if e.protocol != "tgb":
                 raise ValueError(f"model {m.name} is ranked under TGB's protocol only; use --protocol tgb")
