@@ -2,21 +2,18 @@
 per-pair reference, empty histories, leakage, training from the CLI with every sampler and loss, and
 its ``LinkPredictor`` against the evaluator's ranking."""
 
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from pair_runs import assert_predictor_ranks_as_the_run_did
 
-from dgl_tgnn import LinkPredictor
 from dgl_tgnn.cli import main
 from dgl_tgnn.config import apply_overrides, default_config
-from dgl_tgnn.events import EventStream
 from dgl_tgnn.model_predictor import ModelPredictor
 from dgl_tgnn.nn.tpnet import TPNet, WalkMatrices, log_relu
-from dgl_tgnn.ranking import NegativeSets, rank_stream
 from dgl_tgnn.registry import LOSSES, NEGATIVES
 from dgl_tgnn.sampling import TemporalBlock
 from dgl_tgnn.train import Trainer
@@ -271,25 +268,7 @@ def test_one_epoch_from_the_cli_and_the_predictor_ranks_as_the_run_did(tmp_path)
     )
     assert result.exit_code == 0, result.output
     (run,) = tmp_path.iterdir()
-    final = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["final"]
-    assert 0 < final["test_mrr"] <= 1
-    predictor = LinkPredictor.load(run)
-    src, dst, t = predictor.stream_src, predictor.stream_dst, predictor.stream_t
-    test = np.flatnonzero(t > np.quantile(t, 0.85))
-    predictor.reset(until=float(t[test[0]]))
-    stream = EventStream(*(torch.from_numpy(a) for a in (src, dst, t)), torch.from_numpy(test))
-    got = rank_stream(predictor, stream, NegativeSets.load(run / "negatives_test.npz"), 100, [1, 10])
-    for key in ("mrr", "recall@1", "recall@10"):
-        assert got[key] == pytest.approx(final[f"test_{key}"], abs=1e-9), key
-    # recommend's exact path ranks by score
-    predictor.reset(until=float(t[test[0]]))
-    sources, at = torch.from_numpy(src[test[:3]]), torch.from_numpy(t[test[:3]])
-    top = predictor.recommend(sources, at, k=5)
-    pool = torch.from_numpy(np.flatnonzero(predictor.destinations))
-    scores = predictor.score(sources, at, pool.expand(3, -1))
-    torch.testing.assert_close(
-        top.scores, scores.sort(dim=1, descending=True).values[:, :5], rtol=1e-5, atol=1e-5
-    )
+    assert_predictor_ranks_as_the_run_did(run)
 
 
 def test_the_tgb_config_keeps_the_paper_model():
