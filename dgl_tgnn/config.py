@@ -485,6 +485,11 @@ class RunConfig:
             )
         if m.patch_size < 1:
             raise ValueError(f"model.patch_size must be >= 1; got {m.patch_size} (--patch-size)")
+        if MODELS[m.name].one_hop and m.num_layers != 1:
+            raise ValueError(
+                f"{m.name} reads one hop of recent links: model.num_layers must be 1 "
+                f"(--layers 1 --fanouts K); got {m.num_layers}"
+            )
         if MODELS[m.name].pairs:
             if e.protocol != "tgb":
                 raise ValueError(f"model {m.name} is ranked under TGB's protocol only; use --protocol tgb")

@@ -80,3 +80,11 @@ def test_time_encoding_setting_freezes_or_trains_every_time_encoding(model):
         for m in encodings:
             assert m.weight.requires_grad is trained and m.bias.requires_grad is trained
         assert any("time_enc" in name for name in names) is trained
+
+
+@pytest.mark.parametrize("model", ["graphmixer", "tpnet", "dygformer"])
+def test_a_one_hop_model_refuses_more_layers_in_one_line(model):
+    config = apply_overrides(default_config(model), {"model.num_layers": 2, "model.fanouts": [5, 5]})
+    message = f"^{model} reads one hop of recent links: model.num_layers must be 1"
+    with pytest.raises(ValueError, match=message):
+        config.validate()

@@ -33,12 +33,15 @@ class ModelSpec:
             :class:`~dgl_tgnn.link.PairEncoder`: TPNet, DyGFormer) instead of a decoder scoring the
             embeddings of single roots; its ``forward`` still gives node-level embeddings (what hard
             negatives are drawn by). Such a model is ranked under TGB's protocol.
+        one_hop: True when the encoder reads one hop block of recent events only
+            (``model.num_layers`` must be 1; ``RunConfig.validate`` says so).
     """
 
     defaults: dict[str, dict[str, Any]]
     encoder: EncoderBuilder | None = None
     stateful: bool = False
     pairs: bool = False
+    one_hop: bool = False
 
 
 for _module in pkgutil.iter_modules(__path__):

@@ -15,11 +15,6 @@ LAYERS = 2  # Transformer encoder layers (the paper's, on every dataset)
 
 
 def encoder(c: ModelConfig, num_nodes: int, node_dim: int, edge_dim: int) -> DyGFormer:
-    if c.num_layers != 1:
-        raise ValueError(
-            "dygformer reads one hop of recent interactions: model.num_layers must be 1 "
-            f"(--layers 1 --fanouts K); got {c.num_layers}"
-        )
     return DyGFormer(
         node_dim,
         edge_dim,
@@ -59,5 +54,6 @@ MODELS.register("dygformer", "DyGFormer, a Transformer over both endpoints' rece
         },
         encoder,
         pairs=True,
+        one_hop=True,
     )
 )

@@ -12,11 +12,6 @@ MIXER_LAYERS = 2  # mixer blocks (DyGLib's GraphMixer; the authors' code default
 
 
 def encoder(c: ModelConfig, num_nodes: int, node_dim: int, edge_dim: int) -> GraphMixer:
-    if c.num_layers != 1:
-        raise ValueError(
-            f"graphmixer reads one hop of recent links: model.num_layers must be 1 (--layers 1 --fanouts K); "
-            f"got {c.num_layers}"
-        )
     if c.time_encoding != "fixed":
         raise ValueError(
             "graphmixer's time encoding is fixed (the paper's): model.time_encoding must be fixed "
@@ -37,6 +32,8 @@ MODELS.register("graphmixer", "GraphMixer, an MLP-mixer over each node's most re
     # The K = 20 most recent links of each node (tokens), 2 mixer blocks, fixed time encoding; a
     # learnable vector per node (the authors' code gives every node one-hot features).
     ModelSpec(
-        {"model": {"num_layers": 1, "fanouts": [20], "strategy": "recent", "node_embedding": 100}}, encoder
+        {"model": {"num_layers": 1, "fanouts": [20], "strategy": "recent", "node_embedding": 100}},
+        encoder,
+        one_hop=True,
     )
 )

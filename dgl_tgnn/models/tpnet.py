@@ -52,5 +52,6 @@ MODELS.register("tpnet", "TPNet, temporal walk matrices by random projection and
         encoder,
         stateful=True,
         pairs=True,
+        one_hop=True,
     )
 )
