@@ -4,11 +4,10 @@ sampler and loss, and its ``LinkPredictor`` against the evaluator's ranking."""
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from pair_runs import assert_predictor_ranks_as_the_run_did
+from pair_runs import assert_no_leakage, assert_predictor_ranks_as_the_run_did, assert_trains
 
 from dgl_tgnn.cli import main
 from dgl_tgnn.config import apply_overrides, default_config, load_config
@@ -17,7 +16,6 @@ from dgl_tgnn.model_predictor import ModelPredictor
 from dgl_tgnn.nn.dygformer import DyGFormer, cooccurrence_counts
 from dgl_tgnn.registry import LOSSES, NEGATIVES
 from dgl_tgnn.sampling import TemporalBlock
-from dgl_tgnn.train import Trainer
 
 EVENTS = [
     (0, 3, 1.0),
@@ -221,25 +219,7 @@ def _predictor(src, dst, t) -> ModelPredictor:
 
 
 def test_an_event_never_changes_its_own_score_nor_earlier_ones():
-    src, dst, t = (np.array(c) for c in zip(*EVENTS, strict=True))
-    t = t.astype(np.float64)
-    queries = (torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5]))
-    cand = torch.stack([queries[1], queries[1].flip(0)], 1)
-    at = torch.full((3,), 6.0, dtype=torch.float64)
-    p = _predictor(src, dst, t)
-    p.reset(until=6.0)  # events before time 6
-    before = p.score(queries[0], at, cand)
-    p.observe(torch.tensor([1]), torch.tensor([3]), torch.tensor([6.0]))  # the event at 6 itself
-    torch.testing.assert_close(p.score(queries[0], at, cand), before, rtol=0, atol=0)
-    # A stream whose later events differ scores the same before them ...
-    other = _predictor(src, np.where(t >= 6.0, (dst + 1) % NUM_NODES, dst), t)
-    other.reset(until=6.0)
-    torch.testing.assert_close(other.score(queries[0], at, cand), before, rtol=0, atol=0)
-    # ... and the events do count once they are earlier than the query.
-    later = torch.full((3,), 9.8, dtype=torch.float64)
-    p.reset(until=9.8)
-    other.reset(until=9.8)
-    assert not torch.allclose(p.score(queries[0], later, cand), other.score(queries[0], later, cand))
+    assert_no_leakage(_predictor, EVENTS, NUM_NODES)
 
 
 @pytest.mark.parametrize(
@@ -248,13 +228,7 @@ def test_an_event_never_changes_its_own_score_nor_earlier_ones():
 )
 def test_every_sampler_and_loss_trains_it(kind, loss):
     overrides = {"negatives.kind": kind, "train.loss": loss, "negatives.n_rand": 1, "negatives.k": 5}
-    trainer = Trainer(_small_config(**overrides), None, progress=False, log=lambda line: None)
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    assert trainer.train_epoch(stop_after=3) is False  # 3 batches
-    losses = trainer.partial["losses"]
-    assert len(losses) == 3 and all(np.isfinite(losses))
-    after = trainer.model.state_dict()
-    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert_trains(_small_config(**overrides))
 
 
 def test_one_epoch_from_the_cli_and_the_predictor_ranks_as_the_run_did(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from pair_runs import assert_predictor_ranks_as_the_run_did
+from pair_runs import assert_no_leakage, assert_predictor_ranks_as_the_run_did, assert_trains
 
 from dgl_tgnn.cli import main
 from dgl_tgnn.config import apply_overrides, default_config
@@ -16,7 +16,6 @@ from dgl_tgnn.model_predictor import ModelPredictor
 from dgl_tgnn.nn.tpnet import TPNet, WalkMatrices, log_relu
 from dgl_tgnn.registry import LOSSES, NEGATIVES
 from dgl_tgnn.sampling import TemporalBlock
-from dgl_tgnn.train import Trainer
 
 # A small stream without self-loops: (src, dst, t), in time order; batches of BATCH events.
 EVENTS = [
@@ -216,28 +215,7 @@ def _predictor(src, dst, t) -> ModelPredictor:
 
 
 def test_an_event_never_changes_its_own_score_nor_earlier_ones():
-    src, dst, t = (np.array(c) for c in zip(*EVENTS, strict=True))
-    t = t.astype(np.float64)
-    queries = (torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5]))
-    at = torch.full((3,), 6.0, dtype=torch.float64)
-    p = _predictor(src, dst, t)
-    p.reset(until=6.0)  # events before time 6
-    before = p.score(queries[0], at, torch.stack([queries[1], queries[1].flip(0)], 1))
-    p.observe(torch.tensor([1]), torch.tensor([3]), torch.tensor([6.0]))  # the event at 6 itself
-    same = p.score(queries[0], at, torch.stack([queries[1], queries[1].flip(0)], 1))
-    torch.testing.assert_close(same, before, rtol=0, atol=0)
-    # A stream whose later events differ scores the same before them ...
-    other = _predictor(src, np.where(t >= 6.0, (dst + 1) % NUM_NODES, dst), t)
-    other.reset(until=6.0)
-    torch.testing.assert_close(
-        other.score(queries[0], at, torch.stack([queries[1], queries[1].flip(0)], 1)), before
-    )
-    # ... and the events do count once they are earlier than the query.
-    later = torch.full((3,), 9.8, dtype=torch.float64)
-    p.reset(until=9.8)
-    other.reset(until=9.8)
-    cand = torch.stack([queries[1], queries[1].flip(0)], 1)
-    assert not torch.allclose(p.score(queries[0], later, cand), other.score(queries[0], later, cand))
+    assert_no_leakage(_predictor, EVENTS, NUM_NODES)
 
 
 @pytest.mark.parametrize(
@@ -246,13 +224,7 @@ def test_an_event_never_changes_its_own_score_nor_earlier_ones():
 )
 def test_every_sampler_and_loss_trains_it(kind, loss):
     overrides = {"negatives.kind": kind, "train.loss": loss, "negatives.n_rand": 1, "negatives.k": 5}
-    trainer = Trainer(_small_config(**overrides), None, progress=False, log=lambda line: None)
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    assert trainer.train_epoch(stop_after=3) is False  # 3 batches
-    losses = trainer.partial["losses"]
-    assert len(losses) == 3 and all(np.isfinite(losses))
-    after = trainer.model.state_dict()
-    assert any(not torch.equal(before[k], after[k]) for k in before if k != "encoder.memory.features")
+    assert_trains(_small_config(**overrides), ("encoder.memory.features",))
 
 
 def test_bad_pair_model_settings_fail_in_one_line():
