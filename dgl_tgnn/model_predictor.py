@@ -387,7 +387,7 @@ class ModelPredictor(LinkPredictor):
         t = t - self.origin
         size = src.shape[0]
         t_ref = t.min()
-        with self._evaluating(), self._sharing_memory_update():
+        with self._evaluating(), self.model.sharing_memory_update():
             self._memory_through(float(t_ref))
             with self._sampler_kept():
                 keys = self._pool_keys(pool, float(t_ref))
@@ -410,13 +410,6 @@ class ModelPredictor(LinkPredictor):
             logits = self._plus_pair_logits(logits, src, t, t_ref, nodes)
             logits = logits.float().masked_fill(~valid, float("-inf"))
         return picked.masked_fill(~valid, -1).cpu(), logits.cpu()
-
-    def _sharing_memory_update(self) -> contextlib.AbstractContextManager[None]:
-        """TGN's pending messages applied once for every forward pass of the scope (the memory and
-        messages unchanged within it: the values of separate applications, computed once)."""
-        if not self.model.has_memory:
-            return contextlib.nullcontext()
-        return self.model.encoder.memory.sharing_update()
 
     @contextlib.contextmanager
     def _sampler_kept(self) -> Iterator[None]:
