@@ -52,6 +52,9 @@ class ModelPredictor(LinkPredictor):
     ``score(src, t, candidates)`` embeds every source and candidate of the call alike, at the
     call's earliest time ``t_ref`` (neighbours and TGN's memory: the observed events); each row's own
     time enters through the pair features (time since the pair's and the candidate's latest events).
+    With ``train.visible_batch`` (``visible_batch``) the pair features, and a pair-scoring model's
+    sources, read each source's observed events up to its own time: earlier events of the call's
+    batch, observed before it, count, as they do for neighbours in training.
 
     Args:
         model: the trained link model (kept in eval mode).
@@ -83,6 +86,7 @@ class ModelPredictor(LinkPredictor):
         self.capacity = int(node_feat.shape[0])  # node rows of model, graph and memory (doubling)
         self.node_ids = NodeIds(None, self.capacity)
         self.dedup = dedup
+        self.visible_batch = config.train.visible_batch
         self.clear()
 
     @classmethod
@@ -155,7 +159,9 @@ class ModelPredictor(LinkPredictor):
         )
         self.neighbourhoods.load_state_dict({"calls": calls})
         self.pair_features = (
-            PairFeatures(self.graph, c.model.pair_history, self.device) if c.model.pair_history else None
+            PairFeatures(self.graph, c.model.pair_history, self.device, visible_batch=c.train.visible_batch)
+            if c.model.pair_history
+            else None
         )
 
     def grow(self, num_nodes: int) -> None:
@@ -280,20 +286,22 @@ class ModelPredictor(LinkPredictor):
     def _score(self, src: torch.Tensor, t: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         t_ref = t.min()
         if self.model.scores_pairs:
-            logits = self._model_pair_logits(src, t_ref, candidates)
+            logits = self._model_pair_logits(src, t, t_ref, candidates)
         else:
             table, z_src, rows = self._embed_with(src, candidates.reshape(-1), t_ref)
             logits = self.model.score_table(z_src, table, rows.reshape(candidates.shape))
         return self._plus_pair_logits(logits, src, t, t_ref, candidates)
 
     def _model_pair_logits(
-        self, src: torch.Tensor, t_ref: torch.Tensor, candidates: torch.Tensor
+        self, src: torch.Tensor, t: torch.Tensor, t_ref: torch.Tensor, candidates: torch.Tensor
     ) -> torch.Tensor:
-        """``[B, C]`` logits of a model that scores pairs itself: sources and candidates ``[B, C]`` at
-        ``t_ref`` (its state brought up to it)."""
+        """``[B, C]`` logits of a model that scores pairs itself: candidates ``[B, C]`` at ``t_ref``
+        (its state brought up to it), sources ``[B]`` at their times ``t`` with ``visible_batch``,
+        else at ``t_ref``."""
         self._memory_through(float(t_ref))
         pairs = PairLogits(self.model, self.neighbourhoods, self.node_feat, self.edge_feat)
-        return pairs(src, t_ref.expand(src.shape[0]).contiguous(), t_ref, candidates)
+        times = t if self.visible_batch else t_ref.expand(src.shape[0]).contiguous()
+        return pairs(src, times, t_ref, candidates)
 
     def _embed_with(
         self, src: torch.Tensor, candidates: torch.Tensor, t_ref: torch.Tensor
@@ -334,7 +342,7 @@ class ModelPredictor(LinkPredictor):
             with self._evaluating():
                 for lo in range(0, pool.shape[0], chunk):
                     candidates = pool[lo : lo + chunk].expand(size, -1)
-                    logits = self._model_pair_logits(src, t_ref, candidates)
+                    logits = self._model_pair_logits(src, t, t_ref, candidates)
                     yield lo, self._plus_pair_logits(logits, src, t, t_ref, candidates).float().cpu()
             return
         with self._evaluating():

@@ -2,10 +2,12 @@
 *this* source met *this* candidate before, how often, how recently, how habitual the source is, and
 how busy the candidate is now.
 
-For a source ``s`` queried at time ``t`` (histories read strictly before ``t_ref <= t``, the batch's
-start) and a candidate ``c``: ``n_s`` of the ``H`` most recent events of ``s`` exist (``u_s`` distinct
-partners among them, ``count`` of them with ``c``, the latest at ``last(s, c)``), and ``n_c`` of the
-``H`` most recent events of ``c`` (``u_c`` distinct partners). Times are in the dataset's unit;
+For a source ``s`` queried at time ``t`` and a candidate ``c`` (the source's history read strictly
+before ``t`` with ``visible_batch``, else strictly before ``t_ref <= t``, the batch's start; the
+candidate's strictly before ``t_ref``): ``n_s`` of the ``H`` most recent events of ``s`` exist
+(``u_s`` distinct partners among them, ``count`` of them with ``c``, the latest at ``last(s, c)``),
+and ``n_c`` of the ``H`` most recent events of ``c`` (``u_c`` distinct partners). Times are in the
+dataset's unit;
 ``lt(x) = log(1 + x) / 16`` keeps time differences of up to ~9e6 (months in seconds) near [0, 1], and
 ``ln(x) = log(1 + x) / log(1 + H)`` counts in [0, 1].
 
@@ -54,11 +56,16 @@ class PairFeatures:
         graph: the events the histories are read from (strictly before ``t_ref``).
         history: ``H``, the most recent events of a source or candidate scanned.
         device: where the features are computed and returned.
+        visible_batch: read each source's history up to its own time ``t`` (earlier events of its
+            batch included, as ``train.visible_batch`` lets neighbours do), not up to ``t_ref``.
     """
 
-    def __init__(self, graph: TemporalGraph, history: int, device: torch.device) -> None:
+    def __init__(
+        self, graph: TemporalGraph, history: int, device: torch.device, *, visible_batch: bool
+    ) -> None:
         self.history = history
         self.device = device
+        self.visible_batch = visible_batch
         self.set_graph(graph)
 
     def set_graph(self, graph: TemporalGraph) -> None:
@@ -73,14 +80,16 @@ class PairFeatures:
         candidates: torch.Tensor,
     ) -> torch.Tensor:
         """Features of ``src [B]`` int64 at ``t [B]`` float64 with ``candidates [B, C]`` int64 (ids >= 0),
-        using the events strictly before ``t_ref`` (0-dim float64, ``<= t``)."""
+        from the events strictly before ``t_ref`` (0-dim float64, ``<= t``), and the sources' events
+        strictly before ``t`` with ``visible_batch``."""
         device = self.device
         src, t, candidates = src.to(device), t.to(device, torch.float64), candidates.to(device)
         t_ref = t_ref.to(device, torch.float64)
         size, width = candidates.shape
         if size == 0 or width == 0:
             return torch.zeros(size, width, NUM_PAIR_FEATURES, device=device)
-        (mine,) = self.recent.sample(src, t_ref.expand(size).contiguous(), check=False)
+        cut = t if self.visible_batch else t_ref.expand(size).contiguous()
+        (mine,) = self.recent.sample(src, cut, check=False)
         nbr, nbr_t, mask = mine.nbr_nodes, mine.nbr_times, mine.mask  # [B, H], most recent first
         first_seen = _first_seen_times(nbr, nbr_t, mask)  # [B, H]
         activity, explore, latest, oldest = _history_stats(mask, nbr_t, first_seen, self.history)

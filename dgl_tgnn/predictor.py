@@ -55,6 +55,11 @@ class LinkPredictor(ABC):
     ``self.node_ids`` in ``score`` and ``observe`` (the stream's arrays are rows).
     """
 
+    visible_batch: bool = False
+    """``score`` at time ``t`` reads each source's observed events strictly before ``t`` (for some
+    features), so a batch of queries may be observed before it is scored (``ranking.rank_stream``
+    does); else it reads only those before the call's earliest time, and a batch is scored first."""
+
     score_budget: int = 1 << 22
     """``recommend`` scores about this many (query, candidate) pairs at a time (divided by the floats
     a pair takes: an MLP decoder's and the pair scorer's hidden layers): memory stays bounded."""

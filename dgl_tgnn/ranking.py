@@ -9,7 +9,9 @@
   half historical (destinations the source met in the training split) and half random, TGB's
   ``hist_rnd`` scheme, generated once and stored with the run.
 * The stream is ranked in batches through :class:`~dgl_tgnn.predictor.LinkPredictor`: a batch is
-  scored, then observed (:func:`rank_stream`), so a positive never sees its own batch.
+  scored, then observed (:func:`rank_stream`), so a positive never sees its own batch; or, for a
+  predictor with ``visible_batch`` (which reads each source's events strictly before its own time),
+  observed, then scored, so a positive sees the earlier events of its batch but never itself.
 """
 
 from __future__ import annotations
@@ -165,7 +167,8 @@ def rank_stream(
 ) -> dict[str, float]:
     """Ranks every positive of ``stream`` against its negatives through ``predictor``, one batch at
     a time: ``score`` the batch (positive in column 0), then ``observe`` it (with its rows of
-    ``edge_feat [E, edge_dim]``, indexed by the stream's event ids, when given).
+    ``edge_feat [E, edge_dim]``, indexed by the stream's event ids, when given); with
+    ``predictor.visible_batch``, ``observe`` it first.
 
     Returns ``mrr``, ``recall@k`` for each ``k``, and ``ap`` / ``auc`` of the positives against one
     seeded negative per positive drawn from its negative set. Raises ``ValueError`` on a
@@ -177,6 +180,9 @@ def rank_stream(
     for batch in stream.batches(batch_size):
         cand, valid = negatives.batch(batch.start, batch.stop)
         queries = torch.cat([batch.dst[:, None], cand], dim=1)
+        feat = None if edge_feat is None else edge_feat[batch.eids.to(edge_feat.device)]
+        if predictor.visible_batch:
+            predictor.observe(batch.src, batch.dst, batch.t, feat)
         scores = predictor.score(batch.src, batch.t, queries).float().cpu()
         if not torch.isfinite(scores).all():
             raise ValueError(f"non-finite scores at events {batch.start}..{batch.stop - 1} of the split")
@@ -187,8 +193,8 @@ def rank_stream(
         pick = torch.multinomial(weights, 1, generator=generator)[:, 0]
         pos_all.append(pos)
         neg_one.append(neg[torch.arange(len(batch)), pick])
-        feat = None if edge_feat is None else edge_feat[batch.eids.to(edge_feat.device)]
-        predictor.observe(batch.src, batch.dst, batch.t, feat)
+        if not predictor.visible_batch:
+            predictor.observe(batch.src, batch.dst, batch.t, feat)
         bar.update(len(batch))
     bar.close()
     if not ranks:

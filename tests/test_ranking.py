@@ -160,17 +160,18 @@ def test_edgebank_scores_by_hand():
     assert got.tolist() == [[1.0], [1.0], [0.0]]
 
 
-def _brute_pair_features(src, dst, t, s, at, ref, c, history):
-    """The 18 pair features of ``(s, c)`` at ``at`` from events strictly before ``ref``, by loops."""
+def _brute_pair_features(src, dst, t, s, at, ref, c, history, src_cut):
+    """The 18 pair features of ``(s, c)`` at ``at`` from ``s``'s events strictly before ``src_cut``
+    and ``c``'s strictly before ``ref``, by loops."""
 
-    def recent(node):
-        """The ``history`` most recent (time, event id, partner) of ``node`` before ``ref``."""
+    def recent(node, cut):
+        """The ``history`` most recent (time, event id, partner) of ``node`` before ``cut``."""
         events = [
             (t[i], i, dst[i] if src[i] == node else src[i])
             for i in range(len(src))
             if node in (src[i], dst[i])
         ]
-        return sorted(x for x in events if x[0] < ref)[-history:]
+        return sorted(x for x in events if x[0] < cut)[-history:]
 
     def lt(dt):
         return np.log1p(dt) / 16
@@ -178,7 +179,7 @@ def _brute_pair_features(src, dst, t, s, at, ref, c, history):
     def ln(n):
         return np.log1p(n) / np.log1p(history)
 
-    mine, theirs = recent(s), recent(c)
+    mine, theirs = recent(s, src_cut), recent(c, ref)
     partners = [p for _, _, p in mine]
     count = partners.count(c)
     last = max((x for x, _, p in mine if p == c), default=None)
@@ -210,15 +211,17 @@ def _brute_pair_features(src, dst, t, s, at, ref, c, history):
     ]
 
 
+@pytest.mark.parametrize("visible_batch", [False, True])
 @pytest.mark.parametrize(("events", "history"), [(300, 7), (40, 12)])
-def test_pair_features_match_brute_force(events, history):
-    """Full and sparse histories; nodes 12 and 13 have no events at all."""
+def test_pair_features_match_brute_force(events, history, visible_batch):
+    """Full and sparse histories; nodes 12 and 13 have no events at all. With ``visible_batch`` the
+    source's history runs up to its own time (after the reference time 60 for most rows)."""
     rng = np.random.default_rng(1)
     nodes = 14
     src, dst = rng.integers(0, 12, events), rng.integers(0, 12, events)
     t = np.sort(rng.integers(0, 100, events)).astype(np.float64)
     graph = TemporalGraph(torch.from_numpy(src), torch.from_numpy(dst), torch.from_numpy(t), num_nodes=nodes)
-    features = PairFeatures(graph, history=history, device=torch.device("cpu"))
+    features = PairFeatures(graph, history=history, device=torch.device("cpu"), visible_batch=visible_batch)
     queries = torch.tensor([0, 3, 5, 11, 13])
     at = torch.tensor([60.0, 61.0, 75.0, 99.0, 80.0], dtype=torch.float64)
     ref = torch.tensor(60.0, dtype=torch.float64)
@@ -228,8 +231,9 @@ def test_pair_features_match_brute_force(events, history):
     assert got.shape == (5, 12, 18)
     for b in range(5):
         for j in range(12):
+            cut = float(at[b]) if visible_batch else 60.0
             want = _brute_pair_features(
-                src, dst, t, int(queries[b]), float(at[b]), 60.0, int(candidates[b, j]), history
+                src, dst, t, int(queries[b]), float(at[b]), 60.0, int(candidates[b, j]), history, cut
             )
             assert got[b, j].tolist() == pytest.approx(want, abs=1e-6), (b, j)
 

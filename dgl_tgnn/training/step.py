@@ -75,7 +75,9 @@ class TrainingStep:
         self.model, self.optimizer, self.neighbourhoods = model, optimizer, neighbourhoods
         self.edge_feat = data.edge_feat
         self.pair_features = (
-            PairFeatures(data.train_graph, c.model.pair_history, device) if c.model.pair_history else None
+            PairFeatures(data.train_graph, c.model.pair_history, device, visible_batch=c.train.visible_batch)
+            if c.model.pair_history
+            else None
         )
         self.embedder = Embedder(model, neighbourhoods, data.node_feat, data.train_edge_feat)
         self.pair_logits = (
@@ -215,7 +217,9 @@ class TrainingStep:
                 queries = self.embedder(batch.src, times, t0)
         neg = self.negatives.sample(batch, queries)
         candidates = torch.cat([batch.dst.to(neg.device)[:, None], neg], dim=1)  # [B, 1 + n]
-        logits = self.pair_logits(batch.src, times, t0, candidates)
+        # the sources at their own times with visible_batch, as the predictor scores them
+        src_times = batch.t if self.config.train.visible_batch else times
+        logits = self.pair_logits(batch.src, src_times, t0, candidates)
         pair = self._pair_logits(batch.src, batch.t, batch.dst, neg)
         if pair is not None:
             logits = logits + pair
