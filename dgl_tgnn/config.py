@@ -349,7 +349,9 @@ class TrainConfig:
         metadata=option(
             "--visible-batch",
             "Let a root see earlier events of its own batch as neighbours (TGN's code, TGLite, TGM; "
-            "default) or only events before the batch.",
+            "default) or only events before the batch. Under --protocol tgb it also lets the pair "
+            "features read each source's events up to its own time (the evaluator observes a batch "
+            "before scoring it, as DyGLib's models do on TGB).",
         ),
     )
     runs_dir: str = field(

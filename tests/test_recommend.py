@@ -311,6 +311,39 @@ def test_an_observed_event_never_changes_a_score_at_or_before_its_time(runs, mod
     assert not torch.equal(later, before)
 
 
+def test_a_row_reads_the_sources_events_before_its_own_time_and_no_later_one(runs):
+    """With visible_batch (the default) a row of a call at time t_i sees its source's observed events
+    strictly before t_i, earlier rows' events included (what rank_stream relies on when it observes a
+    batch before scoring it), and none at or after t_i."""
+    p = LinkPredictor.load(runs["tgn"])
+    assert p.visible_batch
+    src, dst, t = p.stream_src, p.stream_dst, p.stream_t
+    cut = 1500
+    while t[cut] == t[cut - 1]:
+        cut += 1
+    rows = np.arange(cut, cut + 100)  # a batch of queries, the stream's next events
+    queries, at = torch.from_numpy(src[rows]), torch.from_numpy(t[rows])
+    candidates = torch.from_numpy(np.unique(dst[:cut])[:40]).expand(100, -1)
+    candidates = torch.cat([torch.from_numpy(dst[rows])[:, None], candidates], dim=1)
+    calls = _calls(p)
+
+    def scores_after(stop):
+        """The call's scores once the batch's events before position ``stop`` are observed."""
+        p.reset(until=float(t[cut]))
+        p.observe(src[cut:stop], dst[cut:stop], t[cut:stop], p.stream_edge_feat[cut:stop])
+        _rewind(p, calls)
+        return p.score(queries, at, candidates)
+
+    every = scores_after(cut + 100)
+    none = scores_after(cut)
+    for i in (30, 60, 99):
+        before = cut + int(np.searchsorted(t[cut : cut + 100], t[cut + i]))  # events strictly before t_i
+        upto = scores_after(before)
+        assert torch.equal(every[: i + 1][at[: i + 1] <= at[i]], upto[: i + 1][at[: i + 1] <= at[i]])
+    # rows whose source met a candidate earlier in the batch score otherwise than with the batch unseen
+    assert not torch.equal(every, none)
+
+
 def test_edgebank_refuses_to_score_before_its_latest_event(runs):
     p = LinkPredictor.load(runs["edgebank"])
     with pytest.raises(ValueError, match="reset"):
