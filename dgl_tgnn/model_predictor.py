@@ -31,15 +31,13 @@ class _PoolKeys:
     """The retrieval keys of a candidate pool (``ModelPredictor._pool_keys``).
 
     Attributes:
-        pool_cpu: ``[C]`` int64 node rows of the pool (CPU), what the keys were built for.
-        pool: the same rows on the model's device.
+        pool: ``[C]`` int64 node rows of the pool (CPU), what the keys were built for.
         events: the observed events before the keys' time (those the keys see).
         keys: ``[C, d]`` float32, contiguous: the pool's embeddings at that time (a dot decoder's),
             or ``model.dot_head.key`` of them.
         position: ``[capacity]`` int64, each node row's pool position (``-1``: outside the pool).
     """
 
-    pool_cpu: torch.Tensor
     pool: torch.Tensor
     events: int
     keys: torch.Tensor
@@ -410,8 +408,9 @@ class ModelPredictor(LinkPredictor):
                 picked = self._with_partners(picked, src, t_ref, keys.position, exclude)
             valid = picked >= 0
             picked = picked.masked_fill(~valid, 0)
-            nodes = keys.pool[picked]  # [B, S'] rows (pads: the pool's first, masked below)
-            table, z_src, rows = self._embed_with(src, nodes[valid], t_ref)
+            # [B, S'] node rows on the CPU, as the sources (pads: the pool's first, masked below)
+            nodes = keys.pool[picked.cpu()]
+            table, z_src, rows = self._embed_with(src, nodes[valid.cpu()], t_ref)
             index = torch.zeros_like(picked)
             index[valid] = rows
             logits = self.model.score_table(z_src, table, index)
@@ -438,8 +437,8 @@ class ModelPredictor(LinkPredictor):
         if (
             cached is not None
             and cached.events == events
-            and cached.pool_cpu.shape == pool.shape
-            and torch.equal(cached.pool_cpu, pool)
+            and cached.pool.shape == pool.shape
+            and torch.equal(cached.pool, pool)
         ):
             return cached
         self._keys = None  # (its memory free before the new table is built)
@@ -450,7 +449,7 @@ class ModelPredictor(LinkPredictor):
         device = keys.device
         position = torch.full((self.capacity,), -1, dtype=torch.int64, device=device)
         position[pool.to(device)] = torch.arange(pool.shape[0], device=device)
-        self._keys = _PoolKeys(pool.clone(), pool.to(device), events, keys.contiguous(), position)
+        self._keys = _PoolKeys(pool.clone(), events, keys.contiguous(), position)
         return self._keys
 
     def _with_partners(

@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dgl_tgnn import LinkPredictor
+from dgl_tgnn import LinkPredictor, ops
 from dgl_tgnn.cli import main
 from dgl_tgnn.config import default_config
 from dgl_tgnn.link import LinkModel
@@ -128,6 +128,31 @@ def test_two_stage_shortlist_reranks_the_dot_product_top_with_score(runs):
         p.recommend(src, t, k=10, shortlist=5)
     with pytest.raises(ValueError, match="needs a dot-product decoder"):
         LinkPredictor.load(runs["tgat"]).recommend(src, t, k=10, shortlist=50)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not (torch.cuda.is_available() and ops.WITH_CUDA), reason="needs CUDA")
+@pytest.mark.parametrize("model", ["dot", "head"])
+def test_two_stage_on_cuda_is_score_s_top_k_there_and_the_cpu_s_ranking(runs, model):
+    """On a GPU the shortlist (keys and the dot top-k on the device, sources and node rows on the
+    CPU) reranks with ``score``: every candidate shortlisted gives the exact top-k of the GPU
+    predictor, to the bit, and the CPU predictor's nodes and scores (float32 rounding apart)."""
+    gpu, cpu = LinkPredictor.load(runs[model], device="cuda"), LinkPredictor.load(runs[model])
+    src = torch.from_numpy(gpu.stream_src[-12:])
+    t = float(gpu.stream_t[-1]) + 5.0
+    pool = int(gpu.destinations.sum())
+    calls = _calls(gpu)
+    exact = gpu.recommend(src, t, k=10)
+    _rewind(gpu, calls)
+    whole = gpu.recommend(src, t, k=10, shortlist=pool)
+    assert torch.equal(whole.nodes, exact.nodes) and torch.equal(whole.scores, exact.scores)
+    on_cpu = cpu.recommend(src, t, k=10, shortlist=pool)
+    assert torch.equal(whole.nodes, on_cpu.nodes)
+    torch.testing.assert_close(whole.scores, on_cpu.scores, rtol=1e-4, atol=1e-4)
+    _rewind(gpu, calls)
+    short = gpu.recommend(src, t, k=10, shortlist=30, exclude_seen=True)
+    short_cpu = cpu.recommend(src, t, k=10, shortlist=30, exclude_seen=True)
+    assert short.nodes.device.type == "cpu" and torch.equal(short.nodes, short_cpu.nodes)
 
 
 @pytest.mark.parametrize("model", ["dot", "head"])
