@@ -64,6 +64,16 @@ def tiny(model: str, neg: str, batch: int, **overrides: object):
     return apply_overrides(default_config(model), settings)
 
 
+TGB_CASES = ["tgat", "tgn"]
+
+
+def tgb(model: str, batch: int):
+    """``tiny`` under TGB's protocol (every destination ranked) with pair features, two epochs (the
+    test ranks the better one's weights)."""
+    settings = {"eval.protocol": "tgb", "eval.negatives": "all", "model.pair_history": 10, "train.epochs": 2}
+    return tiny(model, "uniform", batch, **settings)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -101,6 +111,10 @@ def _worker(rank: int, port: int, out: Path, job: str) -> None:
             for model, neg in CASES:
                 trainer = Trainer(tiny(model, neg, BATCH), None, dataset=events, **quiet)
                 results[(model, neg)] = _summary(trainer, trainer.fit())
+        elif job == "tgb":
+            for model in TGB_CASES:
+                trainer = Trainer(tgb(model, BATCH), None, dataset=events, **quiet)
+                results[model] = _summary(trainer, trainer.fit())
         else:  # resume: interrupted after 3 steps, resumed, against an uninterrupted run
             config = tiny("tgn", "topk", BATCH, **{"train.epochs": 2})
             run = out / "run" if rank == 0 else None
@@ -163,6 +177,24 @@ def test_two_processes_equal_one_at_twice_the_batch(tmp_path: Path) -> None:
         assert want["losses"] and want["metrics"][0]["val_mrr"] > 0
         for rank, got in enumerate(outputs):
             _assert_close(got[(model, neg)], want, f"{model}/{neg}/rank{rank}")
+
+
+def test_two_processes_equal_one_at_twice_the_batch_under_tgb(tmp_path: Path) -> None:
+    """TGB's protocol with pair features: the losses, the validation MRR of each epoch, and the test
+    metrics of the best epoch (every destination ranked, each process scoring its share of each
+    batch) equal one process's at twice the batch."""
+    outputs = _launch(tmp_path, "tgb")
+    events = load_events(tiny("tgat", "uniform", BATCH).data)
+    for model in TGB_CASES:
+        single = Trainer(
+            tgb(model, WORLD * BATCH), None, dataset=events, progress=False, log=lambda line: None
+        )
+        want = _summary(single, single.fit())
+        assert len(want["losses"]) == 2 and want["result"]["test_mrr"] > 0
+        assert {"val_mrr", "val_ap"} <= want["metrics"][0].keys()
+        assert {"test_mrr", "test_recall@10", "edgebank_test_mrr"} <= want["result"].keys()
+        for rank, got in enumerate(outputs):
+            _assert_close(got[model], want, f"{model}/rank{rank}")
 
 
 def test_resume_on_two_processes_and_rank_zero_alone_writes(tmp_path: Path) -> None:
