@@ -1,10 +1,13 @@
 """Data-parallel training on two gloo processes: a run of G = 2 processes at batch B equals one
 process at batch 2B (losses, metrics, TGN's memory, the topk table), for TGAT and TGN with uniform
-and topk negatives; rank 0 alone writes the run directory; resume with G = 2 equals an
-uninterrupted run; a killed process makes the other exit at once with a one-line error."""
+and topk negatives, and under TGB's protocol with pair features; rank 0 alone writes the run
+directory; resume with G = 2 equals an uninterrupted run; a killed process makes the other exit at
+once with a one-line error; a refused setting is one line before any process starts; EdgeBank ranks
+in one process."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -234,6 +237,64 @@ def test_without_nproc() -> None:
         "--epochs",
         "1",
     ]
+
+
+def _train_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``python -m dgl_tgnn train ARGS`` on the first 1,000 Wikipedia events, one thread, quietly."""
+    command = [sys.executable, "-m", "dgl_tgnn", "train", "--dataset", "wikipedia", "--max-events", "1000"]
+    return subprocess.Popen(
+        [*command, "--threads", "1", "--no-progress", *args],
+        env=os.environ | {"PYTHONPATH": str(REPO)} | (env or {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--model", "tpnet"], "model tpnet scores pairs itself: not supported with several processes"),
+        (["--model", "tgat", "--neg", "topk", "--exclude-known"], "--exclude-known is not supported"),
+    ],
+)
+def test_refused_setting_says_so_in_one_line_before_starting(
+    tmp_path: Path, args: list[str], error: str
+) -> None:
+    process = _train_cli([*args, "--nproc", "2", "--runs-dir", str(tmp_path)])
+    out, err = process.communicate(timeout=DEADLINE_S)
+    assert process.returncode == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {error}"), err
+    assert list(tmp_path.iterdir()) == []  # no run directory: no process was started
+
+
+def _final(runs: Path) -> dict:
+    (run,) = runs.iterdir()
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return json.loads(lines[-1])["final"]
+
+
+def test_edgebank_on_several_processes_ranks_in_one(tmp_path: Path) -> None:
+    """EdgeBank has no parameters: with --nproc it ranks in the one process started (a line says
+    so), as torchrun's process 0 alone (the other exits); the metrics are those of a plain run."""
+    edgebank = ["--model", "edgebank"]
+    plain = _train_cli([*edgebank, "--runs-dir", str(tmp_path / "plain")])
+    nproc = _train_cli([*edgebank, "--nproc", "2", "--runs-dir", str(tmp_path / "nproc")])
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(WORLD)}
+    torchrun = [
+        _train_cli([*edgebank, "--runs-dir", str(tmp_path / "torchrun")], env | {"RANK": str(r)})
+        for r in range(WORLD)
+    ]
+    outputs = [p.communicate(timeout=DEADLINE_S) for p in [plain, nproc, *torchrun]]
+    assert [p.returncode for p in [plain, nproc, *torchrun]] == [0] * (2 + WORLD), outputs
+    assert "--nproc 2: EdgeBank has no parameters to train; it ranks in this one process" in outputs[1][0]
+    assert "EdgeBank has no parameters to train: process 0 ranks it alone" in outputs[2][0]
+    assert outputs[3] == ("", "")  # process 1 says nothing
+    want = _final(tmp_path / "plain")
+    assert want["test_mrr"] > 0
+    assert _final(tmp_path / "nproc") == want
+    assert _final(tmp_path / "torchrun") == want
 
 
 def test_killed_process_stops_the_other_with_one_line(tmp_path: Path) -> None:
