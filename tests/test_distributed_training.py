@@ -255,7 +255,10 @@ def _train_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess
     ("args", "error"),
     [
         (["--model", "tpnet"], "model tpnet scores pairs itself: not supported with several processes"),
-        (["--model", "tgat", "--neg", "topk", "--exclude-known"], "--exclude-known is not supported"),
+        (
+            ["--model", "tgat", "--neg", "topk", "--similarity", "decoder"],
+            "--similarity decoder is not supported",
+        ),
     ],
 )
 def test_refused_setting_says_so_in_one_line_before_starting(

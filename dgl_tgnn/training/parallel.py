@@ -57,7 +57,7 @@ def check_supported(config: RunConfig) -> None:
             f"model {c.model.name} scores pairs itself: not supported with several processes; use --nproc 1"
         )
     if c.negatives.kind == "topk":
-        ShardedTopKNegatives.check_supported(c.negatives.exclude_known, c.negatives.similarity)
+        ShardedTopKNegatives.check_supported(c.negatives.similarity)
 
 
 class _Forward(nn.Module):
