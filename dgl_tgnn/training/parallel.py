@@ -15,11 +15,18 @@ computes, every process computes alike or for its share only:
   as its pending messages (every process reads the window from its own copy of the stream, in the
   stream's (time, event id) order; ``distributed.gather_events`` merges events that only their own
   process holds), so every replica equals one process's memory;
-- ``topk`` negatives: the candidate table split by rows (``ShardedTopKNegatives``);
-- evaluation: each process scores its share of each window, the scores and ranks are gathered
-  (``ParallelEvaluator``), so the metrics are one process's.
+- ``topk`` negatives: the candidate table split by rows (``ShardedTopKNegatives``; ``exclude_known``
+  too, not ``similarity="decoder"``);
+- pair features (``model.pair_history``): each process computes its share's, from the training
+  events before the window's first;
+- evaluation, at batch ``G x B`` (``window_config``): each process scores its share of each window,
+  the scores and ranks are gathered (``ParallelEvaluator``), so the metrics are one process's. Under
+  TGB's protocol a split is ranked through ``ParallelPredictor``: every process embeds the whole
+  batch, as one process does, and decodes (and adds the pair features of) its share of the rows.
 
-Dropout masks are drawn per process: runs that compare against one process use ``--dropout 0``.
+Not supported (``check_supported``): models that score pairs themselves (TPNet, DyGFormer), and
+``similarity="decoder"`` topk negatives. Dropout masks are drawn per process: runs that compare
+against one process use ``model.dropout: 0``.
 """
 
 from __future__ import annotations
