@@ -270,6 +270,14 @@ def train(
 
     if nproc is not None and group.launched():
         raise click.UsageError("--nproc: this process is already one of several (torchrun); drop --nproc")
+    if nproc is not None and nproc > 1 and resume is None:  # what several processes refuse: said once
+        from dgl_tgnn.training.parallel import check_supported
+
+        config = _flags_config(config_path, flags)
+        check_supported(config)
+        if config.model.name == "edgebank":
+            click.echo(f"--nproc {nproc}: EdgeBank has no parameters to train; it ranks in this one process")
+            nproc = None
     if nproc is not None and nproc > 1:
         argv = launch.without_nproc(sys.argv[1:])
         sys.exit(launch.spawn(nproc, argv, echo=lambda line: click.echo(line, err=True)))
@@ -296,6 +304,25 @@ def train(
         group.leave()
 
 
+def _flags_config(config_path: str | None, flags: dict[str, object]) -> RunConfig:
+    """The validated run config of ``train``'s ``--config`` and flags (flags win)."""
+    from dgl_tgnn.config import apply_overrides, load_config
+
+    if flags["data"] is not None and flags["dataset"] is not None:
+        raise click.UsageError("give --dataset or --data, not both")
+    if flags["dataset"] is not None and any(flags[name] is not None for name in _FILE_FLAGS):
+        given = next(name for name in _FILE_FLAGS if flags[name] is not None)
+        flag = _TRAIN_FLAGS[given].flag
+        if flags[given] is False:
+            flag = "--no-" + flag[2:]
+        raise click.UsageError(f"{flag} describes a --data file: it does nothing with --dataset")
+    config = load_config(config_path, flags["model"])  # type: ignore[arg-type]
+    config = apply_overrides(config, {flag.key: flags[name] for name, flag in _TRAIN_FLAGS.items()})
+    if flags["dataset"] is not None:  # a built-in dataset replaces a file named by the config
+        config.data.path = None
+    return config.validate()
+
+
 def _train(
     config_path: str | None,
     resume: str | None,
@@ -308,9 +335,9 @@ def _train(
     import dataclasses
 
     from dgl_tgnn import run_dir as rd
-    from dgl_tgnn.config import apply_overrides, load_config
     from dgl_tgnn.data import data_record, describe, run_name
     from dgl_tgnn.train import Trainer, check_device, check_task, fit_edgebank, load_events
+    from dgl_tgnn.training.parallel import check_supported
 
     main_process = parallel is None or parallel.main
     if resume is not None:
@@ -319,26 +346,18 @@ def _train(
             raise click.UsageError("--resume continues a run with its saved config: give no other option")
         trainer = Trainer.resume(resume, progress=progress, log=echo, parallel=parallel)
     else:
-        if flags["data"] is not None and flags["dataset"] is not None:
-            raise click.UsageError("give --dataset or --data, not both")
-        if flags["dataset"] is not None and any(flags[name] is not None for name in _FILE_FLAGS):
-            given = next(name for name in _FILE_FLAGS if flags[name] is not None)
-            flag = _TRAIN_FLAGS[given].flag
-            if flags[given] is False:
-                flag = "--no-" + flag[2:]
-            raise click.UsageError(f"{flag} describes a --data file: it does nothing with --dataset")
-        config = load_config(config_path, flags["model"])  # type: ignore[arg-type]
-        config = apply_overrides(config, {flag.key: flags[name] for name, flag in _TRAIN_FLAGS.items()})
-        if flags["dataset"] is not None:  # a built-in dataset replaces a file named by the config
-            config.data.path = None
-        config.validate()
+        config = _flags_config(config_path, flags)
+        if parallel is not None:  # (before the run directory)
+            check_supported(config)
+            if config.model.name == "edgebank":
+                echo("EdgeBank has no parameters to train: process 0 ranks it alone")
+                if not main_process:
+                    return
         check_device(config.train.device)
         ds = load_events(config.data)  # before the run directory: a failed load leaves none behind
         check_task(config, ds)
         echo(describe(ds))
         config.data = dataclasses.replace(config.data, **data_record(ds))  # what was read, guesses resolved
-        if config.model.name == "edgebank" and parallel is not None:
-            raise ValueError("--model edgebank has nothing to train on several processes; drop --nproc")
         run = None
         if main_process:
             name, model, kind = run_name(ds), config.model.name, config.negatives.kind

@@ -1,5 +1,6 @@
-"""dgl_tgnn.distributed on two gloo processes on localhost: exact sharded top-K, replicated TGN
-memory updates, and a rank that dies making the other fail instead of hanging."""
+"""dgl_tgnn.distributed on two gloo processes on localhost: exact sharded top-K, sharded topk
+negatives that exclude known destinations, replicated TGN memory updates, and a rank that dies
+making the other fail instead of hanging."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from dgl_tgnn.distributed import gather_events, sharded_topk
+from dgl_tgnn.distributed import all_gather_rows, gather_events, sharded_topk
+from dgl_tgnn.distributed.group import Parallel
+from dgl_tgnn.distributed.negatives import ShardedTopKNegatives
+from dgl_tgnn.events import EventBatch, EventStream
+from dgl_tgnn.negatives import PairHistory, TopKNegatives
 from dgl_tgnn.nn import TGN
 from dgl_tgnn.topk import topk_dot
 
@@ -133,6 +138,56 @@ def test_sharded_topk_equals_topk_dot(tmp_path: Path) -> None:
             assert torch.equal(scores, expected_scores), (case, rank)
     for rank in range(WORLD):
         assert "k must be in [1, 6]" in outputs[rank]["error"]
+
+
+# --- ShardedTopKNegatives -------------------------------------------------------------------------
+
+USERS, ITEMS = 8, 24
+
+
+def _known_sampler(exclude_known: bool) -> tuple[TopKNegatives, EventBatch, torch.Tensor]:
+    """A ``TopKNegatives`` over items ``USERS..USERS + ITEMS - 1`` of a random stream, a window of it
+    (many sources with known items), and queries ``[B, d]`` that point at each source's first known
+    item: without ``exclude_known`` the known items are among the nearest."""
+    g = torch.Generator().manual_seed(3)
+    src = torch.randint(0, USERS, (120,), generator=g)
+    dst = torch.randint(USERS, USERS + ITEMS, (120,), generator=g)
+    stream = EventStream(src, dst, torch.arange(120, dtype=torch.float64), torch.arange(120))
+    table = torch.randn(USERS + ITEMS, 6, generator=g)
+    sampler = TopKNegatives(
+        torch.arange(USERS, USERS + ITEMS),
+        n_hard=3, n_rand=1, k=4, refresh=1, warmup_epochs=0, similarity="dot",
+        exclude_known=exclude_known, embed=lambda nodes, _: table[nodes], seed=0,
+        history=PairHistory(src, dst),
+    )  # fmt: skip
+    window = list(stream.batches(30))[2]
+    known = sampler.history.known(window.src, window.stop)
+    queries = table[torch.where(known[:, 0] >= 0, known[:, 0], window.dst)] * 10.0
+    sampler.start_epoch(0)
+    return sampler, window, queries
+
+
+def _known_worker(rank: int) -> torch.Tensor:
+    sampler, window, queries = _known_sampler(exclude_known=True)
+    parallel = Parallel(rank, WORLD, torch.device("cpu"))
+    sharded = ShardedTopKNegatives.of(sampler, parallel)
+    lo, hi = parallel.bounds(len(window))
+    return torch.cat(all_gather_rows(sharded.sample_share(window, lo, hi, queries[lo:hi])))
+
+
+def test_sharded_topk_negatives_exclude_known_as_one_process(tmp_path: Path) -> None:
+    """With ``exclude_known``, each process drawing its share of a window from the sharded table
+    gives one process's negatives (known items are the nearest here: leaving them in differs)."""
+    assert _launch(_known_worker, tmp_path) == [0] * WORLD
+    sampler, window, queries = _known_sampler(exclude_known=True)
+    want = sampler.sample(window, queries)
+    assert sampler.history is not None
+    known = sampler.history.known(window.src, window.stop)
+    assert not (want[:, :3, None] == known[:, None, :]).any()  # no known item among the hard ones
+    unfiltered, _, _ = _known_sampler(exclude_known=False)
+    assert not torch.equal(unfiltered.sample(window, queries), want)
+    for got in _results(tmp_path):
+        assert torch.equal(got, want)
 
 
 # --- gather_events and replicated TGN memory ------------------------------------------------------

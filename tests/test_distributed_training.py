@@ -1,10 +1,13 @@
 """Data-parallel training on two gloo processes: a run of G = 2 processes at batch B equals one
 process at batch 2B (losses, metrics, TGN's memory, the topk table), for TGAT and TGN with uniform
-and topk negatives; rank 0 alone writes the run directory; resume with G = 2 equals an
-uninterrupted run; a killed process makes the other exit at once with a one-line error."""
+and topk negatives, and under TGB's protocol with pair features; rank 0 alone writes the run
+directory; resume with G = 2 equals an uninterrupted run; a killed process makes the other exit at
+once with a one-line error; a refused setting is one line before any process starts; EdgeBank ranks
+in one process."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -64,6 +67,22 @@ def tiny(model: str, neg: str, batch: int, **overrides: object):
     return apply_overrides(default_config(model), settings)
 
 
+TGB_CASES = ["tgat", "tgn"]
+
+
+def tgb(model: str, batch: int):
+    """``tiny`` under TGB's protocol (every destination ranked) with pair features and identity
+    vectors per node (as configs/*-tgb.yaml), two epochs (the test ranks the better one's weights)."""
+    settings = {
+        "eval.protocol": "tgb",
+        "eval.negatives": "all",
+        "model.pair_history": 10,
+        "train.epochs": 2,
+        "model.node_embedding": 16,
+    }
+    return tiny(model, "uniform", batch, **settings)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -101,6 +120,10 @@ def _worker(rank: int, port: int, out: Path, job: str) -> None:
             for model, neg in CASES:
                 trainer = Trainer(tiny(model, neg, BATCH), None, dataset=events, **quiet)
                 results[(model, neg)] = _summary(trainer, trainer.fit())
+        elif job == "tgb":
+            for model in TGB_CASES:
+                trainer = Trainer(tgb(model, BATCH), None, dataset=events, **quiet)
+                results[model] = _summary(trainer, trainer.fit())
         else:  # resume: interrupted after 3 steps, resumed, against an uninterrupted run
             config = tiny("tgn", "topk", BATCH, **{"train.epochs": 2})
             run = out / "run" if rank == 0 else None
@@ -165,6 +188,24 @@ def test_two_processes_equal_one_at_twice_the_batch(tmp_path: Path) -> None:
             _assert_close(got[(model, neg)], want, f"{model}/{neg}/rank{rank}")
 
 
+def test_two_processes_equal_one_at_twice_the_batch_under_tgb(tmp_path: Path) -> None:
+    """TGB's protocol with pair features: the losses, the validation MRR of each epoch, and the test
+    metrics of the best epoch (every destination ranked, each process scoring its share of each
+    batch) equal one process's at twice the batch."""
+    outputs = _launch(tmp_path, "tgb")
+    events = load_events(tiny("tgat", "uniform", BATCH).data)
+    for model in TGB_CASES:
+        single = Trainer(
+            tgb(model, WORLD * BATCH), None, dataset=events, progress=False, log=lambda line: None
+        )
+        want = _summary(single, single.fit())
+        assert len(want["losses"]) == 2 and want["result"]["test_mrr"] > 0
+        assert {"val_mrr", "val_ap"} <= want["metrics"][0].keys()
+        assert {"test_mrr", "test_recall@10", "edgebank_test_mrr"} <= want["result"].keys()
+        for rank, got in enumerate(outputs):
+            _assert_close(got[model], want, f"{model}/rank{rank}")
+
+
 def test_resume_on_two_processes_and_rank_zero_alone_writes(tmp_path: Path) -> None:
     outputs = _launch(tmp_path, "resume")
     for rank, got in enumerate(outputs):
@@ -202,6 +243,67 @@ def test_without_nproc() -> None:
         "--epochs",
         "1",
     ]
+
+
+def _train_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``python -m dgl_tgnn train ARGS`` on the first 1,000 Wikipedia events, one thread, quietly."""
+    command = [sys.executable, "-m", "dgl_tgnn", "train", "--dataset", "wikipedia", "--max-events", "1000"]
+    return subprocess.Popen(
+        [*command, "--threads", "1", "--no-progress", *args],
+        env=os.environ | {"PYTHONPATH": str(REPO)} | (env or {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--model", "tpnet"], "model tpnet scores pairs itself: not supported with several processes"),
+        (
+            ["--model", "tgat", "--neg", "topk", "--similarity", "decoder"],
+            "--similarity decoder is not supported",
+        ),
+    ],
+)
+def test_refused_setting_says_so_in_one_line_before_starting(
+    tmp_path: Path, args: list[str], error: str
+) -> None:
+    process = _train_cli([*args, "--nproc", "2", "--runs-dir", str(tmp_path)])
+    out, err = process.communicate(timeout=DEADLINE_S)
+    assert process.returncode == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {error}"), err
+    assert list(tmp_path.iterdir()) == []  # no run directory: no process was started
+
+
+def _final(runs: Path) -> dict:
+    (run,) = runs.iterdir()
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return json.loads(lines[-1])["final"]
+
+
+def test_edgebank_on_several_processes_ranks_in_one(tmp_path: Path) -> None:
+    """EdgeBank has no parameters: with --nproc it ranks in the one process started (a line says
+    so), as torchrun's process 0 alone (the other exits); the metrics are those of a plain run."""
+    edgebank = ["--model", "edgebank"]
+    plain = _train_cli([*edgebank, "--runs-dir", str(tmp_path / "plain")])
+    nproc = _train_cli([*edgebank, "--nproc", "2", "--runs-dir", str(tmp_path / "nproc")])
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(WORLD)}
+    torchrun = [
+        _train_cli([*edgebank, "--runs-dir", str(tmp_path / "torchrun")], env | {"RANK": str(r)})
+        for r in range(WORLD)
+    ]
+    outputs = [p.communicate(timeout=DEADLINE_S) for p in [plain, nproc, *torchrun]]
+    assert [p.returncode for p in [plain, nproc, *torchrun]] == [0] * (2 + WORLD), outputs
+    assert "--nproc 2: EdgeBank has no parameters to train; it ranks in this one process" in outputs[1][0]
+    assert "EdgeBank has no parameters to train: process 0 ranks it alone" in outputs[2][0]
+    assert outputs[3] == ("", "")  # process 1 says nothing
+    want = _final(tmp_path / "plain")
+    assert want["test_mrr"] > 0
+    assert _final(tmp_path / "nproc") == want
+    assert _final(tmp_path / "torchrun") == want
 
 
 def test_killed_process_stops_the_other_with_one_line(tmp_path: Path) -> None:

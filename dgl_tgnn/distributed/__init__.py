@@ -1,5 +1,5 @@
-"""Building blocks for data-parallel training on ``torch.distributed`` (issue 21); not wired into
-training yet.
+"""Building blocks for data-parallel training on ``torch.distributed`` (issue 21), which
+``dgl_tgnn/training/parallel.py`` puts together.
 
 - ``sharded_topk``: the exact global ``topk_dot`` over a candidate table split by rows across ranks.
 - ``gather_events``: every rank's events of a step, merged in ``(t, eid)`` order, so that each

@@ -20,8 +20,8 @@ class ShardedTopKNegatives(TopKNegatives):
     window's negatives from the same generator and keeps its share of them, so the draws are those
     of one process at batch ``G x B``.
 
-    Made from a built ``TopKNegatives`` (``of``); ``exclude_known`` and ``similarity="decoder"`` are
-    not supported (``check_supported``). ``embed`` is called with this process's rows of the pool.
+    Made from a built ``TopKNegatives`` (``of``); ``similarity="decoder"`` is not supported
+    (``check_supported``). ``embed`` is called with this process's rows of the pool.
     """
 
     parallel: Parallel
@@ -38,12 +38,8 @@ class ShardedTopKNegatives(TopKNegatives):
         return sharded
 
     @staticmethod
-    def check_supported(exclude_known: bool, similarity: str) -> None:
+    def check_supported(similarity: str) -> None:
         """A ValueError in one line for what the sharded table does not do."""
-        if exclude_known:
-            raise ValueError(
-                "--exclude-known is not supported with several processes; drop it or use --nproc 1"
-            )
         if similarity == "decoder":
             raise ValueError(
                 "--similarity decoder is not supported with several processes; use dot or cosine"
@@ -68,6 +64,10 @@ class ShardedTopKNegatives(TopKNegatives):
         assert queries is not None and self.table is not None
         device = self.table.device
         exclude = self.rows(window.dst[lo:hi].to(device))[:, None]
+        if self.exclude_known:  # (known of the whole window: one width m on every process)
+            assert self.history is not None
+            known = self.history.known(window.src, window.stop)[lo:hi]
+            exclude = torch.cat([exclude, torch.where(known >= 0, self.rows(known), -1).to(device)], dim=1)
         cosine = self.similarity == "cosine"
         _, nearest = sharded_topk(
             queries.detach().to(device, self.table.dtype), self.table, self.offset, self.k,

@@ -233,11 +233,10 @@ def build_evaluator(
     device: torch.device,
     dedup: bool,
     make: Callable[..., Evaluator] = Evaluator,
-    batches: int = 1,
 ) -> Evaluator:
-    """The ``Evaluator`` of ``model`` over all events, with the evaluation settings of ``config``,
-    made by ``make`` (an ``Evaluator`` class, or a partial of one) at ``batches`` training batches
-    per evaluation batch."""
+    """The ``Evaluator`` of ``model`` over all events, with the evaluation settings of ``config``
+    (batches of ``train.batch_size`` events), made by ``make`` (an ``Evaluator`` class, or a
+    partial of one)."""
     c = config
     return make(
         model,
@@ -250,7 +249,7 @@ def build_evaluator(
         dedup=dedup,
         threads=c.train.threads,
         visible_batch=c.train.visible_batch,
-        batch_size=batches * c.train.batch_size,
+        batch_size=c.train.batch_size,
         negatives=c.eval.negatives,
         recall_ks=c.eval.recall_ks,
         seed=c.eval.seed,

@@ -8,6 +8,8 @@ model's ``LinkPredictor`` against the run's stored negative sets.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ import torch
 
 from dgl_tgnn import run_dir as rd
 from dgl_tgnn.config import RunConfig, apply_overrides, config_from_dict, load_config
+from dgl_tgnn.distributed.group import Parallel
+from dgl_tgnn.evaluation import Evaluator
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.model_predictor import ModelPredictor
 from dgl_tgnn.nn.memory import MemoryState
@@ -29,6 +33,7 @@ from dgl_tgnn.training.build import (
     setup_device,
 )
 from dgl_tgnn.training.checkpoints import BEST_KEYS, CheckpointError, load_checkpoint, memory_from_plain
+from dgl_tgnn.training.parallel import ParallelEvaluator, ParallelPredictor, window_config
 from dgl_tgnn.training.tgb import edgebank_metrics, ranking_negatives
 
 
@@ -43,6 +48,11 @@ class RunEvaluation:
         device, dedup: the run's device and its hop-dedup rule.
         run_dir: where TGB's negative sets are kept (None: computed, not kept).
         progress: show a progress bar while ranking (TGB's protocol).
+        parallel: this process's place in a data-parallel run, or None for one process. Every
+            split is then evaluated at batch ``G x B`` (``config`` becomes ``window_config``'s),
+            each process scoring its share of each batch and the scores gathered
+            (``ParallelEvaluator``, ``ParallelPredictor``): the metrics of one process. Every
+            process calls the same methods in the same order (collectives).
     """
 
     def __init__(
@@ -55,19 +65,27 @@ class RunEvaluation:
         run_dir: Path | None,
         *,
         progress: bool,
+        parallel: Parallel | None = None,
     ) -> None:
+        if parallel is not None:
+            config = window_config(config, parallel)
         self.config, self.data, self.model = config, data, model
         self.device, self.dedup, self.progress = device, dedup, progress
+        self.parallel = parallel
         self.ranking_negatives = (
             ranking_negatives(config, data.dataset, data.split, run_dir) if data.tgb else {}
         )
-        self.evaluator = build_evaluator(config, data, model, device, dedup)
+        make = Evaluator if parallel is None else functools.partial(ParallelEvaluator, parallel)
+        self.evaluator = build_evaluator(config, data, model, device, dedup, make)
 
     def predictor(self) -> ModelPredictor:
         """The model as a :class:`~dgl_tgnn.predictor.LinkPredictor` over the dataset's stream (times
         in the trainer's units, from the first event); its state is rebuilt from the stream."""
         c, ds = self.config, self.data.dataset
-        return ModelPredictor(
+        make: Callable[..., ModelPredictor] = ModelPredictor
+        if self.parallel is not None:
+            make = functools.partial(ParallelPredictor, self.parallel)
+        return make(
             self.model,
             c,
             ds.src,

@@ -50,7 +50,7 @@ from dgl_tgnn.training.checkpoints import (
     save_atomically,
 )
 from dgl_tgnn.training.evaluate import RunEvaluation
-from dgl_tgnn.training.parallel import ParallelStep, check_supported, parallel_evaluator
+from dgl_tgnn.training.parallel import ParallelStep, check_supported
 from dgl_tgnn.training.report import epoch_summary, format_test, peak_memory_mb
 from dgl_tgnn.training.step import TrainingStep
 from dgl_tgnn.training.tgb import rank_edgebank
@@ -122,7 +122,7 @@ class Trainer:
             self.device = parallel.device
         self.data = build_data(c, dataset, self.device)
         if parallel is not None:
-            check_supported(c, self.data)
+            check_supported(c)
         self.streams = self.data.streams
         self.model = build_model(c, self.data, self.device)
         self.optimizer = build_optimizer(c, self.model, self.device)
@@ -143,12 +143,8 @@ class Trainer:
             )
         self.embedder, self.negatives = self.step.embedder, self.step.negatives
         self.evaluation = RunEvaluation(
-            c, self.data, self.model, self.device, self.dedup, run_dir, progress=progress
+            c, self.data, self.model, self.device, self.dedup, run_dir, progress=progress, parallel=parallel
         )
-        if parallel is not None:
-            self.evaluation.evaluator = parallel_evaluator(
-                c, self.data, self.model, self.device, self.dedup, parallel
-            )
         self.evaluator = self.evaluation.evaluator
         self.threads = BusyMachineThreads(c.train.threads is None and self.device.type == "cpu")
         # Progress of the run (all of it goes into checkpoint.pt).
@@ -411,7 +407,8 @@ class Trainer:
         if self.data.tgb:
             result = {f"test_{k}": v for k, v in self.evaluation.rank("test").items()}
             data, sets = self.data, self.evaluation.ranking_negatives
-            bank = rank_edgebank(self.config, data.dataset, data.split, sets, "unlimited")
+            # (at the evaluation's batch: G x B with several processes)
+            bank = rank_edgebank(self.evaluation.config, data.dataset, data.split, sets, "unlimited")
             result["edgebank_test_mrr"] = bank["test_mrr"]
         else:
             self.model.restore_memory(val_end)

@@ -15,16 +15,23 @@ computes, every process computes alike or for its share only:
   as its pending messages (every process reads the window from its own copy of the stream, in the
   stream's (time, event id) order; ``distributed.gather_events`` merges events that only their own
   process holds), so every replica equals one process's memory;
-- ``topk`` negatives: the candidate table split by rows (``ShardedTopKNegatives``);
-- evaluation: each process scores its share of each window, the scores and ranks are gathered
-  (``ParallelEvaluator``), so the metrics are one process's.
+- ``topk`` negatives: the candidate table split by rows (``ShardedTopKNegatives``; ``exclude_known``
+  too, not ``similarity="decoder"``);
+- pair features (``model.pair_history``): each process computes its share's, from the training
+  events before the window's first;
+- evaluation, at batch ``G x B`` (``window_config``): each process scores its share of each window,
+  the scores and ranks are gathered (``ParallelEvaluator``), so the metrics are one process's. Under
+  TGB's protocol a split is ranked through ``ParallelPredictor``: every process embeds the whole
+  batch, as one process does, and decodes (and adds the pair features of) its share of the rows.
 
-Dropout masks are drawn per process: runs that compare against one process use ``--dropout 0``.
+Not supported (``check_supported``): models that score pairs themselves (TPNet, DyGFormer), and
+``similarity="decoder"`` topk negatives. Dropout masks are drawn per process: runs that compare
+against one process use ``model.dropout: 0``.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import inspect
 from typing import Any
 
@@ -39,23 +46,25 @@ from dgl_tgnn.distributed.negatives import ShardedTopKNegatives
 from dgl_tgnn.evaluation import Evaluator
 from dgl_tgnn.events import EventBatch
 from dgl_tgnn.link import LinkModel
+from dgl_tgnn.model_predictor import ModelPredictor
 from dgl_tgnn.negatives import TopKNegatives
 from dgl_tgnn.neighbourhoods import Embedder, Neighbourhoods
-from dgl_tgnn.training.build import RunData, build_evaluator
+from dgl_tgnn.registry import MODELS
+from dgl_tgnn.training.build import RunData
 from dgl_tgnn.training.step import TrainingStep
 
 _DDP_OPTIONS = inspect.signature(DistributedDataParallel.__init__).parameters
 
 
-def check_supported(config: RunConfig, data: RunData) -> None:
+def check_supported(config: RunConfig) -> None:
     """A ValueError in one line for a setting that several processes do not support."""
     c = config
-    if data.tgb:
-        raise ValueError("--protocol tgb is not supported with several processes; use --nproc 1")
-    if c.model.pair_history:
-        raise ValueError("--pair-history is not supported with several processes; use --nproc 1")
+    if MODELS[c.model.name].pairs:
+        raise ValueError(
+            f"model {c.model.name} scores pairs itself: not supported with several processes; use --nproc 1"
+        )
     if c.negatives.kind == "topk":
-        ShardedTopKNegatives.check_supported(c.negatives.exclude_known, c.negatives.similarity)
+        ShardedTopKNegatives.check_supported(c.negatives.similarity)
 
 
 class _Forward(nn.Module):
@@ -154,7 +163,8 @@ class ParallelStep(TrainingStep):
         if share == 0:  # nothing to score; every parameter takes a zero gradient
             zero = sum(p.sum() for p in self.model.parameters()) * 0.0 + z.sum() * 0.0
             return zero, zero, z, roots
-        loss = self._loss(z, share, n) * (share / size)
+        pair = self._pair_logits(src, t, dst, neg, window.t[0])
+        loss = self._loss(z, share, n, pair) * (share / size)
         return loss * self.parallel.world, loss, z, roots
 
 
@@ -179,11 +189,29 @@ class ParallelEvaluator(Evaluator):
         return self.gather(embed.at(self.candidates[lo:hi], t0))
 
 
-def parallel_evaluator(
-    config: RunConfig, data: RunData, model: LinkModel, device: torch.device, dedup: bool, parallel: Parallel
-) -> ParallelEvaluator:
-    """The ``ParallelEvaluator`` of a run: ``build_evaluator``'s at batch ``G x B``."""
-    make = functools.partial(ParallelEvaluator, parallel)
-    evaluator = build_evaluator(config, data, model, device, dedup, make, batches=parallel.world)
-    assert isinstance(evaluator, ParallelEvaluator)
-    return evaluator
+class ParallelPredictor(ModelPredictor):
+    """``ModelPredictor`` of process ``parallel.rank``, ranking a split under TGB's protocol:
+    ``score`` of a batch embeds what one process embeds for the whole batch (its sources and
+    candidates at its earliest time, in the same sampler calls: the same draws) and scores this
+    process's share of the rows only (decoder and pair features: the bulk of the work against every
+    destination); the shares are gathered, so every process gets one process's scores. A
+    collective: every process scores the same batches. Not for models that score pairs themselves
+    (``check_supported``)."""
+
+    def __init__(self, parallel: Parallel, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parallel = parallel
+
+    def _score(self, src: torch.Tensor, t: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.parallel.bounds(src.shape[0])
+        t_ref = t.min()
+        table, z_src, rows = self._embed_with(src, candidates.reshape(-1), t_ref)
+        logits = self.model.score_table(z_src[lo:hi], table, rows.reshape(candidates.shape)[lo:hi])
+        logits = self._plus_pair_logits(logits, src[lo:hi], t[lo:hi], t_ref, candidates[lo:hi])
+        return torch.cat(all_gather_rows(logits.to(self.parallel.device))).to(logits.device)
+
+
+def window_config(config: RunConfig, parallel: Parallel) -> RunConfig:
+    """``config`` at the batch of one process equal to ``parallel``'s processes: ``G x B`` events."""
+    batch_size = parallel.world * config.train.batch_size
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=batch_size))

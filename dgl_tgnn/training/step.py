@@ -198,7 +198,7 @@ class TrainingStep:
             neg = self.negatives.sample(batch)
             roots = torch.cat([batch.src, batch.dst, neg.flatten()])
             z = self.embedder(roots, torch.cat([times, times, times.repeat_interleave(n)]), t0)
-        loss = self._optimize(z, size, n, self._pair_logits(batch.src, batch.t, batch.dst, neg))
+        loss = self._optimize(z, size, n, self._pair_logits(batch.src, batch.t, batch.dst, neg, batch.t[0]))
         if self.negatives.observes:
             self.negatives.observe(torch.cat([batch.src, batch.dst, neg.flatten()]), z.detach())
         self.model.observe(batch, self.edge_feat)
@@ -220,7 +220,7 @@ class TrainingStep:
         # the sources at their own times with visible_batch, as the predictor scores them
         src_times = batch.t if self.config.train.visible_batch else times
         logits = self.pair_logits(batch.src, src_times, t0, candidates)
-        pair = self._pair_logits(batch.src, batch.t, batch.dst, neg)
+        pair = self._pair_logits(batch.src, batch.t, batch.dst, neg, batch.t[0])
         if pair is not None:
             logits = logits + pair
         loss = link_loss(self.config.train.loss, logits[:, 0], logits[:, 1:], self.config.train.temperature)
@@ -236,14 +236,16 @@ class TrainingStep:
         return loss.detach()
 
     def _pair_logits(
-        self, src: torch.Tensor, t: torch.Tensor, dst: torch.Tensor, neg: torch.Tensor
+        self, src: torch.Tensor, t: torch.Tensor, dst: torch.Tensor, neg: torch.Tensor, t_ref: torch.Tensor
     ) -> torch.Tensor | None:
-        """``[B, 1 + n]`` pair logits of each event's destination and negatives ``neg [B, n]`` (from
-        the training events before the batch's start), or None without pair features."""
+        """``[B, 1 + n]`` pair logits of events ``src``, ``dst``, ``t`` ``[B]`` with their destination
+        and negatives ``neg [B, n]``, from the training events before ``t_ref`` (0-dim float64, the
+        start of the batch; of the whole window where ``src`` is a process's share), or None without
+        pair features."""
         if self.pair_features is None:
             return None
         candidates = torch.cat([dst.to(neg.device)[:, None], neg.reshape(dst.shape[0], -1)], dim=1)
-        return self.model.pair_score(self.pair_features(src, t, t[0], candidates))
+        return self.model.pair_score(self.pair_features(src, t, t_ref, candidates))
 
     def _optimize(self, z: torch.Tensor, size: int, n: int, pair: torch.Tensor | None = None) -> torch.Tensor:
         """``_loss``, backward pass and optimizer step; returns the loss (a 0-dim tensor)."""
@@ -328,7 +330,7 @@ class TrainingStep:
         at = t[:1].expand(size) if self.tgb else t  # TGB's protocol: roots at the batch's start
         times = torch.cat([at, at, at[:, None].expand(size, n).flatten()])
         z = self.embedder(roots, times, t[0])
-        loss = self._optimize(z, size, n, self._pair_logits(src, t, dst, neg.reshape(size, n)))
+        loss = self._optimize(z, size, n, self._pair_logits(src, t, dst, neg.reshape(size, n), t[0]))
         self.model.observe_events(src, dst, t, eids, self.edge_feat)
         return loss.detach(), z.detach()
 
