@@ -342,7 +342,7 @@ def test_float32_near_ties_overflow_the_survivors_and_fall_back() -> None:
     e = randn(n, d, seed=36)
     near = torch.arange(1000, 21_000, device=CUDA)
     e[near] = 3.0 + 1e-6 * randn(near.numel(), d, seed=37)  # > 3 |q|_1 scores, spread ~1e-6 |q|
-    e[near[::3]] = e[near[0]]  # a third of them identical
+    e[near[::3]] = e[near[0]].clone()  # a third of them identical (a copy: the source row is among them)
     values, indices = check_float32_exact(q, e, k)
     assert torch.isin(indices, near).all()
     same = values[:, 1:] == values[:, :-1]
