@@ -11,9 +11,12 @@ Precision:
   their float64 sum far below float32 resolution), the same on any BLAS and thread count. Float32
   matmul tiles only filter, with a proven error bound; candidates near a query's K-th score are
   rescored in float64. Equal to ``topk_dot_reference``.
-- CUDA: scores from tensor cores with float32 accumulation: bfloat16 products are exact, float32
-  inputs run as 3xTF32 (close to float32 rounding). Near-ties closer than that error may order
-  differently from the exact scores.
+- CUDA, float32: exact, the same values and indices as the CPU kernel bit for bit. Tensor cores score
+  the inputs rounded to bfloat16 (or tf32) as a filter with a proven error bound; each query's
+  candidates that can still be in its top k are rescored exactly (float64 in the CPU kernel's order),
+  and a query with too many of them (masses of near-ties) is scored exactly over all candidates.
+- CUDA, bfloat16: scores from tensor cores with float32 accumulation (bfloat16 products are exact).
+  Near-ties closer than the sums' rounding may order differently from the exact scores.
 - ``topk_dot_reference``: exact scores in float64 rounded to float32, chunked over the candidates.
 """
 

@@ -1,4 +1,5 @@
-"""topk_dot's fused CUDA kernel against the float64 reference: bfloat16 and float32 (3xTF32)."""
+"""topk_dot's fused CUDA kernel: bfloat16 against the float64 reference (near-ties may swap), float32
+exact (filter pass + exact rescoring): equal to the CPU kernel bit for bit and to the reference."""
 
 import pytest
 import torch
@@ -67,6 +68,23 @@ def check_near_exact(q, e, k, exclude=None, normalize=False, tol=2e-5, min_match
     return match
 
 
+def check_float32_exact(q, e, k, exclude=None, normalize=False, cpu=True):
+    """float32 kernel result == the CPU kernel's (values and indices bit for bit; cpu=False: the
+    reference's values instead) and the float64 reference's indices; returns the result."""
+    values, indices = topk_dot(q, e, k, exclude=exclude, normalize=normalize)
+    assert values.dtype == torch.float32 and indices.dtype == torch.int64
+    ref_values, ref_indices = topk_dot_reference(q, e, k, exclude=exclude, normalize=normalize)
+    assert torch.equal(indices, ref_indices)
+    if cpu:
+        ex = None if exclude is None else exclude.cpu()
+        cpu_values, cpu_indices = topk_dot(q.cpu(), e.cpu(), k, exclude=ex, normalize=normalize)
+        assert torch.equal(indices.cpu(), cpu_indices)
+        assert torch.equal(values.cpu(), cpu_values)
+    else:
+        assert torch.equal(values, ref_values)
+    return values, indices
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize(
     ("b", "n", "d", "k"),
@@ -92,6 +110,8 @@ def check_near_exact(q, e, k, exclude=None, normalize=False, tol=2e-5, min_match
 def test_random_data_matches_reference(dtype, b, n, d, k) -> None:
     q, e = randn(b, d, seed=b + n, dtype=dtype), randn(n, d, seed=n + d, dtype=dtype)
     check_near_exact(q, e, k)
+    if dtype == torch.float32:
+        check_float32_exact(q, e, k)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
@@ -272,3 +292,105 @@ def test_seeded_cosine_and_misaligned_candidates(normalize) -> None:
     q = randn(b, 33, seed=23, dtype=torch.bfloat16)
     e = randn(n, 35, seed=24, dtype=torch.bfloat16)[:, 1:34]  # odd d, rows start one element in
     check_near_exact(q, e, k, normalize=normalize)
+
+
+# ---- float32: exact (filter with an error bound, exact rescoring of the survivors, fallback)
+
+
+@pytest.mark.parametrize(
+    ("b", "n", "d", "k"),
+    [
+        (1, 5, 3, 5),  # k = N < one tile; rows of 12 bytes (the wgmma copier's scalar loads)
+        (64, 10_000, 34, 20),  # rows of 136 bytes (its 8-byte loads)
+        (1, 50_000, 172, 50),  # B = 1, seeded splits
+        (600, 100_000, 172, 50),  # the benchmark's shape, smaller N: seeded, several row blocks
+        (129, 30_000, 100, 64),  # a row block of one query; k = list capacity
+        (50, 40_000, 172, 100),  # lists of 128 (mma.sync filter), seeded
+        (7, 20_000, 31, 200),  # lists of 256, odd d
+    ],
+)
+def test_float32_equals_the_cpu_kernel(b, n, d, k) -> None:
+    q, e = randn(b, d, seed=b + 2 * n), randn(n, d, seed=3 * n + d)
+    check_float32_exact(q, e, k)
+
+
+def test_float32_cosine_equals_the_cpu_kernel() -> None:
+    q, e = randn(70, 172, seed=30), randn(60_000, 172, seed=31)
+    e[5] = 0  # zero rows: norm clamped to eps, score 0
+    q[3] = 0
+    e[7::1000] *= 1e4  # long rows score like short ones under cosine
+    e[9::1000] *= 1e-20  # and so do very short ones (their norm is below the margin floor)
+    check_float32_exact(q, e, 50, normalize=True)
+
+
+def test_float32_exclusions_equal_the_cpu_kernel() -> None:
+    b, n = 90, 40_000
+    q, e = randn(b, 64, seed=32), randn(n, 64, seed=33)
+    _, best = topk_dot(q, e, 40)
+    g = torch.Generator().manual_seed(34)
+    exclude = torch.cat([best[:, ::2], torch.randint(-1, n, (b, 300), generator=g).to(CUDA)], dim=1)
+    _, indices = check_float32_exact(q, e, 40, exclude=exclude)
+    assert not (indices[:, :, None] == exclude[:, None, :]).any()
+
+
+def test_float32_near_ties_overflow_the_survivors_and_fall_back() -> None:
+    # 20,000 candidates whose scores differ by far less than the filter's bound sit at the top of
+    # every query: all of them survive, more than a query's survivor buffer holds (at most 8,192), so
+    # every row takes the exact fallback; exact duplicates among them rank by index
+    b, n, d, k = 20, 60_000, 172, 50
+    q = randn(b, d, seed=35).abs()
+    e = randn(n, d, seed=36)
+    near = torch.arange(1000, 21_000, device=CUDA)
+    e[near] = 3.0 + 1e-6 * randn(near.numel(), d, seed=37)  # > 3 |q|_1 scores, spread ~1e-6 |q|
+    e[near[::3]] = e[near[0]].clone()  # a third of them identical (a copy: the source row is among them)
+    values, indices = check_float32_exact(q, e, k)
+    assert torch.isin(indices, near).all()
+    same = values[:, 1:] == values[:, :-1]
+    assert same.any() and (indices[:, 1:] > indices[:, :-1])[same].all()
+
+
+def test_float32_all_candidates_tie() -> None:
+    q = randn(33, 40, seed=38)
+    e = randn(1, 40, seed=39).expand(30_000, 40)  # one row, 30,000 times (row stride 0)
+    values, indices = check_float32_exact(q, e, 64)
+    assert torch.equal(indices, torch.arange(64, device=CUDA).expand(33, 64))
+    assert (values == values[:, :1]).all()
+
+
+@pytest.mark.parametrize("scale", [1e17, 1e19, 1e-22])
+def test_float32_large_and_tiny_norms(scale) -> None:
+    # 1e17: scores near 1e36, finite in float32. 1e19: sums overflow float32 (tensor-core scores are
+    # inf or NaN: unbounded, so they survive; exact scores are +-inf or finite, and -inf is never
+    # returned). 1e-22: products are subnormal (the bound's floor covers them; exact scores are
+    # subnormal floats). At these two the CPU kernel's own float32 filter has no valid bound (NaN or
+    # underflowed scores), so the float64 reference's values are the comparison.
+    q = randn(40, 172, seed=40) * scale
+    e = randn(20_000, 172, seed=41) * scale
+    values, _ = check_float32_exact(q, e, 50, cpu=scale == 1e17)
+    if scale == 1e17:
+        assert values.isfinite().all() and values.abs().max() > 1e35
+    if scale == 1e19:
+        assert (values == float("inf")).any()
+    if scale == 1e-22:
+        assert (values != 0).all() and (values.abs() < 1e-38).all()
+
+
+def test_float32_subnormal_and_nan_rows() -> None:
+    q, e = randn(50, 64, seed=42), randn(30_000, 64, seed=43)
+    e[100:200] = 1e-40  # subnormal elements: no relative bound on their rounding (always survive)
+    e[100:200, 0] = 40.0  # and a large one that puts them at the top
+    e[300:310] = float("nan")  # never returned
+    values, indices = check_float32_exact(q, e, 60)
+    assert not ((indices >= 300) & (indices < 310)).any()
+    assert values.isfinite().all()
+
+
+def test_float32_rows_with_fewer_than_k_candidates_left() -> None:
+    b, n, k = 40, 50_000, 30
+    q, e = randn(b, 32, seed=44), randn(n, 32, seed=45)
+    exclude = torch.arange(n - 10, device=CUDA).expand(b, n - 10).clone()  # 10 left per row
+    exclude[::2, :5] = -1  # even rows: 15 left
+    values, indices = check_float32_exact(q, e, k, exclude=exclude)
+    left = (indices >= 0).sum(dim=1)
+    assert (left[1::2] == 10).all() and (left[::2] == 15).all()
+    assert (values[indices < 0] == float("-inf")).all()

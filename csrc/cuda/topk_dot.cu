@@ -7,10 +7,11 @@
 // mma.sync (the general path): 16 warps keep the BM query rows in shared memory, copy the stages
 // through a 3-stage cp.async pipeline with a block barrier per stage, and tile the scores
 // (WarpLayout) with mma.sync: bf16 inputs directly (m16n8k16, float32 accumulation), float32 inputs
-// as 3xTF32 (m16n8k8: hi*hi + hi*lo + lo*hi, close to float32 accuracy).
+// rounded to tf32 (m16n8k8; the filter of "Float32" below).
 //
-// wgmma (Hopper: H100, H200, where the sm_90a code is loaded; bf16, k <= 64, rows of up to 512
-// bytes): a warp-specialized block of 3 warpgroups, BM = 128. One warpgroup only copies: every
+// wgmma (Hopper: H100, H200, where the sm_90a code is loaded; k <= 64, bf16 rows of up to 512
+// bytes; float32 rows are rounded to bf16 by the copying warpgroup, which then stores the stages
+// itself instead of cp.async): a warp-specialized block of 3 warpgroups, BM = 128. One warpgroup only copies: every
 // (tile, chunk) step into the next of kWgmmaMaxStages stages once that stage is empty, signalling
 // through a per-stage mbarrier (cp.async.mbarrier.arrive.noinc) when its copies have landed, so
 // that no thread ever waits for its own copies. Each of the two others owns 64 query rows, held in
@@ -47,8 +48,39 @@
 // blocks, tiles aligned to kTileN), so a candidate's score is bit-identical in both: the bound
 // holds for the scores the main pass ranks. Where fewer than k groups hold a candidate the bound
 // is -inf, i.e. none.
+//
+// Float32: exact, by a filter and a rescoring. The result is that of the CPU kernel (csrc/topk_ops.cpp)
+// bit for bit: the exact top k of the scores r_j = fl32(s_j), s_j computed in float64 in exact_dot's
+// order (cosine: s_j / max(|q|, eps) / max(|e_j|, eps), the norms in float64 likewise).
+// - Filter. The tensor cores score the inputs rounded to bf16 (wgmma; mma.sync: tf32), v_j; then
+//   |v_j - r_j| <= m_j = gamma max(|q|, a) q_scale max(|e_j|, a) e_scale (q_margin[row]
+//   e_margin[j], rounded up by row_bounds_kernel; scales 1 unless cosine), gamma = 2 (2^-8 + 2^-17 +
+//   (d + 16) 2^-22 + 2^-20), a = 2^-52. Why: rounding each factor to bf16 errs by at most 2^-9 of it,
+//   so each product by at most (2^-8 + 2^-18) |q_i e_i| (products of bf16 or tf32 are exact in
+//   float32); the tensor cores' float32 sums, whatever their order and rounding (even truncation
+//   after aligning to the largest term), add at most about d 2^-23 sum_i |q_i e_i|; sum_i |q_i e_i|
+//   <= |q| |e| (Cauchy-Schwarz); 2^-20 covers the scaling, the float32 arithmetic of the bounds
+//   and the final rounding fl32 (2^-24 |s|); products or sums that underflow err by at most
+//   (d + 16) 2^-125 in all, below gamma a^2; and the whole is doubled. A row holding a subnormal
+//   element (no relative bound on its rounding) gets an infinite margin, and a v or m that is not
+//   finite counts as unbounded.
+// - The kernel selects, as above, the lower bounds lo_j = v_j - m_j (seed pass included), so that
+//   a row's threshold is at most the k-th largest of its lower bounds, hence at most R, the k-th
+//   largest r_j (k distinct candidates have r_j >= lo_j >= it). Every candidate with v_j + m_j >=
+//   the threshold when its tile is scored, or unbounded, is a survivor: appended to the row's list
+//   in global memory [B, surv_cap] with the upper bound lo_j + 2 m_j (+inf where unbounded). Every
+//   candidate of the exact top k (r_j >= R, ties included) survives.
+// - Rescoring (rescore_kernel, a warp per query): L = the k-th largest lower bound of the row over
+//   all splits (merge_splits_kernel of the lists: L <= R); the survivors whose upper bound reaches L
+//   (a few more than k) are scored exactly (exact_dot16: the CPU's float64 order) and selected (the
+//   smaller index first among equal scores).
+// - Fallback: a row with more than surv_cap survivors (many near-ties, unbounded rows) is scored
+//   exactly over all candidates (fallback_kernel: splits of the candidates, a warp each, merged by
+//   merge_splits_kernel). Its kernels run always and end at once where no row overflowed, so that
+//   the host never waits.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <climits>
 #include <cmath>
@@ -79,6 +111,12 @@ constexpr int kSeedMaxTiles = 64;           // and at most this many tiles per s
 constexpr int kMaxGroups = 4096;            // group maxima per query (their keys in shared memory)
 constexpr int64_t kGroupBytes = 1 << 24;    // group maxima of all queries, unless 4k per query is more
 constexpr int kSelectThreads = 256;         // per block (query) of the k-th maximum kernel
+constexpr int kFilterSeedMinTiles = 2;      // float32: seed pass where a block scans this many tiles
+constexpr int64_t kSurvivorBytes = 128 << 20;  // float32: survivors of all queries (8 bytes each)
+constexpr int64_t kMaxSurvivors = 8192;     // float32: survivors per query, at most
+constexpr int64_t kFallbackMinSplit = 2048; // float32 fallback: candidates per split, at least
+constexpr int64_t kFallbackRowBlocks = 64;  // float32 fallback: blocks along the rows
+constexpr int64_t kFallbackMergeBlocks = 1024;  // float32 fallback: blocks of its merge
 constexpr unsigned kAllLanes = 0xffffffffu;
 
 struct Params {
@@ -102,6 +140,14 @@ struct Params {
   int copy_q, copy_e;    // bytes per cp.async for queries / candidates: 16, 8 or 4
   int tiles_per_split, splits;
   int stages;            // of the wgmma pipeline
+  // float32 inputs (the filter pass): see "Float32" above.
+  int dim;               // d
+  const float* q_margin; // [B] gamma max(|q|, a) q_scale, rounded up
+  const float* e_margin; // [N] max(|e|, a) e_scale, rounded up
+  float* surv_upper;     // [B, surv_cap] upper bounds of the survivors
+  int* surv_index;       // [B, surv_cap] their candidate ids
+  int* surv_count;       // [B] survivors appended (may exceed surv_cap: overflow)
+  int surv_cap;
 };
 
 // ---- small PTX wrappers ---------------------------------------------------------------------
@@ -151,6 +197,35 @@ __device__ __forceinline__ void copy_stage(unsigned dst, int first, int col, con
     const bool valid = col_valid && i * kRowStep < rows_left;
     cp_async<W>(dst + row * kDstRow + (kSwizzle ? swizzle128(row, col) : col), valid ? src + i * src_step : fallback,
                 valid);
+  }
+}
+
+// x[0..8) = the floats src[0..8) (element `col` of a row of `dim`), zero where the row is not valid
+// or beyond dim; loaded in vectors of `width` bytes (16, 8 or 4: the row start and the row length
+// are multiples of it, so that a vector lies wholly inside or wholly beyond the row), through L2 only.
+__device__ __forceinline__ void load_floats8(float (&x)[8], const float* src, bool row_valid, int col, int dim,
+                                             int width) {
+  if (width == 16) {
+#pragma unroll
+    for (int v = 0; v < 2; ++v) {
+      const float4 f = row_valid && col + 4 * v < dim ? __ldcg(reinterpret_cast<const float4*>(src) + v)
+                                                      : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      x[4 * v] = f.x;
+      x[4 * v + 1] = f.y;
+      x[4 * v + 2] = f.z;
+      x[4 * v + 3] = f.w;
+    }
+  } else if (width == 8) {
+#pragma unroll
+    for (int v = 0; v < 4; ++v) {
+      const float2 f = row_valid && col + 2 * v < dim ? __ldcg(reinterpret_cast<const float2*>(src) + v)
+                                                      : make_float2(0.0f, 0.0f);
+      x[2 * v] = f.x;
+      x[2 * v + 1] = f.y;
+    }
+  } else {
+#pragma unroll
+    for (int v = 0; v < 8; ++v) x[v] = row_valid && col + v < dim ? __ldcg(src + v) : 0.0f;
   }
 }
 
@@ -334,11 +409,19 @@ __device__ __forceinline__ bool named_sync_or(int id, int threads, bool x) {
   return any != 0;
 }
 
-// x = hi + lo with hi, lo representable in tf32 (lo carries the next 11 bits of x).
-__device__ __forceinline__ void split_tf32(uint32_t x, uint32_t& hi, uint32_t& lo) {
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(hi) : "f"(__uint_as_float(x)));
-  const float rest = __uint_as_float(x) - __uint_as_float(hi);
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(lo) : "f"(rest));
+// x rounded to the nearest tf32 (ties away from zero), as mma.sync's tf32 operands.
+__device__ __forceinline__ uint32_t to_tf32(uint32_t x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(__uint_as_float(x)));
+  return r;
+}
+
+// Two floats rounded to the nearest bfloat16 (ties to even), packed: lo in the low half (the
+// element of the smaller column, as in bf16 memory and mma fragments).
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
 }
 
 // ---- selection ------------------------------------------------------------------------------
@@ -443,7 +526,9 @@ __global__ void __launch_bounds__(kWgmma ? kWgmmaThreads : kThreads, 1) topk_dot
   using L = WarpLayout<BM, kWgmma>;
   constexpr int MT = L::MT;
   constexpr int NT = L::NT;
-  static_assert(!kWgmma || kBF16, "wgmma path: bf16 only");
+  // Float32 inputs are filtered (see "Float32" above): wgmma kernels round them to bf16 on the way to
+  // shared memory, mma.sync kernels to tf32 in the fragments.
+  constexpr bool kFilter = !kBF16;
   constexpr int kBlockThreads = kWgmma ? kWgmmaThreads : kThreads;
   constexpr int kStageRow = kWgmma ? kChunkBytes : kStageStride;  // bytes per shared candidate row
   constexpr int kStageBytes = kTileN * kStageRow;
@@ -567,7 +652,52 @@ __global__ void __launch_bounds__(kWgmma ? kWgmmaThreads : kThreads, 1) topk_dot
   }
   __syncthreads();
 
-  if constexpr (kWgmma) {
+  if constexpr (kWgmma && kFilter) {
+    if (copier) {
+      // Float32 rows, rounded to bf16 here: thread ctid takes unit ctid % 8 (8 elements, 16 bytes of
+      // bf16) of rows ctid / 8 + 16 i of every step. It loads the step's 64 floats (all in flight at
+      // once), waits until the stage is empty, stores them rounded into the stage in the 128-byte
+      // swizzle, and arrives on the stage's full mbarrier after a proxy fence (the tensor cores read
+      // what these generic stores wrote; the computing threads fence again after their wait).
+      const int ctid = tid - kWgmmaWarps * 32;
+      const int unit = ctid & 7;
+      const int first = ctid >> 3;
+      const int64_t src_step = 16 * p.e_stride;
+      const char* src = p.e + static_cast<int64_t>(n_begin + first) * p.e_stride;  // the tile's
+      int rows_left = n_end - n_begin - first;
+      int stage = 0, phase = 0;
+      for (int tile = 0; tile < num_tiles; ++tile) {
+        for (int chunk = 0; chunk < kChunks; ++chunk) {
+          const int col = chunk * (kChunkBytes / 2) + unit * 8;  // the unit's first element
+          float x[8][8];
+#pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            const bool row_valid = i * 16 < rows_left;
+            const float* row_src = reinterpret_cast<const float*>(row_valid ? src + i * src_step : p.e) + col;
+            load_floats8(x[i], row_src, row_valid, col, p.dim, p.copy_e);
+          }
+          mbar_wait(smem_addr(empty_bar + stage), phase ^ 1);
+          unsigned char* dst = e_s + stage * kStageBytes;
+#pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            const int row = first + 16 * i;
+            const uint4 v = make_uint4(pack_bf16x2(x[i][0], x[i][1]), pack_bf16x2(x[i][2], x[i][3]),
+                                       pack_bf16x2(x[i][4], x[i][5]), pack_bf16x2(x[i][6], x[i][7]));
+            *reinterpret_cast<uint4*>(dst + row * kChunkBytes + swizzle128(row, unit * 16)) = v;
+          }
+          fence_proxy_async();
+          mbar_arrive(smem_addr(full_bar + stage));
+          if (++stage == num_stages) {
+            stage = 0;
+            phase ^= 1;
+          }
+        }
+        src += tile_bytes;
+        rows_left -= kTileN;
+      }
+      return;
+    }
+  } else if constexpr (kWgmma) {
     if (copier) {
       // Copies every step (tile, chunk) in order into the next stage once it is empty; never waits
       // for its own copies (the full mbarrier does), so that up to num_stages steps are in flight.
@@ -619,9 +749,18 @@ __global__ void __launch_bounds__(kWgmma ? kWgmmaThreads : kThreads, 1) topk_dot
         for (int i = 0; i < 4; ++i) {
           const int row = row0 + wm * 16 + g + (i & 1) * 8;
           const int byte = c * kChunkBytes + ks * 32 + (i >> 1) * 16 + t4 * 4;
-          a_frag[c][ks][i] = row < p.num_queries && byte < p.row_bytes
-                                 ? __ldg(reinterpret_cast<const uint32_t*>(p.q + static_cast<int64_t>(row) * p.row_bytes + byte))
-                                 : 0u;
+          if constexpr (kFilter) {  // float32 rows, rounded to bf16: element `byte / 2` and the next
+            const float* q_row = reinterpret_cast<const float*>(p.q) + static_cast<int64_t>(row) * p.dim;
+            const int elem = byte / 2;
+            const bool valid = row < p.num_queries;
+            a_frag[c][ks][i] = pack_bf16x2(valid && elem < p.dim ? __ldg(q_row + elem) : 0.0f,
+                                           valid && elem + 1 < p.dim ? __ldg(q_row + elem + 1) : 0.0f);
+          } else {
+            a_frag[c][ks][i] =
+                row < p.num_queries && byte < p.row_bytes
+                    ? __ldg(reinterpret_cast<const uint32_t*>(p.q + static_cast<int64_t>(row) * p.row_bytes + byte))
+                    : 0u;
+          }
         }
   } else {
     const int units = p.dpad_bytes / p.copy_q;
@@ -860,23 +999,19 @@ __global__ void __launch_bounds__(kWgmma ? kWgmmaThreads : kThreads, 1) topk_dot
               for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt) mma_bf16(acc[mt][nt], a[cur][mt], b[cur][nt]);
-            } else {
-              uint32_t bh[NT][2], bl[NT][2];
+            } else {  // float32, filtered: one tf32 product
+              uint32_t bt[NT][2];
 #pragma unroll
               for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-                for (int i = 0; i < 2; ++i) split_tf32(b[cur][nt][i], bh[nt][i], bl[nt][i]);
+                for (int i = 0; i < 2; ++i) bt[nt][i] = to_tf32(b[cur][nt][i]);
 #pragma unroll
               for (int mt = 0; mt < MT; ++mt) {
-                uint32_t ah[4], al[4];
+                uint32_t at[4];
 #pragma unroll
-                for (int i = 0; i < 4; ++i) split_tf32(a[cur][mt][i], ah[i], al[i]);
+                for (int i = 0; i < 4; ++i) at[i] = to_tf32(a[cur][mt][i]);
 #pragma unroll
-                for (int nt = 0; nt < NT; ++nt) {
-                  mma_tf32(acc[mt][nt], al, bh[nt]);
-                  mma_tf32(acc[mt][nt], ah, bl[nt]);
-                  mma_tf32(acc[mt][nt], ah, bh[nt]);
-                }
+                for (int nt = 0; nt < NT; ++nt) mma_tf32(acc[mt][nt], at, bt[nt]);
               }
             }
           }
@@ -903,6 +1038,70 @@ __global__ void __launch_bounds__(kWgmma ? kWgmmaThreads : kThreads, 1) topk_dot
               acc[mt][nt][2 * h + cc] = acc[mt][nt][2 * h + cc] * qs * es;
             }
           }
+        }
+      }
+    }
+    if constexpr (kFilter) {
+      // Bounds of the exact scores: v -/+ m, m = q_margin[row] e_margin[n] (see "Float32" above).
+      // acc becomes the lower bounds v - m (-inf where v or m is not finite), which the rest of the
+      // epilogue selects as the scores. Survivors (main pass): candidates that exist, are not
+      // excluded and whose upper bound v + m reaches the row's threshold (or whose bounds are not
+      // finite), appended to the row's list in global memory with the upper bound lo + 2 m (+inf where
+      // not finite; its rounding is far inside the factor 2 of gamma).
+      float qm[MT][2], th[MT][2];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int row = row0 + wm * L::kRows + mt * 16 + g + 8 * h;
+          qm[mt][h] = row < p.num_queries ? p.q_margin[row] : 0.0f;
+          th[mt][h] = kSeed ? INFINITY : theta[wm * L::kRows + mt * 16 + g + 8 * h];  // padding rows: INFINITY
+        }
+      Mask survive = 0;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int cc = 0; cc < 2; ++cc) {
+          const int n = t0 + wn * L::kCols + nt * 8 + 2 * t4 + cc;
+          const float em = n < n_end ? p.e_margin[n] : 0.0f;
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              float& a = acc[mt][nt][2 * h + cc];
+              const float m = qm[mt][h] * em;
+              const bool bounded = fabsf(a) <= FLT_MAX && m <= FLT_MAX;  // false for NaN
+              if (!kSeed && n < n_end && th[mt][h] < INFINITY && !(bounded && a + m < th[mt][h])) {
+                survive |= Mask(1) << slot(mt, h, nt, cc);
+              }
+              a = bounded ? a - m : -INFINITY;
+            }
+        }
+      while (survive != 0) {  // rare: visit the set bits only (as append does)
+        const int i =
+            (sizeof(Mask) == 8 ? __ffsll(static_cast<long long>(survive)) : __ffs(static_cast<int>(survive))) - 1;
+        survive &= survive - 1;
+        const int run = i / kRun;
+        const int j = i % kRun;
+        const int r = wm * L::kRows + (run >> 1) * 16 + g + 8 * (run & 1);
+        const int c = wn * L::kCols + (j >> 1) * 8 + 2 * t4 + (j & 1);
+        if ((mask[r * kMaskWords + (c >> 5)] >> (c & 31)) & 1) continue;  // excluded
+        float lo = acc[0][0][0];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+              for (int cc = 0; cc < 2; ++cc) lo = i == slot(mt, h, nt, cc) ? acc[mt][nt][2 * h + cc] : lo;
+        const int row = row0 + r;
+        const float m = p.q_margin[row] * p.e_margin[t0 + c];
+        const int pos = atomicAdd(p.surv_count + row, 1);
+        if (pos < p.surv_cap) {
+          const int64_t at = static_cast<int64_t>(row) * p.surv_cap + pos;
+          p.surv_upper[at] = lo > -INFINITY ? lo + 2.0f * m : INFINITY;
+          p.surv_index[at] = t0 + c;
         }
       }
     }
@@ -1001,14 +1200,17 @@ __device__ int merge_run(float* lv, int* li, int fill, const float* src_v, const
   return fill;
 }
 
-// A block per query merges its `splits` partial lists (each sorted, padding last) into the output:
-// each of its blockDim.x / 32 warps (a power of two, <= kMergeWarps) merges every so many splits
-// into a list of its own, then the warps' lists are merged pairwise in shared memory (dynamic:
-// per warp KMAX pairs, 32 staged pairs and a fill). More warps overlap the loads of more splits.
+// A block per query merges its `splits` partial lists (each sorted, padding last; those of a row
+// start row_stride pairs apart, list s at s k) into the output: each of its blockDim.x / 32 warps
+// (a power of two, <= kMergeWarps) merges every so many splits into a list of its own, then the
+// warps' lists are merged pairwise in shared memory (dynamic: per warp KMAX pairs, 32 staged pairs
+// and a fill). More warps overlap the loads of more splits. rows: null (block b merges row b), or
+// the rows to merge, *num_rows of them, taken by the blocks in turn.
 template <int KMAX>
 __global__ void __launch_bounds__(kMergeWarps * 32)
-    merge_splits_kernel(const float* __restrict__ part_v, const int* __restrict__ part_i, int splits, int k,
-                        float* __restrict__ values, int64_t* __restrict__ indices) {
+    merge_splits_kernel(const float* __restrict__ part_v, const int* __restrict__ part_i, int splits,
+                        int64_t row_stride, int k, float* __restrict__ values, int64_t* __restrict__ indices,
+                        const int* __restrict__ rows, const int* __restrict__ num_rows) {
   const int lane = threadIdx.x & 31;
   const int w = threadIdx.x >> 5;
   const int warps = blockDim.x >> 5;
@@ -1018,28 +1220,32 @@ __global__ void __launch_bounds__(kMergeWarps * 32)
   float* bv = reinterpret_cast<float*>(li + warps * KMAX);  // [warps][32]
   int* bi = reinterpret_cast<int*>(bv + warps * 32);      // [warps][32]
   int* fills = bi + warps * 32;                           // [warps]
-  const int64_t row = blockIdx.x;
-  int fill = 0;
-  for (int s = w; s < splits; s += warps) {
-    const int64_t base = (row * splits + s) * k;
-    fill = merge_run<KMAX>(lv + w * KMAX, li + w * KMAX, fill, part_v + base, part_i + base, k, k, bv + w * 32,
-                           bi + w * 32, lane);
-  }
-  if (lane == 0) fills[w] = fill;
-  for (int step = 1; step < warps; step <<= 1) {
-    __syncthreads();
-    if (w % (2 * step) == 0 && w + step < warps) {
-      const int src = w + step;
-      fill = merge_run<KMAX>(lv + w * KMAX, li + w * KMAX, fill, lv + src * KMAX, li + src * KMAX, fills[src], k,
-                             bv + w * 32, bi + w * 32, lane);
-      if (lane == 0) fills[w] = fill;
+  const int count = rows == nullptr ? static_cast<int>(gridDim.x) : *num_rows;
+  for (int item = blockIdx.x; item < count; item += gridDim.x) {
+    const int64_t row = rows == nullptr ? item : rows[item];
+    int fill = 0;
+    for (int s = w; s < splits; s += warps) {
+      const int64_t base = row * row_stride + static_cast<int64_t>(s) * k;
+      fill = merge_run<KMAX>(lv + w * KMAX, li + w * KMAX, fill, part_v + base, part_i + base, k, k, bv + w * 32,
+                             bi + w * 32, lane);
     }
-  }
-  if (w == 0) {
-    for (int pos = lane; pos < k; pos += 32) {
-      values[row * k + pos] = pos < fill ? lv[pos] : -INFINITY;
-      indices[row * k + pos] = pos < fill ? li[pos] : -1;
+    if (lane == 0) fills[w] = fill;
+    for (int step = 1; step < warps; step <<= 1) {
+      __syncthreads();
+      if (w % (2 * step) == 0 && w + step < warps) {
+        const int src = w + step;
+        fill = merge_run<KMAX>(lv + w * KMAX, li + w * KMAX, fill, lv + src * KMAX, li + src * KMAX, fills[src], k,
+                               bv + w * 32, bi + w * 32, lane);
+        if (lane == 0) fills[w] = fill;
+      }
     }
+    if (w == 0) {
+      for (int pos = lane; pos < k; pos += 32) {
+        values[row * k + pos] = pos < fill ? lv[pos] : -INFINITY;
+        indices[row * k + pos] = pos < fill ? li[pos] : -1;
+      }
+    }
+    __syncthreads();  // the next row reuses the lists
   }
 }
 
@@ -1111,12 +1317,229 @@ __global__ void __launch_bounds__(kSelectThreads)
   if (tid == 0) seed[blockIdx.x] = key_value(prefix);
 }
 
+// ---- float32: bounds, exact rescoring, fallback ----------------------------------------------
+
+// Lower limit of the norms in the margins: the bound's absolute part (underflow) stays below
+// gamma max(|q|, a) max(|e|, a) for d < 2^14.
+constexpr double kMarginFloor = 0x1p-52;
+
+// gamma of the margins (see "Float32" above) for rows of d elements.
+double filter_gamma(int64_t d) {
+  return 2.0 * (0x1p-8 + 0x1p-17 + static_cast<double>(d + 16) * 0x1p-22 + 0x1p-20);
+}
+
+// A warp per row of x ([rows] of d floats, stride elements apart): scale[row] = 1 / max(|x|, eps)
+// (where scale is not null; else the scale is 1) and margin[row] = factor max(|x|, a) scale, rounded
+// up; +inf where the row holds a subnormal element (rounding it has no relative error bound), NaN
+// where it holds NaN.
+__global__ void __launch_bounds__(256)
+    row_bounds_kernel(const float* __restrict__ x, int64_t stride, int64_t rows, int d, double factor,
+                      float* __restrict__ scale, float* __restrict__ margin) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + (threadIdx.x >> 5);
+  if (row >= rows) return;
+  const float* r = x + row * stride;
+  double sum = 0.0;
+  bool subnormal = false;
+  for (int i = lane; i < d; i += 32) {
+    const float v = r[i];
+    sum = fma(static_cast<double>(v), static_cast<double>(v), sum);
+    subnormal |= v != 0.0f && fabsf(v) < FLT_MIN;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(kAllLanes, sum, o);
+  subnormal = __any_sync(kAllLanes, subnormal);
+  if (lane == 0) {
+    const double len = sqrt(sum);
+    const double s = scale != nullptr ? 1.0 / (len < kTopkNormEps ? kTopkNormEps : len) : 1.0;
+    if (scale != nullptr) scale[row] = static_cast<float>(s);
+    margin[row] = subnormal ? INFINITY : __double2float_ru(factor * (len < kMarginFloor ? kMarginFloor : len) * s);
+  }
+}
+
+// sum_i x_i y_i in float64 in the order of the CPU's exact_dot (csrc/topk_ops.cpp), by a half-warp:
+// lane hl (< 16) of the half sums the products of elements hl, hl + 16, ... in order (products of
+// floats are exact in float64, so fma adds them as mul + add would), then s_l += s_{l + 8}, s_l +=
+// s_{l + 4}, s_l += s_{l + 2}, s_l += s_{l + 1}. The whole warp calls it (each half with its own x,
+// y); the sum is in lane hl = 0.
+__device__ __forceinline__ double exact_dot16(const float* x, const float* y, int d, int hl) {
+  double s = 0.0;
+  for (int i = hl; i < d; i += 16) s = fma(static_cast<double>(x[i]), static_cast<double>(y[i]), s);
+#pragma unroll
+  for (int o = 8; o > 0; o >>= 1) s += __shfl_down_sync(kAllLanes, s, o, 16);
+  return s;
+}
+
+// max(|x|, eps) as the CPU has it: std::max(sqrt(exact_dot(x, x)), eps); in lane hl = 0.
+__device__ __forceinline__ double exact_length16(const float* x, int d, int hl) {
+  const double len = sqrt(exact_dot16(x, x, d, hl));
+  return len < kTopkNormEps ? kTopkNormEps : len;
+}
+
+struct ExactParams {
+  const float* q;          // [B, d] contiguous
+  const float* e;          // [N] rows of d, e_stride elements apart
+  int64_t e_stride;
+  int dim, num_queries, num_candidates, k;
+  bool normalize;
+  const int64_t* excl;     // [B, m] sorted rows
+  int64_t m;
+  float* surv_upper;       // [B, surv_cap]; fallback rows: their partial lists [fb_splits, k]
+  int* surv_index;
+  const int* surv_count;   // [B]
+  int surv_cap;
+  int* fb_rows;            // [B] rows whose survivors overflowed, *fb_count of them
+  int* fb_count;
+  int fb_splits;           // candidate splits of a fallback row, fb_splits k <= surv_cap
+  float* values;           // [B, k] in: the merged lower bounds; out: the results
+  int64_t* indices;
+};
+
+constexpr int kExactWarps = 4;  // per block of the rescoring and fallback kernels
+
+// A warp's shared state in the exact kernels: its list, staged pairs, candidates and their scores.
+template <int KMAX>
+struct ExactWarp {
+  float lv[KMAX];
+  int li[KMAX];
+  float bv[32];
+  int bi[32];
+  int ids[32];
+  float vals[32];
+};
+
+// Scores the c (1..32) candidates w.ids[0..c) exactly, as the CPU does (float64, rounded once to
+// float32; cosine: dot / max(|q|, eps) / max(|e|, eps)), two at a time (a half-warp each), and merges
+// those that can enter (not NaN or -inf; ranking before the k-th when the list is full) into the
+// warp's list of `fill` pairs; returns the new fill. The whole warp calls it.
+template <int KMAX>
+__device__ int offer_exact(const ExactParams& p, const float* q, double q_len, ExactWarp<KMAX>& w, int c, int fill,
+                           int lane) {
+  const int half = lane >> 4;
+  const int hl = lane & 15;
+  for (int j = 0; j < c; j += 2) {
+    const int jj = min(j + half, c - 1);  // an odd last one: both halves score it
+    const float* e = p.e + static_cast<int64_t>(w.ids[jj]) * p.e_stride;
+    double score = exact_dot16(q, e, p.dim, hl);
+    if (p.normalize) score = score / q_len / exact_length16(e, p.dim, hl);
+    if (hl == 0) w.vals[jj] = static_cast<float>(score);
+  }
+  __syncwarp();
+  const float v = lane < c ? w.vals[lane] : -INFINITY;
+  const int id = lane < c ? w.ids[lane] : INT_MAX;
+  const bool enter = v > -INFINITY && (fill < p.k || ranks_before(v, id, w.lv[p.k - 1], w.li[p.k - 1]));
+  const unsigned ballot = __ballot_sync(kAllLanes, enter);
+  if (enter) {
+    const int pos = __popc(ballot & ((1u << lane) - 1u));
+    w.bv[pos] = v;
+    w.bi[pos] = id;
+  }
+  __syncwarp();
+  if (ballot != 0) fill = merge_into_list<KMAX>(w.lv, w.li, fill, w.bv, w.bi, __popc(ballot), p.k, lane);
+  __syncwarp();
+  return fill;
+}
+
+// Whether id is in the sorted row ex[0..m).
+__device__ __forceinline__ bool is_excluded(const int64_t* ex, int64_t m, int64_t id) {
+  int64_t lo = 0, hi = m;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) >> 1;
+    if (ex[mid] < id) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo < m && ex[lo] == id;
+}
+
+// The warp's query row and its length (1 unless cosine), in every lane.
+__device__ __forceinline__ double query_length(const ExactParams& p, const float* q, int lane) {
+  if (!p.normalize) return 1.0;
+  return __shfl_sync(kAllLanes, exact_length16(q, p.dim, lane & 15), 0);
+}
+
+// A warp per query: the exact top-k of its survivors whose upper bound reaches its k-th largest
+// lower bound (the merged lists in p.values), written over that row of p.values / p.indices. Rows
+// whose survivors overflowed are listed in p.fb_rows instead (for fallback_kernel).
+template <int KMAX>
+__global__ void __launch_bounds__(kExactWarps * 32) rescore_kernel(const ExactParams p) {
+  __shared__ ExactWarp<KMAX> warps[kExactWarps];
+  const int lane = threadIdx.x & 31;
+  ExactWarp<KMAX>& w = warps[threadIdx.x >> 5];
+  const int row = blockIdx.x * kExactWarps + (threadIdx.x >> 5);
+  if (row >= p.num_queries) return;
+  const int count = p.surv_count[row];
+  if (count > p.surv_cap) {
+    if (lane == 0) p.fb_rows[atomicAdd(p.fb_count, 1)] = row;
+    return;
+  }
+  const float bound = p.values[static_cast<int64_t>(row) * p.k + p.k - 1];
+  const float* q = p.q + static_cast<int64_t>(row) * p.dim;
+  const double q_len = query_length(p, q, lane);
+  const float* upper = p.surv_upper + static_cast<int64_t>(row) * p.surv_cap;
+  const int* index = p.surv_index + static_cast<int64_t>(row) * p.surv_cap;
+  int fill = 0;
+  for (int base = 0; base < count; base += 32) {
+    const int i = base + lane;
+    const bool pass = i < count && !(upper[i] < bound);
+    const unsigned ballot = __ballot_sync(kAllLanes, pass);
+    if (pass) w.ids[__popc(ballot & ((1u << lane) - 1u))] = index[i];
+    __syncwarp();
+    if (ballot != 0) fill = offer_exact<KMAX>(p, q, q_len, w, __popc(ballot), fill, lane);
+  }
+  for (int pos = lane; pos < p.k; pos += 32) {
+    p.values[static_cast<int64_t>(row) * p.k + pos] = pos < fill ? w.lv[pos] : -INFINITY;
+    p.indices[static_cast<int64_t>(row) * p.k + pos] = pos < fill ? w.li[pos] : -1;
+  }
+}
+
+// Rows whose survivors overflowed, exactly over all candidates: warp s of the grid's x dimension
+// scans split s of the candidates (fb_splits equal parts) for each listed row (blocks of the y
+// dimension take them in turn) and writes its top k as partial list s over the row's survivors;
+// merge_splits_kernel then merges them into the row's result.
+template <int KMAX>
+__global__ void __launch_bounds__(kExactWarps * 32) fallback_kernel(const ExactParams p) {
+  __shared__ ExactWarp<KMAX> warps[kExactWarps];
+  const int lane = threadIdx.x & 31;
+  ExactWarp<KMAX>& w = warps[threadIdx.x >> 5];
+  const int split = blockIdx.x * kExactWarps + (threadIdx.x >> 5);
+  if (split >= p.fb_splits) return;
+  const int per_split = (p.num_candidates + p.fb_splits - 1) / p.fb_splits;
+  const int n_begin = min(p.num_candidates, split * per_split);
+  const int n_end = min(p.num_candidates, n_begin + per_split);
+  const int rows = *p.fb_count;
+  for (int item = blockIdx.y; item < rows; item += gridDim.y) {
+    const int row = p.fb_rows[item];
+    const float* q = p.q + static_cast<int64_t>(row) * p.dim;
+    const double q_len = query_length(p, q, lane);
+    const int64_t* ex = p.excl + static_cast<int64_t>(row) * p.m;
+    int fill = 0;
+    for (int base = n_begin; base < n_end; base += 32) {
+      const int id = base + lane;
+      const bool pass = id < n_end && !is_excluded(ex, p.m, id);
+      const unsigned ballot = __ballot_sync(kAllLanes, pass);
+      if (pass) w.ids[__popc(ballot & ((1u << lane) - 1u))] = id;
+      __syncwarp();
+      if (ballot != 0) fill = offer_exact<KMAX>(p, q, q_len, w, __popc(ballot), fill, lane);
+    }
+    const int64_t at = static_cast<int64_t>(row) * p.surv_cap + static_cast<int64_t>(split) * p.k;
+    for (int pos = lane; pos < p.k; pos += 32) {
+      p.surv_upper[at + pos] = pos < fill ? w.lv[pos] : -INFINITY;
+      p.surv_index[at + pos] = pos < fill ? w.li[pos] : -1;
+    }
+    __syncwarp();
+  }
+}
+
 // ---- planning -------------------------------------------------------------------------------
 
 struct Plan {
   int kmax = 0;        // list capacity per row: 64, 128 or 256
   int block_rows = 0;  // BM
   bool wgmma = false;  // the wgmma kernels (topk_dot_kernel<..., true, ...>)
+  int chunks = 0;      // wgmma: 128-byte chunks of a bf16 row in shared memory
   int stages = 0;      // of the cp.async pipeline
   int row_bytes = 0, dpad_bytes = 0;
   int smem_bytes = 0;
@@ -1124,13 +1547,16 @@ struct Plan {
   int seed_tiles = 0;   // tiles per split of the seed pass; 0: no seed pass
   int group_tiles = 0;  // tiles per group of the seed pass
   int groups = 0;       // group maxima per query
+  int surv_cap = 0;     // float32: survivors per query
+  int fb_splits = 0;    // float32: candidate splits of a fallback row
 };
 
 int element_bytes(bool bfloat16) { return bfloat16 ? 2 : 4; }
 
 int kmax_for(int64_t k) { return k <= 64 ? 64 : (k <= 128 ? 128 : 256); }
 
-// BM: as many query rows as keep the lists at 64 KiB or less and float32 rows affordable.
+// BM of the mma.sync kernels: as many query rows as keep the lists at 64 KiB or less and float32
+// rows affordable (the wgmma kernels: 128).
 int block_rows_for(bool bfloat16, int kmax) {
   if (kmax == 64) return bfloat16 ? 128 : 64;
   return kmax == 128 ? 64 : 32;
@@ -1170,20 +1596,24 @@ bool wgmma_loaded() {
 }
 
 // Fills the shape-only part of a plan; false when the kernel does not cover (k, d). The wgmma
-// kernels take bf16 rows of up to kWgmmaMaxChunks chunks with lists of 64 (BM = 128), with as
-// many pipeline stages as shared memory holds (at least 2, at most kWgmmaMaxStages).
+// kernels take rows of up to kWgmmaMaxChunks chunks of bf16 (float32 rows: rounded to bf16 on the
+// way to shared memory) with lists of 64 (BM = 128), with as many pipeline stages as shared memory
+// holds (at least 2, at most kWgmmaMaxStages).
 bool plan_shape(int64_t k, int64_t dim, bool bfloat16, Plan& plan) {
   if (k < 1 || k > kTopkMaxK || dim < 1) return false;
   const int64_t row_bytes = (dim * element_bytes(bfloat16) + 3) / 4 * 4;
   const int64_t dpad_bytes = (row_bytes + 31) / 32 * 32;
+  const int64_t bf16_dpad_bytes = ((dim * 2 + 3) / 4 * 4 + 31) / 32 * 32;  // rows in the wgmma stages
   plan.kmax = kmax_for(k);
   plan.block_rows = block_rows_for(bfloat16, plan.kmax);
   const int64_t limit = device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
   plan.stages = kStages;
-  if (bfloat16 && plan.kmax == 64 && dpad_bytes <= kWgmmaMaxChunks * kChunkBytes && wgmma_loaded()) {
+  if (plan.kmax == 64 && bf16_dpad_bytes <= kWgmmaMaxChunks * kChunkBytes && wgmma_loaded()) {
     for (int stages = kWgmmaMaxStages; stages >= 2; --stages) {
-      if (shared_bytes(plan.block_rows, plan.kmax, dpad_bytes, true, stages) <= limit) {
+      if (shared_bytes(128, plan.kmax, dpad_bytes, true, stages) <= limit) {
         plan.wgmma = true;
+        plan.block_rows = 128;
+        plan.chunks = static_cast<int>((bf16_dpad_bytes + kChunkBytes - 1) / kChunkBytes);
         plan.stages = stages;
         break;
       }
@@ -1210,11 +1640,12 @@ Plan make_plan(const TopkDotArgs& args) {
   plan.splits = static_cast<int>(splits);
   plan.tiles_per_split = static_cast<int>(per_split);
 
-  // Seed pass where blocks scan many tiles: the first splits * seed_tiles tiles (all whole, inside
-  // [0, N)), seed_tiles per block, in groups of group_tiles tiles so that a query gets at most
-  // max_groups maxima; skipped when that leaves fewer than 2k groups (a weak bound).
-  if (per_split >= kSeedMinTiles) {
-    const int64_t seed_tiles = std::min<int64_t>(kSeedMaxTiles, per_split / kSeedShare);
+  // Seed pass where blocks scan many tiles (float32: a few already, since a lower threshold lets
+  // more survivors through): the first splits * seed_tiles tiles (all whole, inside [0, N)),
+  // seed_tiles per block, in groups of group_tiles tiles so that a query gets at most max_groups
+  // maxima; skipped when that leaves fewer than 2k groups (a weak bound).
+  if (per_split >= (args.bfloat16 ? kSeedMinTiles : kFilterSeedMinTiles)) {
+    const int64_t seed_tiles = std::clamp<int64_t>(per_split / kSeedShare, 1, kSeedMaxTiles);
     const int64_t per_tile = splits * groups_per_tile(plan.block_rows, plan.wgmma);  // groups of a query per tile
     const int64_t max_groups =
         std::min<int64_t>(kMaxGroups, std::max<int64_t>(4 * args.k, kGroupBytes / 4 / args.num_queries));
@@ -1226,21 +1657,53 @@ Plan make_plan(const TopkDotArgs& args) {
       plan.groups = static_cast<int>(groups);
     }
   }
+
+  // Float32: survivors per query, as many as kSurvivorBytes hold for all queries, within
+  // [4k + 256, kMaxSurvivors], at most N (then they never overflow); a fallback row's candidates in
+  // as many splits as its survivors' space holds partial lists, each of kFallbackMinSplit or more.
+  if (!args.bfloat16) {
+    const int64_t by_memory = kSurvivorBytes / (8 * args.num_queries);
+    const int64_t cap = std::min<int64_t>(args.num_candidates,
+                                          std::clamp<int64_t>(by_memory, 4 * args.k + 256, kMaxSurvivors));
+    plan.surv_cap = static_cast<int>(cap);
+    plan.fb_splits = static_cast<int>(std::max<int64_t>(
+        1, std::min<int64_t>(cap / args.k, (args.num_candidates + kFallbackMinSplit - 1) / kFallbackMinSplit)));
+  }
   return plan;
 }
 
-// Workspace: partial lists [B, splits, k] (values, then int indices), which the seed pass uses
-// before for its group maxima [B, groups]; then, with a seed pass, the bounds [B].
+// Workspace, each part 256-byte aligned: partial lists [B, splits, k] (values, then int indices),
+// which the seed pass uses before for its group maxima [B, groups]; with a seed pass, the bounds
+// [B]; float32: the margins and scales of the queries [B] and candidates [N], the survivors' counts
+// [B], the fallback rows' count and list [B], and the survivors [B, surv_cap] (upper bounds, ids).
 struct Workspace {
-  int64_t union_bytes = 0, total_bytes = 0;
+  int64_t seed = 0, q_margin = 0, q_scale = 0, e_margin = 0, e_scale = 0, surv_count = 0, fb_count = 0,
+          fb_rows = 0, surv_upper = 0, surv_index = 0, total_bytes = 0;
 };
 
 Workspace workspace_layout(const Plan& plan, const TopkDotArgs& args) {
   Workspace w;
-  const int64_t part = args.num_queries * plan.splits * args.k * static_cast<int64_t>(sizeof(float) + sizeof(int));
-  const int64_t groups = args.num_queries * plan.groups * static_cast<int64_t>(sizeof(float));
-  w.union_bytes = (std::max(part, groups) + 255) / 256 * 256;
-  w.total_bytes = w.union_bytes + (plan.seed_tiles > 0 ? args.num_queries * static_cast<int64_t>(sizeof(float)) : 0);
+  int64_t at = 0;
+  auto take = [&](int64_t bytes) {
+    const int64_t start = at;
+    at += (bytes + 255) / 256 * 256;
+    return start;
+  };
+  const int64_t b = args.num_queries, n = args.num_candidates, f = sizeof(float);
+  take(std::max(b * plan.splits * args.k * static_cast<int64_t>(sizeof(float) + sizeof(int)), b * plan.groups * f));
+  w.seed = take(plan.seed_tiles > 0 ? b * f : 0);
+  if (!args.bfloat16) {
+    w.q_margin = take(b * f);
+    w.q_scale = take(args.normalize ? b * f : 0);
+    w.e_margin = take(n * f);
+    w.e_scale = take(args.normalize ? n * f : 0);
+    w.surv_count = take(b * static_cast<int64_t>(sizeof(int)));
+    w.fb_count = take(sizeof(int));
+    w.fb_rows = take(b * static_cast<int64_t>(sizeof(int)));
+    w.surv_upper = take(b * plan.surv_cap * f);
+    w.surv_index = take(b * plan.surv_cap * static_cast<int64_t>(sizeof(int)));
+  }
+  w.total_bytes = at;
   return w;
 }
 
@@ -1270,10 +1733,25 @@ int merge_warps(int64_t num_queries, int splits) {
   return best;
 }
 
-// kChunks: wgmma kernels only, 128-byte chunks per row.
+// Merges `splits` partial lists per row (row_stride pairs between rows) into values / indices: a
+// block per row, or per listed row (rows, *num_rows of them; grid_rows blocks take them in turn).
+template <int KMAX>
+cudaError_t launch_merge(const float* part_v, const int* part_i, int splits, int64_t row_stride, int k,
+                         float* values, int64_t* indices, int64_t num_queries, unsigned grid_rows, const int* rows,
+                         const int* num_rows, cudaStream_t stream) {
+  const int warps = merge_warps(num_queries, splits);
+  const size_t smem = warps * (KMAX * (sizeof(float) + sizeof(int)) + 32 * (sizeof(float) + sizeof(int)) + sizeof(int));
+  merge_splits_kernel<KMAX><<<grid_rows, warps * 32, smem, stream>>>(part_v, part_i, splits, row_stride, k, values,
+                                                                     indices, rows, num_rows);
+  return cudaGetLastError();
+}
+
+// kChunks: wgmma kernels only, 128-byte chunks per bf16 row. Float32 (!kBF16): the filter pass, then
+// its merged lower bounds, the exact rescoring of the survivors and the fallback of the rows whose
+// survivors overflowed (its kernels start and end at once where none did: no host synchronisation).
 template <bool kBF16, int BM, int KMAX, bool kWgmma = false, int kChunks = 0>
-cudaError_t launch(const Plan& plan, const Params& params, float* seed, const TopkDotArgs& args,
-                   cudaStream_t stream) {
+cudaError_t launch(const Plan& plan, const Params& params, const ExactParams& exact, float* seed,
+                   const TopkDotArgs& args, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((args.num_queries + BM - 1) / BM), static_cast<unsigned>(plan.splits));
   const int threads = kWgmma ? kWgmmaThreads : kThreads;
   cudaError_t err;
@@ -1303,11 +1781,24 @@ cudaError_t launch(const Plan& plan, const Params& params, float* seed, const To
   kernel<<<grid, threads, plan.smem_bytes, stream>>>(main_params);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  const int warps = merge_warps(args.num_queries, plan.splits);
-  const size_t merge_smem = warps * (KMAX * (sizeof(float) + sizeof(int)) + 32 * (sizeof(float) + sizeof(int)) + sizeof(int));
-  merge_splits_kernel<KMAX><<<static_cast<unsigned>(args.num_queries), warps * 32, merge_smem, stream>>>(
-      params.part_v, params.part_i, params.splits, params.k, args.values, args.indices);
-  return cudaGetLastError();
+  err = launch_merge<KMAX>(params.part_v, params.part_i, params.splits, static_cast<int64_t>(params.splits) * params.k,
+                           params.k, args.values, args.indices, args.num_queries,
+                           static_cast<unsigned>(args.num_queries), nullptr, nullptr, stream);
+  if (err != cudaSuccess || kBF16) return err;
+
+  const unsigned rescore_blocks = static_cast<unsigned>((args.num_queries + kExactWarps - 1) / kExactWarps);
+  rescore_kernel<KMAX><<<rescore_blocks, kExactWarps * 32, 0, stream>>>(exact);
+  err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+  const dim3 fb_grid(static_cast<unsigned>((plan.fb_splits + kExactWarps - 1) / kExactWarps),
+                     static_cast<unsigned>(std::min<int64_t>(args.num_queries, kFallbackRowBlocks)));
+  fallback_kernel<KMAX><<<fb_grid, kExactWarps * 32, 0, stream>>>(exact);
+  err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
+  return launch_merge<KMAX>(exact.surv_upper, exact.surv_index, plan.fb_splits, plan.surv_cap, params.k, args.values,
+                            args.indices, args.num_queries,
+                            static_cast<unsigned>(std::min<int64_t>(args.num_queries, kFallbackMergeBlocks)),
+                            exact.fb_rows, exact.fb_count, stream);
 }
 
 }  // namespace
@@ -1327,9 +1818,11 @@ cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream
   const int elt = element_bytes(args.bfloat16);
   const int64_t row_bytes = args.dim * elt;
   if (plan.kmax == 0 || row_bytes != plan.row_bytes || args.num_queries < 1 || args.num_candidates < args.k ||
-      args.num_candidates > INT_MAX) {
+      args.num_candidates > INT_MAX || (args.bfloat16 && args.normalize != (args.query_scale != nullptr))) {
     return cudaErrorInvalidValue;
   }
+  const Workspace layout = workspace_layout(plan, args);
+  char* ws = static_cast<char*>(workspace);
   Params params;
   params.q = static_cast<const char*>(args.queries);
   params.e = static_cast<const char*>(args.candidates);
@@ -1338,13 +1831,13 @@ cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream
   params.m = args.num_exclude;
   params.q_scale = args.query_scale;
   params.e_scale = args.candidate_scale;
-  params.part_v = static_cast<float*>(workspace);
+  params.part_v = reinterpret_cast<float*>(ws);
   params.part_i = reinterpret_cast<int*>(params.part_v + args.num_queries * plan.splits * args.k);
   params.seed = nullptr;
   params.group_max = nullptr;
   params.groups = 0;
   params.group_tiles = 1;
-  float* seed = reinterpret_cast<float*>(static_cast<char*>(workspace) + workspace_layout(plan, args).union_bytes);
+  float* seed = reinterpret_cast<float*>(ws + layout.seed);
   params.num_queries = static_cast<int>(args.num_queries);
   params.num_candidates = static_cast<int>(args.num_candidates);
   params.k = static_cast<int>(args.k);
@@ -1356,24 +1849,89 @@ cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream
   params.tiles_per_split = plan.tiles_per_split;
   params.splits = plan.splits;
   params.stages = plan.stages;
+  params.dim = static_cast<int>(args.dim);
+  params.q_margin = nullptr;
+  params.e_margin = nullptr;
+  params.surv_upper = nullptr;
+  params.surv_index = nullptr;
+  params.surv_count = nullptr;
+  params.surv_cap = plan.surv_cap;
   if (params.copy_q == 0 || params.copy_e == 0) return cudaErrorMisalignedAddress;
 
-  if (args.bfloat16) {
-    if (plan.wgmma) {
-      switch ((plan.dpad_bytes + kChunkBytes - 1) / kChunkBytes) {
-        case 1: return launch<true, 128, 64, true, 1>(plan, params, seed, args, stream);
-        case 2: return launch<true, 128, 64, true, 2>(plan, params, seed, args, stream);
-        case 3: return launch<true, 128, 64, true, 3>(plan, params, seed, args, stream);
-        default: return launch<true, 128, 64, true, 4>(plan, params, seed, args, stream);
+  ExactParams exact{};
+  if (!args.bfloat16) {
+    // The bounds of the filter: margins (and cosine scales) of the queries and the candidates.
+    float* q_margin = reinterpret_cast<float*>(ws + layout.q_margin);
+    float* e_margin = reinterpret_cast<float*>(ws + layout.e_margin);
+    float* q_scale = args.normalize ? reinterpret_cast<float*>(ws + layout.q_scale) : nullptr;
+    float* e_scale = args.normalize ? reinterpret_cast<float*>(ws + layout.e_scale) : nullptr;
+    const float* q = static_cast<const float*>(args.queries);
+    const float* e = static_cast<const float*>(args.candidates);
+    constexpr int kRowsPerBlock = 256 / 32;
+    row_bounds_kernel<<<static_cast<unsigned>((args.num_queries + kRowsPerBlock - 1) / kRowsPerBlock), 256, 0,
+                        stream>>>(q, args.dim, args.num_queries, params.dim, filter_gamma(args.dim), q_scale, q_margin);
+    row_bounds_kernel<<<static_cast<unsigned>((args.num_candidates + kRowsPerBlock - 1) / kRowsPerBlock), 256, 0,
+                        stream>>>(e, args.candidate_stride, args.num_candidates, params.dim, 1.0, e_scale, e_margin);
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+    int* surv_count = reinterpret_cast<int*>(ws + layout.surv_count);
+    int* fb_count = reinterpret_cast<int*>(ws + layout.fb_count);
+    err = cudaMemsetAsync(surv_count, 0, args.num_queries * sizeof(int), stream);
+    if (err == cudaSuccess) err = cudaMemsetAsync(fb_count, 0, sizeof(int), stream);
+    if (err != cudaSuccess) return err;
+    params.q_scale = q_scale;
+    params.e_scale = e_scale;
+    params.q_margin = q_margin;
+    params.e_margin = e_margin;
+    params.surv_upper = reinterpret_cast<float*>(ws + layout.surv_upper);
+    params.surv_index = reinterpret_cast<int*>(ws + layout.surv_index);
+    params.surv_count = surv_count;
+
+    exact.q = q;
+    exact.e = e;
+    exact.e_stride = args.candidate_stride;
+    exact.dim = params.dim;
+    exact.num_queries = params.num_queries;
+    exact.num_candidates = params.num_candidates;
+    exact.k = params.k;
+    exact.normalize = args.normalize;
+    exact.excl = args.exclude;
+    exact.m = args.num_exclude;
+    exact.surv_upper = params.surv_upper;
+    exact.surv_index = params.surv_index;
+    exact.surv_count = surv_count;
+    exact.surv_cap = plan.surv_cap;
+    exact.fb_rows = reinterpret_cast<int*>(ws + layout.fb_rows);
+    exact.fb_count = fb_count;
+    exact.fb_splits = plan.fb_splits;
+    exact.values = args.values;
+    exact.indices = args.indices;
+  }
+
+  if (plan.wgmma) {
+    if (args.bfloat16) {
+      switch (plan.chunks) {
+        case 1: return launch<true, 128, 64, true, 1>(plan, params, exact, seed, args, stream);
+        case 2: return launch<true, 128, 64, true, 2>(plan, params, exact, seed, args, stream);
+        case 3: return launch<true, 128, 64, true, 3>(plan, params, exact, seed, args, stream);
+        default: return launch<true, 128, 64, true, 4>(plan, params, exact, seed, args, stream);
       }
     }
-    if (plan.kmax == 64) return launch<true, 128, 64>(plan, params, seed, args, stream);
-    if (plan.kmax == 128) return launch<true, 64, 128>(plan, params, seed, args, stream);
-    return launch<true, 32, 256>(plan, params, seed, args, stream);
+    switch (plan.chunks) {
+      case 1: return launch<false, 128, 64, true, 1>(plan, params, exact, seed, args, stream);
+      case 2: return launch<false, 128, 64, true, 2>(plan, params, exact, seed, args, stream);
+      case 3: return launch<false, 128, 64, true, 3>(plan, params, exact, seed, args, stream);
+      default: return launch<false, 128, 64, true, 4>(plan, params, exact, seed, args, stream);
+    }
   }
-  if (plan.kmax == 64) return launch<false, 64, 64>(plan, params, seed, args, stream);
-  if (plan.kmax == 128) return launch<false, 64, 128>(plan, params, seed, args, stream);
-  return launch<false, 32, 256>(plan, params, seed, args, stream);
+  if (args.bfloat16) {
+    if (plan.kmax == 64) return launch<true, 128, 64>(plan, params, exact, seed, args, stream);
+    if (plan.kmax == 128) return launch<true, 64, 128>(plan, params, exact, seed, args, stream);
+    return launch<true, 32, 256>(plan, params, exact, seed, args, stream);
+  }
+  if (plan.kmax == 64) return launch<false, 64, 64>(plan, params, exact, seed, args, stream);
+  if (plan.kmax == 128) return launch<false, 64, 128>(plan, params, exact, seed, args, stream);
+  return launch<false, 32, 256>(plan, params, exact, seed, args, stream);
 }
 
 }  // namespace tgnn::cuda

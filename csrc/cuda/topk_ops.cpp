@@ -1,5 +1,6 @@
-// CUDA kernel of the topk_dot op: the fused kernel of csrc/cuda/topk_dot.h where it covers k and d,
-// else the chunked exact scores of tgnn::ops::topk_dot_chunked. Inputs are checked as on the CPU.
+// CUDA kernel of the topk_dot op: the fused kernel of csrc/cuda/topk_dot.h where it covers k and d
+// (float32: exact, equal to the CPU kernel's result), else the chunked exact scores of
+// tgnn::ops::topk_dot_chunked. Inputs are checked as on the CPU.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -13,6 +14,7 @@
 namespace {
 
 using tgnn::ops::kNormEps;
+static_assert(kNormEps == tgnn::cuda::kTopkNormEps, "the kernels' cosine must clamp the norms as the CPU's");
 
 // Candidates with element stride 1 and rows aligned to 4 bytes (what cp.async needs); bfloat16 rows
 // of odd d get one zero column, which changes no dot product.
@@ -41,8 +43,8 @@ std::tuple<at::Tensor, at::Tensor> topk_dot_cuda(const at::Tensor& queries_in, c
   at::Tensor values = at::empty({num_queries, k}, queries.options().dtype(at::kFloat));
   at::Tensor indices = at::empty({num_queries, k}, queries.options().dtype(at::kLong));
   if (num_queries == 0) return {values, indices};
-  at::Tensor query_scale, candidate_scale;
-  if (normalize) {
+  at::Tensor query_scale, candidate_scale;  // bfloat16 cosine (float32: the kernels compute their own)
+  if (normalize && bf16) {
     query_scale = inverse_norms(queries_in);
     candidate_scale = inverse_norms(candidates_in);
   }
@@ -57,8 +59,9 @@ std::tuple<at::Tensor, at::Tensor> topk_dot_cuda(const at::Tensor& queries_in, c
   args.k = k;
   args.exclude = exclude.data_ptr<int64_t>();
   args.num_exclude = exclude.size(1);
-  args.query_scale = normalize ? query_scale.data_ptr<float>() : nullptr;
-  args.candidate_scale = normalize ? candidate_scale.data_ptr<float>() : nullptr;
+  args.normalize = normalize;
+  args.query_scale = normalize && bf16 ? query_scale.data_ptr<float>() : nullptr;
+  args.candidate_scale = normalize && bf16 ? candidate_scale.data_ptr<float>() : nullptr;
   args.values = values.data_ptr<float>();
   args.indices = indices.data_ptr<int64_t>();
   const at::Tensor workspace =
