@@ -70,6 +70,7 @@ class LinkPredictor(ABC):
         self.node_ids = NodeIds(None, rows)
         self.destinations = np.zeros(rows, dtype=bool)
         self.destinations[stream_dst] = True
+        self._destination_pool: tuple[np.ndarray, int, torch.Tensor] | None = None  # (_pool)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> LinkPredictor:
@@ -242,12 +243,22 @@ class LinkPredictor(ABC):
 
     def _pool(self, candidates: IdArray | None) -> torch.Tensor:
         """``[C]`` int64 rows of the candidates (default: the destination pool), in ascending id order."""
-        if candidates is None:
-            rows = torch.from_numpy(np.flatnonzero(self.destinations))
-        else:
+        if candidates is not None:
             rows = self.node_ids.rows(_id_array(candidates), "recommend: candidates")
             if torch.unique(rows).numel() != rows.numel():
                 raise ValueError("recommend: candidates must be distinct")
+            return self._in_id_order(rows)
+        # kept while ``destinations`` is the same array with as many destinations (the pool only
+        # grows): sorting the ids is most of one query's time over 1e6 candidates
+        count = int(np.count_nonzero(self.destinations))
+        cached = self._destination_pool
+        if cached is None or cached[0] is not self.destinations or cached[1] != count:
+            rows = torch.from_numpy(np.flatnonzero(self.destinations))
+            cached = self._destination_pool = self.destinations, count, self._in_id_order(rows)
+        return cached[2]
+
+    def _in_id_order(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows [C]`` sorted by their node ids."""
         ids = self.node_ids.ids(rows)
         if isinstance(ids, np.ndarray):
             return rows[torch.from_numpy(np.argsort(ids, kind="stable"))]

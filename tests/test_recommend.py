@@ -422,6 +422,24 @@ def test_new_nodes_start_empty_and_unknown_ids_fail_in_one_line(runs):
     assert top.nodes.shape == (1, 3) and torch.isfinite(top.scores).all()
 
 
+@pytest.mark.parametrize("model", ["tgn", "edgebank"])
+def test_the_destination_pool_takes_in_observed_destinations_after_a_recommend(runs, model):
+    """``recommend``'s default pool is every destination observed so far, new nodes and nodes first
+    met as destinations included, however many calls came before (the pool is kept between calls)."""
+    p = LinkPredictor.load(runs[model])
+    n, latest = p.num_nodes, float(p.stream_t[-1])
+
+    def pool(at):
+        return set(p.recommend([0], at, k=int(p.destinations.sum())).nodes[0].tolist())
+
+    before = pool(latest + 1.0)
+    assert before == set(np.flatnonzero(p.destinations).tolist())
+    never = int(np.flatnonzero(~p.destinations)[0])  # a node that was a source only
+    feat = p.stream_edge_feat[:2] if model == "tgn" else None
+    p.observe([0, 0], [never, n + 7], [latest + 2.0, latest + 2.0], feat)
+    assert pool(latest + 3.0) == before | {never, n + 7}
+
+
 def test_string_ids_in_and_out(runs):
     p = LinkPredictor.load(runs["strings"])
     assert p.node_ids.is_string
