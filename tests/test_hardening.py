@@ -299,8 +299,14 @@ def test_a_second_ctrl_c_during_a_save_leaves_a_whole_checkpoint(tmp_path, monke
         real_save(obj, file)
 
     monkeypatch.setattr(torch, "save", interrupted_save)
-    with pytest.raises(KeyboardInterrupt):
-        train_module.save_atomically({"n": torch.ones(1)}, path)
+    # Python's own Ctrl-C handler, also where the suite started with SIGINT ignored (a shell's
+    # background job), which save_atomically rightly keeps
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_module.save_atomically({"n": torch.ones(1)}, path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert torch.load(path, weights_only=True)["n"].item() == 1.0  # the save completed first
     assert not path.with_suffix(".tmp").exists()
 
