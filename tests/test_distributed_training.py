@@ -25,7 +25,7 @@ import torch.multiprocessing as mp
 from dgl_tgnn.config import apply_overrides, default_config
 from dgl_tgnn.distributed.group import Parallel
 from dgl_tgnn.distributed.launch import without_nproc
-from dgl_tgnn.train import Trainer, load_events
+from dgl_tgnn.train import Trainer, evaluate_checkpoint, load_events
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo needed"
@@ -216,6 +216,13 @@ def test_resume_on_two_processes_and_rank_zero_alone_writes(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank0.pt", "rank1.pt", "run"]
     state = torch.load(run / "checkpoint.pt", weights_only=False)
     assert state["processes"] == WORLD
+    # `dgl-tgnn evaluate` of the run, on one process: the run's own test metrics (at batch G x B)
+    result = outputs[0]["resumed"]["result"]
+    evaluated = evaluate_checkpoint(run, split="test")
+    shared = [key for key in evaluated if key in result]
+    assert {"test_ap", "test_mrr"} <= set(shared)
+    for key in shared:
+        assert evaluated[key] == pytest.approx(result[key], rel=1e-4, abs=1e-6), key
     assert torch.equal(state["negatives"]["table"], outputs[0]["resumed"]["table"])  # every row
 
 

@@ -68,7 +68,7 @@ class RunEvaluation:
         parallel: Parallel | None = None,
     ) -> None:
         if parallel is not None:
-            config = window_config(config, parallel)
+            config = window_config(config, parallel.world)
         self.config, self.data, self.model = config, data, model
         self.device, self.dedup, self.progress = device, dedup, progress
         self.parallel = parallel
@@ -158,6 +158,9 @@ def evaluate_checkpoint(
         ranking: also compute MRR and Recall@k.
         overrides: ``{"section.key": value}`` config changes (e.g. ``eval.negatives``, ``train.device``).
 
+    A run trained on G processes is evaluated at batch ``G x B``, as the run itself evaluated (the
+    same metrics, on one process).
+
     TGN's memory for the test split is the one saved after validation in ``best.pt``; otherwise (and
     for the validation split) it is rebuilt by streaming the training events (and validation for test)
     through the saved model, as TGN's evaluation carries it.
@@ -175,6 +178,8 @@ def evaluate_checkpoint(
         raise ValueError(f"{path}: no checkpoint ({rd.BEST}) found")
     saved = load_checkpoint(file, BEST_KEYS, map_location="cpu")
     config = apply_overrides(config_from_dict(saved["config"]), overrides or {})
+    # a run on G processes evaluated at batch G x B: so does one process (the same metrics)
+    config = window_config(config, int(saved.get("processes", 1)))
     # TGB's protocol: the negative sets stored with the run, the split ranked through the predictor.
     run_dir = (path if path.is_dir() else path.parent) if config.eval.protocol == "tgb" else None
     config.validate()

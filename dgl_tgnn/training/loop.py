@@ -345,6 +345,7 @@ class Trainer:
                     "epoch": self.epoch + 1,
                     "model": self.model.state_dict(),
                     "val_memory": memory_to_plain(val_end),
+                    "processes": 1 if self.parallel is None else self.parallel.world,
                 }
             else:
                 weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

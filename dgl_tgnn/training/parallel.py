@@ -211,7 +211,7 @@ class ParallelPredictor(ModelPredictor):
         return torch.cat(all_gather_rows(logits.to(self.parallel.device))).to(logits.device)
 
 
-def window_config(config: RunConfig, parallel: Parallel) -> RunConfig:
-    """``config`` at the batch of one process equal to ``parallel``'s processes: ``G x B`` events."""
-    batch_size = parallel.world * config.train.batch_size
+def window_config(config: RunConfig, processes: int) -> RunConfig:
+    """``config`` at the batch of one process equal to ``processes`` (G) processes: ``G x B`` events."""
+    batch_size = processes * config.train.batch_size
     return dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=batch_size))
