@@ -31,7 +31,8 @@ class _PoolKeys:
     """The retrieval keys of a candidate pool (``ModelPredictor._pool_keys``).
 
     Attributes:
-        pool: ``[C]`` int64 node rows of the pool (CPU), what the keys were built for.
+        pool: ``[C]`` int64 node rows of the pool (CPU), what the keys were built for: the tensor
+            ``LinkPredictor._pool`` made (the predictor's own, never written to).
         events: the observed events before the keys' time (those the keys see).
         keys: ``[C, d]`` float32, contiguous: the pool's embeddings at that time (a dot decoder's),
             or ``model.dot_head.key`` of them.
@@ -437,8 +438,8 @@ class ModelPredictor(LinkPredictor):
         if (
             cached is not None
             and cached.events == events
-            and cached.pool.shape == pool.shape
-            and torch.equal(cached.pool, pool)
+            # the default pool is one tensor between calls (``LinkPredictor._pool``): no compare
+            and (cached.pool is pool or (cached.pool.shape == pool.shape and torch.equal(cached.pool, pool)))
         ):
             return cached
         self._keys = None  # (its memory free before the new table is built)
@@ -449,7 +450,7 @@ class ModelPredictor(LinkPredictor):
         device = keys.device
         position = torch.full((self.capacity,), -1, dtype=torch.int64, device=device)
         position[pool.to(device)] = torch.arange(pool.shape[0], device=device)
-        self._keys = _PoolKeys(pool.clone(), events, keys.contiguous(), position)
+        self._keys = _PoolKeys(pool, events, keys.contiguous(), position)
         return self._keys
 
     def _with_partners(
