@@ -49,7 +49,17 @@ def _one_line_errors(command: Callable[..., None]) -> Callable[..., None]:
     return click.option("--debug", is_flag=True, help="On an error, show the full traceback.")(run)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group; keeps the arguments it parses (``ctx.meta["argv"]``, without the program
+    name), which ``train --nproc`` passes on to its processes, however the group was called
+    (``dgl-tgnn``, ``python -m dgl_tgnn``, ``main(args)``, click's test runner)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dgl-tgnn")
 def main() -> None:
     """Train and evaluate temporal GNNs (TGAT, TGN) on streams of timestamped interactions."""
@@ -279,7 +289,7 @@ def train(
             click.echo(f"--nproc {nproc}: EdgeBank has no parameters to train; it ranks in this one process")
             nproc = None
     if nproc is not None and nproc > 1:
-        argv = launch.without_nproc(sys.argv[1:])
+        argv = launch.without_nproc(click.get_current_context().meta["argv"])
         sys.exit(launch.spawn(nproc, argv, echo=lambda line: click.echo(line, err=True)))
     parallel = None
     if group.launched():

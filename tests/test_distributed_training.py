@@ -252,6 +252,24 @@ def test_without_nproc() -> None:
     ]
 
 
+def test_nproc_passes_on_the_arguments_the_command_was_called_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``main(args)`` (click's test runner here) starts its processes with ``args`` less ``--nproc``,
+    not with the host program's ``sys.argv`` (pytest's)."""
+    from click.testing import CliRunner
+
+    from dgl_tgnn import cli
+    from dgl_tgnn.distributed import launch
+
+    started: list[tuple[int, list[str]]] = []
+    monkeypatch.setattr(launch, "spawn", lambda nproc, argv, echo: started.append((nproc, argv)) or 0)
+    args = ["train", "--model", "tgat", "--max-events", "1000", "--nproc", "2", "--runs-dir", str(tmp_path)]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 0, result.output
+    assert started == [(2, ["train", "--model", "tgat", "--max-events", "1000", "--runs-dir", str(tmp_path)])]
+
+
 def _train_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     """``python -m dgl_tgnn train ARGS`` on the first 1,000 Wikipedia events, one thread, quietly."""
     command = [sys.executable, "-m", "dgl_tgnn", "train", "--dataset", "wikipedia", "--max-events", "1000"]
