@@ -303,6 +303,7 @@ def test_seeded_cosine_and_misaligned_candidates(normalize) -> None:
         (1, 5, 3, 5),  # k = N < one tile; rows of 12 bytes (the wgmma copier's scalar loads)
         (64, 10_000, 34, 20),  # rows of 136 bytes (its 8-byte loads)
         (1, 50_000, 172, 50),  # B = 1, seeded splits
+        (1, 1_000_000, 100, 10),  # B = 1 over recommend's largest pool: a split per multiprocessor
         (600, 100_000, 172, 50),  # the benchmark's shape, smaller N: seeded, several row blocks
         (129, 30_000, 100, 64),  # a row block of one query; k = list capacity
         (50, 40_000, 172, 100),  # lists of 128 (mma.sync filter), seeded
@@ -334,13 +335,13 @@ def test_float32_exclusions_equal_the_cpu_kernel() -> None:
 
 
 def test_float32_near_ties_overflow_the_survivors_and_fall_back() -> None:
-    # 20,000 candidates whose scores differ by far less than the filter's bound sit at the top of
-    # every query: all of them survive, more than a query's survivor buffer holds (at most 8,192), so
+    # 70,000 candidates whose scores differ by far less than the filter's bound sit at the top of
+    # every query: all of them survive, more than a query's survivor buffer holds (at most 65,536), so
     # every row takes the exact fallback; exact duplicates among them rank by index
-    b, n, d, k = 20, 60_000, 172, 50
+    b, n, d, k = 20, 120_000, 172, 50
     q = randn(b, d, seed=35).abs()
     e = randn(n, d, seed=36)
-    near = torch.arange(1000, 21_000, device=CUDA)
+    near = torch.arange(1000, 71_000, device=CUDA)
     e[near] = 3.0 + 1e-6 * randn(near.numel(), d, seed=37)  # > 3 |q|_1 scores, spread ~1e-6 |q|
     e[near[::3]] = e[near[0]].clone()  # a third of them identical (a copy: the source row is among them)
     values, indices = check_float32_exact(q, e, k)
