@@ -4,7 +4,9 @@ them.
 
 Each run trains ``configs/<model>-tgb.yaml`` (node embeddings, pair features, early stop on
 validation MRR) with the setting's negatives, in its own child process (``--jobs`` at a time; on
-CUDA all share the one GPU). Every finished run appends one JSON line to ``--out``.
+CUDA all share the one GPU). Every finished run appends one JSON line to ``--out``; with
+``--log-dir``, each run also writes its epoch lines as they come to
+``<dataset>-<model>-<setting>-s<seed>.log`` there (the progress of runs cut short).
 
     python bench/ranking.py --device cuda --jobs 15 --seeds 0,1,2
     python bench/ranking.py --models tgn --settings uniform --seeds 0 --max-events 20000   # quick, CPU
@@ -45,8 +47,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-def train_one(spec: dict[str, Any]) -> dict[str, Any]:
-    """One run in this process: the final test metrics and the per-epoch validation MRR."""
+def train_one(spec: dict[str, Any], log_path: str | None) -> dict[str, Any]:
+    """One run in this process: the final test metrics and the per-epoch validation MRR; the
+    trainer's lines (one per epoch) appended to ``log_path`` as they come, when given."""
     from dgl_tgnn.config import apply_overrides, load_config
     from dgl_tgnn.train import Trainer
 
@@ -59,9 +62,12 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
         **SETTINGS[spec["setting"]],
         **spec["set"],
     }
-    trainer = Trainer(apply_overrides(config, overrides), None, progress=False, log=lambda line: None)
-    began = time.perf_counter()
-    metrics = trainer.fit()
+    with open(log_path or os.devnull, "a", buffering=1) as log:
+        trainer = Trainer(
+            apply_overrides(config, overrides), None, progress=False, log=lambda line: print(line, file=log)
+        )
+        began = time.perf_counter()
+        metrics = trainer.fit()
     return {
         "metrics": metrics,
         "val_mrr": [h["val_mrr"] for h in trainer.history],
@@ -71,8 +77,11 @@ def train_one(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+def run_child(spec: dict[str, Any], log_dir: str | None) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", json.dumps(spec)]
+    if log_dir is not None:
+        name = f"{spec['dataset']}-{spec['model']}-{spec['setting']}-s{spec['seed']}.log"
+        command += ["--child-log", str(Path(log_dir) / name)]
     proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     lines = proc.stdout.strip().splitlines()
     if proc.returncode == 0 and lines:
@@ -129,11 +138,13 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="config override, e.g. model.node_embedding=0",
     )
+    parser.add_argument("--log-dir", help="write each run's epoch lines to a file here as they come")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-log", help=argparse.SUPPRESS)
     add_results_dir(parser)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(train_one(json.loads(args.child))))
+        print(json.dumps(train_one(json.loads(args.child), args.child_log)))
         return
     settings = args.settings.split(",")
     for setting in settings:
@@ -155,10 +166,12 @@ def main() -> None:
         for s in settings
         for seed in args.seeds.split(",")
     ]
+    if args.log_dir is not None:
+        Path(args.log_dir).mkdir(parents=True, exist_ok=True)
     records = []
     # Each record is written as its run finishes, so a run cut short keeps what had finished.
     with open(args.out, "a") as out, ThreadPoolExecutor(args.jobs) as pool:
-        for done in as_completed([pool.submit(run_child, spec) for spec in specs]):
+        for done in as_completed([pool.submit(run_child, spec, args.log_dir) for spec in specs]):
             record = done.result()
             out.write(json.dumps(record) + "\n")
             out.flush()
