@@ -80,7 +80,7 @@ namespace {
 // The k offsets in [0, n) (n > k) with the smallest (number(o), o), into out (unordered).
 template <typename Number>
 void bottom_k(int64_t n, int64_t k, Number number, int64_t* out) {
-  // The k smallest (number, offset) so far and the position of their largest. Offsets come in
+  // A max-heap of the k smallest (number, offset) so far, the largest on top. Offsets come in
   // increasing order, so a later event with an equal number ranks after: strict < suffices.
   if (k <= 0) return;
   constexpr int64_t kStack = 64;
@@ -91,23 +91,29 @@ void bottom_k(int64_t n, int64_t k, Number number, int64_t* out) {
     heap_words.resize(k);
     words = heap_words.data();
   }
-  int64_t worst = 0;
+  const auto above = [&](int64_t a, int64_t b) {  // slot a ranks after slot b
+    return words[a] > words[b] || (words[a] == words[b] && out[a] > out[b]);
+  };
+  const auto sift_down = [&](int64_t slot) {
+    for (int64_t child = 2 * slot + 1; child < k; child = 2 * slot + 1) {
+      if (child + 1 < k && above(child + 1, child)) ++child;
+      if (!above(child, slot)) break;
+      std::swap(words[slot], words[child]);
+      std::swap(out[slot], out[child]);
+      slot = child;
+    }
+  };
   for (int64_t o = 0; o < k; ++o) {
     words[o] = number(o);
     out[o] = o;
-    if (words[o] >= words[worst]) worst = o;  // >=: the later offset ranks last among equal words
   }
-  uint64_t bound = words[worst];
+  for (int64_t slot = k / 2 - 1; slot >= 0; --slot) sift_down(slot);
   for (int64_t o = k; o < n; ++o) {
     const uint64_t w = number(o);
-    if (w >= bound) continue;
-    words[worst] = w;
-    out[worst] = o;
-    worst = 0;
-    for (int64_t s = 1; s < k; ++s) {
-      if (words[s] > words[worst] || (words[s] == words[worst] && out[s] > out[worst])) worst = s;
-    }
-    bound = words[worst];
+    if (w >= words[0]) continue;
+    words[0] = w;
+    out[0] = o;
+    sift_down(0);
   }
 }
 
