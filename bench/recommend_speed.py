@@ -47,6 +47,7 @@ def make_predictor(pool: int, args: argparse.Namespace) -> ModelPredictor:
     config = default_config("tgn")
     m = config.model
     m.decoder, m.pair_history, m.embed_dim, m.memory_dim = args.decoder, 10, args.embed_dim, args.embed_dim
+    m.engine = args.engine
     m.dot_head = 1.0 if args.decoder == "mlp" else 0.0
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -141,6 +142,9 @@ def main() -> None:
     parser.add_argument("--events-per-user", type=int, default=20)
     parser.add_argument("--embed-dim", type=int, default=100)
     parser.add_argument("--decoder", choices=["dot", "mlp"], default="dot")
+    parser.add_argument(
+        "--engine", choices=["auto", "dgl", "dense"], default="auto", help="The synthetic TGN's engine."
+    )
     parser.add_argument("--baseline-bytes", type=float, default=2e9)
     parser.add_argument(
         "--exact-max-pool", type=int, default=100_000, help="Largest pool whose exact and baseline are timed."
@@ -158,7 +162,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {describe()}; {args.threads} threads; load average {os.getloadavg()[0]:.2f}")
-    synthetic = f"synthetic TGN, {args.decoder} decoder, embed_dim={args.embed_dim}"
+    synthetic = f"synthetic TGN, {args.decoder} decoder, embed_dim={args.embed_dim}, engine {args.engine}"
     model = f"run {args.run}" if args.run is not None else synthetic
     print(f"# k={args.k} shortlist={args.shortlist} batch={args.batch}; {model}")
     print(f"{'pool':>9} {'method':<10} {'p50 ms':>9} {'p99 ms':>9} {'queries/s':>10} {'recall@k':>8}")
