@@ -246,40 +246,6 @@ def test_forward_passes_sharing_the_memory_update() -> None:
     assert len(calls) == 6
 
 
-def test_inference_reuses_the_memory_update_until_what_it_reads_changes() -> None:
-    """Without gradients a pending update is computed once and returned again while the messages,
-    memory, last-update times and parameters stay as it read them; a change to any of them makes
-    the next call compute it afresh, equal to the GRU written out on the changed inputs."""
-    model = make_tgn()
-    memory = model.memory
-    zero = torch.zeros(MEM)
-    event(model, 0, 1, 1.0, 0)
-    calls = []
-    memory.updater.register_forward_hook(lambda *args: calls.append(1))
-    raw = torch.cat([zero, zero, phi(model, 1.0), EDGE_FEAT[0]])
-    with torch.no_grad():
-        first = memory.pending_update()
-        assert memory.pending_update() is first and len(calls) == 1
-        torch.testing.assert_close(first[0], gru(model, raw, zero))
-        memory.updater.weight_ih.add_(0.5)  # an optimizer step
-        stepped = memory.pending_update()
-        assert len(calls) == 2
-        torch.testing.assert_close(stepped[0], gru(model, raw, zero))
-        memory.state[0] += 1.0  # memory written in place (e.g. load_state_dict)
-        moved = memory.pending_update()
-        assert len(calls) == 3
-        raw_moved = torch.cat([zero + 1.0, zero, phi(model, 1.0), EDGE_FEAT[0]])
-        torch.testing.assert_close(moved[0], gru(model, raw_moved, zero + 1.0))
-        assert memory.pending_update() is moved and len(calls) == 3
-    assert memory.pending_update().requires_grad and len(calls) == 4  # with gradients: always computed
-    with torch.no_grad():
-        memory.pending_update()
-        assert len(calls) == 5  # the gradient-mode tensor is not handed out without gradients
-        event(model, 1, 2, 2.0, 1)  # new messages
-        memory.pending_update()
-        assert len(calls) == 6  # update() stored the last one computed; the new messages take one
-
-
 def test_keep_pending_in_refuses_missing_or_mismatched_messages() -> None:
     model = make_tgn()
     src, dst = torch.tensor([0, 1]), torch.tensor([2, 3])

@@ -80,12 +80,10 @@ class MemoryState:
 
 @dataclass(frozen=True)
 class _Applied:
-    """A ``Memory.pending_update()`` result, the messages it applied, and the version counters of the
-    tensors it read (``Memory._inputs_version``)."""
+    """A ``Memory.pending_update()`` result and the messages it applied."""
 
     pending: RawMessages
     value: torch.Tensor
-    inputs: tuple[int, ...]
 
 
 def collect_messages(
@@ -230,10 +228,7 @@ class Memory(nn.Module):
         """The memory of the nodes with pending messages after applying them (with autograd, not
         stored): ``[P, memory_dim]`` float32 rows aligned with ``pending.nodes``; None when none.
 
-        Within ``sharing_update()``, calls after the first return the first call's tensor. Without
-        gradients (inference: scoring, ranking, recommending), a call returns the last call's tensor
-        while the messages, memory, last-update times and parameters are those it read (their
-        in-place version counters unchanged; a write through ``.data`` is not seen)."""
+        Within ``sharing_update()``, calls after the first return the first call's tensor."""
         pending = self.pending
         if pending is None:
             return None
@@ -242,25 +237,9 @@ class Memory(nn.Module):
             if applied.value.requires_grad == torch.is_grad_enabled():
                 return applied.value
             return self._apply_messages(pending)  # under another grad mode: the shared one is kept
-        inputs = self._inputs_version()
-        if (
-            not torch.is_grad_enabled()
-            and applied is not None
-            and applied.pending is pending
-            and not applied.value.requires_grad
-            and applied.inputs == inputs
-            and not (pending.node.is_cuda and torch.cuda.is_current_stream_capturing())
-        ):
-            return applied.value
         value = self._apply_messages(pending)
-        self._applied = _Applied(pending, value, inputs)
+        self._applied = _Applied(pending, value)
         return value
-
-    def _inputs_version(self) -> tuple[int, ...]:
-        """Identity and in-place version counter of each tensor a pending update reads besides the
-        messages: memory, last-update times, parameters."""
-        tensors = (self.state, self.last_update, *self.parameters())
-        return tuple(value for tensor in tensors for value in (id(tensor), tensor._version))
 
     @contextlib.contextmanager
     def sharing_update(self) -> Iterator[None]:
