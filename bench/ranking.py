@@ -150,6 +150,11 @@ def main() -> None:
     for setting in settings:
         if setting not in SETTINGS:
             parser.error(f"--settings: unknown {setting!r} (choose from {', '.join(SETTINGS)})")
+    if args.log_dir is not None:
+        try:
+            Path(args.log_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            parser.error(f"--log-dir {args.log_dir}: cannot make this folder ({err.strerror or err})")
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
     specs = [
         {
@@ -166,8 +171,6 @@ def main() -> None:
         for s in settings
         for seed in args.seeds.split(",")
     ]
-    if args.log_dir is not None:
-        Path(args.log_dir).mkdir(parents=True, exist_ok=True)
     records = []
     # Each record is written as its run finishes, so a run cut short keeps what had finished.
     with open(args.out, "a") as out, ThreadPoolExecutor(args.jobs) as pool:
