@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from dgl_tgnn.config import DataConfig, RunConfig, choice_names
+from dgl_tgnn.precision import PRECISIONS
 from dgl_tgnn.registry import Registry
 
 
@@ -405,14 +406,30 @@ def _train(
 )
 @click.option("--device", help="torch device (default: the run's).")
 @click.option("--threads", type=int, help="CPU threads (default: the run's).")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    help="Arithmetic of the forward passes: float32, tf32 (GPU) or bf16 (default: the run's).",
+)
 @_one_line_errors
 def evaluate(
-    path: str, metric: str, split: str, eval_negs: str | int | None, device: str | None, threads: int | None
+    path: str,
+    metric: str,
+    split: str,
+    eval_negs: str | int | None,
+    device: str | None,
+    threads: int | None,
+    precision: str | None,
 ) -> None:
     """Evaluate a trained model: PATH is a run directory (its best.pt) or a checkpoint file."""
     from dgl_tgnn.train import evaluate_checkpoint
 
-    overrides = {"eval.negatives": eval_negs, "train.device": device, "train.threads": threads}
+    overrides = {
+        "eval.negatives": eval_negs,
+        "train.device": device,
+        "train.threads": threads,
+        "train.precision": precision,
+    }
     result = evaluate_checkpoint(path, split=split, ranking=metric != "ap", overrides=overrides)
     for key, value in result.items():
         click.echo(f"{key:<22} {value:.4f}")

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from dgl_tgnn.precision import PRECISIONS
 from dgl_tgnn.registry import FORMATS, LOSSES, MODELS, NEGATIVES, Registry
 
 SIMILARITIES = ("dot", "cosine", "decoder")  # (also checked by negatives.TopKNegatives)
@@ -344,6 +345,17 @@ class TrainConfig:
         default=None,
         metadata=option("--threads", "CPU threads for torch and the sampler (default: torch's)."),
     )
+    # dgl_tgnn/precision.py: the forward passes of training and evaluation in float32, with float32
+    # products on TF32 tensor cores (CUDA), or autocast to bfloat16; the weights stay float32.
+    precision: str = field(
+        default="float32",
+        metadata=option(
+            "--precision",
+            "Arithmetic of training and evaluation: float32 (default), tf32 (float32 products on a "
+            "GPU's TF32 tensor cores) or bf16 (autocast to bfloat16); weights stay float32.",
+            choices=PRECISIONS,
+        ),
+    )
     visible_batch: bool = field(
         default=True,
         metadata=option(
@@ -512,6 +524,8 @@ class RunConfig:
             raise ValueError(
                 f"train.task 'node' classifies embeddings: model {m.name!r} has none (--task link)"
             )
+        if t.precision == "tf32" and not t.device.startswith("cuda"):
+            raise ValueError(f"train.precision tf32 needs a CUDA device (--device cuda); got {t.device!r}")
         if t.threads is not None and t.threads < 1:
             raise ValueError(f"train.threads must be >= 1; got {t.threads}")
         if e.negatives not in ("all", "none") and (not isinstance(e.negatives, int) or e.negatives < 1):

@@ -286,6 +286,7 @@ class TemporalAttention(nn.Module):
         )
         # Source nodes 0..R-1 are the roots themselves: no edge leaves them, their rows stay zero.
         graph.srcdata["x"] = torch.cat([x.new_zeros(num_roots, self.input_dim), x])
+        qk = qk.to(x.dtype)  # DGL's kernels take one dtype (under bf16 autocast qk comes as bfloat16)
         # One pass per head: DGL's backward of a broadcast over heads materialises [E, H, I].
         per_head = []
         for head in range(self.num_heads):

@@ -23,6 +23,7 @@ from dgl_tgnn.evaluation import Evaluator
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.model_predictor import ModelPredictor
 from dgl_tgnn.nn.memory import MemoryState
+from dgl_tgnn.precision import precision
 from dgl_tgnn.ranking import rank_stream
 from dgl_tgnn.training.build import (
     RunData,
@@ -202,21 +203,22 @@ def evaluate_checkpoint(
             f"{file}: its weights do not fit the model of its config ({reason[:200]})"
         ) from None
     model.eval()
-    if data.tgb:
-        return {f"{split}_{k}": v for k, v in evaluation.rank(split).items()}
-    evaluator, streams = evaluation.evaluator, data.streams
-    start = memory_from_plain(saved.get("val_memory")) if split == "test" else None
-    if model.has_memory and start is None:  # rebuilt through the earlier splits
-        model.reset_memory()
-        with torch.no_grad():
-            for batch in streams["train"].batches(config.train.batch_size):
-                model.observe(batch, data.edge_feat)
-        if split == "test":
-            evaluator.evaluate(streams["val"], ranking=False)
-        start = model.backup_memory()
-    model.restore_memory(start)
-    result = {f"{split}_{k}": v for k, v in evaluator.evaluate(streams[split], ranking).items()}
-    model.restore_memory(start)
-    new = evaluator.evaluate(streams[f"{split}_new"], ranking=False)
-    result |= {f"{split}_new_{k}": v for k, v in new.items()}
-    return result
+    with precision(config.train.precision, device):
+        if data.tgb:
+            return {f"{split}_{k}": v for k, v in evaluation.rank(split).items()}
+        evaluator, streams = evaluation.evaluator, data.streams
+        start = memory_from_plain(saved.get("val_memory")) if split == "test" else None
+        if model.has_memory and start is None:  # rebuilt through the earlier splits
+            model.reset_memory()
+            with torch.no_grad():
+                for batch in streams["train"].batches(config.train.batch_size):
+                    model.observe(batch, data.edge_feat)
+            if split == "test":
+                evaluator.evaluate(streams["val"], ranking=False)
+            start = model.backup_memory()
+        model.restore_memory(start)
+        result = {f"{split}_{k}": v for k, v in evaluator.evaluate(streams[split], ranking).items()}
+        model.restore_memory(start)
+        new = evaluator.evaluate(streams[f"{split}_new"], ranking=False)
+        result |= {f"{split}_new_{k}": v for k, v in new.items()}
+        return result

@@ -32,6 +32,7 @@ from dgl_tgnn.data import TemporalDataset
 from dgl_tgnn.distributed.group import Parallel
 from dgl_tgnn.events import EventBatch
 from dgl_tgnn.node_classification import classify_trained
+from dgl_tgnn.precision import precision
 from dgl_tgnn.training.build import (
     build_data,
     build_model,
@@ -283,17 +284,18 @@ class Trainer:
             for signum in previous:
                 signal.signal(signum, self._on_sigint)
         try:
-            while self.epoch < c.train.epochs and self.bad_epochs < c.train.patience:
-                if not self.train_epoch(stop_after_batches):
-                    with self._writing_run_dir():
-                        self._save_checkpoint()
-                    self.log(f"interrupted: resume with `dgl-tgnn train --resume {self.run_dir}`")
-                    return None
-                self._finish_epoch()
-                if self._interrupted:
-                    self.log(f"interrupted: resume with `dgl-tgnn train --resume {self.run_dir}`")
-                    return None
-            return self._final_test()
+            with precision(c.train.precision, self.device):
+                while self.epoch < c.train.epochs and self.bad_epochs < c.train.patience:
+                    if not self.train_epoch(stop_after_batches):
+                        with self._writing_run_dir():
+                            self._save_checkpoint()
+                        self.log(f"interrupted: resume with `dgl-tgnn train --resume {self.run_dir}`")
+                        return None
+                    self._finish_epoch()
+                    if self._interrupted:
+                        self.log(f"interrupted: resume with `dgl-tgnn train --resume {self.run_dir}`")
+                        return None
+                return self._final_test()
         finally:
             if self._saves:
                 for signum, handler in previous.items():
