@@ -45,7 +45,7 @@ def test_tf32_off_a_gpu_is_refused_in_one_line(tmp_path):
     assert "needs a CUDA device" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("model", [["--model", "tgn"], TPNET])
+@pytest.mark.parametrize("model", [["--model", "tgn"], ["--model", "tgn", "--engine", "dense"], TPNET])
 def test_a_bf16_run_trains_and_records_its_precision(tmp_path, model):
     args = ["train", "--runs-dir", str(tmp_path), "--precision", "bf16", *QUICK, *model]
     result = CliRunner().invoke(main, args)

@@ -84,7 +84,11 @@ def masked_attention(qk: torch.Tensor, mask: torch.Tensor, *parts: torch.Tensor)
     ``dgl_tgnn.ops.masked_attention`` (``csrc/core/attention.h`` on CPU: each root's slots read once
     per pass; ``csrc/cuda/attention.h`` on a GPU in a CUDA build: one launch per pass instead of a
     dozen); other dtypes, and inputs beyond the CUDA kernels' limits, through batched products.
+    Inputs of mixed dtypes (bf16 autocast: a bfloat16 ``qk`` beside float32 features) meet in the
+    widest of them.
     """
+    dtype = functools.reduce(torch.promote_types, (part.dtype for part in parts), qk.dtype)
+    qk, parts = qk.to(dtype), tuple(part.to(dtype) for part in parts)
     if _fused(qk, mask, parts):
         agg, _ = ops.masked_attention(
             qk.contiguous(), mask.contiguous(), [part.contiguous() for part in parts]
