@@ -30,73 +30,12 @@ TGNN_HD uint64_t hop_key(uint64_t seed, uint64_t call, uint64_t hop) {
   return mix64(mix64(mix64(seed) ^ (call * kGamma + 1)) ^ (hop + 0xD1B54A32D192ED03ull));
 }
 
-// Key of one sample() call as a whole, independent of the hop (strategy labor): event e's number in
-// that call is word(call_key, e), the same for every root of every hop of the call. Differs from
-// every hop_key (a different last constant).
+// Key of one sample() call as a whole, independent of the hop (strategy labor): the number of event e
+// of a short row in that call is word(call_key, e), a long row's numbers are LaborTree(call_key, node)'s,
+// the same for every root of every hop of the call. Differs from every hop_key (a different last
+// constant).
 TGNN_HD uint64_t call_key(uint64_t seed, uint64_t call) {
   return mix64(mix64(mix64(seed) ^ (call * kGamma + 1)) ^ 0x8CB92BA72F3D8DD7ull);
-}
-
-// Keyed pseudo-random permutation of [0, 2^bits), 2 <= bits <= 62: an unbalanced Feistel network
-// of kFeistelRounds rounds (even) on a value split into a high part of a = ceil(bits / 2) bits and
-// a low part of b = bits - a; a round maps (L, R) to (R, L ^ F(R)), so the parts swap widths each
-// round, and F is a keyed multiply-shift hash of R to L's width. Strategy labor ranks the events of
-// a long row by it: a per-call, per-node random order that can be walked rank by rank.
-constexpr int kFeistelRounds = 6;
-
-struct Feistel {
-  uint64_t mul[kFeistelRounds];  // odd multipliers
-  uint64_t add[kFeistelRounds];
-  int bits;
-
-  // The permutation of node `node` in the call whose key is call_key.
-  TGNN_HD Feistel(uint64_t call_key, uint64_t node, int num_bits) : bits(num_bits) {
-    const uint64_t key = mix64(mix64(call_key ^ 0xA24BAED4963EE407ull) + (node + 1) * kGamma);
-    for (int r = 0; r < kFeistelRounds; ++r) {
-      mul[r] = mix64(key + (2 * r + 1) * kGamma) | 1;
-      add[r] = mix64(key + (2 * r + 2) * kGamma);
-    }
-  }
-  // F of round r: `width` bits from the other part x.
-  TGNN_HD uint64_t round(int r, uint64_t x, int width) const { return ((x ^ add[r]) * mul[r]) >> (64 - width); }
-  TGNN_HD uint64_t forward(uint64_t x) const {
-    int lw = bits - bits / 2, rw = bits / 2;  // widths of the high (left) and low (right) parts
-    uint64_t left = x >> rw, right = x & ((uint64_t{1} << rw) - 1);
-    for (int r = 0; r < kFeistelRounds; ++r) {
-      const uint64_t next = left ^ round(r, right, lw);
-      left = right;
-      right = next;
-      const int w = lw;
-      lw = rw;
-      rw = w;
-    }
-    return (left << rw) | right;
-  }
-  TGNN_HD uint64_t inverse(uint64_t y) const {
-    int lw = bits - bits / 2, rw = bits / 2;  // an even number of rounds restores the widths
-    uint64_t left = y >> rw, right = y & ((uint64_t{1} << rw) - 1);
-    for (int r = kFeistelRounds - 1; r >= 0; --r) {
-      const uint64_t prev_left = right ^ round(r, left, rw);  // its width was rw's
-      right = left;
-      left = prev_left;
-      const int w = lw;
-      lw = rw;
-      rw = w;
-    }
-    return (left << rw) | right;
-  }
-};
-static_assert(kFeistelRounds % 2 == 0, "Feistel: the part widths must come back after the rounds");
-
-// Strategy labor: rows of at most this many events rank them by word(call_key, eid); longer rows by
-// Feistel(call_key, node, feistel_bits(row length)).forward(offset).
-constexpr int64_t kLaborShortRow = 64;
-
-// Width of the Feistel domain that holds [0, d): the least bits >= 2 with 2^bits >= d.
-TGNN_HD int feistel_bits(int64_t d) {
-  int bits = 2;
-  while (bits < 62 && (int64_t{1} << bits) < d) ++bits;
-  return bits;
 }
 
 // Key of one root of a hop (root = its index among the hop's roots). Draw j of root i hashes
@@ -129,5 +68,86 @@ TGNN_HD uint64_t below(uint64_t word, uint64_t m) {
   return static_cast<uint64_t>((static_cast<unsigned __int128>(word) * m) >> 64);
 #endif
 }
+
+// Strategy labor: rows of at most this many events rank them by word(call_key, eid); longer rows by
+// the numbers of a LaborTree.
+constexpr int64_t kLaborShortRow = 64;
+
+// Number of leading zero bits of x != 0.
+TGNN_HD int clz64(uint64_t x) {
+#ifdef __CUDA_ARCH__
+  return __clzll(static_cast<long long>(x));
+#else
+  return __builtin_clzll(x);
+#endif
+}
+
+// -ln(x / 2^64) for x in [1, 2^64), in fixed point with 32 fractional bits (absolute error below
+// 2^-29; at most 44.4 * 2^32). Integer arithmetic only, so that host and device agree bit for bit
+// (libm's log differs between them). x = 2^(63 - z) M with M in [1, 2); halving M when M >= sqrt(2)
+// leaves M' in [sqrt(1/2), sqrt(2)) and -ln(x / 2^64) = e ln 2 - ln M' (e = z + 1, or z after the
+// halving). ln M' = 2 atanh(s) = 2 (s + s^3 / 3 + ... + s^11 / 11) with s = (M' - 1) / (M' + 1),
+// |s| < 0.1716, so the first omitted term is below 2^-36. All quantities are magnitudes in Q32
+// (value * 2^32), none of whose products passes 2^64.
+TGNN_HD uint64_t neg_log(uint64_t x) {
+  constexpr uint64_t kOne = uint64_t{1} << 32;
+  constexpr uint64_t kLn2Q56 = 0xB17217F7D1CF7Aull;  // ln 2 * 2^56, rounded (e ln 2 to within 2^-50)
+  constexpr uint64_t kSqrt2Q31 = 3037000500ull;      // sqrt(2) * 2^31, rounded up
+  const int z = clz64(x);
+  const uint64_t m = (x << z) >> 32;  // M * 2^31, in [2^31, 2^32)
+  const bool halve = m >= kSqrt2Q31;
+  const uint64_t q = halve ? m : m << 1;  // M' * 2^32
+  const uint64_t e = static_cast<uint64_t>(z) + (halve ? 0 : 1);
+  const bool below_one = q < kOne;  // then ln M' < 0
+  const uint64_t s = ((below_one ? kOne - q : q - kOne) << 32) / (q + kOne);  // |s| * 2^32
+  const uint64_t w = (s * s) >> 32;                                             // s^2 * 2^32
+  uint64_t p = kOne / 11;
+  p = kOne / 9 + ((p * w) >> 32);
+  p = kOne / 7 + ((p * w) >> 32);
+  p = kOne / 5 + ((p * w) >> 32);
+  p = kOne / 3 + ((p * w) >> 32);
+  p = kOne + ((p * w) >> 32);
+  const uint64_t ln_m = (s * p) >> 31;  // |ln M'| * 2^32
+  const uint64_t e_ln2 = (e * kLn2Q56 + (uint64_t{1} << 23)) >> 24;  // e ln 2 * 2^32, rounded
+  return below_one ? e_ln2 + ln_m : e_ln2 - ln_m;
+}
+
+// Strategy labor on a row of d > kLaborShortRow events: the numbers of its offsets are i.i.d.
+// Exp(1), drawn top-down as a random Cartesian tree (a treap) so that a root can read the k smallest
+// of its prefix [0, n) best first, in O(k log d) draws, without the other d - k numbers. Segment
+// [a, b) of the row (m = b - a >= 1) holds its minimum at offset a + below(h, m), uniform, and that
+// minimum is its parent's plus E / m, E ~ Exp(1) (the least of m Exp(1) numbers above a bound exceeds
+// it by Exp(m), and by memorylessness the other m - 1 are again i.i.d. Exp(1) above it); the
+// segments left and right of the minimum are the children. h = mix64 of (the node's key, a, b):
+// every root of the node in the call meets the same tree. Numbers are fixed point with kValueFrac
+// fractional bits; a child is at least one unit above its parent, so that (number, offset) ranks a
+// segment's minimum before everything under it.
+constexpr int kValueFrac = 56;  // numbers in [0, 256), saturating (P(Exp(1) > 256) = e^-256)
+
+struct LaborDraw {
+  int64_t offset;  // the segment's minimum: where
+  uint64_t value;  // and its number
+};
+
+struct LaborTree {
+  uint64_t key;
+
+  // The tree of node `node` in the call whose key is call_key.
+  TGNN_HD LaborTree(uint64_t call_key, uint64_t node)
+      : key(mix64(mix64(call_key ^ 0xA24BAED4963EE407ull) + (node + 1) * kGamma)) {}
+
+  // The minimum of segment [a, b) (0 <= a < b) whose parent's minimum is `lower` (0 for the whole
+  // row). (a, b) enters the hash as b * 2^32 + a: distinct segments of rows below 2^32 events hash
+  // distinct keys. E = -ln U, with U taken from the low word of h * m: given the high word (the
+  // position), that word is uniform on a grid of step m / 2^64.
+  TGNN_HD LaborDraw draw(int64_t a, int64_t b, uint64_t lower) const {
+    const uint64_t m = static_cast<uint64_t>(b - a);
+    const uint64_t h = mix64(key + kGamma * ((static_cast<uint64_t>(b) << 32) + static_cast<uint64_t>(a)));
+    const uint64_t e = neg_log((h * m) | 1) << (kValueFrac - 32);  // < 2^62
+    const uint64_t step = e / m > 0 ? e / m : 1;
+    const uint64_t value = lower + step;
+    return {a + static_cast<int64_t>(below(h, m)), value < lower ? ~uint64_t{0} : value};
+  }
+};
 
 }  // namespace tgnn::rng
