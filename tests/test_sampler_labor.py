@@ -7,6 +7,7 @@ and (marked cuda) the GPU sampler equal to the CPU one."""
 
 import functools
 import itertools
+from decimal import Decimal, getcontext
 
 import numpy as np
 import pytest
@@ -46,23 +47,33 @@ VALUE_FRAC = 56  # rng::kValueFrac
 ONE = 1 << 32
 
 
+def log_table() -> list[tuple[int, int]]:
+    """rng::detail::kLogTable as (c_i, -ln(c_i / 2**32) * 2**32), recomputed in 50-digit decimals."""
+    getcontext().prec = 50
+    entries = []
+    for i in range(64):
+        c = int((Decimal(2**32) / (1 + (Decimal(i) + Decimal("0.5")) / 64)).to_integral_value())
+        entries.append((c, int((-(Decimal(c) / 2**32).ln() * 2**32).to_integral_value())))
+    return entries
+
+
+LOG_TABLE = log_table()
+
+
 def neg_log(x: int) -> int:
     """rng::neg_log: -ln(x / 2**64) * 2**32 in the same integer steps."""
     z = 64 - x.bit_length()
-    m = ((x << z) & MASK64) >> 32
-    halve = m >= 3037000500
-    q = m if halve else m << 1
-    e = z if halve else z + 1
-    below_one = q < ONE
-    s = (((ONE - q) if below_one else (q - ONE)) << 32) // (q + ONE)
-    w = (s * s) >> 32
-    p = ONE // 11
-    for j in (9, 7, 5, 3):
-        p = ONE // j + ((p * w) >> 32)
-    p = ONE + ((p * w) >> 32)
-    ln_m = (s * p) >> 31
-    e_ln2 = (e * 0xB17217F7D1CF7A + (1 << 23)) >> 24
-    return e_ln2 + ln_m if below_one else e_ln2 - ln_m
+    y = (x << z) & MASK64
+    c, minus_ln_c = LOG_TABLE[(y >> 57) & 63]
+    prod = (y >> 32) * c
+    negative = prod < 1 << 63
+    t = abs(prod - (1 << 63)) >> 31
+    t2 = (t * t) >> 32
+    third = (t * (ONE // 3)) >> 32
+    low = t + (t2 >> 1) if negative else t - (t2 >> 1)
+    high = (t2 * (third + (t2 >> 2) if negative else third - (t2 >> 2))) >> 32
+    base = (((z + 1) * 0xB17217F7D1CF7A + (1 << 23)) >> 24) - minus_ln_c
+    return base + low + high if negative else max(base - (low + high), 0)
 
 
 def tree_draw(tree_key: int, a: int, b: int, lower: int) -> tuple[int, int]:
@@ -70,7 +81,7 @@ def tree_draw(tree_key: int, a: int, b: int, lower: int) -> tuple[int, int]:
     m = b - a
     h = mix64((tree_key + GAMMA * ((b << 32) + a)) & MASK64)
     e = neg_log(((h * m) & MASK64) | 1) << (VALUE_FRAC - 32)
-    value = lower + max(e // m, 1)
+    value = lower + max((e * (MASK64 // m)) >> 64, 1)
     return a + ((h * m) >> 64), min(value, MASK64)
 
 

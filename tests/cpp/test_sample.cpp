@@ -217,7 +217,18 @@ TEST_CASE(neg_log_is_minus_ln_in_fixed_point) {
     worst = std::max(worst, error < 0 ? -error : error);
   }
   CHECK(worst <= 8);
-  CHECK(tgnn::rng::neg_log(1) == 190530846196ull);  // 64 ln 2 * 2^32 = 190530846196.4
+}
+
+TEST_CASE(neg_log_table_entries) {
+  // Entry i: c_i = 2^32 / (1 + (i + 1/2) / 64) rounded (low half), -ln(c_i / 2^32) * 2^32 rounded
+  // (high half), recomputed in long double.
+  for (int i = 0; i < 64; ++i) {
+    const uint64_t entry = tgnn::rng::detail::kLogTable[i];
+    const uint64_t c = entry & 0xFFFFFFFFull;
+    CHECK(c == static_cast<uint64_t>(std::llround(4294967296.0L / (1 + (i + 0.5L) / 64))));
+    const long double minus_ln = -std::log(static_cast<long double>(c) / 4294967296.0L) * 4294967296.0L;
+    CHECK(static_cast<int64_t>(entry >> 32) == std::llround(minus_ln));
+  }
 }
 
 TEST_CASE(labor_tree_numbers_are_iid_exponential) {
