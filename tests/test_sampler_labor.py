@@ -5,9 +5,7 @@ per-root distribution uniform without replacement (chi-square); never a future e
 samples whatever the thread count, with or without dedup, after append; the shared-number property;
 and (marked cuda) the GPU sampler equal to the CPU one."""
 
-import functools
 import itertools
-from decimal import Decimal, getcontext
 
 import numpy as np
 import pytest
@@ -43,62 +41,28 @@ def word(key: int, draw: int) -> int:
 
 
 SHORT_ROW = 64  # rng::kLaborShortRow
-VALUE_FRAC = 56  # rng::kValueFrac
-ONE = 1 << 32
+ROUNDS = 6  # rng::kFeistelRounds
 
 
-def log_table() -> list[tuple[int, int]]:
-    """rng::detail::kLogTable as (c_i, -ln(c_i / 2**32) * 2**32), recomputed in 50-digit decimals."""
-    getcontext().prec = 50
-    entries = []
-    for i in range(64):
-        c = int((Decimal(2**32) / (1 + (Decimal(i) + Decimal("0.5")) / 64)).to_integral_value())
-        entries.append((c, int((-(Decimal(c) / 2**32).ln() * 2**32).to_integral_value())))
-    return entries
+def feistel_bits(d: int) -> int:
+    """rng::feistel_bits."""
+    bits = 2
+    while bits < 62 and (1 << bits) < d:
+        bits += 1
+    return bits
 
 
-LOG_TABLE = log_table()
-
-
-def neg_log(x: int) -> int:
-    """rng::neg_log: -ln(x / 2**64) * 2**32 in the same integer steps."""
-    z = 64 - x.bit_length()
-    y = (x << z) & MASK64
-    c, minus_ln_c = LOG_TABLE[(y >> 57) & 63]
-    prod = (y >> 32) * c
-    negative = prod < 1 << 63
-    t = abs(prod - (1 << 63)) >> 31
-    t2 = (t * t) >> 32
-    third = (t * (ONE // 3)) >> 32
-    low = t + (t2 >> 1) if negative else t - (t2 >> 1)
-    high = (t2 * (third + (t2 >> 2) if negative else third - (t2 >> 2))) >> 32
-    base = (((z + 1) * 0xB17217F7D1CF7A + (1 << 23)) >> 24) - minus_ln_c
-    return base + low + high if negative else max(base - (low + high), 0)
-
-
-def tree_draw(tree_key: int, a: int, b: int, lower: int) -> tuple[int, int]:
-    """rng::LaborTree::draw: (offset, number) of the minimum of segment [a, b)."""
-    m = b - a
-    h = mix64((tree_key + GAMMA * ((b << 32) + a)) & MASK64)
-    e = neg_log(((h * m) & MASK64) | 1) << (VALUE_FRAC - 32)
-    value = lower + max((e * (MASK64 // m)) >> 64, 1)
-    return a + ((h * m) >> 64), min(value, MASK64)
-
-
-@functools.cache
-def tree_numbers(key: int, node: int, d: int) -> list[int]:
-    """Every number of node's long row of d events (rng::LaborTree(key, node)), by drawing every
-    segment of the tree: its minimum, then the parts left and right of it above that number."""
-    tree_key = mix64((mix64(key ^ 0xA24BAED4963EE407) + (node + 1) * GAMMA) & MASK64)
-    numbers = [0] * d
-    todo = [(0, d, 0)]
-    while todo:
-        a, b, lower = todo.pop()
-        if a < b:
-            p, value = tree_draw(tree_key, a, b, lower)
-            numbers[p] = value
-            todo += [(a, p, value), (p + 1, b, value)]
-    return numbers
+def feistel_forward(key: int, node: int, bits: int, x: int) -> int:
+    """rng::Feistel(key, node, bits).forward(x)."""
+    k = mix64((mix64(key ^ 0xA24BAED4963EE407) + (node + 1) * GAMMA) & MASK64)
+    mul = [mix64((k + (2 * r + 1) * GAMMA) & MASK64) | 1 for r in range(ROUNDS)]
+    add = [mix64((k + (2 * r + 2) * GAMMA) & MASK64) for r in range(ROUNDS)]
+    lw, rw = bits - bits // 2, bits // 2
+    left, right = x >> rw, x & ((1 << rw) - 1)
+    for r in range(ROUNDS):
+        left, right = right, left ^ ((((right ^ add[r]) * mul[r]) & MASK64) >> (64 - lw))
+        lw, rw = rw, lw
+    return (left << rw) | right
 
 
 def row_events(src, dst, t, v, undirected=True):
@@ -109,7 +73,7 @@ def row_events(src, dst, t, v, undirected=True):
 def reference_labor_row(src, dst, t, v, time, k, key, undirected=True):
     """Root (v, time)'s labor sample as (time, eid, nbr), most recent first: the k past events with
     the smallest (number, offset), number = word(key, eid) in a row of <= 64 events, else the
-    offset's number in the row's tree, all of whose numbers are drawn."""
+    Feistel rank of the offset."""
     if v < 0:
         return []
     row = row_events(src, dst, t, v, undirected)
@@ -117,7 +81,8 @@ def reference_labor_row(src, dst, t, v, time, k, key, undirected=True):
     if len(row) <= SHORT_ROW:
         numbers = [word(key, e) for _, e, _ in past]
     else:
-        numbers = tree_numbers(key, v, len(row))[: len(past)]
+        bits = feistel_bits(len(row))
+        numbers = [feistel_forward(key, v, bits, o) for o in range(len(past))]
     ranked = sorted(range(len(past)), key=lambda o: (numbers[o], o))
     return sorted((past[o] for o in ranked[:k]), reverse=True)
 
@@ -146,32 +111,6 @@ def test_labor_matches_brute_force(case, seed, call, dedup):
         for v, time, row in zip(b.root_nodes.tolist(), b.root_times.tolist(), block_rows(b), strict=True):
             assert row == reference_labor_row(src, dst, t, v, time, b.fanout, key, undirected)
         assert (b.mask[:, :-1] | ~b.mask[:, 1:]).all()  # valid slots first
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    st.integers(0, 2**32),
-    st.integers(65, 400),
-    st.integers(2, 5),
-    st.lists(st.integers(1, 8), min_size=1, max_size=2),
-    st.booleans(),
-)
-def test_labor_long_rows_match_brute_force(graph_seed, num_events, num_nodes, fanouts, dedup):
-    """Rows longer than 64 events (numbers of the row's tree, walked best first by the sampler),
-    with tied times, against every number of the tree drawn and the prefix sorted."""
-    rng = np.random.default_rng(graph_seed)
-    src = rng.integers(0, num_nodes, num_events).tolist()
-    dst = rng.integers(0, num_nodes, num_events).tolist()
-    t = rng.integers(0, 40, num_events).tolist()
-    g = TemporalGraph(np.array(src), np.array(dst), np.array(t), num_nodes=num_nodes)
-    nodes = rng.integers(0, num_nodes, 6)
-    times = rng.integers(0, 42, 6) + rng.choice([0.0, 0.5], 6)
-    sampler = TemporalSampler(g, fanouts, "labor", seed=graph_seed, dedup=dedup)
-    blocks = sampler.sample(nodes, times)
-    key = call_key(graph_seed, 0)
-    for b in blocks:
-        for v, time, row in zip(b.root_nodes.tolist(), b.root_times.tolist(), block_rows(b), strict=True):
-            assert row == reference_labor_row(src, dst, t, v, time, b.fanout, key)
 
 
 def test_hand_example_smallest_numbers():
@@ -206,34 +145,10 @@ def test_labor_chi_square_uniform_without_replacement():
     assert chisquare(list(subsets.values())).pvalue > 1e-3  # all 56 subsets equally likely
 
 
-def test_labor_long_rows_chi_square_uniform_without_replacement():
-    """3000 star nodes with 70 events each (long rows: numbers of a tree per node), in one call: a
-    root per node seeing its first 8 events takes 3 of them; in a second call a root per node seeing
-    all 70 takes 3. Each event (and each of the 56 subsets of 8) equally often."""
-    num_stars, degree, k = 3000, 70, 3
-    src = np.repeat(np.arange(num_stars), degree)
-    dst = num_stars + np.tile(np.arange(degree), num_stars)
-    t = np.tile(np.arange(degree), num_stars)
-    g = TemporalGraph(src, dst, t, num_nodes=num_stars + degree)
-    sampler = TemporalSampler(g, [k], "labor", seed=12)
-    for seen in (8, degree):
-        b = sampler.sample(np.arange(num_stars), np.full(num_stars, seen - 0.5))[0]
-        assert b.mask.all()
-        local = (b.nbr_nodes - num_stars).numpy()  # which of its star's events, = its offset
-        counts = np.bincount(local.flatten(), minlength=degree)
-        assert counts.sum() == num_stars * k and counts[seen:].sum() == 0
-        assert chisquare(counts[:seen]).pvalue > 1e-3
-        if seen == 8:
-            subsets = dict.fromkeys(itertools.combinations(range(seen), k), 0)
-            for row in local.tolist():
-                subsets[tuple(sorted(row))] += 1
-            assert chisquare(list(subsets.values())).pvalue > 1e-3
-
-
 def test_labor_chi_square_across_calls_and_prefixes():
-    """Node 0: a short row (12 events, numbers by event); node 1: a long one (300 events, numbers of
-    its tree; prefixes n = 8, 40 and the whole row). Roots at several prefixes resampled over 3000
-    calls take 2 events: each subset (or each event) equally often."""
+    """Node 0: a short row (12 events, numbers by event); node 1: a long one (300 events, Feistel
+    ranks, by computing ranks (n = 8, 40) and by walking the permutation (n = 300)). Roots at several
+    prefixes resampled over 3000 calls take 2 events: each subset (or each event) equally often."""
     src = [0] * 12 + [1] * 300
     dst = list(range(2, 14)) + [2 + i % 50 for i in range(300)]
     t = list(range(12)) + list(range(300))

@@ -117,68 +117,6 @@ void bottom_k(int64_t n, int64_t k, Number number, int64_t* out) {
   }
 }
 
-// labor on a long row (rng::LaborTree): the k offsets in [0, n) (k < n <= d) with the smallest
-// (number, offset), into out in that order. Best first, from a min-heap of segments keyed by their
-// minimum's (number, offset), starting with the whole row [0, d): a popped segment whose minimum
-// lies in the prefix gives that offset and is replaced by its parts left and right of it that meet
-// the prefix; one whose minimum lies at or past n stands for its left part alone (the prefix ends
-// inside it), whose numbers are all above the minimum's. A child's key exceeds its parent's, so
-// offsets come out in rank order. Each taken offset adds at most one segment and nothing is pushed
-// after the k-th: the heap never holds more than k.
-void labor_tree_walk(int64_t n, int64_t d, int64_t k, const rng::LaborTree& tree, int64_t* out) {
-  struct Segment {
-    uint64_t value;  // the number of its minimum
-    int64_t offset;  // the minimum's offset
-    int64_t a, b;    // the segment [a, b)
-  };
-  constexpr int64_t kStack = 64;
-  Segment stack_heap[kStack];
-  std::vector<Segment> big_heap;
-  Segment* heap = stack_heap;
-  if (k > kStack) {
-    big_heap.resize(k);
-    heap = big_heap.data();
-  }
-  const auto before = [](const Segment& x, const Segment& y) {
-    return x.value < y.value || (x.value == y.value && x.offset < y.offset);
-  };
-  const auto segment = [&](int64_t a, int64_t b, uint64_t lower) {
-    const rng::LaborDraw min = tree.draw(a, b, lower);
-    return Segment{min.value, min.offset, a, b};
-  };
-  int64_t size = 0;
-  const auto sift_down = [&](int64_t slot, const Segment& s) {  // s into slot, then down to its place
-    for (int64_t child = 2 * slot + 1; child < size; child = 2 * slot + 1) {
-      if (child + 1 < size && before(heap[child + 1], heap[child])) ++child;
-      if (!before(heap[child], s)) break;
-      heap[slot] = heap[child];
-      slot = child;
-    }
-    heap[slot] = s;
-  };
-  const auto push = [&](const Segment& s) {
-    int64_t slot = size++;
-    for (; slot > 0 && before(s, heap[(slot - 1) / 2]); slot = (slot - 1) / 2) heap[slot] = heap[(slot - 1) / 2];
-    heap[slot] = s;
-  };
-  push(segment(0, d, 0));
-  for (int64_t count = 0;;) {
-    const Segment top = heap[0];
-    const int64_t p = top.offset;
-    if (p < n) {
-      out[count++] = p;
-      if (count == k) return;
-    }
-    if (top.a < p) {  // always so when p >= n: top.a < n <= p
-      sift_down(0, segment(top.a, p, top.value));
-    } else {
-      --size;
-      sift_down(0, heap[size]);
-    }
-    if (p + 1 < std::min(top.b, n)) push(segment(p + 1, top.b, top.value));
-  }
-}
-
 }  // namespace
 
 int64_t choose_labor(int64_t n, int64_t d, int64_t k, const int64_t* eids, uint64_t key, int64_t node,
@@ -190,7 +128,17 @@ int64_t choose_labor(int64_t n, int64_t d, int64_t k, const int64_t* eids, uint6
   if (d <= rng::kLaborShortRow) {
     bottom_k(n, k, [&](int64_t o) { return rng::word(key, static_cast<uint64_t>(eids[o])); }, out);
   } else {
-    labor_tree_walk(n, d, k, rng::LaborTree(key, static_cast<uint64_t>(node)), out);
+    const rng::Feistel perm(key, static_cast<uint64_t>(node), rng::feistel_bits(d));
+    const double domain = std::ldexp(1.0, perm.bits);
+    if (static_cast<double>(n) * static_cast<double>(n) > static_cast<double>(k) * domain) {
+      int64_t count = 0;  // walk: offsets by increasing rank; those below n are taken
+      for (uint64_t rank = 0; count < k; ++rank) {
+        const uint64_t o = perm.inverse(rank);
+        if (o < static_cast<uint64_t>(n)) out[count++] = static_cast<int64_t>(o);
+      }
+    } else {
+      bottom_k(n, k, [&](int64_t o) { return perm.forward(static_cast<uint64_t>(o)); }, out);
+    }
   }
   sort_decreasing<true>(out, k, n);
   return k;

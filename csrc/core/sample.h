@@ -12,10 +12,9 @@ namespace tgnn {
 // kLabor: correlated sampling (LABOR, Balin & Catalyurek 2023, on temporal rows). In one call
 // (key = rng::call_key(seed, call)) the events of a node's row get numbers shared by all the
 // node's roots, in every hop: rng::word(key, eid) in a row of at most rng::kLaborShortRow events,
-// else the i.i.d. Exp(1) numbers of a random Cartesian tree over the row's offsets drawn top-down
-// (rng::LaborTree(key, node)). A root takes its min(n, k) past events with the smallest (number,
-// offset): marginally uniform without replacement, while roots of one node at different times take
-// the same events where they can.
+// else the rank rng::Feistel(key, node, bits).forward(offset) of a keyed random permutation. A root
+// takes its min(n, k) past events with the smallest (number, offset): marginally uniform without
+// replacement, while roots of one node at different times take the same events where they can.
 enum class Strategy : int32_t { kRecent = 0, kUniform = 1, kLabor = 2 };
 
 // "" when every root is a node id in [0, num_nodes) (or -1, a padding root, if allow_padding)
@@ -33,7 +32,8 @@ int64_t choose(int64_t n, int64_t k, Strategy strategy, bool replace, uint64_t r
 // labor: the min(n, k) offsets of the first n events of node `node`'s row of d events (ids
 // eids[0, d)) with the smallest numbers (see kLabor), written to out in decreasing order; returns
 // how many. A short row is scanned (a bounded max-selection: most events cost one compare); a long
-// one walks its tree best first, drawing O(k + log d) segments (expected).
+// one either computes the ranks of its n offsets or walks the permutation rank by rank until k
+// offsets below n have come, about k * 2^bits / n steps, whichever is cheaper: O(min(n, k d / n)).
 int64_t choose_labor(int64_t n, int64_t d, int64_t k, const int64_t* eids, uint64_t key, int64_t node,
                      int64_t* out);
 

@@ -2,9 +2,8 @@
 // cooperatively (32 pivots per step), then picks the same offsets as tgnn::choose (csrc/core):
 // recent = the latest min(n, k); uniform = Floyd's algorithm with the same counter-based draws,
 // its sequential "already taken?" test done as one warp ballot per draw; labor = the bottom k of the
-// events' shared numbers (tgnn::choose_labor), a unique set whatever order the warp scans in, and on
-// a long row the host's walk of its tree step for step, in the same integer arithmetic. Outputs are
-// therefore identical to the CPU sampler's, bit for bit.
+// events' shared numbers (tgnn::choose_labor), a unique set whatever order the warp scans or walks in. Outputs are therefore
+// identical to the CPU sampler's, bit for bit.
 #include <cstdint>
 
 #include "core/rng.h"
@@ -142,98 +141,27 @@ __device__ void labor_select(int64_t n, int k, Number number, int lane, int64_t 
   }
 }
 
-// labor on a long row: tgnn::choose_labor's best-first walk of the row's tree (csrc/core/sample.cpp,
-// labor_tree_walk), pop for pop. The frontier segments live in registers, slot (c, lane) holding
-// one (number and offset of its minimum, its bounds) or none; there are at most k <= 32 C of them.
-// A step finds the least (number, offset) by a warp arg-min (offsets of the frontier's minima are
-// distinct: its segments are disjoint), takes it if it lies in the prefix (into slot j = count, in
-// rank order), then every lane draws the parts left and right of it (warp-uniform arguments, the
-// same integer arithmetic as the host's): the popping slot keeps the left part, the first free slot
-// takes the right.
+// labor on a long row, by walking its permutation: ranks 0, 1, ... 32 at a time (lane l inverts
+// rank base + l); the first k offsets below n, in rank order, fill slots 0 .. k - 1.
 template <int C>
-__device__ void labor_tree(const rng::LaborTree& tree, int64_t n, int64_t d, int k, int lane,
-                           int64_t (&offset)[C]) {
-  constexpr uint64_t kNoValue = ~uint64_t{0};
-  constexpr int64_t kFree = INT64_MAX;  // min_at of a free slot: ranks after every segment
-  uint64_t value[C];
-  int64_t min_at[C], lo[C], hi[C];
+__device__ void labor_walk(const rng::Feistel& perm, int64_t n, int k, int lane, int64_t (&offset)[C]) {
 #pragma unroll
-  for (int c = 0; c < C; ++c) {
-    offset[c] = -1;
-    value[c] = kNoValue;
-    min_at[c] = kFree;
-    lo[c] = hi[c] = 0;
-  }
-  const rng::LaborDraw whole = tree.draw(0, d, 0);
-  if (lane == 0) {
-    value[0] = whole.value;
-    min_at[0] = whole.offset;
-    hi[0] = d;
-  }
-  for (int count = 0;;) {
-    uint64_t best = kNoValue;
-    int64_t p = kFree;
-#pragma unroll
-    for (int c = 0; c < C; ++c) {
-      if (value[c] < best || (value[c] == best && min_at[c] < p)) {
-        best = value[c];
-        p = min_at[c];
-      }
-    }
-#pragma unroll
-    for (int step = kWarp / 2; step > 0; step /= 2) {
-      const uint64_t w = __shfl_xor_sync(kAllLanes, best, step);
-      const int64_t o = __shfl_xor_sync(kAllLanes, p, step);
-      if (w < best || (w == best && o < p)) {
-        best = w;
-        p = o;
-      }
-    }
-    int64_t a = 0, b = 0;  // the popped segment [a, b), from the lane that holds it
-    bool holds = false;
-#pragma unroll
-    for (int c = 0; c < C; ++c) {
-      if (min_at[c] == p) {
-        a = lo[c];
-        b = hi[c];
-        holds = true;
-      }
-    }
-    const int owner = __ffs(__ballot_sync(kAllLanes, holds)) - 1;
-    a = __shfl_sync(kAllLanes, a, owner);
-    b = __shfl_sync(kAllLanes, b, owner);
-    if (p < n) {
+  for (int c = 0; c < C; ++c) offset[c] = -1;
+  const uint64_t domain = uint64_t{1} << (perm.bits);
+  int count = 0;
+  for (uint64_t base = 0; count < k && base < domain; base += kWarp) {
+    const uint64_t rank = base + lane;
+    const uint64_t o = rank < domain ? perm.inverse(rank) : domain;
+    unsigned taken = __ballot_sync(kAllLanes, o < static_cast<uint64_t>(n));
+    while (taken != 0 && count < k) {
+      const int l = __ffs(taken) - 1;
+      taken &= taken - 1;
+      const int64_t p = static_cast<int64_t>(__shfl_sync(kAllLanes, o, l));
 #pragma unroll
       for (int c = 0; c < C; ++c) {
         if (c * kWarp + lane == count) offset[c] = p;
       }
-      if (++count == k) return;
-    }
-    const rng::LaborDraw left = a < p ? tree.draw(a, p, best) : rng::LaborDraw{kFree, kNoValue};
-#pragma unroll
-    for (int c = 0; c < C; ++c) {
-      if (min_at[c] == p) {
-        value[c] = left.value;
-        min_at[c] = left.offset;
-        hi[c] = p;
-      }
-    }
-    if (p + 1 < min(b, n)) {
-      const rng::LaborDraw right = tree.draw(p + 1, b, best);
-      bool placed = false;
-#pragma unroll
-      for (int c = 0; c < C; ++c) {
-        const unsigned free = __ballot_sync(kAllLanes, min_at[c] == kFree);
-        if (!placed && free != 0) {
-          if (lane == __ffs(free) - 1) {
-            value[c] = right.value;
-            min_at[c] = right.offset;
-            lo[c] = p + 1;
-            hi[c] = b;
-          }
-          placed = true;
-        }
-      }
+      ++count;
     }
   }
 }
@@ -281,7 +209,13 @@ __global__ void __launch_bounds__(kWarp* kWarpsPerBlock)
         labor_select<C>(n, k, [&](int64_t o) { return rng::word(call_key, static_cast<uint64_t>(row_eids[o])); },
                         lane, offset);
       } else {
-        labor_tree<C>(rng::LaborTree(call_key, static_cast<uint64_t>(v)), n, d, k, lane, offset);
+        const rng::Feistel perm(call_key, static_cast<uint64_t>(v), rng::feistel_bits(d));
+        const double domain = ldexp(1.0, perm.bits);
+        if (static_cast<double>(n) * static_cast<double>(n) > static_cast<double>(k) * domain) {
+          labor_walk<C>(perm, n, k, lane, offset);
+        } else {
+          labor_select<C>(n, k, [&](int64_t o) { return perm.forward(static_cast<uint64_t>(o)); }, lane, offset);
+        }
       }
       if (n <= INT32_MAX) {
         rank_decreasing<int, C>(offset, k, lane, slot);

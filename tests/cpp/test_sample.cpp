@@ -34,27 +34,6 @@ Hop run(const TCSR& g, const std::vector<int64_t>& roots, const std::vector<doub
   return h;
 }
 
-// Every number of a long row's tree (rng::LaborTree), by drawing every segment: each segment's
-// minimum, then its parts left and right of it, with the minimum's number as their lower bound.
-std::vector<uint64_t> tree_numbers(const tgnn::rng::LaborTree& tree, int64_t d) {
-  struct Segment {
-    int64_t a, b;
-    uint64_t lower;
-  };
-  std::vector<uint64_t> number(d);
-  std::vector<Segment> todo = {{0, d, 0}};
-  while (!todo.empty()) {
-    const Segment s = todo.back();
-    todo.pop_back();
-    if (s.a >= s.b) continue;
-    const tgnn::rng::LaborDraw min = tree.draw(s.a, s.b, s.lower);
-    number[min.offset] = min.value;
-    todo.push_back({s.a, min.offset, min.value});
-    todo.push_back({min.offset + 1, s.b, min.value});
-  }
-  return number;
-}
-
 }  // namespace
 
 TEST_CASE(recent_hand_example) {
@@ -164,28 +143,26 @@ TEST_CASE(never_a_future_event_and_deterministic_across_threads) {
 }
 
 TEST_CASE(choose_labor_is_the_bottom_k_of_the_event_numbers) {
-  // Against sorting all (number, offset) pairs of the prefix. Short rows (d <= 64): number =
-  // word(key, eid), some eids repeated so that words tie (the offset breaks it). Long rows: the
-  // numbers of the whole tree, materialised by full recursion (tree_numbers), which the best-first
-  // walk must match without drawing them; prefixes from 1 to d, rows up to 2^17 events.
+  // Against sorting all (number, offset) pairs. Short rows (d <= 64): number = word(key, eid), some
+  // eids repeated so that words tie (the offset breaks it). Long rows: the Feistel rank of the
+  // offset, by computing the n ranks or walking the permutation (both branches are reached).
   std::mt19937_64 gen(5);
-  std::vector<int64_t> eids(1 << 17), out(1 << 17);
-  for (int64_t d : {1, 2, 9, 40, 64, 65, 100, 300, 1000, 5000, 1 << 17}) {
-    for (uint64_t key = 0; key < 4; ++key) {
-      for (int64_t o = 0; o < d; ++o) eids[o] = static_cast<int64_t>(gen() % 200);
-      const int64_t node = static_cast<int64_t>(gen() % 1000);
-      std::vector<uint64_t> tree;
-      if (d > tgnn::rng::kLaborShortRow) tree = tree_numbers(tgnn::rng::LaborTree(key, node), d);
-      for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{70}, d / 50, d / 3, d / 2, d - 1, d}) {
-        if (n > d) continue;
-        std::vector<std::pair<uint64_t, int64_t>> ranked;
-        for (int64_t o = 0; o < n; ++o) {
-          ranked.emplace_back(d <= tgnn::rng::kLaborShortRow ? tgnn::rng::word(key, eids[o]) : tree[o], o);
-        }
-        std::sort(ranked.begin(), ranked.end());
-        for (int64_t k : {1, 3, 10, 64, 65, 120}) {
+  std::vector<int64_t> eids(5000), out(5000);
+  for (int64_t d : {1, 2, 9, 40, 64, 65, 100, 300, 1000, 5000}) {
+    for (int64_t n : {int64_t{0}, int64_t{1}, d / 3, d / 2, d - 1, d}) {
+      for (int64_t k : {1, 3, 10, 64, 65, 120}) {
+        for (uint64_t key = 0; key < 4; ++key) {
+          for (int64_t o = 0; o < d; ++o) eids[o] = static_cast<int64_t>(gen() % 200);
+          const int64_t node = static_cast<int64_t>(gen() % 1000);
           const int64_t c = tgnn::choose_labor(n, d, k, eids.data(), key, node, out.data());
           CHECK(c == std::min(n, k));
+          const tgnn::rng::Feistel perm(key, node, tgnn::rng::feistel_bits(d));
+          std::vector<std::pair<uint64_t, int64_t>> ranked;
+          for (int64_t o = 0; o < n; ++o) {
+            const uint64_t number = d <= tgnn::rng::kLaborShortRow ? tgnn::rng::word(key, eids[o]) : perm.forward(o);
+            ranked.emplace_back(number, o);
+          }
+          std::sort(ranked.begin(), ranked.end());
           std::vector<int64_t> expected;
           for (int64_t s = 0; s < c; ++s) expected.push_back(n <= k ? n - 1 - s : ranked[s].second);
           std::sort(expected.begin(), expected.end(), std::greater<int64_t>());
@@ -196,93 +173,20 @@ TEST_CASE(choose_labor_is_the_bottom_k_of_the_event_numbers) {
   }
 }
 
-TEST_CASE(neg_log_is_minus_ln_in_fixed_point) {
-  // -ln(x / 2^64) * 2^32 within 2^-29 * 2^32 = 8 units of the long-double logarithm: x = 1, powers of
-  // two and their neighbours, the mantissa around sqrt(2) (where the range reduction switches), the
-  // top of the range, and random words.
-  std::vector<uint64_t> xs = {1, 2, 3, ~uint64_t{0}, ~uint64_t{0} - 1, uint64_t{1} << 63, 3037000499ull << 32,
-                              3037000500ull << 32, (3037000500ull << 32) - 1};
-  for (int b = 1; b < 64; ++b) {
-    xs.push_back(uint64_t{1} << b);
-    xs.push_back((uint64_t{1} << b) - 1);
-    xs.push_back((uint64_t{1} << b) + 1);
-  }
-  std::mt19937_64 gen(11);
-  for (int i = 0; i < 200000; ++i) xs.push_back(gen() >> (i % 64));
-  int64_t worst = 0;
-  for (uint64_t x : xs) {
-    if (x == 0) continue;
-    const long double want = -std::log(static_cast<long double>(x) / 18446744073709551616.0L) * 4294967296.0L;
-    const int64_t error = static_cast<int64_t>(std::llround(static_cast<long double>(tgnn::rng::neg_log(x)) - want));
-    worst = std::max(worst, error < 0 ? -error : error);
-  }
-  CHECK(worst <= 8);
-}
-
-TEST_CASE(neg_log_table_entries) {
-  // Entry i: c_i = 2^32 / (1 + (i + 1/2) / 64) rounded (low half), -ln(c_i / 2^32) * 2^32 rounded
-  // (high half), recomputed in long double.
-  for (int i = 0; i < 64; ++i) {
-    const uint64_t entry = tgnn::rng::detail::kLogTable[i];
-    const uint64_t c = entry & 0xFFFFFFFFull;
-    CHECK(c == static_cast<uint64_t>(std::llround(4294967296.0L / (1 + (i + 0.5L) / 64))));
-    const long double minus_ln = -std::log(static_cast<long double>(c) / 4294967296.0L) * 4294967296.0L;
-    CHECK(static_cast<int64_t>(entry >> 32) == std::llround(minus_ln));
-  }
-}
-
-TEST_CASE(labor_tree_numbers_are_iid_exponential) {
-  // The numbers of a 200000-event row (4 trees): Exp(1) by a Kolmogorov-Smirnov bound (1.95 /
-  // sqrt(d): p = 0.001), mean 1, and no correlation between neighbouring offsets or between an
-  // offset's number and its position (what a wrong spacing or position draw would give).
-  const int64_t d = 200000;
-  for (uint64_t key = 0; key < 4; ++key) {
-    const std::vector<uint64_t> number = tree_numbers(tgnn::rng::LaborTree(tgnn::rng::call_key(key, 0), 17), d);
-    std::vector<double> x(d);
-    for (int64_t o = 0; o < d; ++o) x[o] = std::ldexp(static_cast<double>(number[o]), -tgnn::rng::kValueFrac);
-    double mean = 0, lag = 0, position = 0;
-    for (int64_t o = 0; o < d; ++o) {
-      mean += x[o] / d;
-      if (o > 0) lag += (x[o] - 1) * (x[o - 1] - 1) / d;
-      position += (x[o] - 1) * (static_cast<double>(o) / d - 0.5) / d;
+TEST_CASE(feistel_is_a_permutation_and_inverse_inverts) {
+  for (int64_t d : {2, 5, 16, 17, 100, 4096, 5000, 40000}) {
+    const int bits = tgnn::rng::feistel_bits(d);
+    CHECK((int64_t{1} << bits) >= d && (bits == 2 || (int64_t{1} << (bits - 1)) < d));
+    const tgnn::rng::Feistel perm(123, static_cast<uint64_t>(d), bits);
+    const uint64_t domain = uint64_t{1} << bits;
+    std::vector<char> seen(domain, 0);
+    for (uint64_t x = 0; x < domain; ++x) {
+      const uint64_t y = perm.forward(x);
+      CHECK(y < domain && !seen[y]);
+      seen[y] = 1;
+      CHECK(perm.inverse(y) == x);
     }
-    CHECK(std::abs(mean - 1) < 5 / std::sqrt(static_cast<double>(d)));
-    CHECK(std::abs(lag) < 5 / std::sqrt(static_cast<double>(d)));
-    CHECK(std::abs(position) < 5 * 0.289 / std::sqrt(static_cast<double>(d)));  // sd of o / d: 1 / sqrt(12)
-    std::sort(x.begin(), x.end());
-    double ks = 0;
-    for (int64_t i = 0; i < d; ++i) {
-      const double cdf = 1 - std::exp(-x[i]);
-      ks = std::max({ks, cdf - static_cast<double>(i) / d, static_cast<double>(i + 1) / d - cdf});
-    }
-    CHECK(ks < 1.95 / std::sqrt(static_cast<double>(d)));
   }
-}
-
-TEST_CASE(labor_tree_walk_is_uniform_on_a_long_row) {
-  // A 500-event row, its prefix of 8, 3 taken: over 56000 calls (new numbers each), each of the
-  // C(8, 3) = 56 subsets about 1000 times (sd 31; bound 5 sd), each offset 21000 times (sd 117).
-  const int trials = 56000;
-  std::vector<int64_t> eids(500, 0);
-  std::vector<int> subset_count(256, 0), offset_count(8, 0);
-  int64_t out[3];
-  for (int i = 0; i < trials; ++i) {
-    CHECK(tgnn::choose_labor(8, 500, 3, eids.data(), tgnn::rng::call_key(4, i), 9, out) == 3);
-    int mask = 0;
-    for (int64_t o : out) {
-      ++offset_count[o];
-      mask |= 1 << o;
-    }
-    ++subset_count[mask];
-  }
-  for (int c : offset_count) CHECK(std::abs(c - 21000) < 5 * 117);
-  int subsets = 0;
-  for (int c : subset_count) {
-    if (c == 0) continue;
-    ++subsets;
-    CHECK(std::abs(c - 1000) < 5 * 31);
-  }
-  CHECK(subsets == 56);
 }
 
 TEST_CASE(labor_roots_of_one_node_share_their_picks) {
