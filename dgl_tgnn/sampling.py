@@ -94,11 +94,9 @@ class TemporalSampler:
     * ``uniform``: ``k`` distinct candidates drawn uniformly without replacement (all of them when
       there are at most ``k``), or ``k`` independent draws with ``replace=True``; returned most
       recent first.
-    * ``labor`` (correlated, as LABOR for static graphs): every event of a node's row gets one
-      pseudo-random number per call, shared by all roots of all hops (rows of at most 64 events: a
-      hash of the event id; longer rows: the i.i.d. exponential numbers of a random Cartesian tree over
-      the row, drawn top-down only as far as a root needs, ``csrc/core/rng.h``); each root takes its
-      ``k`` candidates with the smallest numbers (all when there are at most ``k``), most recent first. Each root's sample is
+    * ``labor`` (correlated, as LABOR for static graphs): every event gets one pseudo-random number
+      per call, shared by all roots of all hops; each root takes its ``k`` candidates with the
+      smallest numbers (all when there are at most ``k``), most recent first. Each root's sample is
       uniform without replacement, as with ``uniform``, but roots of one node at different times
       take the same events where they can, so deeper hops have fewer distinct (node, time) roots.
 
