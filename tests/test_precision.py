@@ -57,6 +57,18 @@ def test_a_bf16_run_trains_and_records_its_precision(tmp_path, model):
     assert "precision: bf16" in (run / "config.yaml").read_text()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("precision_name", ["tf32", "bf16"])
+@pytest.mark.parametrize("model", [["--model", "tgn"], ["--model", "tgat"], TPNET])
+def test_a_gpu_run_trains_at_each_precision(tmp_path, model, precision_name):
+    args = ["train", "--runs-dir", str(tmp_path), "--device", "cuda", "--precision", precision_name]
+    result = CliRunner().invoke(main, [*args, *QUICK, *model])
+    assert result.exit_code == 0, result.output
+    (run,) = tmp_path.iterdir()
+    final = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["final"]
+    assert 0 < final["test_mrr" if "tpnet" in model else "test_ap"] <= 1
+
+
 def test_a_bf16_evaluation_ranks_close_to_the_float32_one(tmp_path):
     result = CliRunner().invoke(main, ["train", "--runs-dir", str(tmp_path), *QUICK, *TPNET])
     assert result.exit_code == 0, result.output

@@ -287,7 +287,7 @@ class Memory(nn.Module):
         flat_pos = pos.flatten()
         rows = (flat_pos >= 0).nonzero().squeeze(1)
         out = self.state.index_select(0, ids.flatten())
-        out.index_copy_(0, rows, updated.index_select(0, flat_pos[rows]))
+        out.index_copy_(0, rows, updated.index_select(0, flat_pos[rows]).to(out.dtype))
         return out.view(*ids.shape, out.shape[1])
 
     @torch.no_grad()
@@ -312,7 +312,7 @@ class Memory(nn.Module):
             value = self._apply_messages(self.pending) if fresh else applied.value.detach()
             if self.pending.row is not None:  # per message: each node's rows take its one row
                 value = value.index_select(0, self.pending.row)
-            self.state[nodes] = value
+            self.state[nodes] = value.to(self.state.dtype)  # (bf16 autocast: the updater gives bfloat16)
             self._applied = None
             self.last_update[nodes] = self.pending.node_time
             self.slot.index_fill_(0, nodes, -1)  # (slot[nodes] = -1 would copy the -1 from the host)
