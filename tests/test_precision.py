@@ -73,12 +73,12 @@ def test_a_bf16_evaluation_ranks_close_to_the_float32_one(tmp_path):
     result = CliRunner().invoke(main, ["train", "--runs-dir", str(tmp_path), *QUICK, *TPNET])
     assert result.exit_code == 0, result.output
     (run,) = tmp_path.iterdir()
-    mrr = {}
+    metrics = {}
     for name in ("float32", "bf16"):
         args = ["evaluate", str(run), "--split", "val", "--precision", name]
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
-        values = dict(line.split() for line in result.output.strip().splitlines())
-        mrr[name] = float(values["val_mrr"])
-    assert mrr["bf16"] != mrr["float32"]  # the scores were computed in bfloat16
-    assert mrr["bf16"] == pytest.approx(mrr["float32"], abs=0.05)
+        lines = result.output.strip().splitlines()
+        metrics[name] = {key: float(value) for key, value in (line.split() for line in lines)}
+    assert metrics["bf16"] != metrics["float32"]  # the scores were computed in bfloat16
+    assert metrics["bf16"]["val_mrr"] == pytest.approx(metrics["float32"]["val_mrr"], abs=0.05)
