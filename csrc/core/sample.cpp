@@ -131,10 +131,19 @@ int64_t choose_labor(int64_t n, int64_t d, int64_t k, const int64_t* eids, uint6
     const rng::Feistel perm(key, static_cast<uint64_t>(node), rng::feistel_bits(d));
     const double domain = std::ldexp(1.0, perm.bits);
     if (static_cast<double>(n) * static_cast<double>(n) > static_cast<double>(k) * domain) {
-      int64_t count = 0;  // walk: offsets by increasing rank; those below n are taken
-      for (uint64_t rank = 0; count < k; ++rank) {
-        const uint64_t o = perm.inverse(rank);
-        if (o < static_cast<uint64_t>(n)) out[count++] = static_cast<int64_t>(o);
+      // Walk: offsets by increasing rank; those below n are taken. The ranks go in blocks whose
+      // inversions are independent, so the CPU overlaps their multiply chains, and the taking is
+      // branch-free; ranks after the k-th taken offset (even past the domain) are inverted but never
+      // taken, so the picks are those of the rank-by-rank walk.
+      constexpr int kBlock = 8;
+      int64_t count = 0;
+      for (uint64_t base = 0; count < k; base += kBlock) {
+        uint64_t offset[kBlock];
+        for (int j = 0; j < kBlock; ++j) offset[j] = perm.inverse(base + static_cast<uint64_t>(j));
+        for (int j = 0; j < kBlock && count < k; ++j) {
+          out[count] = static_cast<int64_t>(offset[j]);
+          count += offset[j] < static_cast<uint64_t>(n) ? 1 : 0;
+        }
       }
     } else {
       bottom_k(n, k, [&](int64_t o) { return perm.forward(static_cast<uint64_t>(o)); }, out);
