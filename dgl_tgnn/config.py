@@ -525,7 +525,10 @@ class RunConfig:
                 f"train.task 'node' classifies embeddings: model {m.name!r} has none (--task link)"
             )
         if t.precision == "tf32" and not t.device.startswith("cuda"):
-            raise ValueError(f"train.precision tf32 needs a CUDA device (--device cuda); got {t.device!r}")
+            raise ValueError(
+                "train.precision tf32 needs a CUDA device (--device cuda, or --precision float32); "
+                f"got {t.device!r}"
+            )
         if t.threads is not None and t.threads < 1:
             raise ValueError(f"train.threads must be >= 1; got {t.threads}")
         if e.negatives not in ("all", "none") and (not isinstance(e.negatives, int) or e.negatives < 1):

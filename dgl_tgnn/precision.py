@@ -26,7 +26,9 @@ def precision(name: str, device: torch.device) -> Iterator[None]:
     if name not in _MATMUL:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {name!r}")
     if name == "tf32" and device.type != "cuda":
-        raise ValueError(f"precision tf32 needs a CUDA device (--device cuda); got {device.type}")
+        raise ValueError(
+            f"precision tf32 needs a CUDA device (--device cuda, or --precision float32); got {device.type}"
+        )
     before = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision(_MATMUL[name])
     try:

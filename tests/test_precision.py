@@ -42,7 +42,8 @@ def test_tf32_off_a_gpu_is_refused_in_one_line(tmp_path):
         pass
     result = CliRunner().invoke(main, ["train", "--runs-dir", str(tmp_path), "--precision", "tf32"])
     assert result.exit_code != 0
-    assert "needs a CUDA device" in result.output and "Traceback" not in result.output
+    assert "needs a CUDA device" in result.output and "--precision float32" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("model", [["--model", "tgn"], ["--model", "tgn", "--engine", "dense"], TPNET])
