@@ -113,9 +113,10 @@ constexpr int64_t kGroupBytes = 1 << 24;    // group maxima of all queries, unle
 constexpr int kSelectThreads = 256;         // per block (query) of the k-th maximum kernel
 constexpr int kFilterSeedMinTiles = 2;      // float32: seed pass where a block scans this many tiles
 constexpr int64_t kSurvivorBytes = 128 << 20;  // float32: survivors of all queries (8 bytes each)
-constexpr int64_t kMaxSurvivors = 1 << 16;  // float32: survivors per query, at most
+constexpr int64_t kMaxSurvivors = 1 << 16;  // float32: survivors per query, at most; also bounds a
+                                            // fallback row's splits (cap / k: at 8,192, one query of
+                                            // k = 100 over 1e6 keys fell back in 81, 9 ms on an H200)
 constexpr int64_t kFallbackMinSplit = 2048; // float32 fallback: candidates per split, at least
-constexpr int64_t kFallbackBytes = 128 << 20;  // float32 fallback: partial lists of all queries, at most
 constexpr int64_t kFallbackRowBlocks = 64;  // float32 fallback: blocks along the rows
 constexpr int64_t kFallbackMergeBlocks = 1024;  // float32 fallback: blocks of its merge
 constexpr unsigned kAllLanes = 0xffffffffu;
@@ -1385,15 +1386,13 @@ struct ExactParams {
   bool normalize;
   const int64_t* excl;     // [B, m] sorted rows
   int64_t m;
-  float* surv_upper;       // [B, surv_cap]
+  float* surv_upper;       // [B, surv_cap]; fallback rows: their partial lists [fb_splits, k]
   int* surv_index;
   const int* surv_count;   // [B]
   int surv_cap;
   int* fb_rows;            // [B] rows whose survivors overflowed, *fb_count of them
   int* fb_count;
-  int fb_splits;           // candidate splits of a fallback row
-  float* fb_part_v;        // [B, fb_splits, k] partial lists of the fallback rows (values, then ids)
-  int* fb_part_i;
+  int fb_splits;           // candidate splits of a fallback row, fb_splits k <= surv_cap
   float* values;           // [B, k] in: the merged lower bounds; out: the results
   int64_t* indices;
 };
@@ -1500,8 +1499,8 @@ __global__ void __launch_bounds__(kExactWarps * 32) rescore_kernel(const ExactPa
 
 // Rows whose survivors overflowed, exactly over all candidates: warp s of the grid's x dimension
 // scans split s of the candidates (fb_splits equal parts) for each listed row (blocks of the y
-// dimension take them in turn) and writes its top k as the row's partial list s; merge_splits_kernel
-// then merges them into the row's result.
+// dimension take them in turn) and writes its top k as partial list s over the row's survivors;
+// merge_splits_kernel then merges them into the row's result.
 template <int KMAX>
 __global__ void __launch_bounds__(kExactWarps * 32) fallback_kernel(const ExactParams p) {
   __shared__ ExactWarp<KMAX> warps[kExactWarps];
@@ -1527,10 +1526,10 @@ __global__ void __launch_bounds__(kExactWarps * 32) fallback_kernel(const ExactP
       __syncwarp();
       if (ballot != 0) fill = offer_exact<KMAX>(p, q, q_len, w, __popc(ballot), fill, lane);
     }
-    const int64_t at = (static_cast<int64_t>(row) * p.fb_splits + split) * p.k;
+    const int64_t at = static_cast<int64_t>(row) * p.surv_cap + static_cast<int64_t>(split) * p.k;
     for (int pos = lane; pos < p.k; pos += 32) {
-      p.fb_part_v[at + pos] = pos < fill ? w.lv[pos] : -INFINITY;
-      p.fb_part_i[at + pos] = pos < fill ? w.li[pos] : -1;
+      p.surv_upper[at + pos] = pos < fill ? w.lv[pos] : -INFINITY;
+      p.surv_index[at + pos] = pos < fill ? w.li[pos] : -1;
     }
     __syncwarp();
   }
@@ -1663,15 +1662,14 @@ Plan make_plan(const TopkDotArgs& args) {
 
   // Float32: survivors per query, as many as kSurvivorBytes hold for all queries, within
   // [4k + 256, kMaxSurvivors], at most N (then they never overflow); a fallback row's candidates in
-  // splits of kFallbackMinSplit or more, as many as kFallbackBytes hold partial lists for all queries.
+  // as many splits as its survivors' space holds partial lists, each of kFallbackMinSplit or more.
   if (!args.bfloat16) {
     const int64_t by_memory = kSurvivorBytes / (8 * args.num_queries);
     const int64_t cap = std::min<int64_t>(args.num_candidates,
                                           std::clamp<int64_t>(by_memory, 4 * args.k + 256, kMaxSurvivors));
     plan.surv_cap = static_cast<int>(cap);
-    const int64_t by_size = (args.num_candidates + kFallbackMinSplit - 1) / kFallbackMinSplit;
-    const int64_t fb_memory = kFallbackBytes / (8 * args.num_queries * args.k);
-    plan.fb_splits = static_cast<int>(std::max<int64_t>(1, std::min(by_size, fb_memory)));
+    plan.fb_splits = static_cast<int>(std::max<int64_t>(
+        1, std::min<int64_t>(cap / args.k, (args.num_candidates + kFallbackMinSplit - 1) / kFallbackMinSplit)));
   }
   return plan;
 }
@@ -1679,11 +1677,10 @@ Plan make_plan(const TopkDotArgs& args) {
 // Workspace, each part 256-byte aligned: partial lists [B, splits, k] (values, then int indices),
 // which the seed pass uses before for its group maxima [B, groups]; with a seed pass, the bounds
 // [B]; float32: the margins and scales of the queries [B] and candidates [N], the survivors' counts
-// [B], the fallback rows' count and list [B], the survivors [B, surv_cap] (upper bounds, ids) and
-// the fallback rows' partial lists [B, fb_splits, k] (values, ids).
+// [B], the fallback rows' count and list [B], and the survivors [B, surv_cap] (upper bounds, ids).
 struct Workspace {
   int64_t seed = 0, q_margin = 0, q_scale = 0, e_margin = 0, e_scale = 0, surv_count = 0, fb_count = 0,
-          fb_rows = 0, surv_upper = 0, surv_index = 0, fb_part_v = 0, fb_part_i = 0, total_bytes = 0;
+          fb_rows = 0, surv_upper = 0, surv_index = 0, total_bytes = 0;
 };
 
 Workspace workspace_layout(const Plan& plan, const TopkDotArgs& args) {
@@ -1707,8 +1704,6 @@ Workspace workspace_layout(const Plan& plan, const TopkDotArgs& args) {
     w.fb_rows = take(b * static_cast<int64_t>(sizeof(int)));
     w.surv_upper = take(b * plan.surv_cap * f);
     w.surv_index = take(b * plan.surv_cap * static_cast<int64_t>(sizeof(int)));
-    w.fb_part_v = take(b * plan.fb_splits * args.k * f);
-    w.fb_part_i = take(b * plan.fb_splits * args.k * static_cast<int64_t>(sizeof(int)));
   }
   w.total_bytes = at;
   return w;
@@ -1802,8 +1797,7 @@ cudaError_t launch(const Plan& plan, const Params& params, const ExactParams& ex
   fallback_kernel<KMAX><<<fb_grid, kExactWarps * 32, 0, stream>>>(exact);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  return launch_merge<KMAX>(exact.fb_part_v, exact.fb_part_i, plan.fb_splits,
-                            static_cast<int64_t>(plan.fb_splits) * params.k, params.k, args.values,
+  return launch_merge<KMAX>(exact.surv_upper, exact.surv_index, plan.fb_splits, plan.surv_cap, params.k, args.values,
                             args.indices, args.num_queries,
                             static_cast<unsigned>(std::min<int64_t>(args.num_queries, kFallbackMergeBlocks)),
                             exact.fb_rows, exact.fb_count, stream);
@@ -1912,8 +1906,6 @@ cudaError_t launch_topk_dot(const TopkDotArgs& args, void* workspace, cudaStream
     exact.fb_rows = reinterpret_cast<int*>(ws + layout.fb_rows);
     exact.fb_count = fb_count;
     exact.fb_splits = plan.fb_splits;
-    exact.fb_part_v = reinterpret_cast<float*>(ws + layout.fb_part_v);
-    exact.fb_part_i = reinterpret_cast<int*>(ws + layout.fb_part_i);
     exact.values = args.values;
     exact.indices = args.indices;
   }
