@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import torch
 
-PRECISIONS = ("float32", "tf32", "bf16")
-_MATMUL = {"float32": "highest", "tf32": "high", "bf16": "highest"}
+_MATMUL = {"float32": "highest", "tf32": "high", "bf16": "highest"}  # torch's float32 matmul precision
+PRECISIONS = tuple(_MATMUL)
 
 
 @contextlib.contextmanager
