@@ -28,8 +28,10 @@ from dgl_tgnn.data import load_dataset
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.model_predictor import ModelPredictor
 from dgl_tgnn.precision import PRECISIONS, precision
+from dgl_tgnn.registry import MODELS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PAIR_MODELS = tuple(name for name in MODELS.names() if MODELS[name].pairs)  # they score pairs themselves
 
 
 def scores_of(
@@ -114,8 +116,14 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     add_results_dir(parser)
     args = parser.parse_args()
-    if not args.precisions.startswith("float32"):
-        parser.error("--precisions must start with float32 (the reference)")
+    names = args.precisions.split(",")
+    if names[0] != "float32" or not set(names) <= set(PRECISIONS):
+        parser.error(
+            f"--precisions: names among {', '.join(PRECISIONS)}, float32 first; got {args.precisions!r}"
+        )
+    for model in args.models.split(","):
+        if model not in PAIR_MODELS:
+            parser.error(f"--models: unknown {model!r} (choose from {', '.join(PAIR_MODELS)})")
     print(describe(), flush=True)
     rows = [row for name in args.models.split(",") for row in bench(name, args)]
     save_results("precision_speed", rows, args.results_dir)
