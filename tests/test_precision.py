@@ -81,5 +81,8 @@ def test_a_bf16_evaluation_ranks_close_to_the_float32_one(tmp_path):
         assert result.exit_code == 0, result.output
         lines = result.output.strip().splitlines()
         metrics[name] = {key: float(value) for key, value in (line.split() for line in lines)}
+    result = CliRunner().invoke(main, ["evaluate", str(run), "--precision", "tf32"])  # on a CPU
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "needs a CUDA device" in result.output and "--precision float32" in result.output
     assert metrics["bf16"] != metrics["float32"]  # the scores were computed in bfloat16
     assert metrics["bf16"]["val_mrr"] == pytest.approx(metrics["float32"]["val_mrr"], abs=0.05)
