@@ -24,8 +24,9 @@ class EncoderMemory(Protocol):
     ``nn.Memory``, TPNet's ``nn.tpnet.WalkMatrices``): the last batch given to ``update`` is pending
     (read by the forward passes, not yet committed) until the next ``update``."""
 
-    def sharing_update(self) -> contextlib.AbstractContextManager[None]:
-        """A scope whose forward passes share the pending update's computation."""
+    def sharing_update(self, keep: bool = False) -> contextlib.AbstractContextManager[None]:
+        """A scope whose forward passes share the pending update's computation (with ``keep``, also
+        one computed without autograd in an earlier scope, while the state is unchanged)."""
 
     def discard_pending(self) -> None:
         """Drops the pending batch without committing it."""
@@ -152,11 +153,11 @@ class LinkModel(nn.Module):
             src_block, cand_block, index, time, self._node_features(node_feat), edge_feat
         )
 
-    def sharing_memory_update(self) -> contextlib.AbstractContextManager[None]:
-        """A scope whose forward passes share the memory update (``Memory.sharing_update``); an
-        encoder without memory has nothing to share."""
+    def sharing_memory_update(self, keep: bool = False) -> contextlib.AbstractContextManager[None]:
+        """A scope whose forward passes share the memory update (``Memory.sharing_update``, ``keep``
+        as there); an encoder without memory has nothing to share."""
         if self.has_memory:
-            return self.stateful_encoder.memory.sharing_update()
+            return self.stateful_encoder.memory.sharing_update(keep)
         return contextlib.nullcontext()
 
     def reset_memory(self) -> None:

@@ -274,13 +274,18 @@ class ModelPredictor(LinkPredictor):
 
     @contextlib.contextmanager
     def _evaluating(self) -> Iterator[None]:
-        """The model in eval mode within the scope."""
+        """The model in eval mode within the scope, and TGN's memory update computed once for all its
+        forward passes and those of later scopes, until the memory changes (the weights never do
+        here; each query recomputed it)."""
         was_training = self.model.training
-        self.model.eval()
+        if was_training:  # (a model already in eval mode: no walk over its modules, twice a query)
+            self.model.eval()
         try:
-            yield
+            with self.model.sharing_memory_update(keep=True):
+                yield
         finally:
-            self.model.train(was_training)
+            if was_training:
+                self.model.train()
 
     def _score(self, src: torch.Tensor, t: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         t_ref = t.min()
@@ -394,7 +399,7 @@ class ModelPredictor(LinkPredictor):
         t = t - self.origin
         size = src.shape[0]
         t_ref = t.min()
-        with self._evaluating(), self.model.sharing_memory_update():
+        with self._evaluating():
             self._memory_through(float(t_ref))
             with self._sampler_kept():
                 keys = self._pool_keys(pool, float(t_ref))

@@ -239,6 +239,46 @@ def test_a_dot_head_trained_beside_an_mlp_decoder_shortlists_and_leaves_the_mode
     assert len(result.output.strip().splitlines()) == 1, result.output
 
 
+def test_queries_share_tgn_s_memory_update_until_the_memory_changes(runs, monkeypatch):
+    """Queries in a row apply TGN's pending messages once (each query applied them anew before);
+    after observe they are applied again, and scores between and after observe calls equal those
+    of a predictor reset to the same events."""
+    from dgl_tgnn.nn.memory import Memory
+
+    applied = []
+    apply_messages = Memory._apply_messages
+    monkeypatch.setattr(
+        Memory, "_apply_messages", lambda self, pending: applied.append(1) or apply_messages(self, pending)
+    )
+    p, fresh = LinkPredictor.load(runs["tgn"]), LinkPredictor.load(runs["tgn"])
+    src, dst, t, feat = p.stream_src, p.stream_dst, p.stream_t, p.stream_edge_feat
+    cut, stop = 1200, 1530
+    while t[cut] == t[cut - 1]:
+        cut += 1
+    while t[stop] == t[stop - 1]:
+        stop += 1
+    queries = torch.from_numpy(src[cut - 12 : cut])
+    pool = torch.from_numpy(np.flatnonzero(p.destinations))
+
+    def score(predictor, time):
+        _rewind(predictor, {"calls": 3})
+        return predictor.score(
+            queries, torch.full((12,), float(time), dtype=torch.float64), pool.expand(12, -1)
+        )
+
+    p.reset(until=float(t[cut]))
+    first = score(p, t[cut])  # (brings the memory up to t[cut]: applies each block as the next comes)
+    applied.clear()
+    assert torch.equal(score(p, t[cut]), first)
+    p.recommend(queries, float(t[cut]), k=5)
+    assert applied == []  # the same pending messages, memory and weights: not applied again
+    p.observe(src[cut:stop], dst[cut:stop], t[cut:stop], feat[cut:stop])
+    after = score(p, t[stop])
+    assert applied
+    fresh.reset(until=float(t[stop]))
+    assert torch.equal(after, score(fresh, t[stop]))
+
+
 @pytest.mark.parametrize("model", ["tgn", "tgat"])
 def test_observe_of_new_events_equals_reset_on_a_stream_that_holds_them(runs, model):
     """1,000 events observed one uneven call at a time (the brief allows fewer than 10,000 on a

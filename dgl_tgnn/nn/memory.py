@@ -242,11 +242,17 @@ class Memory(nn.Module):
         return value
 
     @contextlib.contextmanager
-    def sharing_update(self) -> Iterator[None]:
+    def sharing_update(self, keep: bool = False) -> Iterator[None]:
         """Forward passes in this scope share one ``pending_update()`` (one computation and one
         backward pass; their gradients sum as if each had its own): for several forward passes of
-        one training step, between which the messages, memory and parameters do not change."""
-        self._applied = None  # computed before the scope: its graph may be freed by a backward pass
+        one training step, between which the messages, memory and parameters do not change.
+
+        With ``keep``, a result computed without autograd in an earlier scope is shared too, until
+        the pending messages or the memory change: for a caller whose parameters never change (a
+        predictor, whose queries would otherwise each recompute the same update)."""
+        applied = self._applied
+        if not keep or (applied is not None and applied.value.requires_grad):
+            self._applied = None  # computed before the scope: its graph may be freed by a backward pass
         self._sharing = True
         try:
             yield

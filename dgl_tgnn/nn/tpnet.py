@@ -151,8 +151,9 @@ class WalkMatrices(nn.Module):
         self.pending, self._view = None, None
 
     @contextlib.contextmanager
-    def sharing_update(self) -> Iterator[None]:
-        """Nothing to share: reads do not depend on the parameters (``Memory.sharing_update``)."""
+    def sharing_update(self, keep: bool = False) -> Iterator[None]:
+        """Nothing to share: reads do not depend on the parameters, and the pending batch's view is
+        kept until the state changes (``Memory.sharing_update``)."""
         yield
 
     def grow(self, num_nodes: int) -> None:
