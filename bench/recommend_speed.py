@@ -52,7 +52,7 @@ def make_predictor(pool: int, args: argparse.Namespace) -> ModelPredictor:
     device = torch.device(args.device)
     torch.manual_seed(0)
     num_nodes = users + pool
-    model = LinkModel(m, num_nodes, 0, 0).to(device)
+    model = LinkModel(m, num_nodes, 0, 0).to(device).eval()  # (as LinkPredictor.load's)
     feat = torch.zeros((num_nodes, 0), device=device)
     predictor = ModelPredictor(
         model, config, src, dst + users, t, feat, torch.zeros((len(t), 0), device=device), device

@@ -97,6 +97,7 @@ class ModelPredictor(LinkPredictor):
         widths = [0 if a is None else a.shape[1] for a in (dataset.node_feat, dataset.edge_feat)]
         model = LinkModel(config.model, dataset.num_nodes, *widths)
         model.load_state_dict(load_best(run_dir)["model"])
+        model.eval()  # the predictor's own model: eval mode for good, no switch per query
         return cls.from_model(model, config, dataset, device)
 
     @classmethod
@@ -509,7 +510,7 @@ class ModelPredictor(LinkPredictor):
         node_feat, stream_edge_feat = state["node_feat"].to(device), state["stream_edge_feat"].to(device)
         model = LinkModel(config.model, node_feat.shape[0], node_feat.shape[1], stream_edge_feat.shape[1])
         model.load_state_dict(state["weights"])
-        model.to(device)
+        model.to(device).eval()  # (as from_run's)
         src, dst, t = (x.numpy() for x in state["stream"])
         predictor = cls(
             model, config, src, dst, t, node_feat, stream_edge_feat, device, state["origin"], state["dedup"]
