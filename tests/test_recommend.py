@@ -251,6 +251,7 @@ def test_queries_share_tgn_s_memory_update_until_the_memory_changes(runs, monkey
         Memory, "_apply_messages", lambda self, pending: applied.append(1) or apply_messages(self, pending)
     )
     p, fresh = LinkPredictor.load(runs["tgn"]), LinkPredictor.load(runs["tgn"])
+    assert not p.model.training  # its own model: in eval mode for good, not switched per query
     src, dst, t, feat = p.stream_src, p.stream_dst, p.stream_t, p.stream_edge_feat
     cut, stop = 1200, 1530
     while t[cut] == t[cut - 1]:
