@@ -111,6 +111,24 @@ def test_dgl_engine_equals_dense_engine(node_dim: int, edge_dim: int) -> None:
         torch.testing.assert_close(dgl_grad, dense_grad, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize(("node_dim", "edge_dim", "num_heads"), [(5, 3, 2), (0, 3, 1), (5, 0, 4), (0, 0, 2)])
+def test_dgl_engine_without_autograd_equals_its_per_head_passes(
+    node_dim: int, edge_dim: int, num_heads: int
+) -> None:
+    """Without autograd the DGL engine passes over all heads at once (x broadcast across them); the
+    output is the one its per-head passes give with autograd, and the per-root reference's."""
+    pytest.importorskip("dgl")
+    layer = make_layer(node_dim, edge_dim, "dgl", num_heads).eval()
+    block, *inputs = make_inputs(node_dim, edge_dim, seed=5)
+    with torch.no_grad():
+        inference = layer(block, *inputs)
+    per_head = layer(block, *inputs)
+    assert per_head.requires_grad
+    torch.testing.assert_close(inference, per_head.detach(), atol=1e-6, rtol=0)
+    expected = reference(layer, block, *inputs)
+    torch.testing.assert_close(inference.double(), expected, atol=1e-5, rtol=1e-4)
+
+
 def test_masked_attention_gradients_are_exact() -> None:
     gen = torch.Generator().manual_seed(1)
     mask = torch.rand(6, 4, generator=gen) < 0.6

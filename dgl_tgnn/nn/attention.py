@@ -289,14 +289,24 @@ class TemporalAttention(nn.Module):
             graph.edata["dt"],
         )
         # Source nodes 0..R-1 are the roots themselves: no edge leaves them, their rows stay zero.
-        graph.srcdata["x"] = torch.cat([x.new_zeros(num_roots, self.input_dim), x])
+        inputs = torch.cat([x.new_zeros(num_roots, self.input_dim), x])
         qk = qk.to(x.dtype)  # DGL's kernels take one dtype (under bf16 autocast qk comes as bfloat16)
-        # One pass per head: DGL's backward of a broadcast over heads materialises [E, H, I].
+        fn = dgl.function
+        if not torch.is_grad_enabled():  # one pass over all heads, x broadcast across them
+            graph.srcdata["x"] = inputs.unsqueeze(1)  # [N, 1, I]
+            graph.dstdata["qk"] = qk  # [R, H, I]
+            graph.apply_edges(fn.u_dot_v("x", "qk", "score"))  # [E, H, 1]
+            graph.edata["alpha"] = dgl.nn.functional.edge_softmax(graph, graph.edata["score"])
+            graph.update_all(fn.u_mul_e("x", "alpha", "m"), fn.sum("m", "agg"))
+            return graph.dstdata["agg"]
+        # With autograd, one pass per head: DGL's backward of a broadcast over heads materialises
+        # [E, H, I].
+        graph.srcdata["x"] = inputs
         per_head = []
         for head in range(self.num_heads):
             graph.dstdata["qk"] = qk[:, head]
-            graph.apply_edges(dgl.function.u_dot_v("x", "qk", "score"))  # [E, 1]
+            graph.apply_edges(fn.u_dot_v("x", "qk", "score"))  # [E, 1]
             graph.edata["alpha"] = dgl.nn.functional.edge_softmax(graph, graph.edata["score"])
-            graph.update_all(dgl.function.u_mul_e("x", "alpha", "m"), dgl.function.sum("m", "agg"))
+            graph.update_all(fn.u_mul_e("x", "alpha", "m"), fn.sum("m", "agg"))
             per_head.append(graph.dstdata["agg"])
         return torch.stack(per_head, dim=1)
