@@ -60,6 +60,14 @@ def _rewind(predictor, calls):
         predictor.neighbourhoods.load_state_dict(calls)
 
 
+def _at_new_time(t, i):
+    """The first position ``>= i`` of the time-sorted ``t`` whose time differs from the one before:
+    a cut there splits no tie."""
+    while t[i] == t[i - 1]:
+        i += 1
+    return i
+
+
 def _brute_force(predictor, src, t, pool, k, seen=None):
     """Top ``k`` of ``score`` over the whole ``pool`` (ascending ids): ties to the smaller id."""
     scores = predictor.score(src, t, pool.expand(len(src), -1))
@@ -181,11 +189,7 @@ def test_the_pool_key_cache_never_outlives_observe_or_reset(runs):
     with as many before the query time), shortlists as a fresh predictor in that state does."""
     p, fresh = LinkPredictor.load(runs["dot"]), LinkPredictor.load(runs["dot"])
     src, dst, t, feat = p.stream_src, p.stream_dst, p.stream_t, p.stream_edge_feat
-    cut, stop = 1200, 1700
-    while t[cut] == t[cut - 1]:
-        cut += 1
-    while t[stop] == t[stop - 1]:
-        stop += 1
+    cut, stop = _at_new_time(t, 1200), _at_new_time(t, 1700)
     queries = torch.from_numpy(src[stop - 12 : stop])
     at = torch.full((12,), float(t[stop]), dtype=torch.float64)
     pool = torch.from_numpy(np.flatnonzero(p.destinations))
@@ -253,11 +257,7 @@ def test_queries_share_tgn_s_memory_update_until_the_memory_changes(runs, monkey
     p, fresh = LinkPredictor.load(runs["tgn"]), LinkPredictor.load(runs["tgn"])
     assert not p.model.training  # its own model: in eval mode for good, not switched per query
     src, dst, t, feat = p.stream_src, p.stream_dst, p.stream_t, p.stream_edge_feat
-    cut, stop = 1200, 1530
-    while t[cut] == t[cut - 1]:
-        cut += 1
-    while t[stop] == t[stop - 1]:
-        stop += 1
+    cut, stop = _at_new_time(t, 1200), _at_new_time(t, 1530)
     queries = torch.from_numpy(src[cut - 12 : cut])
     pool = torch.from_numpy(np.flatnonzero(p.destinations))
 
@@ -286,9 +286,7 @@ def test_observe_of_new_events_equals_reset_on_a_stream_that_holds_them(runs, mo
     2-core machine): graph, memory and scores equal those of reset(until=...)."""
     streamed, reset = LinkPredictor.load(runs[model]), LinkPredictor.load(runs[model])
     src, dst, t = streamed.stream_src, streamed.stream_dst, streamed.stream_t
-    cut = 1037
-    while t[cut] == t[cut - 1]:
-        cut += 1
+    cut = _at_new_time(t, 1037)
     streamed.reset(until=float(t[cut]))
     feat = streamed.stream_edge_feat
     for lo, hi in [(cut, cut + 5), (cut + 5, cut + 333), (cut + 333, len(t))]:
@@ -330,9 +328,7 @@ def test_ten_thousand_observed_events_equal_reset_on_a_synthetic_stream():
         for model in models
     ]
     streamed, reset = predictors
-    cut = 2000
-    while t[cut] == t[cut - 1]:
-        cut += 1
+    cut = _at_new_time(t, 2000)
     streamed.reset(until=float(t[cut]))
     for lo, hi in [(cut, cut + 1), (cut + 1, cut + 4321), (cut + 4321, cut + 9000), (cut + 9000, n_events)]:
         streamed.observe(src[lo:hi], dst[lo:hi], t[lo:hi], feat[lo:hi])
@@ -353,9 +349,7 @@ def test_ten_thousand_observed_events_equal_reset_on_a_synthetic_stream():
 def test_an_observed_event_never_changes_a_score_at_or_before_its_time(runs, model):
     p = LinkPredictor.load(runs[model])
     src, dst, t = p.stream_src, p.stream_dst, p.stream_t
-    cut = 1500
-    while t[cut] == t[cut - 1]:
-        cut += 1
+    cut = _at_new_time(t, 1500)
     p.reset(until=float(t[cut]))
     queries = torch.from_numpy(src[cut : cut + 20])
     at = torch.full((20,), float(t[cut]), dtype=torch.float64)
@@ -384,9 +378,7 @@ def test_a_row_reads_the_sources_events_before_its_own_time_and_no_later_one(run
     p = LinkPredictor.load(runs["tgn"])
     assert p.visible_batch
     src, dst, t = p.stream_src, p.stream_dst, p.stream_t
-    cut = 1500
-    while t[cut] == t[cut - 1]:
-        cut += 1
+    cut = _at_new_time(t, 1500)
     rows = np.arange(cut, cut + 100)  # a batch of queries, the stream's next events
     queries, at = torch.from_numpy(src[rows]), torch.from_numpy(t[rows])
     candidates = torch.from_numpy(np.unique(dst[:cut])[:40]).expand(100, -1)
