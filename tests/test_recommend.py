@@ -13,6 +13,7 @@ from dgl_tgnn.cli import main
 from dgl_tgnn.config import default_config
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.model_predictor import ModelPredictor
+from dgl_tgnn.precision import precision
 
 QUICK = ["--max-events", "2000", "--epochs", "1", "--batch-size", "100", "--threads", "1", "--no-progress"]
 FLAGS = {
@@ -278,6 +279,30 @@ def test_queries_share_tgn_s_memory_update_until_the_memory_changes(runs, monkey
     assert applied
     fresh.reset(until=float(t[stop]))
     assert torch.equal(after, score(fresh, t[stop]))
+
+
+def test_a_memory_update_shared_across_queries_is_not_reused_at_another_precision(runs):
+    """A query under bf16 autocast applies TGN's pending messages in bfloat16; a float32 query
+    after it applies them again in float32, as a predictor that never ran at bf16 does. (The
+    memory itself advances at the precision of the query that needs it: here both predictors
+    advance it in float32 first.)"""
+    p, fresh = LinkPredictor.load(runs["tgn"]), LinkPredictor.load(runs["tgn"])
+    t = p.stream_t
+    cut = _at_new_time(t, 1500)
+    queries = torch.from_numpy(p.stream_src[cut - 12 : cut])
+    at = torch.full((12,), float(t[cut]), dtype=torch.float64)
+    pool = torch.from_numpy(np.flatnonzero(p.destinations))
+    for predictor in (p, fresh):
+        predictor.reset(until=float(t[cut]))
+        predictor._memory_through(float(t[cut]))  # in float32, and no forward pass yet
+    _rewind(p, {"calls": 3})
+    with precision("bf16", torch.device("cpu")):
+        low = p.score(queries, at, pool.expand(12, -1))
+    _rewind(p, {"calls": 3})
+    _rewind(fresh, {"calls": 3})
+    full = p.score(queries, at, pool.expand(12, -1))
+    assert torch.equal(full, fresh.score(queries, at, pool.expand(12, -1)))
+    assert not torch.equal(low, full)
 
 
 @pytest.mark.parametrize("model", ["tgn", "tgat"])

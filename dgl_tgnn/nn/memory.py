@@ -80,10 +80,12 @@ class MemoryState:
 
 @dataclass(frozen=True)
 class _Applied:
-    """A ``Memory.pending_update()`` result and the messages it applied."""
+    """A ``Memory.pending_update()`` result, the messages it applied, and whether autocast was on
+    (a bfloat16 result is not reused for a float32 forward pass, nor the other way)."""
 
     pending: RawMessages
     value: torch.Tensor
+    autocast: bool
 
 
 def collect_messages(
@@ -233,12 +235,14 @@ class Memory(nn.Module):
         if pending is None:
             return None
         applied = self._applied
+        autocast = torch.is_autocast_enabled(self.state.device.type)
         if self._sharing and applied is not None and applied.pending is pending:
-            if applied.value.requires_grad == torch.is_grad_enabled():
+            if applied.value.requires_grad == torch.is_grad_enabled() and applied.autocast == autocast:
                 return applied.value
-            return self._apply_messages(pending)  # under another grad mode: the shared one is kept
+            # under another grad or autocast mode: the shared one is kept
+            return self._apply_messages(pending)
         value = self._apply_messages(pending)
-        self._applied = _Applied(pending, value)
+        self._applied = _Applied(pending, value, autocast)
         return value
 
     @contextlib.contextmanager
