@@ -70,7 +70,7 @@ def train_one(spec: dict[str, Any], log_path: str | None) -> dict[str, Any]:
         metrics = trainer.fit()
     return {
         "metrics": metrics,
-        "val_mrr": [h["val_mrr"] for h in trainer.history],
+        "val_mrr": [h.get("val_mrr") for h in trainer.history],
         "train_seconds": [h["train_seconds"] for h in trainer.history],
         "eval_seconds": [h["eval_seconds"] for h in trainer.history],
         "seconds": time.perf_counter() - began,

@@ -333,7 +333,15 @@ class TrainConfig:
     )
     patience: int = field(
         default=5,
-        metadata=option("--patience", "Stop after this many epochs without a better validation metric."),
+        metadata=option("--patience", "Stop after this many validations without a better metric."),
+    )
+    val_every: int = field(
+        default=1,
+        metadata=option(
+            "--val-every",
+            "Validate after every N-th epoch and after the last (default 1: every epoch); the best "
+            "checkpoint is chosen among validated epochs.",
+        ),
     )
     seed: int = field(
         default=0, metadata=option("--seed", "Seed of weights, negatives, neighbour sampling and the split.")
@@ -463,6 +471,7 @@ class RunConfig:
             ("train.epochs", t.epochs),
             ("train.batch_size", t.batch_size),
             ("train.patience", t.patience),
+            ("train.val_every", t.val_every),
             ("model.embed_dim", m.embed_dim),
             ("model.time_dim", m.time_dim),
             ("model.num_heads", m.num_heads),

@@ -121,11 +121,17 @@ def plot_curves(run_dir: Path, history: list[dict[str, Any]]) -> None:
     left.plot(epochs, [record["loss"] for record in history], marker="o")
     left.set(xlabel="epoch", ylabel="training loss", title="loss")
     for key in ("val_ap", "val_auc", "val_mrr", "val_new_ap"):
-        values = [record.get(key) for record in history]
-        if any(value is not None for value in values):
-            right.plot(epochs, values, marker="o", label=key.removeprefix("val_"))
+        validated = [record for record in history if key in record]  # (every --val-every epochs)
+        if validated:
+            right.plot(
+                [record["epoch"] for record in validated],
+                [record[key] for record in validated],
+                marker="o",
+                label=key.removeprefix("val_"),
+            )
     right.set(xlabel="epoch", ylabel="metric", title="validation")
-    right.legend()
+    if right.lines:  # (none before the first validation, with --val-every)
+        right.legend()
     for axis in (left, right):
         axis.grid(alpha=0.3)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))

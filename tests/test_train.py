@@ -142,6 +142,27 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path, events):
     assert len(trainer.history) <= 3 and final["best_epoch"] == 1
 
 
+def test_val_every_validates_every_nth_epoch_and_the_last(tmp_path, events):
+    config = tiny("tgat", **{"train.epochs": 3, "train.val_every": 2})
+    trainer, final = run(config, tmp_path / "run", events)
+    validated = [(True, True), (True, True)]  # (val, test) metrics at epochs 2 and 3
+    assert [("val_mrr" in r, "test_mrr" in r) for r in trainer.history] == [(False, False), *validated]
+    assert trainer.history[0]["eval_seconds"] < trainer.history[1]["eval_seconds"]
+    assert final["best_epoch"] in (2, 3)
+    best = torch.load(tmp_path / "run" / rd.BEST, weights_only=False)
+    assert best["epoch"] == final["best_epoch"]
+    lines = (tmp_path / "run" / rd.METRICS).read_text().splitlines()
+    assert ["val_ap" in json.loads(line) for line in lines[:-1]] == [False, True, True]
+
+
+def test_patience_counts_validations(tmp_path, events):
+    # lr ~0: no validation after the first improves; with patience 1, training stops at the second.
+    config = tiny("tgat", **{"train.epochs": 9, "train.val_every": 3, "train.patience": 1, "train.lr": 1e-12})
+    trainer, final = run(config, tmp_path / "run", events)
+    assert final["best_epoch"] == 3 and len(trainer.history) == 6
+    assert [r["epoch"] for r in trainer.history if "val_ap" in r] == [3, 6]
+
+
 def test_tgn_memory_is_carried_into_evaluation(events):
     """Evaluating the validation split from the memory after training differs from an empty memory."""
     trainer = Trainer(

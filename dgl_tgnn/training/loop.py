@@ -1,10 +1,10 @@
 """The training loop: chronological epochs, evaluation after each, early stopping, checkpoints and
 resume.
 
-After each epoch the validation split is evaluated (and the test split with
-``eval.test_every_epoch``; see ``evaluate.RunEvaluation``). The best epoch by validation AP (or
-MRR) is kept in ``best.pt``; training stops after ``patience`` epochs without improvement; the best
-weights are evaluated on the test split at the end.
+After each epoch (every ``train.val_every``-th one, and the last) the validation split is evaluated
+(and the test split with ``eval.test_every_epoch``; see ``evaluate.RunEvaluation``). The best
+validated epoch by validation AP (or MRR) is kept in ``best.pt``; training stops after ``patience``
+validations without improvement; the best weights are evaluated on the test split at the end.
 
 Ctrl-C finishes the current batch, writes ``checkpoint.pt`` and returns; ``Trainer.resume``
 continues from it to the same result as an uninterrupted run (bit for bit on CPU with the same
@@ -31,6 +31,7 @@ from dgl_tgnn.config import RunConfig, load_config, save_config
 from dgl_tgnn.data import TemporalDataset
 from dgl_tgnn.distributed.group import Parallel
 from dgl_tgnn.events import EventBatch
+from dgl_tgnn.nn.memory import MemoryState
 from dgl_tgnn.node_classification import classify_trained
 from dgl_tgnn.precision import precision
 from dgl_tgnn.training.build import (
@@ -316,13 +317,15 @@ class Trainer:
 
     def _finish_epoch(self) -> None:
         c = self.config
+        epoch = self.epoch + 1
+        validates = epoch % c.train.val_every == 0 or epoch == c.train.epochs
         eval_began = time.perf_counter()
         sampler_before = self.evaluator.sampler_seconds
-        metrics, val_end = self.evaluation.epoch()
+        metrics, val_end = self.evaluation.epoch() if validates else ({}, None)
         eval_seconds = time.perf_counter() - eval_began
         refresh_seconds = self.negatives.refresh_seconds
         record = {
-            "epoch": self.epoch + 1,
+            "epoch": epoch,
             "loss": sum(self.partial["losses"]) / max(len(self.partial["losses"]), 1),
             **metrics,
             "train_seconds": self.partial["train_seconds"],
@@ -336,24 +339,9 @@ class Trainer:
         self.negatives.refresh_seconds = 0.0
         self.history.append(record)
         self.log(epoch_summary(record))
-        best: dict[str, Any] | None = None
-        score = metrics["val_mrr" if self.data.tgb else f"val_{c.eval.metric}"]
-        if score > self.best_metric:
-            self.best_metric, self.best_epoch, self.bad_epochs = score, self.epoch + 1, 0
-            if self.run_dir is not None:  # written below, with the epoch's other files
-                best = {
-                    "config": c.to_dict(),
-                    "data_hash": self.data.data_hash,
-                    "epoch": self.epoch + 1,
-                    "model": self.model.state_dict(),
-                    "val_memory": memory_to_plain(val_end),
-                    "processes": 1 if self.parallel is None else self.parallel.world,
-                }
-            else:
-                weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-                self._best_in_memory = (weights, val_end)
-        else:
-            self.bad_epochs += 1
+        best = None
+        if validates:
+            best = self._judge(metrics["val_mrr" if self.data.tgb else f"val_{c.eval.metric}"], val_end)
         self.epoch += 1
         self.batch = 0
         self.partial = self._new_partial()
@@ -366,6 +354,27 @@ class Trainer:
                 self._save_checkpoint()
         elif self.parallel is not None:
             self._save_checkpoint()  # (its collective part)
+
+    def _judge(self, score: float, val_end: MemoryState | None) -> dict[str, Any] | None:
+        """Counts the validation of the epoch just trained: a better ``score`` makes it the best epoch,
+        whose checkpoint is returned (to be written with the epoch's files; kept in memory when there
+        is no run directory, then None); otherwise one more validation without improvement."""
+        if score <= self.best_metric:
+            self.bad_epochs += 1
+            return None
+        self.best_metric, self.best_epoch, self.bad_epochs = score, self.epoch + 1, 0
+        if self.run_dir is None:
+            weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self._best_in_memory = (weights, val_end)
+            return None
+        return {
+            "config": self.config.to_dict(),
+            "data_hash": self.data.data_hash,
+            "epoch": self.epoch + 1,
+            "model": self.model.state_dict(),
+            "val_memory": memory_to_plain(val_end),
+            "processes": 1 if self.parallel is None else self.parallel.world,
+        }
 
     @contextlib.contextmanager
     def _writing_run_dir(self, best: dict[str, Any] | None = None) -> Iterator[None]:
