@@ -94,6 +94,7 @@ def test_flags_override_the_config_file(tmp_path):
         (["--fanouts", "10"], "fanouts"),
         (["--eval-negs", "many"], "'all', 'none' or a positive integer"),
         (["--dataset", "uci", "--data", "x.csv"], "not both"),
+        (["--val-every", "0"], "train.val_every must be an integer >= 1; got 0"),
     ],
 )
 def test_bad_options_give_one_clear_line(tmp_path, args, message):

@@ -57,6 +57,7 @@ def test_model_flag_picks_that_models_defaults():
         ("eval:\n  negatives: some\n", "eval.negatives"),
         ("model:\n  dedup: on\n", "model.dedup must be one of auto, always, never; got True"),
         ("model:\n  time_encoding: learned\n", "model.time_encoding must be one of fixed, learnable"),
+        ("train:\n  val_every: 0\n", "train.val_every must be an integer >= 1"),
         ("train: [1, 2\n", "not valid YAML"),
     ],
 )
