@@ -16,7 +16,7 @@ from torch import nn
 
 from dgl_tgnn.config import RunConfig, config_from_dict
 from dgl_tgnn.data import TemporalDataset
-from dgl_tgnn.devices import dedup_hops, features_on
+from dgl_tgnn.devices import dedup_hops, features_on, to_device
 from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.neighbourhoods import Neighbourhoods, PairLogits
@@ -33,6 +33,8 @@ class _PoolKeys:
     Attributes:
         pool: ``[C]`` int64 node rows of the pool (CPU), what the keys were built for: the tensor
             ``LinkPredictor._pool`` made (the predictor's own, never written to).
+        rows: ``[C]`` int64, ``pool`` on the model's device (stage 2 gathers the shortlist's node
+            rows there; ``pool`` itself on a CPU).
         events: the observed events before the keys' time (those the keys see).
         keys: ``[C, d]`` float32, contiguous: the pool's embeddings at that time (a dot decoder's),
             or ``model.dot_head.key`` of them.
@@ -40,6 +42,7 @@ class _PoolKeys:
     """
 
     pool: torch.Tensor
+    rows: torch.Tensor
     events: int
     keys: torch.Tensor
     position: torch.Tensor
@@ -313,9 +316,10 @@ class ModelPredictor(LinkPredictor):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Embeddings at ``t_ref`` (memory brought up to it) of the distinct nodes of ``src [B]`` and
         ``candidates [C]``: ``table [U, d]``, the sources' rows ``[B, d]`` and the candidates'
-        table rows ``[C]``."""
+        table rows ``[C]``. The distinct nodes are found on the device of ``candidates``."""
         self._memory_through(float(t_ref))
-        nodes, inverse = torch.unique(torch.cat([src, candidates]), return_inverse=True)
+        both = torch.cat([to_device(src, candidates.device), candidates])
+        nodes, inverse = torch.unique(both, return_inverse=True)
         table = self.embed(nodes, float(t_ref))
         inverse = inverse.to(table.device)
         return table, table[inverse[: src.shape[0]]], inverse[src.shape[0] :]
@@ -385,7 +389,10 @@ class ModelPredictor(LinkPredictor):
         see). Stage 2: ``score``'s values of those, exactly: the sources and the distinct shortlisted
         nodes embedded together at ``t_ref``, as ``score`` of them embeds them. Stage 1 leaves the
         sampler's call counter as it found it (stage 2 draws what ``score`` would). Recall against
-        the exact top-k is measured (``bench/recommend_speed.py``), not guaranteed."""
+        the exact top-k is measured (``bench/recommend_speed.py``), not guaranteed.
+
+        Returns ``[B, S']`` positions and float32 scores (``LinkPredictor.shortlist_scores``) on the
+        model's device: node rows, their distinct nodes and the scores never visit the host."""
         head = self.model.dot_head
         if self.model.scores_pairs:
             raise ValueError(
@@ -415,15 +422,14 @@ class ModelPredictor(LinkPredictor):
                 picked = self._with_partners(picked, src, t_ref, keys.position, exclude)
             valid = picked >= 0
             picked = picked.masked_fill(~valid, 0)
-            # [B, S'] node rows on the CPU, as the sources (pads: the pool's first, masked below)
-            nodes = keys.pool[picked.cpu()]
-            table, z_src, rows = self._embed_with(src, nodes[valid.cpu()], t_ref)
+            nodes = keys.rows[picked]  # [B, S'] node rows (pads: the pool's first, masked below)
+            table, z_src, rows = self._embed_with(src, nodes[valid], t_ref)
             index = torch.zeros_like(picked)
             index[valid] = rows
             logits = self.model.score_table(z_src, table, index)
             logits = self._plus_pair_logits(logits, src, t, t_ref, nodes)
             logits = logits.float().masked_fill(~valid, float("-inf"))
-        return picked.masked_fill(~valid, -1).cpu(), logits.cpu()
+        return picked.masked_fill(~valid, -1), logits
 
     @contextlib.contextmanager
     def _sampler_kept(self) -> Iterator[None]:
@@ -449,14 +455,14 @@ class ModelPredictor(LinkPredictor):
         ):
             return cached
         self._keys = None  # (its memory free before the new table is built)
-        keys = self.embed(pool, t_ref)
+        rows = pool.to(self.device)
+        keys = self.embed(rows, t_ref)
         head = self.model.dot_head
         if head is not None and self.config.model.decoder != "dot":
             keys = head.key(keys)
-        device = keys.device
-        position = torch.full((self.capacity,), -1, dtype=torch.int64, device=device)
-        position[pool.to(device)] = torch.arange(pool.shape[0], device=device)
-        self._keys = _PoolKeys(pool, events, keys.contiguous(), position)
+        position = torch.full((self.capacity,), -1, dtype=torch.int64, device=self.device)
+        position[rows] = torch.arange(pool.shape[0], device=self.device)
+        self._keys = _PoolKeys(pool, rows, events, keys.contiguous(), position)
         return self._keys
 
     def _with_partners(
@@ -555,11 +561,12 @@ class ModelPredictor(LinkPredictor):
         return torch.cat(parts) if parts else torch.empty(0, self.config.model.embed_dim)
 
     def embed(self, nodes: torch.Tensor, time: float, chunk: int = 4096) -> torch.Tensor:
-        """``[R, d]`` embeddings of ``nodes [R]`` at ``time`` (model units) from the observed events."""
+        """``[R, d]`` embeddings of ``nodes [R]`` (on the CPU or the model's device) at ``time`` (model
+        units) from the observed events."""
         parts = []
         for lo in range(0, nodes.shape[0], chunk):
             part = nodes[lo : lo + chunk]
-            times = torch.full((part.shape[0],), time, dtype=torch.float64)
+            times = torch.full((part.shape[0],), time, dtype=torch.float64, device=part.device)
             blocks = self.neighbourhoods(part, times, time)
             parts.append(self.model(blocks, self.node_feat, self.edge_feat))
         return torch.cat(parts)

@@ -209,7 +209,8 @@ class LinkPredictor(ABC):
                 raise ValueError(f"recommend: shortlist must be an int >= k ({k}); got {shortlist!r}")
             positions, scores = self.shortlist_scores(src_rows, t, pool, int(shortlist), seen)
             positions, order = positions.sort(dim=1)  # ties to the smaller id, as the exact path
-            best, best_pos = _top(scores.gather(1, order), positions, k)
+            # sorted where they were scored: only the [B, k] top comes to the CPU
+            best, best_pos = (x.cpu() for x in _top(scores.gather(1, order), positions, k))
         rows = torch.where(best == float("-inf"), -1, pool[best_pos.clamp(min=0)])
         return Recommendations(self.node_ids.ids(rows), best)
 
@@ -238,7 +239,8 @@ class LinkPredictor(ABC):
         seen: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, S]`` pool positions of each query's shortlist (``-1`` pads) and their ``[B, S]`` float32
-        scores (``-inf`` pads), ``seen`` (``[2, P]`` query, position) left out."""
+        scores (``-inf`` pads), ``seen`` (``[2, P]`` query, position) left out; both on the CPU or
+        both on the model's device."""
         raise ValueError(f"recommend: {type(self).__name__} has no dot-product shortlist (shortlist=None)")
 
     def _pool(self, candidates: IdArray | None) -> torch.Tensor:
