@@ -143,9 +143,10 @@ def test_two_stage_shortlist_reranks_the_dot_product_top_with_score(runs):
 @pytest.mark.skipif(not (torch.cuda.is_available() and ops.WITH_CUDA), reason="needs CUDA")
 @pytest.mark.parametrize("model", ["dot", "head"])
 def test_two_stage_on_cuda_is_score_s_top_k_there_and_the_cpu_s_ranking(runs, model):
-    """On a GPU the shortlist (keys and the dot top-k on the device, sources and node rows on the
-    CPU) reranks with ``score``: every candidate shortlisted gives the exact top-k of the GPU
-    predictor, to the bit, and the CPU predictor's nodes and scores (float32 rounding apart)."""
+    """On a GPU the shortlist (keys, the dot top-k, the shortlisted node rows, their distinct nodes
+    and the final sort on the device; only the ``[B, k]`` top comes back) reranks with ``score``:
+    every candidate shortlisted gives the exact top-k of the GPU predictor, to the bit, and the CPU
+    predictor's nodes and scores (float32 rounding apart)."""
     gpu, cpu = LinkPredictor.load(runs[model], device="cuda"), LinkPredictor.load(runs[model])
     src = torch.from_numpy(gpu.stream_src[-12:])
     t = float(gpu.stream_t[-1]) + 5.0
@@ -161,7 +162,14 @@ def test_two_stage_on_cuda_is_score_s_top_k_there_and_the_cpu_s_ranking(runs, mo
     _rewind(gpu, calls)
     short = gpu.recommend(src, t, k=10, shortlist=30, exclude_seen=True)
     short_cpu = cpu.recommend(src, t, k=10, shortlist=30, exclude_seen=True)
-    assert short.nodes.device.type == "cpu" and torch.equal(short.nodes, short_cpu.nodes)
+    assert short.nodes.device.type == short.scores.device.type == "cpu"
+    assert torch.equal(short.nodes, short_cpu.nodes)
+    torch.testing.assert_close(short.scores, short_cpu.scores, rtol=0, atol=1e-5)
+    times = torch.full((12,), t, dtype=torch.float64)
+    positions, values = gpu.shortlist_scores(
+        src, times, torch.from_numpy(np.flatnonzero(gpu.destinations)), 30, None
+    )
+    assert positions.device.type == values.device.type == "cuda"
 
 
 @pytest.mark.parametrize("model", ["dot", "head"])
