@@ -13,7 +13,7 @@ from pair_runs import assert_no_leakage, assert_predictor_ranks_as_the_run_did, 
 from dgl_tgnn.cli import main
 from dgl_tgnn.config import apply_overrides, default_config
 from dgl_tgnn.model_predictor import ModelPredictor
-from dgl_tgnn.nn.tpnet import TPNet, WalkMatrices, log_relu
+from dgl_tgnn.nn.tpnet import MixerLayer, TPNet, WalkMatrices, log_relu
 from dgl_tgnn.registry import LOSSES, NEGATIVES
 from dgl_tgnn.sampling import TemporalBlock
 
@@ -174,6 +174,42 @@ def test_pair_logits_equal_a_per_pair_reference():
                 want = _reference_logit(model, u, v, src, cand, b, int(index[b, c]), node_feat, edge_feat, at)
                 assert got[b, c].item() == pytest.approx(want.item(), rel=1e-4, abs=1e-5), (b, c)
     assert got.shape == (2, 4)
+
+
+def _mixer(tokens: int = 5, channels: int = 7) -> MixerLayer:
+    """A mixer layer without dropout whose token LayerNorm scales and shifts (not the identity)."""
+    torch.manual_seed(0)
+    layer = MixerLayer(tokens, channels, dropout=0.0)
+    with torch.no_grad():
+        layer.token_norm.weight.normal_()
+        layer.token_norm.bias.normal_()
+    return layer
+
+
+def test_token_mixing_in_place_equals_pytorch_s_layer_norm_and_linear_on_the_transpose():
+    """The GPU's token mixing (reductions and products in ``[..., T, C]``) against PyTorch's
+    LayerNorm and Linear layers on the transposed ``[..., C, T]`` (the CPU's), in float64: values,
+    and the gradients of the input and of every parameter."""
+    layer = _mixer().double()
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64, requires_grad=True)
+    params = [x, *layer.token_norm.parameters(), *layer.token_mlp.parameters()]
+    got, want = layer.token_mixing_in_place(x), layer.token_mixing_transposed(x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(got)
+    got_grads = torch.autograd.grad((got * weights).sum(), params)
+    want_grads = torch.autograd.grad((want * weights).sum(), params)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_mixer_layer_on_a_gpu_equals_the_same_layer_on_the_cpu():
+    layer = _mixer(tokens=20, channels=172).eval()
+    x = torch.randn(64, 20, 172)
+    with torch.no_grad():
+        want = layer(x)
+        got = layer.cuda()(x.cuda()).cpu()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_empty_histories_give_finite_scores_of_the_right_shape():

@@ -227,7 +227,11 @@ class _FeedForward(nn.Sequential):
 
 class MixerLayer(nn.Module):
     """MLP-Mixer layer over ``[..., T tokens, C channels]``: token mixing (LayerNorm over tokens,
-    ``T -> T/2 -> T``), then channel mixing (``C -> 4C -> C``), each with a residual connection."""
+    ``T -> T/2 -> T``), then channel mixing (``C -> 4C -> C``), each with a residual connection.
+
+    Token mixing has two equal computations (float32 rounding apart): on a CPU, the normalisation and
+    the MLP over a transposed ``[..., C, T]`` copy; on a GPU, ``token_mixing_in_place``, without the
+    copy (PyTorch's LayerNorm over rows of ``T = 20`` is slow there: ``docs/benchmarks.md``)."""
 
     def __init__(self, tokens: int, channels: int, dropout: float) -> None:
         super().__init__()
@@ -237,8 +241,28 @@ class MixerLayer(nn.Module):
         self.channel_mlp = _FeedForward(channels, 4.0, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.token_mlp(self.token_norm(x.transpose(-1, -2))).transpose(-1, -2)
+        if x.is_cuda:
+            x = x + self.token_mixing_in_place(x)
+        else:
+            x = x + self.token_mixing_transposed(x)
         return x + self.channel_mlp(self.channel_norm(x))
+
+    def token_mixing_transposed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., T, C]``: the token MLP of ``x [..., T, C]`` normalised over its tokens, through a
+        transposed copy."""
+        return self.token_mlp(self.token_norm(x.transpose(-1, -2))).transpose(-1, -2)
+
+    def token_mixing_in_place(self, x: torch.Tensor) -> torch.Tensor:
+        """``token_mixing_transposed`` in ``x``'s own ``[..., T, C]`` layout: the normalisation as
+        reductions over dimension ``-2`` (at least in float32, as autocast runs a LayerNorm), the MLP's layers
+        as products on the token axis."""
+        norm, (first, act, drop_hidden, second, drop_out) = self.token_norm, self.token_mlp
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
+        mean = x.mean(-2, keepdim=True)
+        var = x.var(-2, unbiased=False, keepdim=True)
+        normed = (x - mean) * torch.rsqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None]
+        hidden = drop_hidden(act(torch.einsum("ut,...tc->...uc", first.weight, normed) + first.bias[:, None]))
+        return drop_out(torch.einsum("tu,...uc->...tc", second.weight, hidden) + second.bias[:, None])
 
 
 class _Side:
