@@ -2,22 +2,13 @@
 built-in stream the three strategies' rows are counted, labor's hop-2 rows fewer than uniform's."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "labor_poisson_rows.py"
+from bench_scripts import run_bench
 
 
 def _run(tmp_path, *args):
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), "--results-dir", str(tmp_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_bench("labor_poisson_rows.py", tmp_path, *args)
 
 
 @pytest.mark.parametrize(

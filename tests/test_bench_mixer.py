@@ -2,23 +2,14 @@
 in one line, before any work."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "mixer_speed.py"
+from bench_scripts import run_bench
 
 
 def _run(tmp_path, *args):
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), "--results-dir", str(tmp_path), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_bench("mixer_speed.py", tmp_path, *args, timeout=120)
 
 
 def test_a_tiny_run_times_both_and_records_their_ratio(tmp_path):
