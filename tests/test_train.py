@@ -83,6 +83,33 @@ def test_resume_without_the_sampler_counter_differs(tmp_path, events):
     assert trainer.fit() != expected
 
 
+def test_resume_of_a_finished_run_returns_its_recorded_test_without_evaluating(tmp_path, events):
+    config = tiny("tgat", **{"train.epochs": 1})
+    _, expected = run(config, tmp_path / "run", events)
+    recorded = (tmp_path / "run" / rd.METRICS).read_text()
+    trainer = Trainer.resume(tmp_path / "run", progress=False, log=lambda line: None)
+
+    def evaluate_again():
+        raise AssertionError("the finished run's test split was evaluated again")
+
+    trainer._final_test = evaluate_again
+    assert trainer.fit() == expected
+    assert (tmp_path / "run" / rd.METRICS).read_text() == recorded
+
+
+def test_resume_of_a_run_killed_before_its_test_runs_the_test(tmp_path, events):
+    """Training over but no final line (killed during the test): the resume evaluates it."""
+    config = tiny("tgat", **{"train.epochs": 1})
+    _, expected = run(config, tmp_path / "run", events)
+    records = rd.read_metrics(tmp_path / "run")
+    assert "final" in records[-1]
+    rd.rewrite_metrics(tmp_path / "run", records[:-1])
+    resumed = Trainer.resume(tmp_path / "run", progress=False, log=lambda line: None)
+    assert resumed.finished is None
+    assert resumed.fit() == expected
+    assert rd.read_metrics(tmp_path / "run") == records
+
+
 def test_ctrl_c_saves_a_checkpoint(tmp_path, events):
     config = tiny("tgat", **{"train.epochs": 1})
     (tmp_path / "run").mkdir()

@@ -9,7 +9,8 @@ validations without improvement; the best weights are evaluated on the test spli
 Ctrl-C finishes the current batch, writes ``checkpoint.pt`` and returns; ``Trainer.resume``
 continues from it to the same result as an uninterrupted run (bit for bit on CPU with the same
 thread count): it restores the weights, the optimizer, the RNG states (torch, negatives, neighbour
-sampler), TGN's memory and the epoch's partial sums.
+sampler), TGN's memory and the epoch's partial sums. A run that had finished, test included, is not
+evaluated again: its resume returns the test metrics ``metrics.jsonl`` recorded.
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ class Trainer:
         self.best_metric = float("-inf")
         self.best_epoch = -1
         self.bad_epochs = 0
+        # The test metrics a resumed run recorded when it finished (then fit() returns them as they are).
+        self.finished: dict[str, float] | None = None
         self._interrupted = False
         self._best_in_memory: tuple[dict[str, torch.Tensor], Any] | None = None
 
@@ -285,8 +288,12 @@ class Trainer:
             for signum in previous:
                 signal.signal(signum, self._on_sigint)
         try:
+            if self.finished is not None:
+                self.log(f"the run had already finished; its test metrics, as {rd.METRICS} recorded them:")
+                self.log(format_test(self.finished))
+                return self.finished
             with precision(c.train.precision, self.device):
-                while self.epoch < c.train.epochs and self.bad_epochs < c.train.patience:
+                while not self.trained:
                     if not self.train_epoch(stop_after_batches):
                         with self._writing_run_dir():
                             self._save_checkpoint()
@@ -304,6 +311,12 @@ class Trainer:
             if self._lock is not None:
                 rd.unlock_run_dir(self._lock)
                 self._lock = None
+
+    @property
+    def trained(self) -> bool:
+        """Whether training is over: every epoch run, or stopped early (the test may be left)."""
+        c = self.config.train
+        return self.epoch >= c.epochs or self.bad_epochs >= c.patience
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         """Ctrl-C or SIGTERM: finish the batch, save a checkpoint and return (a second one: stop at
@@ -533,6 +546,10 @@ class Trainer:
             raise CheckpointError(
                 f"{run_dir / rd.CHECKPOINT}: does not fit the model of {run_dir / rd.CONFIG} ({reason[:200]})"
             ) from None
+        final = [record["final"] for record in rd.read_metrics(run_dir) if "final" in record]
+        if trainer.trained and final:  # finished, test included: nothing is computed again
+            trainer.finished = final[-1]
         if writes:
-            rd.rewrite_metrics(run_dir, trainer.history)
+            kept = [] if trainer.finished is None else [{"final": trainer.finished}]
+            rd.rewrite_metrics(run_dir, trainer.history + kept)
         return trainer
