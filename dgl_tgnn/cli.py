@@ -404,6 +404,11 @@ def _train(
     callback=_eval_negs,
     help="MRR/Recall@k negatives per positive: 'all', a seeded sample of N, or 'none' (default: the run's).",
 )
+@click.option(
+    "--eval-batch-size",
+    type=click.IntRange(min=1),
+    help="Events per batch, scored together, then observed (default: the run's).",
+)
 @click.option("--device", help="torch device (default: the run's).")
 @click.option("--threads", type=int, help="CPU threads (default: the run's).")
 @click.option(
@@ -417,6 +422,7 @@ def evaluate(
     metric: str,
     split: str,
     eval_negs: str | int | None,
+    eval_batch_size: int | None,
     device: str | None,
     threads: int | None,
     precision: str | None,
@@ -426,6 +432,7 @@ def evaluate(
 
     overrides = {
         "eval.negatives": eval_negs,
+        "eval.batch_size": eval_batch_size,
         "train.device": device,
         "train.threads": threads,
         "train.precision": precision,

@@ -26,14 +26,15 @@ def _train(tmp_path, *flags):
     return run, json.loads(lines[-1])["final"]
 
 
-def _rank_test(predictor: LinkPredictor, run) -> dict[str, float]:
-    """The test split (TGB's: after the 0.85 time quantile) ranked through ``predictor``."""
+def _rank_test(predictor: LinkPredictor, run, batch: int = 100) -> dict[str, float]:
+    """The test split (TGB's: after the 0.85 time quantile) ranked through ``predictor`` in batches
+    of ``batch`` events."""
     src, dst, t = predictor.stream_src, predictor.stream_dst, predictor.stream_t
     test = np.flatnonzero(t > np.quantile(t, 0.85))
     predictor.reset(until=float(t[test[0]]))
     stream = EventStream(*(torch.from_numpy(a) for a in (src, dst, t)), torch.from_numpy(test))
     negatives = NegativeSets.load(run / "negatives_test.npz")
-    return rank_stream(predictor, stream, negatives, 100, [1, 10])
+    return rank_stream(predictor, stream, negatives, batch, [1, 10])
 
 
 @pytest.mark.parametrize("model", ["tgn", "tgat"])
@@ -66,6 +67,21 @@ def test_edgebank_is_a_model_of_train_and_evaluate(tmp_path):
     assert f"{final['test_mrr']:.4f}" in evaluated.output
 
 
+@pytest.mark.parametrize("model", ["edgebank", "tgn"])
+def test_the_evaluation_batch_size_is_the_ranking_batch_of_train_and_evaluate(tmp_path, model):
+    """``--eval-batch-size``: the test split scored in batches of that many events, each observed after
+    it is scored (smaller batches see more recent events), in train and in evaluate."""
+    flags = ["--model", model] + ([] if model == "edgebank" else ["--embed-dim", "16"])
+    run, final = _train(tmp_path, *flags, "--eval-batch-size", "7")
+    predictor = LinkPredictor.load(run)
+    assert final["test_mrr"] == pytest.approx(_rank_test(predictor, run, 7)["mrr"], abs=1e-9)
+    one = _rank_test(predictor, run, 1)["mrr"]
+    assert one != pytest.approx(_rank_test(predictor, run, 100)["mrr"], abs=1e-4)  # the size matters
+    evaluated = CliRunner().invoke(main, ["evaluate", str(run), "--eval-batch-size", "1"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert f"{one:.4f}" in evaluated.output
+
+
 def test_score_refuses_mismatched_shapes(tmp_path):
     run, _ = _train(tmp_path, "--model", "tgn", "--embed-dim", "16")
     predictor = LinkPredictor.load(run)
@@ -80,6 +96,7 @@ def test_score_refuses_mismatched_shapes(tmp_path):
         (["--pair-history", "-1"], "pair_history must be >= 0"),
         (["--node-embedding", "-2"], "node_embedding and pair_history must be >= 0"),
         (["--eval-negs", "none"], "eval.protocol 'tgb' ranks"),
+        (["--eval-batch-size", "0"], "eval.batch_size must be an integer >= 1; got 0"),
     ],
 )
 def test_bad_ranking_options_fail_in_one_line(tmp_path, flags, message):

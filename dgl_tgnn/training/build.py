@@ -235,7 +235,7 @@ def build_evaluator(
     make: Callable[..., Evaluator] = Evaluator,
 ) -> Evaluator:
     """The ``Evaluator`` of ``model`` over all events, with the evaluation settings of ``config``
-    (batches of ``train.batch_size`` events), made by ``make`` (an ``Evaluator`` class, or a
+    (batches of ``RunConfig.eval_batch_size`` events), made by ``make`` (an ``Evaluator`` class, or a
     partial of one)."""
     c = config
     return make(
@@ -249,7 +249,7 @@ def build_evaluator(
         dedup=dedup,
         threads=c.train.threads,
         visible_batch=c.train.visible_batch,
-        batch_size=c.train.batch_size,
+        batch_size=c.eval_batch_size,
         negatives=c.eval.negatives,
         recall_ks=c.eval.recall_ks,
         seed=c.eval.seed,

@@ -111,7 +111,7 @@ class RunEvaluation:
             predictor,
             self.data.streams[split],
             self.ranking_negatives[split],
-            self.config.train.batch_size,
+            self.config.eval_batch_size,
             e.recall_ks,
             edge_feat=self.data.edge_feat,
             seed=e.seed,

@@ -64,9 +64,7 @@ def rank_edgebank(
     result: dict[str, float] = {}
     for name in ("val", "test"):
         stream = EventStream(src, dst, t, torch.from_numpy(getattr(split, name)))
-        metrics = rank_stream(
-            bank, stream, sets[name], c.train.batch_size, c.eval.recall_ks, seed=c.eval.seed
-        )
+        metrics = rank_stream(bank, stream, sets[name], c.eval_batch_size, c.eval.recall_ks, seed=c.eval.seed)
         result |= {f"{name}_{k}": v for k, v in metrics.items()}
     return result
 
