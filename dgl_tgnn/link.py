@@ -54,6 +54,9 @@ class StatefulEncoder(Protocol):
 
     def reset_memory(self) -> None: ...
 
+    def start_epoch(self) -> None:
+        """The start of a training epoch: ``reset_memory``, and whatever else the encoder renews."""
+
     def backup_memory(self) -> MemoryState: ...
 
     def restore_memory(self, state: MemoryState) -> None: ...
@@ -165,6 +168,12 @@ class LinkModel(nn.Module):
         nothing to do without memory."""
         if self.has_memory:
             self.stateful_encoder.reset_memory()
+
+    def start_epoch(self) -> None:
+        """The start of a training epoch: a stateful encoder's memory emptied and what else it renews
+        each epoch (TPNet: its random features); nothing to do without memory."""
+        if self.has_memory:
+            self.stateful_encoder.start_epoch()
 
     def backup_memory(self) -> MemoryState | None:
         """A copy of a stateful encoder's memory (for ``restore_memory``), or None without memory."""

@@ -117,6 +117,9 @@ class TGN(nn.Module):
         """Zero memory and last-update times, drop pending messages (start of an epoch)."""
         self.memory.reset()
 
+    def start_epoch(self) -> None:
+        self.reset_memory()
+
     def backup_memory(self) -> MemoryState:
         """A copy of the memory and pending messages (e.g. before validation)."""
         return self.memory.backup()

@@ -88,6 +88,11 @@ class WalkMatrices(nn.Module):
     def dim(self) -> int:
         return int(self.features.shape[1])
 
+    def redraw(self) -> None:
+        """New random features ``R`` (``N(0, 1/d)``, torch's generator of their device)."""
+        drawn = torch.randn(self.features.shape, device=self.features.device)
+        self.features.copy_(drawn / math.sqrt(self.dim))
+
     def reset(self) -> None:
         """No events: ``P_k = 0`` for ``k >= 1``, at time 0."""
         self.walks.zero_()
@@ -375,6 +380,12 @@ class TPNet(nn.Module):
         self.memory.update(src, dst, t)
 
     def reset_memory(self) -> None:
+        self.memory.reset()
+
+    def start_epoch(self) -> None:
+        """Empty walk matrices over newly drawn random features, as the paper's code starts each
+        training epoch: the pair encoder cannot fit one draw's noise."""
+        self.memory.redraw()
         self.memory.reset()
 
     def backup_memory(self) -> MemoryState:

@@ -186,7 +186,7 @@ class Trainer:
         batch_size = self.window
         total = stream.num_batches(batch_size)
         if self.batch == 0:
-            self.model.reset_memory()
+            self.model.start_epoch()
             self.negatives.start_epoch(self.epoch)
         self.model.train()
         bar = tqdm(
