@@ -4,7 +4,8 @@ them.
 
 Each run trains ``configs/<model>-tgb.yaml`` (node embeddings, pair features, early stop on
 validation MRR) with the setting's negatives, in its own child process (``--jobs`` at a time; on
-CUDA all share the one GPU). Every finished run appends one JSON line to ``--out``; with
+CUDA all share the one GPU). Every finished run appends one JSON line to ``--out`` (by default a
+new ``ranking-<time>.jsonl`` in ``--results-dir``); with
 ``--log-dir``, each run also writes its epoch lines as they come to
 ``<dataset>-<model>-<setting>-s<seed>.log`` there (the progress of runs cut short).
 
@@ -130,7 +131,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-events", type=int, default=None)
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--out", default="ranking.jsonl")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="JSON lines file each finished run is appended to (default: ranking-<UTC time>.jsonl in "
+        "--results-dir)",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -172,6 +178,10 @@ def main() -> None:
         for seed in args.seeds.split(",")
     ]
     records = []
+    if args.out is None:
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        args.out = args.results_dir / f"ranking-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.jsonl"
+    print(f"finished runs: {args.out}", file=sys.stderr)
     # Each record is written as its run finishes, so a run cut short keeps what had finished.
     with open(args.out, "a") as out, ThreadPoolExecutor(args.jobs) as pool:
         for done in as_completed([pool.submit(run_child, spec, args.log_dir) for spec in specs]):

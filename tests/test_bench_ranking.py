@@ -14,19 +14,18 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_run_writes_its_record_and_its_epoch_lines_as_they_come(tmp_path):
-    out, logs = tmp_path / "runs.jsonl", tmp_path / "logs"
-    proc = run_script(
-        *SMALL,
-        "--set",
-        "train.epochs=2",
-        "--out",
-        str(out),
-        "--log-dir",
-        str(logs),
-        "--results-dir",
-        str(tmp_path),
-    )
+    logs, results = tmp_path / "logs", tmp_path / "results"
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *SMALL, "--set", "train.epochs=2", "--log-dir", str(logs),
+         "--results-dir", str(results)],
+        capture_output=True, text=True, timeout=300, cwd=work,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert not any(work.iterdir())  # nothing written where it ran: --out defaults into --results-dir
+    (out,) = results.glob("ranking-*.jsonl")
+    assert f"finished runs: {out}" in proc.stderr
     (record,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["status"] == "ok" and len(record["val_mrr"]) == 2
     lines = (logs / "wikipedia-tgn-uniform-s0.log").read_text().splitlines()
