@@ -255,6 +255,20 @@ def test_a_mixer_layer_on_a_gpu_equals_the_same_layer_on_the_cpu():
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_gpu_mixer_layer_mixes_tokens_in_place_for_ranking_and_through_the_transpose_for_training():
+    layer = _mixer(tokens=20, channels=172).cuda()
+    calls = []
+    for name in ("token_mixing_in_place", "token_mixing_transposed"):
+        method = getattr(layer, name)
+        setattr(layer, name, lambda x, method=method, name=name: calls.append(name) or method(x))
+    x = torch.randn(8, 20, 172, device="cuda")
+    with torch.no_grad():
+        layer(x)
+    layer(x.requires_grad_()).sum().backward()
+    assert calls == ["token_mixing_in_place", "token_mixing_transposed"]
+
+
 def test_empty_histories_give_finite_scores_of_the_right_shape():
     model = _model(neighbours=4, node_dim=0, edge_dim=0)
     model.reset_memory()  # no walks

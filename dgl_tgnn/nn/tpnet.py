@@ -234,9 +234,11 @@ class MixerLayer(nn.Module):
     """MLP-Mixer layer over ``[..., T tokens, C channels]``: token mixing (LayerNorm over tokens,
     ``T -> T/2 -> T``), then channel mixing (``C -> 4C -> C``), each with a residual connection.
 
-    Token mixing has two equal computations (float32 rounding apart): on a CPU, the normalisation and
-    the MLP over a transposed ``[..., C, T]`` copy; on a GPU, ``token_mixing_in_place``, without the
-    copy (PyTorch's LayerNorm over rows of ``T = 20`` is slow there: ``docs/benchmarks.md``)."""
+    Token mixing has two equal computations (float32 rounding apart): the normalisation and the MLP
+    over a transposed ``[..., C, T]`` copy, and ``token_mixing_in_place`` without the copy. The second
+    runs on a GPU for inputs without gradient (ranking: PyTorch's LayerNorm over rows of ``T = 20`` is
+    slow there), the first everywhere else (GPU training epochs took twice as long with the second:
+    ``docs/benchmarks.md``)."""
 
     def __init__(self, tokens: int, channels: int, dropout: float) -> None:
         super().__init__()
@@ -246,7 +248,7 @@ class MixerLayer(nn.Module):
         self.channel_mlp = _FeedForward(channels, 4.0, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda:
+        if x.is_cuda and not x.requires_grad:
             x = x + self.token_mixing_in_place(x)
         else:
             x = x + self.token_mixing_transposed(x)
