@@ -110,6 +110,17 @@ def test_resume_of_a_run_killed_before_its_test_runs_the_test(tmp_path, events):
     assert rd.read_metrics(tmp_path / "run") == records
 
 
+def test_tgn_s_protocol_evaluates_in_batches_of_the_evaluation_batch_size(events):
+    """``eval.batch_size`` sets the evaluator's batches (memory updated after each); unset, the
+    training batch (tiny: 100). Under TGB's protocol, tests/test_link_predictor.py checks the values."""
+    sizes = []
+    for overrides in ({"eval.batch_size": 7}, {}):
+        config = tiny("tgn", **overrides)
+        trainer = Trainer(config, None, dataset=events, progress=False, log=lambda line: None)
+        sizes.append(trainer.evaluator.batch_size)
+    assert sizes == [7, 100]
+
+
 def test_ctrl_c_saves_a_checkpoint(tmp_path, events):
     config = tiny("tgat", **{"train.epochs": 1})
     (tmp_path / "run").mkdir()
