@@ -406,7 +406,7 @@ def _train(
 )
 @click.option(
     "--eval-batch-size",
-    type=click.IntRange(min=1),
+    type=int,
     help="Events per batch, scored together, then observed (default: the run's).",
 )
 @click.option("--device", help="torch device (default: the run's).")

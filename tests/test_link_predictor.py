@@ -80,6 +80,9 @@ def test_the_evaluation_batch_size_is_the_ranking_batch_of_train_and_evaluate(tm
     evaluated = CliRunner().invoke(main, ["evaluate", str(run), "--eval-batch-size", "1"])
     assert evaluated.exit_code == 0, evaluated.output
     assert f"{one:.4f}" in evaluated.output
+    refused = CliRunner().invoke(main, ["evaluate", str(run), "--eval-batch-size", "0"])
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert refused.output.strip() == "Error: eval.batch_size must be an integer >= 1; got 0"
 
 
 def test_score_refuses_mismatched_shapes(tmp_path):

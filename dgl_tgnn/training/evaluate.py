@@ -170,7 +170,7 @@ def evaluate_checkpoint(
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     if path.is_dir() and (path / rd.CONFIG).exists():
-        config = apply_overrides(load_config(path / rd.CONFIG), overrides or {})
+        config = apply_overrides(load_config(path / rd.CONFIG), overrides or {}).validate()
         if config.model.name == "edgebank":  # no weights: its memory is the stream
             result = edgebank_metrics(config, load_events(config.data), path)
             return {k: v for k, v in result.items() if k.startswith(f"{split}_")}
