@@ -1,27 +1,18 @@
 """bench/ranking.py end to end: one small run, its JSON line and its epoch log; a bad --log-dir."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "ranking.py"
+from bench_scripts import run_bench
+
 SMALL = ["--models", "tgn", "--settings", "uniform", "--seeds", "0", "--max-events", "3000"]
-
-
-def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
 
 
 def test_a_run_writes_its_record_and_its_epoch_lines_as_they_come(tmp_path):
     logs, results = tmp_path / "logs", tmp_path / "results"
     work = tmp_path / "work"
     work.mkdir()
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *SMALL, "--set", "train.epochs=2", "--log-dir", str(logs),
-         "--results-dir", str(results)],
-        capture_output=True, text=True, timeout=300, cwd=work,
-    )  # fmt: skip
+    flags = ["--set", "train.epochs=2", "--log-dir", str(logs)]
+    proc = run_bench("ranking.py", results, *SMALL, *flags, cwd=work)
     assert proc.returncode == 0, proc.stderr
     assert not any(work.iterdir())  # nothing written where it ran: --out defaults into --results-dir
     (out,) = results.glob("ranking-*.jsonl")
@@ -40,7 +31,8 @@ def test_a_run_writes_its_record_and_its_epoch_lines_as_they_come(tmp_path):
 def test_a_log_dir_that_is_a_file_is_refused_in_one_line(tmp_path):
     taken = tmp_path / "taken"
     taken.write_text("")
-    proc = run_script(*SMALL, "--out", str(tmp_path / "runs.jsonl"), "--log-dir", str(taken))
+    proc = run_bench("ranking.py", tmp_path / "results", *SMALL, "--out", str(tmp_path / "runs.jsonl"),
+                     "--log-dir", str(taken))  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         f"ranking.py: error: --log-dir {taken}: cannot make this folder (File exists)"
