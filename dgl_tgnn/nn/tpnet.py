@@ -237,8 +237,8 @@ class MixerLayer(nn.Module):
     Token mixing has two equal computations (float32 rounding apart): the normalisation and the MLP
     over a transposed ``[..., C, T]`` copy, and ``token_mixing_in_place`` without the copy. The second
     runs on a GPU for inputs without gradient (ranking: PyTorch's LayerNorm over rows of ``T = 20`` is
-    slow there), the first everywhere else (GPU training epochs took twice as long with the second:
-    ``docs/benchmarks.md``)."""
+    slow there), the first everywhere else (GPU training epochs took about twice as long once the
+    second trained too; attributed to it by elimination, not yet by an A/B: ``docs/benchmarks.md``)."""
 
     def __init__(self, tokens: int, channels: int, dropout: float) -> None:
         super().__init__()
