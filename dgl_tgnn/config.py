@@ -434,7 +434,7 @@ class EvalConfig:
         metadata=option(
             "--eval-batch-size",
             "Events per evaluation batch, scored together, then observed (default: --batch-size). "
-            "DyGLib's TGB scripts rank tgbl-wiki in batches of 20.",
+            "On tgbl-wiki TPNet's TGB code ranks in batches of 20, DyGLib's in batches of 1.",
         ),
     )
     metric: str = field(
