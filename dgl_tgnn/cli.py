@@ -107,6 +107,12 @@ _FORMAT = next(setting for setting in dataclasses.fields(DataConfig) if setting.
     default=False,
     help="Integer ids are node rows as they are (num_nodes = max id + 1) instead of re-indexed.",
 )
+@click.option(
+    "--bipartite/--no-bipartite",
+    default=None,
+    help="Sources and destinations are two id spaces (users, then items) or one (default: bipartite when "
+    "no id is both a source and a destination).",
+)
 @_one_line_errors
 def datasets(
     names: tuple[str, ...],
@@ -119,6 +125,7 @@ def datasets(
     delimiter: str | None,
     header: bool | None,
     keep_ids: bool,
+    bipartite: bool | None,
 ) -> None:
     """List the built-in datasets: events, nodes, edge feature dim, bipartite, time span.
 
@@ -145,6 +152,7 @@ def datasets(
                 delimiter=delimiter,
                 header=header,
                 keep_ids=keep_ids,
+                bipartite=bipartite,
             )
             click.echo(describe(ds))
             return
@@ -233,7 +241,17 @@ def _with_setting_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 # Settings that describe a --data file: with --dataset they would do nothing.
-_FILE_FLAGS = ("format", "src_col", "dst_col", "time_col", "feature_cols", "delimiter", "header", "keep_ids")
+_FILE_FLAGS = (
+    "format",
+    "src_col",
+    "dst_col",
+    "time_col",
+    "feature_cols",
+    "delimiter",
+    "header",
+    "keep_ids",
+    "bipartite",
+)
 
 
 @main.command(context_settings={"max_content_width": 110})

@@ -45,6 +45,12 @@ def choice_names(choices: Choices) -> tuple[str, ...]:
     return choices.names() if isinstance(choices, Registry) else choices
 
 
+# The file formats that say nothing of whether sources and destinations are two id spaces (JODIE files
+# always are; TGN files tell by their id ranges, TGB files by their layout): ``data.bipartite`` (None:
+# guessed) applies to them.
+CHOOSE_BIPARTITE = ("csv", "edgelist")
+
+
 @dataclass
 class DataConfig:
     """Which events, and how they are split (chronologically, as in TGN)."""
@@ -103,6 +109,16 @@ class DataConfig:
             "--keep-ids",
             "Integer node ids of --data are node rows as they are (num_nodes = max id + 1) instead of "
             "re-indexed (default: re-indexed; the run keeps the original ids in node_ids.npy).",
+        ),
+    )
+    # None: guessed from the file (bipartite when no id is both a source and a destination)
+    bipartite: bool | None = field(
+        default=None,
+        metadata=option(
+            "--bipartite",
+            "--data csv or edge list: sources and destinations are two id spaces, users then items, "
+            "negatives and recommendations drawn from the items (or one id space; default: bipartite "
+            "when no id is both a source and a destination).",
         ),
     )
     max_events: int | None = field(

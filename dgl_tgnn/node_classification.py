@@ -230,7 +230,6 @@ def classify_nodes(
             without parameters (EdgeBank), a part with one label only.
     """
     from dgl_tgnn import run_dir as rd
-    from dgl_tgnn.config import load_config
     from dgl_tgnn.data import split_events
     from dgl_tgnn.registry import MODELS
     from dgl_tgnn.train import load_events
@@ -238,7 +237,7 @@ def classify_nodes(
     run_dir = Path(run_dir)
     if not (run_dir / rd.CONFIG).exists():
         raise ValueError(f"{run_dir}: not a run directory (no {rd.CONFIG})")
-    config = load_config(run_dir / rd.CONFIG)
+    config = rd.load_run_config(run_dir)
     if MODELS[config.model.name].encoder is None:
         raise ValueError(
             f"{run_dir}: a {config.model.name} run has no embeddings; node classification needs a "

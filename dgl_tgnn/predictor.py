@@ -77,7 +77,6 @@ class LinkPredictor(ABC):
         """The predictor of a run directory (its ``config.yaml`` and best checkpoint), its state
         after every event of the dataset; or a predictor that ``save`` wrote to the file ``path``."""
         from dgl_tgnn import run_dir as rd
-        from dgl_tgnn.config import load_config
         from dgl_tgnn.train import load_events
 
         path = Path(path)
@@ -92,7 +91,7 @@ class LinkPredictor(ABC):
         config_path = path / rd.CONFIG
         if not config_path.exists():
             raise ValueError(f"{path}: not a run directory (no config.yaml)")
-        config = load_config(config_path)
+        config = rd.load_run_config(path)
         dataset = load_events(config.data)
         predictor = predictor_class(config.model.name).from_run(path, config, dataset, torch.device(device))
         ids = np.load(path / rd.NODE_IDS) if (path / rd.NODE_IDS).exists() else None

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
+
+from dgl_tgnn.config import CHOOSE_BIPARTITE, RunConfig, load_config
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -138,3 +141,15 @@ def plot_curves(run_dir: Path, history: list[dict[str, Any]]) -> None:
     fig.tight_layout()
     fig.savefig(run_dir / CURVES, dpi=100)
     plt.close(fig)
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The resolved config of a run directory (its ``config.yaml``). A run written before
+    ``data.bipartite`` existed read its csv or edge list as one id space, and is read so again."""
+    path = Path(run_dir) / CONFIG
+    config = load_config(path)
+    with open(path) as f:
+        data = (yaml.safe_load(f) or {}).get("data") or {}
+    if data.get("path") and "bipartite" not in data and data.get("format") in CHOOSE_BIPARTITE:
+        config.data.bipartite = False
+    return config

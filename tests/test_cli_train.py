@@ -216,7 +216,12 @@ def test_train_on_string_ids_records_the_data_and_names_the_run_after_it(tmp_pat
     assert data["path"] == str(csv) and data["format"] == "csv" and data["delimiter"] == ","
     assert (data["src_col"], data["dst_col"], data["time_col"]) == ("source", "target", "timestamp")
     assert data["header"] is True and data["keep_ids"] is False and data["feature_cols"] is None
-    assert np.load(run / "node_ids.npy").tolist() == first_seen
+    # users and pages never swap sides: bipartite (guessed, and recorded as read), users first
+    assert "  guessed: bipartite: yes, no id is both a source and a destination (--no-bipartite)" in lines
+    assert data["bipartite"] is True
+    users = [node for node in first_seen if node.startswith("user_")]
+    pages = [node for node in first_seen if node.startswith("page_")]
+    assert np.load(run / "node_ids.npy").tolist() == users + pages
 
     # evaluate reads the file again from config.yaml alone: the same events (its content hash) and ids
     evaluated = CliRunner().invoke(main, ["evaluate", str(run), "--metric", "ap"])

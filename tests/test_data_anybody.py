@@ -289,6 +289,7 @@ def test_data_record_reads_the_file_again_the_same_way(tmp_path):
         "path": path,
         "format": "csv",
         "keep_ids": False,
+        "bipartite": False,  # (b is a source and a destination)
         "src_col": "who",
         "dst_col": "whom",
         "time_col": "when",

@@ -23,6 +23,7 @@ def test_datasets_table_has_published_counts():
     assert rows["mathoverflow"][2:4] == ["506,550", "24,818"]
     assert rows["zipf-1m"][2:4] == ["1,000,000", "100,000"]
     assert rows["zipf-1m"][-2:] == ["30.0", "days"]
+    assert [rows[name][5] for name in ("uci", "bitcoinotc", "enron", "mathoverflow")] == ["no"] * 4
 
 
 def test_datasets_on_a_file(tmp_path):
@@ -31,6 +32,24 @@ def test_datasets_on_a_file(tmp_path):
     result = CliRunner().invoke(main, ["datasets", str(path)])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1].split() == ["e", "edgelist", "2", "3", "0", "no", "1.5", "hours"]
+
+
+def test_datasets_data_says_whether_it_is_bipartite_and_takes_the_flag(tmp_path):
+    path = tmp_path / "buys.csv"
+    path.write_text("user,item,t\nann,tea,1\nbob,tea,2\nann,jam,3\n")
+    guessed = CliRunner().invoke(main, ["datasets", "--data", str(path)])
+    assert guessed.exit_code == 0, guessed.output
+    assert "nodes 4 (string ids, rows in order of first appearance), bipartite: yes (users then items)" in (
+        guessed.output
+    )
+    assert (
+        "guessed: bipartite: yes, no id is both a source and a destination (--no-bipartite)" in guessed.output
+    )
+    given = CliRunner().invoke(main, ["datasets", "--data", str(path), "--no-bipartite"])
+    assert "bipartite: no" in given.output and "guessed: bipartite" not in given.output
+    wrong = CliRunner().invoke(main, ["datasets", "--data", str(path), "--format", "jodie", "--bipartite"])
+    assert wrong.exit_code == 1
+    assert wrong.output == "Error: --bipartite applies to --format csv and edgelist, not to --format jodie\n"
 
 
 def test_bad_file_is_one_error_line(tmp_path):
@@ -53,3 +72,19 @@ def test_bad_file_is_one_error_line(tmp_path):
 )
 def test_format_span(seconds, text):
     assert format_span(seconds) == text
+
+
+def test_a_run_from_before_the_bipartite_setting_reads_its_file_as_one_id_space(tmp_path):
+    from dgl_tgnn.config import load_config
+    from dgl_tgnn.run_dir import load_run_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    text = "model:\n  name: tgn\ndata:\n  path: buys.csv\n  format: csv\n"
+    (run / "config.yaml").write_text(text)  # what runs wrote before data.bipartite existed
+    assert load_run_config(run).data.bipartite is False  # as it was trained: not guessed
+    assert load_config(run / "config.yaml").data.bipartite is None  # a config of one's own: guessed
+    (run / "config.yaml").write_text(text + "  bipartite: true\n")
+    assert load_run_config(run).data.bipartite is True
+    (run / "config.yaml").write_text(text.replace("csv\n", "jodie\n"))  # (JODIE files decide it)
+    assert load_run_config(run).data.bipartite is None

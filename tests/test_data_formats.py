@@ -99,7 +99,9 @@ def test_generic_csv_by_header_names_with_delimiter(tmp_path):
 
 def test_generic_csv_by_index_without_header(tmp_path):
     path = write(tmp_path / "b.csv", "6,2,4,1289241912\n1,15,-10,1289241000\n")
-    ds = load_dataset(str(path), fmt="csv", src_col=0, dst_col=1, time_col=3, feature_cols=[2])
+    ds = load_dataset(
+        str(path), fmt="csv", src_col=0, dst_col=1, time_col=3, feature_cols=[2], bipartite=False
+    )
     np.testing.assert_array_equal(ds.node_ids, [1, 2, 6, 15])
     np.testing.assert_array_equal(ds.src, [0, 2])
     np.testing.assert_array_equal(ds.dst, [3, 1])
@@ -231,7 +233,7 @@ def test_error_edgelist_column_count(tmp_path, text, expected):
 )
 def test_ids_that_are_not_int64_make_every_id_a_string(tmp_path, line, ids):
     path = write(tmp_path / "e.txt", f"# header comment\n1 2 3\n{line}\n5 6 7\n")
-    ds = load_dataset(str(path), fmt="edgelist")
+    ds = load_dataset(str(path), fmt="edgelist", bipartite=False)  # (no id is both src and dst here)
     assert ds.string_ids and ds.source["ids"] == "string"
     np.testing.assert_array_equal(ds.node_ids, ids)  # first appearance, src before dst
 
@@ -329,3 +331,51 @@ def test_bad_arguments_are_value_errors(tmp_path):
         load_dataset(str(path), fmt="edgelist", delimiter=";")
     with pytest.raises(ValueError, match="built-in dataset 'uci'"):
         load_dataset("uci", fmt="csv")
+
+
+def test_bipartite_is_guessed_when_no_id_is_both_a_source_and_a_destination(tmp_path):
+    path = write(tmp_path / "votes.csv", "user,item,t\n7,10,1\n3,11,2\n7,11,3\n")
+    ds = load_dataset(str(path))
+    assert (
+        ds.bipartite
+        and "bipartite: yes, no id is both a source and a destination (--no-bipartite)"
+        in (ds.source["notes"])
+    )
+    np.testing.assert_array_equal(ds.node_ids, [3, 7, 10, 11])  # users, then items
+    np.testing.assert_array_equal(ds.dst_candidates, [2, 3])  # negatives and recommendations: items
+    one_space = load_dataset(str(path), bipartite=False)  # (a second cache entry, not the first's)
+    assert not one_space.bipartite and not any("bipartite" in note for note in one_space.source["notes"])
+    np.testing.assert_array_equal(one_space.node_ids, [3, 7, 10, 11])  # the same nodes
+    np.testing.assert_array_equal(one_space.dst_candidates, [0, 1, 2, 3])
+
+
+def test_bipartite_given_keeps_users_and_items_apart_where_their_ids_coincide(tmp_path):
+    # user 1 and item 1 are different nodes in a user,item file: only --bipartite says so
+    path = write(tmp_path / "e.txt", "1 1 5\n2 1 6\n1 3 7\n")
+    guessed = load_dataset(str(path), fmt="edgelist")
+    assert not guessed.bipartite and guessed.num_nodes == 3
+    assert "bipartite: no, 1 ids are both a source and a destination (--bipartite)" in guessed.source["notes"]
+    two = load_dataset(str(path), fmt="edgelist", bipartite=True)
+    assert two.bipartite and two.num_nodes == 4
+    np.testing.assert_array_equal(two.node_ids, [1, 2, 1, 3])
+    np.testing.assert_array_equal(two.src, [0, 1, 0])
+    np.testing.assert_array_equal(two.dst, [2, 2, 3])
+    kept = load_dataset(str(path), fmt="edgelist", keep_ids=True)  # rows are ids: no guess
+    assert not kept.bipartite and "bipartite: no, ids kept as rows (--bipartite)" in kept.source["notes"]
+
+
+@pytest.mark.parametrize(
+    ("where", "options", "message"),
+    [
+        (
+            "wiki.csv",
+            {"fmt": "jodie", "bipartite": False},
+            "--no-bipartite applies to --format csv and edgelist",
+        ),
+        ("wikipedia", {"bipartite": True}, "not for the built-in dataset 'wikipedia'"),
+    ],
+)
+def test_bipartite_is_refused_where_the_format_already_says(tmp_path, where, options, message):
+    path = write(tmp_path / "wiki.csv", "user_id,item_id,timestamp,state_label\n1,2,3,0\n")
+    with pytest.raises(ValueError, match=message):
+        load_dataset(str(path) if where == "wiki.csv" else where, **options)

@@ -518,6 +518,8 @@ def test_string_ids_in_and_out(runs):
     p.observe(["newcomer"], ["item-new"], [7000.0])
     every = p.recommend(["newcomer"], 7001.0, k=int(p.destinations.sum())).nodes[0].tolist()
     assert "item-new" in every and "newcomer" not in every
+    # users never vote for users: the csv loads bipartite, and only items are recommended
+    assert all(node.startswith("item-") for node in every)
 
 
 def test_cli_recommend_writes_the_top_k_with_string_ids(runs, tmp_path):

@@ -195,6 +195,17 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(uniques, dtype=str)
 
 
+def _guess_bipartite(src: np.ndarray, dst: np.ndarray, keep_ids: bool) -> tuple[bool, str]:
+    """Whether ids ``src [E]`` and ``dst [E]`` look bipartite (no id is both a source and a
+    destination; never with ``keep_ids``, whose rows are the ids), and the note that says so."""
+    if keep_ids:
+        return False, "bipartite: no, ids kept as rows (--bipartite)"
+    shared = np.intersect1d(src, dst).size
+    if shared == 0 and src.size:
+        return True, "bipartite: yes, no id is both a source and a destination (--no-bipartite)"
+    return False, f"bipartite: no, {shared:,} ids are both a source and a destination (--bipartite)"
+
+
 def float32_features(feat: np.ndarray, what: str) -> np.ndarray:
     """``feat`` as float32, refusing values that are not finite after the cast (``1e39`` overflows)."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -218,7 +229,7 @@ def from_events(
     *,
     label: np.ndarray | None = None,
     edge_feat: np.ndarray | None = None,
-    bipartite: bool = False,
+    bipartite: bool | None = False,
     keep_ids: bool = False,
     source: dict[str, Any] | None = None,
 ) -> TemporalDataset:
@@ -233,6 +244,9 @@ def from_events(
         t: ``[E]`` event times (any real dtype, stored as float64).
         label: ``[E]`` integer labels or None.
         edge_feat: ``[E, d]`` real features or None (stored as float32: values that overflow it are refused).
+        bipartite: None guesses it: bipartite when no id is both a source and a destination (the
+            rows are then the same nodes either way; the destination pool is the destinations only),
+            and never with ``keep_ids``; the guess is noted in ``source["notes"]``.
         keep_ids: integer ids only: row ``i`` is id ``i`` (``num_nodes = max id + 1``, bounded by the load
             limit) instead of re-indexing.
         source: what was read (stored as ``ds.source``; ``ids`` and ``resorted`` are filled in here).
@@ -244,6 +258,10 @@ def from_events(
     string_ids = src.dtype.kind == "U" or dst.dtype.kind == "U"
     if string_ids:
         src, dst = src.astype(str), dst.astype(str)
+    info = dict(source or {})
+    if bipartite is None:
+        bipartite, note = _guess_bipartite(src, dst, keep_ids)
+        info["notes"] = [*info.get("notes", []), note]
     if keep_ids:
         if string_ids:
             raise ValueError("--keep-ids needs integer node ids; these are strings (drop --keep-ids)")
@@ -290,7 +308,6 @@ def from_events(
         edge_feat = float32_features(edge_feat, "edge features")
     resorted = bool(np.any(t[1:] < t[:-1]))
     order = np.argsort(t, kind="stable")
-    info = dict(source or {})
     info.update(ids="kept" if keep_ids else "string" if string_ids else "integer", resorted=resorted)
     return TemporalDataset(
         name=name,

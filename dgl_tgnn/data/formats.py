@@ -494,9 +494,10 @@ def tgn_files(path: Path) -> tuple[Path, Path, Path]:
     return path, path.with_name(f"{stem}.npy"), path.with_name(f"{stem}_node.npy")
 
 
-def read_edgelist(path: Path, keep_ids: bool = False) -> TemporalDataset:
+def read_edgelist(path: Path, keep_ids: bool = False, bipartite: bool | None = None) -> TemporalDataset:
     """SNAP/KONECT whitespace edge list: ``src dst time`` or ``src dst weight time`` a line; lines starting
-    with ``%`` or ``#`` are comments. A weight becomes a 1-dim edge feature."""
+    with ``%`` or ``#`` are comments. A weight becomes a 1-dim edge feature. ``bipartite``: None guesses
+    it (``from_events``)."""
     data = read_text(path)
     first = _first_lines(data, comments=True, count=1)
     if not first:
@@ -521,6 +522,7 @@ def read_edgelist(path: Path, keep_ids: bool = False) -> TemporalDataset:
         arrays[1],
         arrays[2],
         edge_feat=edge_feat,
+        bipartite=bipartite,
         keep_ids=keep_ids,
         source=source,
     )
@@ -641,9 +643,16 @@ def _column_index(path: Path, key: int | str, header: list[str] | None, width: i
     return key
 
 
-def read_csv(path: Path, columns: CsvColumns, keep_ids: bool = False, fmt: str = "csv") -> TemporalDataset:
+def read_csv(
+    path: Path,
+    columns: CsvColumns,
+    keep_ids: bool = False,
+    fmt: str = "csv",
+    bipartite: bool | None = None,
+) -> TemporalDataset:
     """Generic delimited file: ``columns`` names the source, destination, time (and feature) columns; what it
-    leaves None (columns, delimiter, header) is found from the first lines."""
+    leaves None (columns, delimiter, header) is found from the first lines. ``bipartite``: None guesses
+    it (``from_events``)."""
     data = read_text(path)
     lines = _first_lines(data, comments=False, count=21)
     if not lines:
@@ -764,6 +773,7 @@ def read_csv(path: Path, columns: CsvColumns, keep_ids: bool = False, fmt: str =
         arrays[1],
         arrays[2],
         edge_feat=edge_feat,
+        bipartite=bipartite,
         keep_ids=keep_ids,
         source=source,
     )
@@ -790,7 +800,7 @@ def read_tgb(path: Path, keep_ids: bool = False) -> TemporalDataset:
     )
     features = tuple(i for i in range(3, len(header)) if i < len(second) and _is_number(second[i]))
     columns = CsvColumns(src=1, dst=2, time=0, features=features, delimiter=",", header=True)
-    return _tgb_node_features(path, read_csv(path, columns, keep_ids=keep_ids, fmt="tgb"))
+    return _tgb_node_features(path, read_csv(path, columns, keep_ids=keep_ids, fmt="tgb", bipartite=False))
 
 
 def _tgb_node_features(path: Path, ds: TemporalDataset) -> TemporalDataset:
@@ -913,28 +923,31 @@ def read_tgn(path: Path, keep_ids: bool = False) -> TemporalDataset:
     return dataclasses.replace(ds, node_feat=node_feat)
 
 
-Reader = Callable[[Path, CsvColumns | None, bool], TemporalDataset]
-"""``read(path, columns, keep_ids)``: what ``FORMATS`` holds (``columns``: the generic csv's only)."""
+Reader = Callable[[Path, CsvColumns | None, bool, bool | None], TemporalDataset]
+"""``read(path, columns, keep_ids, bipartite)``: what ``FORMATS`` holds (``columns``: the generic csv's
+only; ``bipartite``: None guesses it, for the formats in ``CHOOSE_BIPARTITE``; the others must get None)."""
 
 
-def _read_csv(path: Path, columns: CsvColumns | None, keep_ids: bool) -> TemporalDataset:
+def _read_csv(
+    path: Path, columns: CsvColumns | None, keep_ids: bool, bipartite: bool | None
+) -> TemporalDataset:
     assert columns is not None
-    return read_csv(path, columns, keep_ids=keep_ids)
+    return read_csv(path, columns, keep_ids=keep_ids, bipartite=bipartite)
 
 
 # In the order --help lists them; ``load_dataset`` guesses the format of a file when none is given.
 FORMATS.register("jodie", "JODIE csv (user_id, item_id, timestamp, state_label, features)")(
-    lambda path, columns, keep_ids: read_jodie(path, keep_ids)
+    lambda path, columns, keep_ids, bipartite: read_jodie(path, keep_ids)
 )
 FORMATS.register("tgn", "TGN's ml_<name>.csv with its .npy features")(
-    lambda path, columns, keep_ids: read_tgn(path, keep_ids)
+    lambda path, columns, keep_ids, bipartite: read_tgn(path, keep_ids)
 )
 FORMATS.register("edgelist", "SNAP/KONECT whitespace edge list (src dst [weight] time)")(
-    lambda path, columns, keep_ids: read_edgelist(path, keep_ids)
+    lambda path, columns, keep_ids, bipartite: read_edgelist(path, keep_ids, bipartite)
 )
 FORMATS.register(
     "csv", "generic delimited file (columns guessed, or given with --src-col, --dst-col, --time-col)"
 )(_read_csv)
 FORMATS.register("tgb", "TGB edge list (tgbl-<name>_edgelist_v2.csv)")(
-    lambda path, columns, keep_ids: read_tgb(path, keep_ids)
+    lambda path, columns, keep_ids, bipartite: read_tgb(path, keep_ids)
 )

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dgl_tgnn.config import CHOOSE_BIPARTITE
 from dgl_tgnn.data.cache import cache_key, load_cached, store
 from dgl_tgnn.data.dataset import DataError, TemporalDataset
 from dgl_tgnn.data.formats import (
@@ -60,6 +61,7 @@ def load_dataset(
     delimiter: str | None = None,
     header: bool | None = None,
     keep_ids: bool = False,
+    bipartite: bool | None = None,
     cache: bool = True,
 ) -> TemporalDataset:
     """Load a built-in dataset (see ``builtin_names()``) or an event file.
@@ -77,6 +79,10 @@ def load_dataset(
         delimiter: field delimiter of a generic csv (``" "``: runs of whitespace); None sniffs it.
         header: whether the csv's first line is a header; None detects it.
         keep_ids: integer node ids are rows as they are (``num_nodes = max id + 1``) instead of re-indexed.
+        bipartite: sources and destinations are two id spaces (users, then items; negatives and
+            recommendations drawn from the items) or one; None guesses it: bipartite when no id is both
+            a source and a destination (never with ``keep_ids``). For ``csv`` and ``edgelist`` files;
+            ``jodie`` files are bipartite, ``tgn`` ones tell by their id ranges, ``tgb`` ones by layout.
         cache: reuse / store the parsed arrays under ``$DGL_TGNN_CACHE`` (default ``~/.cache/dgl_tgnn``),
             keyed by the files' content and these options.
 
@@ -99,10 +105,10 @@ def load_dataset(
     name = str(name_or_path)
     guessed = False
     if name in _BUILTINS or name in _SYNTHETIC:
-        if fmt is not None or given or keep_ids:
+        if fmt is not None or given or keep_ids or bipartite is not None:
             raise ValueError(
-                f"--format, --keep-ids and column options are for files (--data), not for the built-in "
-                f"dataset {name!r}"
+                f"--format, --keep-ids, --bipartite and column options are for files (--data), not for the "
+                f"built-in dataset {name!r}"
             )
         if name in _SYNTHETIC:
             ds = _SYNTHETIC[name]()
@@ -110,6 +116,7 @@ def load_dataset(
             return dataclasses.replace(ds, name=name, source=source)
         file, fmt, columns = _BUILTINS[name]
         path = BUILTIN_DIR / file
+        bipartite = False if fmt in CHOOSE_BIPARTITE else None  # (known: no guess to report)
     else:
         path = Path(name_or_path)
         if not path.exists():
@@ -119,8 +126,11 @@ def load_dataset(
         if fmt is None:
             fmt = "csv" if given else guess_format(path)
         columns = _csv_columns(fmt, src_col, dst_col, time_col, feature_cols, delimiter, header, given)
+        if bipartite is not None and fmt not in CHOOSE_BIPARTITE:
+            flag = "--bipartite" if bipartite else "--no-bipartite"
+            raise ValueError(f"{flag} applies to --format csv and edgelist, not to --format {fmt}")
     if not cache:
-        ds = _parse(path, fmt, columns, keep_ids)
+        ds = _parse(path, fmt, columns, keep_ids, bipartite)
     else:
         files = tgn_files(path) if fmt == "tgn" else (path,)
         key = cache_key(
@@ -129,11 +139,12 @@ def load_dataset(
                 "fmt": fmt,
                 "columns": None if columns is None else dataclasses.asdict(columns),
                 "keep_ids": keep_ids,
+                "bipartite": bipartite,
             },
         )
         ds = load_cached(key, name)
         if ds is None:
-            ds = _parse(path, fmt, columns, keep_ids)
+            ds = _parse(path, fmt, columns, keep_ids, bipartite)
             store(key, ds)
     source = dict(ds.source)
     source["path"] = str(path)
@@ -165,6 +176,8 @@ def _csv_columns(
     return CsvColumns(src_col, dst_col, time_col, tuple(feature_cols or ()), delimiter, header)
 
 
-def _parse(path: Path, fmt: str, columns: CsvColumns | None, keep_ids: bool) -> TemporalDataset:
+def _parse(
+    path: Path, fmt: str, columns: CsvColumns | None, keep_ids: bool, bipartite: bool | None
+) -> TemporalDataset:
     read: Reader = FORMATS[fmt]
-    return read(path, columns, keep_ids)
+    return read(path, columns, keep_ids, bipartite)

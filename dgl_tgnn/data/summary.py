@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dgl_tgnn.config import CHOOSE_BIPARTITE
 from dgl_tgnn.data.dataset import TemporalDataset
 
 _UNITS = (("years", 365.25 * 86400), ("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0))
@@ -142,7 +143,8 @@ def describe(ds: TemporalDataset) -> str:
 
 def data_record(ds: TemporalDataset) -> dict[str, Any]:
     """What was read, as the ``load_dataset`` options (and config ``data`` keys) that read it again the same
-    way, guesses resolved: ``path``, ``format``, ``keep_ids`` and, for csv, ``src_col``, ``dst_col``,
+    way, guesses resolved: ``path``, ``format``, ``keep_ids``, for csv and edge lists ``bipartite`` and, for
+    csv, ``src_col``, ``dst_col``,
     ``time_col``, ``feature_cols``, ``delimiter`` (``" "``: whitespace) and ``header``. Columns are strings,
     as on the command line (a 0-based index as digits). Empty for built-in and in-memory datasets."""
     info = ds.source
@@ -153,6 +155,8 @@ def data_record(ds: TemporalDataset) -> dict[str, Any]:
         "format": info["format"],
         "keep_ids": info.get("ids") == "kept",
     }
+    if info["format"] in CHOOSE_BIPARTITE:
+        record["bipartite"] = ds.bipartite
     if info["format"] == "csv":
         columns = info["columns"]
         record.update(

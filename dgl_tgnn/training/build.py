@@ -73,6 +73,7 @@ def load_events(config: DataConfig) -> TemporalDataset:
             delimiter=config.delimiter,
             header=config.header,
             keep_ids=config.keep_ids,
+            bipartite=config.bipartite,
         )
     else:
         assert config.dataset is not None

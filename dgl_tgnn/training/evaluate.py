@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dgl_tgnn import run_dir as rd
-from dgl_tgnn.config import RunConfig, apply_overrides, config_from_dict, load_config
+from dgl_tgnn.config import RunConfig, apply_overrides, config_from_dict
 from dgl_tgnn.distributed.group import Parallel
 from dgl_tgnn.evaluation import Evaluator
 from dgl_tgnn.link import LinkModel
@@ -170,7 +170,7 @@ def evaluate_checkpoint(
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     if path.is_dir() and (path / rd.CONFIG).exists():
-        config = apply_overrides(load_config(path / rd.CONFIG), overrides or {}).validate()
+        config = apply_overrides(rd.load_run_config(path), overrides or {}).validate()
         if config.model.name == "edgebank":  # no weights: its memory is the stream
             result = edgebank_metrics(config, load_events(config.data), path)
             return {k: v for k, v in result.items() if k.startswith(f"{split}_")}

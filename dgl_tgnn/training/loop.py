@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from dgl_tgnn import run_dir as rd
-from dgl_tgnn.config import RunConfig, load_config, save_config
+from dgl_tgnn.config import RunConfig, save_config
 from dgl_tgnn.data import TemporalDataset
 from dgl_tgnn.distributed.group import Parallel
 from dgl_tgnn.events import EventBatch
@@ -528,7 +528,7 @@ class Trainer:
     def _resumed(
         cls, run_dir: Path, progress: bool, log: Callable[[str], None], parallel: Parallel | None
     ) -> Trainer:
-        config = load_config(run_dir / rd.CONFIG)
+        config = rd.load_run_config(run_dir)
         state = load_checkpoint(run_dir / rd.CHECKPOINT, CHECKPOINT_KEYS)
         check_same_config(state["config"], config.to_dict(), run_dir / rd.CONFIG, run_dir / rd.CHECKPOINT)
         processes, now = state.get("processes", 1), 1 if parallel is None else parallel.world
