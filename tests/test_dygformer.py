@@ -140,10 +140,12 @@ def _reference_logit(model, su, sv, row_u, row_v, node_feat, edge_feat):
     return model.merge(torch.cat([hu, hv]))[0]
 
 
-@pytest.mark.parametrize("patch", [1, 2, 3])
-def test_pair_logits_equal_a_per_pair_reference(patch):
-    model = _model(patch=patch)
-    node_feat, edge_feat = torch.randn(NUM_NODES, 2), torch.randn(len(EVENTS), 3)
+@pytest.mark.parametrize(("patch", "node_dim", "edge_dim"), [(1, 2, 3), (2, 2, 3), (3, 2, 3), (2, 0, 0)])
+def test_pair_logits_equal_a_per_pair_reference(patch, node_dim, edge_dim):
+    model = _model(patch=patch, node_dim=node_dim, edge_dim=edge_dim)
+    # four groups of 6 channels with or without features (DyGLib's zero features: a learnt constant)
+    assert model.width == 4 * 6
+    node_feat, edge_feat = torch.randn(NUM_NODES, node_dim), torch.randn(len(EVENTS), edge_dim)
     at = 10.0
     # repeated neighbours, the candidate among the source's neighbours, a source among its own
     src = _block([0, 2], [[3, 4, 3, 5], [3, -1, -1, -1]], [[0, 2, 1, 5], [6, -1, -1, -1]],
@@ -189,7 +191,7 @@ def test_empty_histories_give_finite_scores_of_the_right_shape(node_dim, edge_di
 
 def test_bad_settings_fail_in_one_line():
     with pytest.raises(ValueError, match="heads dividing"):
-        DyGFormer(0, 0, time_dim=4, neighbours=4, patch_size=1, channels=5, cooc_dim=5, layers=1, heads=4,
+        DyGFormer(0, 0, time_dim=4, neighbours=4, patch_size=1, channels=5, cooc_dim=5, layers=1, heads=3,
                   dropout=0.0, out_dim=8, learnable_time=False)  # fmt: skip
     model = _model(neighbours=4)
     wrong = _block([0], [[1, 2, 3]], [[0, 1, 2]], [[1.0, 2.0, 3.0]], 5.0)

@@ -26,6 +26,8 @@ comparison) and the Transformer remain, computed in chunks of pairs to a memory 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,6 +44,14 @@ def cooccurrence_counts(
     broadcast; one ``[..., L, M]`` comparison, no Python loop."""
     same = (ids.unsqueeze(-1) == other_ids.unsqueeze(-2)) & other_mask.unsqueeze(-2)
     return same.sum(-1) * mask
+
+
+def _projection(width: int, channels: int) -> nn.Linear:
+    """``Linear(width, channels)``; at ``width`` 0 its output is its bias alone, a learnt constant
+    (whose empty weight PyTorch warns it cannot initialise)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors is a no-op")
+        return nn.Linear(width, channels)
 
 
 class _Sequences:
@@ -70,18 +80,15 @@ class _Sequences:
         self.ids = F.pad(self.ids, (0, pad), value=-1)
         self.patch_mask = self.mask.view(size, -1, patch).any(-1)  # [R, Np]
         keep = self.mask[..., None]
-        groups = []
-        if model.node_proj is not None:
-            groups.append(model.node_proj(model.patches(node_feat[self.ids.clamp(min=0)] * keep)))
-        if model.edge_proj is not None:
-            eids = F.pad(torch.cat([block.nbr_eids.new_full((size, 1), -1), block.nbr_eids], 1), (0, pad))
-            feats = edge_feat[eids.clamp(min=0)] * (keep & (eids >= 0)[..., None])
-            groups.append(model.edge_proj(model.patches(feats)))
+        groups = [model.node_proj(model.patches(node_feat[self.ids.clamp(min=0)] * keep))]
+        eids = F.pad(torch.cat([block.nbr_eids.new_full((size, 1), -1), block.nbr_eids], 1), (0, pad))
+        feats = edge_feat[eids.clamp(min=0)] * (keep & (eids >= 0)[..., None])
+        groups.append(model.edge_proj(model.patches(feats)))
         dt = F.pad(torch.cat([block.dt.new_zeros(size, 1), block.dt], dim=1), (0, pad))
         groups.append(model.time_proj(model.patches(model.time_enc(dt) * keep)))
         own = cooccurrence_counts(self.ids, self.mask, self.ids, self.mask)  # [R, Np * P]
         groups.append(model.cooc_patch(own, self.mask, table) + model.cooc_proj.bias)
-        self.static = torch.cat(groups, dim=-1)  # [R, Np, G C]
+        self.static = torch.cat(groups, dim=-1)  # [R, Np, 4 C]
 
 
 class _EncoderLayer(nn.Module):
@@ -118,8 +125,9 @@ class DyGFormer(nn.Module):
     alone through the Transformer (cross counts 0), averaged and mapped to ``out_dim``.
 
     Args:
-        node_dim, edge_dim: widths of the node and event features (0 when none: that group is left
-            out of the tokens).
+        node_dim, edge_dim: widths of the node and event features (0 when none: that group of every
+            patch is then a learnt constant, the bias of its projection, as DyGLib's zero features
+            give it; the patch width is ``4 C`` either way, as DyGLib's).
         time_dim: width of the time encoding of ``t - t_e`` (seconds, as DyGLib: no log).
         neighbours: ``k``, recent neighbours per root (the hop block's fanout); ``L = 1 + k``.
         patch_size: ``P``.
@@ -151,7 +159,7 @@ class DyGFormer(nn.Module):
         learnable_time: bool,
     ) -> None:
         super().__init__()
-        width = channels * (2 + (node_dim > 0) + (edge_dim > 0))
+        width = 4 * channels
         if patch_size < 1 or neighbours < 1 or width % heads:
             raise ValueError(
                 f"dygformer needs patch_size >= 1, neighbours >= 1 and heads dividing the patch width "
@@ -162,8 +170,8 @@ class DyGFormer(nn.Module):
         self.length = 1 + neighbours
         self.num_patches = -(-self.length // patch_size)
         self.time_enc = TimeEncoding(time_dim, learnable_time)
-        self.node_proj = nn.Linear(patch_size * node_dim, channels) if node_dim else None
-        self.edge_proj = nn.Linear(patch_size * edge_dim, channels) if edge_dim else None
+        self.node_proj = _projection(patch_size * node_dim, channels)
+        self.edge_proj = _projection(patch_size * edge_dim, channels)
         self.time_proj = nn.Linear(patch_size * time_dim, channels)
         self.cooc = nn.Sequential(nn.Linear(1, cooc_dim), nn.ReLU(), nn.Linear(cooc_dim, cooc_dim))
         self.cooc_proj = nn.Linear(patch_size * cooc_dim, channels)
@@ -173,7 +181,7 @@ class DyGFormer(nn.Module):
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         """``[R, Np, P F]``: token features ``[R, Np P, F]`` side by side within each patch."""
-        return x.reshape(x.shape[0], -1, self.patch_size * x.shape[-1])
+        return x.reshape(x.shape[0], x.shape[1] // self.patch_size, self.patch_size * x.shape[-1])
 
     def cooc_table(self) -> torch.Tensor:
         """``[P, L + 1, C]``: ``W_j f(n)`` for patch position ``j`` and count ``n = 0..L`` (no bias)."""
