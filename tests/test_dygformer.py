@@ -255,6 +255,7 @@ def test_the_tgb_config_keeps_the_paper_model():
     m = paper.model
     assert (m.fanouts, m.strategy, m.patch_size, m.num_heads, m.embed_dim) == ([31], "recent", 1, 2, 172)
     assert (m.time_dim, m.dropout, paper.train.lr, paper.train.batch_size) == (100, 0.1, 1e-4, 200)
+    assert loaded.eval_batch_size == 20  # ranked 20 events at a time
 
 
 def test_training_reads_each_candidate_to_its_event_s_time():

@@ -356,6 +356,8 @@ def test_the_tgb_config_keeps_the_paper_model_with_the_tgb_code_s_walk_length():
     assert (m.fanouts, m.strategy, m.embed_dim, m.mixer_layers) == ([20], "recent", 172, 2)
     assert (m.walk_length, m.walk_decay, m.walk_dim, paper.train.lr) == (3, 1e-6, 120, 1e-4)
     assert m.time_encoding == "learnable"  # DyGLib's TimeEncoder learns its frequencies
+    # ranked in batches of 20 events, trained in batches of 200, as the TGB code on tgbl-wiki
+    assert (loaded.eval_batch_size, loaded.train.batch_size) == (20, 200)
 
 
 def test_training_reads_each_candidate_to_its_event_s_time():
