@@ -130,35 +130,35 @@ def datasets(
     """List the built-in datasets: events, nodes, edge feature dim, bipartite, time span.
 
     With arguments, a row for each of those datasets instead (built-in names or event files, format
-    guessed). With --data FILE, what was loaded from FILE, in detail.
+    guessed, read with the loader options given). With --data FILE, what was loaded from FILE, in
+    detail.
     """
     from dgl_tgnn.data import DataError, builtin_names, describe, load_dataset
     from dgl_tgnn.data.registry import builtin_format
     from dgl_tgnn.data.summary import format_table, summary_row
 
+    options = {
+        "fmt": fmt,
+        "src_col": _column_flag(src_col),
+        "dst_col": _column_flag(dst_col),
+        "time_col": _column_flag(time_col),
+        "feature_cols": None
+        if feature_cols is None
+        else [_column_flag(c.strip()) for c in feature_cols.split(",")],
+        "delimiter": delimiter,
+        "header": header,
+        "keep_ids": keep_ids,
+        "bipartite": bipartite,
+    }
     try:
         if data is not None:
             if names:
                 raise click.UsageError("give --data FILE or NAME_OR_PATH arguments, not both")
-            ds = load_dataset(
-                data,
-                fmt=fmt,
-                src_col=_column_flag(src_col),
-                dst_col=_column_flag(dst_col),
-                time_col=_column_flag(time_col),
-                feature_cols=None
-                if feature_cols is None
-                else [_column_flag(c.strip()) for c in feature_cols.split(",")],
-                delimiter=delimiter,
-                header=header,
-                keep_ids=keep_ids,
-                bipartite=bipartite,
-            )
-            click.echo(describe(ds))
+            click.echo(describe(load_dataset(data, **options)))
             return
         rows = []
         for name in names or builtin_names():
-            ds = load_dataset(name)
+            ds = load_dataset(name, **options)
             fmt_read = builtin_format(name) if name in builtin_names() else ds.source.get("format", "?")
             rows.append(summary_row(ds, fmt_read))
     except (DataError, ValueError) as error:

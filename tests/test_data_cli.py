@@ -88,3 +88,13 @@ def test_a_run_from_before_the_bipartite_setting_reads_its_file_as_one_id_space(
     assert load_run_config(run).data.bipartite is True
     (run / "config.yaml").write_text(text.replace("csv\n", "jodie\n"))  # (JODIE files decide it)
     assert load_run_config(run).data.bipartite is None
+
+
+def test_datasets_reads_its_file_arguments_with_the_loader_options(tmp_path):
+    path = tmp_path / "buys.csv"
+    path.write_text("user,item,t\nann,tea,1\nbob,tea,2\nann,jam,3\n")
+    rows = [CliRunner().invoke(main, ["datasets", str(path), *flag]) for flag in ([], ["--no-bipartite"])]
+    assert [r.output.splitlines()[1].split()[5] for r in rows] == ["yes", "no"]  # the bipartite column
+    built_in = CliRunner().invoke(main, ["datasets", "uci", "--keep-ids"])  # (it did nothing before)
+    assert built_in.exit_code == 1 and len(built_in.output.splitlines()) == 1
+    assert "not for the built-in dataset 'uci'" in built_in.output
