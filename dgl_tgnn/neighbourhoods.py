@@ -142,9 +142,7 @@ class Embedder:
 class PairLogits:
     """Logits of (source, candidate) pairs from a ``model`` that scores pairs itself
     (``LinkModel.scores_pairs``), over one-hop neighbourhoods from ``neighbourhoods``: the sources'
-    at their times; the candidates' each distinct one once, at the reference time, or one per pair
-    at its row's time (training, as DyGLib's and TPNet's code embed a destination and its negatives
-    at the event's time)."""
+    at their times, each distinct candidate's once, at the reference time."""
 
     model: LinkModel
     neighbourhoods: Neighbourhoods
@@ -152,27 +150,13 @@ class PairLogits:
     edge_feat: torch.Tensor
 
     def __call__(
-        self,
-        src: torch.Tensor,
-        times: torch.Tensor,
-        t_ref: float | torch.Tensor,
-        candidates: torch.Tensor,
-        candidate_times: torch.Tensor | None = None,
+        self, src: torch.Tensor, times: torch.Tensor, t_ref: float | torch.Tensor, candidates: torch.Tensor
     ) -> torch.Tensor:
         """``[B, C]`` logits of sources ``src [B]`` at ``times [B]`` float64 (``>= t_ref``) with
-        ``candidates [B, C]``, from the events and the model's state strictly before ``t_ref``; the
-        candidates of row ``b`` at ``candidate_times[b]`` (float64, ``>= t_ref``; their neighbours as
-        ``Neighbourhoods`` reads a root's) when given, else at ``t_ref``."""
+        ``candidates [B, C]``, from the events and the model's state strictly before ``t_ref``."""
         device = self.neighbourhoods.device
         t_ref = torch.as_tensor(t_ref, dtype=torch.float64).to(device)
-        candidates = candidates.to(device)
-        if candidate_times is None:
-            nodes, index = torch.unique(candidates, return_inverse=True)
-            node_times = t_ref.expand(nodes.shape[0]).contiguous()
-        else:
-            nodes = candidates.reshape(-1)
-            node_times = candidate_times.to(device).repeat_interleave(candidates.shape[1])
-            index = torch.arange(nodes.shape[0], device=device).view(candidates.shape)
+        nodes, index = torch.unique(candidates.to(device), return_inverse=True)
         (src_block,) = self.neighbourhoods(src, times, t_ref)
-        (cand_block,) = self.neighbourhoods(nodes, node_times, t_ref)
+        (cand_block,) = self.neighbourhoods(nodes, t_ref.expand(nodes.shape[0]).contiguous(), t_ref)
         return self.model.pair_logits(src_block, cand_block, index, t_ref, self.node_feat, self.edge_feat)

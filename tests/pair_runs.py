@@ -13,8 +13,6 @@ import torch
 from dgl_tgnn import LinkPredictor
 from dgl_tgnn.config import RunConfig
 from dgl_tgnn.events import EventStream
-from dgl_tgnn.graph import TemporalGraph
-from dgl_tgnn.neighbourhoods import Neighbourhoods, PairLogits
 from dgl_tgnn.ranking import NegativeSets, rank_stream
 from dgl_tgnn.train import Trainer
 
@@ -77,57 +75,3 @@ def assert_trains(config: RunConfig, constant: tuple[str, ...] = ()) -> None:
     assert len(losses) == 3 and all(np.isfinite(losses))
     after = trainer.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if k not in constant)
-
-
-def assert_candidates_read_to_their_rows_time(
-    model: torch.nn.Module, fanout: int, events: list[tuple[int, int, float]], node_dim: int, edge_dim: int
-) -> None:
-    """``PairLogits`` with ``candidate_times`` (training): row ``b``'s candidates see every event
-    strictly before ``t[b]``, earlier ones of the batch included: each row equals the row alone,
-    scored at its own time, and the batch's first row's time would give other logits. ``model``'s
-    state (TPNet's walks, fed ``events`` up to a later time) reads the same at every row's time."""
-    src, dst, t = (torch.tensor(c) for c in zip(*events, strict=True))
-    graph = TemporalGraph(src, dst, t.double())
-    num_nodes = int(max(src.max(), dst.max())) + 1
-    neighbourhoods = Neighbourhoods(graph, [fanout], "recent", 0, 1, True, torch.device("cpu"))
-    torch.manual_seed(0)
-    pairs = PairLogits(
-        model, neighbourhoods, torch.randn(num_nodes, node_dim), torch.randn(len(events), edge_dim)
-    )
-    rows = torch.tensor([0, 1, 2])  # a batch at times 4, 6 and 9 (``events`` reach 3 and 4 in between)
-    times = torch.tensor([4.0, 6.0, 9.0], dtype=torch.float64)
-    candidates = torch.tensor([[3, 4], [4, 3], [3, 5]])
-    with torch.no_grad():
-        batch = pairs(rows, times, times[0], candidates, times)
-        alone = [pairs(rows[b : b + 1], times[b : b + 1], times[b], candidates[b : b + 1]) for b in rows]
-        at_start = pairs(rows, times, times[0], candidates)
-    torch.testing.assert_close(batch, torch.cat(alone))
-    torch.testing.assert_close(batch[0], at_start[0])  # the first row's time is the batch's start
-    assert not torch.allclose(batch[1:], at_start[1:])
-
-
-def assert_training_reads_candidates_at_their_events_time(
-    config: RunConfig, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The pair training step gives ``PairLogits`` each row's event time for its candidates with
-    ``train.visible_batch``, and none (the batch's start) without."""
-    seen: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-    original = PairLogits.__call__
-
-    def spy(self, src, times, t_ref, candidates, candidate_times=None):
-        seen.append((times.clone(), candidate_times))
-        return original(self, src, times, t_ref, candidates, candidate_times)
-
-    monkeypatch.setattr(PairLogits, "__call__", spy)
-    for visible in (True, False):
-        seen.clear()
-        config.train.visible_batch = visible
-        trainer = Trainer(config, None, progress=False, log=lambda line: None)
-        trainer.train_epoch(stop_after=2)
-        assert len(seen) == 2
-        for times, candidate_times in seen:
-            if visible:
-                assert candidate_times is not None and torch.equal(candidate_times, times)
-                assert candidate_times.unique().numel() > 1  # the events' own times, not one start
-            else:
-                assert candidate_times is None

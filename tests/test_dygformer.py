@@ -7,13 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from pair_runs import (
-    assert_candidates_read_to_their_rows_time,
-    assert_no_leakage,
-    assert_predictor_ranks_as_the_run_did,
-    assert_training_reads_candidates_at_their_events_time,
-    assert_trains,
-)
+from pair_runs import assert_no_leakage, assert_predictor_ranks_as_the_run_did, assert_trains
 
 from dgl_tgnn.cli import main
 from dgl_tgnn.config import apply_overrides, default_config, load_config
@@ -256,11 +250,3 @@ def test_the_tgb_config_keeps_the_paper_model():
     assert (m.fanouts, m.strategy, m.patch_size, m.num_heads, m.embed_dim) == ([31], "recent", 1, 2, 172)
     assert (m.time_dim, m.dropout, paper.train.lr, paper.train.batch_size) == (100, 0.1, 1e-4, 200)
     assert loaded.eval_batch_size == 20  # ranked 20 events at a time
-
-
-def test_training_reads_each_candidate_to_its_event_s_time():
-    assert_candidates_read_to_their_rows_time(_model(), 4, EVENTS, node_dim=2, edge_dim=3)
-
-
-def test_the_trainer_reads_candidates_at_their_event_s_time(monkeypatch):
-    assert_training_reads_candidates_at_their_events_time(_small_config(), monkeypatch)

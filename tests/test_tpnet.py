@@ -8,13 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from pair_runs import (
-    assert_candidates_read_to_their_rows_time,
-    assert_no_leakage,
-    assert_predictor_ranks_as_the_run_did,
-    assert_training_reads_candidates_at_their_events_time,
-    assert_trains,
-)
+from pair_runs import assert_no_leakage, assert_predictor_ranks_as_the_run_did, assert_trains
 
 from dgl_tgnn.cli import main
 from dgl_tgnn.config import apply_overrides, default_config
@@ -358,11 +352,3 @@ def test_the_tgb_config_keeps_the_paper_model_with_the_tgb_code_s_walk_length():
     assert m.time_encoding == "learnable"  # DyGLib's TimeEncoder learns its frequencies
     # ranked in batches of 20 events, trained in batches of 200, as the TGB code on tgbl-wiki
     assert (loaded.eval_batch_size, loaded.train.batch_size) == (20, 200)
-
-
-def test_training_reads_each_candidate_to_its_event_s_time():
-    assert_candidates_read_to_their_rows_time(_model().eval(), 3, EVENTS, node_dim=2, edge_dim=3)
-
-
-def test_the_trainer_reads_candidates_at_their_event_s_time(monkeypatch):
-    assert_training_reads_candidates_at_their_events_time(_small_config(), monkeypatch)

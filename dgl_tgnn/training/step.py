@@ -14,8 +14,7 @@ One training batch (events ``[i, i + B)`` of the training stream):
 
 A model that scores pairs itself (``LinkModel.scores_pairs``: TPNet) takes one eager path on CPU and
 GPU alike (``_train_pair_batch``): its logits of each event's destination and negatives come from
-``PairLogits`` (the state before the batch under TGB's protocol; with ``visible_batch`` the neighbours
-of the source, the destination and the negatives before the event's own time), its node-level embeddings
+``PairLogits`` (neighbours and state before the batch under TGB's protocol), its node-level embeddings
 serve the hard negatives only, and the batch's events then update its state as TGN's memory is.
 
 The neighbour sampler draws keyed by each root's (node, time) and one round per batch
@@ -218,12 +217,9 @@ class TrainingStep:
                 queries = self.embedder(batch.src, times, t0)
         neg = self.negatives.sample(batch, queries)
         candidates = torch.cat([batch.dst.to(neg.device)[:, None], neg], dim=1)  # [B, 1 + n]
-        # With visible_batch every pair at its event's time: the source as the predictor scores it,
-        # the destination and its negatives as DyGLib's and TPNet's code train them (each sees the
-        # earlier events of the batch; ranking reads candidates at the evaluation batch's start).
+        # the sources at their own times with visible_batch, as the predictor scores them
         src_times = batch.t if self.config.train.visible_batch else times
-        cand_times = batch.t if self.config.train.visible_batch else None
-        logits = self.pair_logits(batch.src, src_times, t0, candidates, cand_times)
+        logits = self.pair_logits(batch.src, src_times, t0, candidates)
         pair = self._pair_logits(batch.src, batch.t, batch.dst, neg, batch.t[0])
         if pair is not None:
             logits = logits + pair
