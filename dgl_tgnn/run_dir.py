@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from dgl_tgnn.config import CHOOSE_BIPARTITE, RunConfig, load_config
 
@@ -146,10 +145,8 @@ def plot_curves(run_dir: Path, history: list[dict[str, Any]]) -> None:
 def load_run_config(run_dir: str | Path) -> RunConfig:
     """The resolved config of a run directory (its ``config.yaml``). A run written before
     ``data.bipartite`` existed read its csv or edge list as one id space, and is read so again."""
-    path = Path(run_dir) / CONFIG
-    config = load_config(path)
-    with open(path) as f:
-        data = (yaml.safe_load(f) or {}).get("data") or {}
-    if data.get("path") and "bipartite" not in data and data.get("format") in CHOOSE_BIPARTITE:
-        config.data.bipartite = False
+    config = load_config(Path(run_dir) / CONFIG)
+    data = config.data  # (newer runs record a file's bipartite as read: never None)
+    if data.path is not None and data.bipartite is None and data.format in CHOOSE_BIPARTITE:
+        data.bipartite = False
     return config
