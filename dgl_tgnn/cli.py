@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from dgl_tgnn.config import DataConfig, RunConfig, choice_names
+from dgl_tgnn.config import FILE_SETTINGS, DataConfig, RunConfig, choice_names
 from dgl_tgnn.precision import PRECISIONS
 from dgl_tgnn.registry import Registry
 
@@ -240,20 +240,6 @@ def _with_setting_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-# Settings that describe a --data file: with --dataset they would do nothing.
-_FILE_FLAGS = (
-    "format",
-    "src_col",
-    "dst_col",
-    "time_col",
-    "feature_cols",
-    "delimiter",
-    "header",
-    "keep_ids",
-    "bipartite",
-)
-
-
 @main.command(context_settings={"max_content_width": 110})
 @click.option(
     "--config",
@@ -339,8 +325,8 @@ def _flags_config(config_path: str | None, flags: dict[str, object]) -> RunConfi
 
     if flags["data"] is not None and flags["dataset"] is not None:
         raise click.UsageError("give --dataset or --data, not both")
-    if flags["dataset"] is not None and any(flags[name] is not None for name in _FILE_FLAGS):
-        given = next(name for name in _FILE_FLAGS if flags[name] is not None)
+    if flags["dataset"] is not None and any(flags[name] is not None for name in FILE_SETTINGS):
+        given = next(name for name in FILE_SETTINGS if flags[name] is not None)
         flag = _TRAIN_FLAGS[given].flag
         if flags[given] is False:
             flag = "--no-" + flag[2:]
@@ -348,7 +334,10 @@ def _flags_config(config_path: str | None, flags: dict[str, object]) -> RunConfi
     config = load_config(config_path, flags["model"])  # type: ignore[arg-type]
     config = apply_overrides(config, {flag.key: flags[name] for name, flag in _TRAIN_FLAGS.items()})
     if flags["dataset"] is not None:  # a built-in dataset replaces a file named by the config
+        fresh = DataConfig()
         config.data.path = None
+        for name in FILE_SETTINGS:
+            setattr(config.data, name, getattr(fresh, name))
     return config.validate()
 
 

@@ -50,6 +50,12 @@ def choice_names(choices: Choices) -> tuple[str, ...]:
 # guessed) applies to them.
 CHOOSE_BIPARTITE = ("csv", "edgelist")
 
+# The ``data`` settings that describe a file (``data.path``, ``--data``): with a built-in dataset they
+# would do nothing, so they must keep their defaults there.
+FILE_SETTINGS = (
+    "format", "src_col", "dst_col", "time_col", "feature_cols", "delimiter", "header", "keep_ids", "bipartite"
+)  # fmt: skip
+
 
 @dataclass
 class DataConfig:
@@ -497,6 +503,13 @@ class RunConfig:
                 if value not in allowed:
                     raise ValueError(
                         f"{section.name}.{setting.name} must be one of {', '.join(allowed)}; got {value!r}"
+                    )
+        if d.path is None:
+            for name in FILE_SETTINGS:
+                if getattr(d, name) != DataConfig.__dataclass_fields__[name].default:
+                    raise ValueError(
+                        f"data.{name} describes a --data file (data.path): it does nothing with the "
+                        f"built-in dataset {d.dataset!r}"
                     )
         positive = [
             ("train.epochs", t.epochs),

@@ -98,3 +98,27 @@ def test_datasets_reads_its_file_arguments_with_the_loader_options(tmp_path):
     built_in = CliRunner().invoke(main, ["datasets", "uci", "--keep-ids"])  # (it did nothing before)
     assert built_in.exit_code == 1 and len(built_in.output.splitlines()) == 1
     assert "not for the built-in dataset 'uci'" in built_in.output
+
+
+@pytest.mark.parametrize(("key", "value"), [("bipartite", "true"), ("keep_ids", "true"), ("src_col", "user")])
+def test_a_config_s_file_setting_with_a_built_in_dataset_fails_in_one_line(tmp_path, key, value):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data:\n  dataset: uci\n  {key}: {value}\n")
+    result = CliRunner().invoke(main, ["train", "--config", str(config), "--epochs", "1"])
+    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1
+    assert (
+        f"data.{key} describes a --data file (data.path): it does nothing with the built-in dataset 'uci'"
+        in (result.output)
+    )
+
+
+def test_dataset_replaces_a_config_s_file_and_its_file_settings(tmp_path):
+    csv = tmp_path / "buys.csv"
+    csv.write_text("user,item,t\nann,tea,1\nbob,tea,2\nann,jam,3\n")
+    config = tmp_path / "c.yaml"  # a run's config.yaml reused: the file as read, guesses resolved
+    config.write_text(f"data:\n  path: {csv}\n  format: csv\n  src_col: user\n  bipartite: true\n")
+    runs = tmp_path / "runs"
+    args = ["--config", str(config), "--dataset", "uci", "--max-events", "300", "--epochs", "1"]
+    result = CliRunner().invoke(main, ["train", *args, "--runs-dir", str(runs), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "data: uci" in result.output and "bipartite: no" in result.output
