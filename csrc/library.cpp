@@ -84,6 +84,12 @@ TORCH_LIBRARY(dgl_tgnn, m) {
 
   // cos(dt[:, None] * weight + bias): dt [n], weight and bias [D], float32 -> [n, D].
   m.def("harmonic_encoding(Tensor dt, Tensor weight, Tensor bias) -> Tensor");
+
+  // The 18 features of (source, candidate) pairs from their blocks of recent events (most recent
+  // first): src [B], t [B], candidates and inverse (their rows of the second block) [B, C], the
+  // sources' block (nbr, times, mask) [B, H] and the candidates' [U, H'] -> [B, C, 18] float32.
+  m.def("pair_features(Tensor src, Tensor t, Tensor candidates, Tensor inverse, Tensor nbr, Tensor times, "
+        "Tensor mask, Tensor their_nbr, Tensor their_times, Tensor their_mask, bool check=True) -> Tensor");
 }
 
 namespace tgnn::ops {

@@ -75,4 +75,13 @@ void check_attention_backward(const AttentionShape& s, const at::Tensor& qk, at:
 // Time encoding (time_encoding_ops.cpp): dt [n], weight and bias [D], float32, on one device.
 void check_harmonic(const at::Tensor& dt, const at::Tensor& weight, const at::Tensor& bias);
 
+// Pair features (pair_features_ops.cpp): src int64 [B], t float64 [B], candidates and inverse int64
+// [B, C], the sources' block nbr int64, times float64, mask bool [B, H] and the candidates' block
+// [U, H'], all on one device, H and H' >= 1; with check, inverse's values in [0, U) (read back
+// from the device).
+void check_pair_features(const at::Tensor& src, const at::Tensor& t, const at::Tensor& candidates,
+                         const at::Tensor& inverse, const at::Tensor& nbr, const at::Tensor& times,
+                         const at::Tensor& mask, const at::Tensor& their_nbr, const at::Tensor& their_times,
+                         const at::Tensor& their_mask, bool check);
+
 }  // namespace tgnn::ops

@@ -37,16 +37,13 @@ dataset's unit;
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from dgl_tgnn import ops
 from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.sampling import TemporalSampler
 
 NUM_PAIR_FEATURES = 18
-_TIME_SCALE = 16.0
-_SHORT_WINDOWS = (5, 10)
 
 
 class PairFeatures:
@@ -89,93 +86,22 @@ class PairFeatures:
         if size == 0 or width == 0:
             return torch.zeros(size, width, NUM_PAIR_FEATURES, device=device)
         cut = t if self.visible_batch else t_ref.expand(size).contiguous()
-        (mine,) = self.recent.sample(src, cut, check=False)
-        nbr, nbr_t, mask = mine.nbr_nodes, mine.nbr_times, mine.mask  # [B, H], most recent first
-        first_seen = _first_seen_times(nbr, nbr_t, mask)  # [B, H]
-        activity, explore, latest, oldest = _history_stats(mask, nbr_t, first_seen, self.history)
-        active = mask[:, 0]
+        (mine,) = self.recent.sample(src, cut, check=False)  # [B, H], most recent first
         nodes, inverse = _unique(candidates)  # [U], [B, C]
         (theirs,) = self.recent.sample(nodes, t_ref.expand(nodes.shape[0]).contiguous(), check=False)
-        their_first_seen = _first_seen_times(theirs.nbr_nodes, theirs.nbr_times, theirs.mask)  # [U, H]
-        stats = _history_stats(theirs.mask, theirs.nbr_times, their_first_seen, self.history)
-        c_activity, c_explore, c_latest, c_oldest = (x[inverse] for x in stats)  # [B, C] each
-        c_active = theirs.mask[:, 0][inverse]
-
-        # Each row's partners sorted, looked up for each candidate: [B, C] binary searches, not
-        # [B, C, H] comparisons.
-        span = int(torch.maximum(candidates.max(), nbr.max()).clamp(min=0)) + 1
-        mine_sorted = _SortedRows(nbr, mask, span)
-        left, right = mine_sorted.find(candidates)  # [B, C]
-        count = (right - left).double()
-        found = count > 0
-        last = torch.where(found, mine_sorted.gather(nbr_t, left), float("-inf"))
-        b, c = found.nonzero(as_tuple=True)  # the pairs met before: the rank features
-        rank = torch.zeros_like(count)
-        rank[b, c] = (first_seen[b] > last[b, c, None]).sum(-1).double()
-        c_rank = torch.zeros_like(count)
-        c_rank[b, c] = (their_first_seen[inverse[b, c]] > last[b, c, None]).sum(-1).double()
-        short = []
-        for window in _SHORT_WINDOWS:
-            lo, hi = _SortedRows(nbr[:, :window], mask[:, :window], span).find(candidates)
-            short.append((hi - lo).double())
-        lo, hi = _SortedRows(theirs.nbr_nodes, theirs.mask, span).find(src[:, None], rows=inverse)
-        met_by_them = (hi - lo).double()
-
-        at = t[:, None]  # [B, 1]
-        has = found
-        n_src = mask.sum(-1, keepdim=True).clamp(min=1)
-        columns = [
-            has,
-            torch.log1p(count),
-            torch.where(has, _log_time(at - last), 0.0),
-            torch.where(has, 1.0 / (1.0 + rank), 0.0),
-            c_active,
-            torch.where(c_active, _log_time(at - c_latest), 0.0),
-            torch.where(has, 1.0 / (1.0 + c_rank), 0.0),
-            activity[:, None],
-            explore[:, None],
-            torch.where(active, _log_time(t - latest), 0.0)[:, None],
-            torch.where(active, _log_time(t - oldest), 0.0)[:, None],
-            count / n_src,
-            *(torch.log1p(x) for x in short),
-            c_activity,
-            c_explore,
-            torch.where(c_active, _log_time(at - c_oldest), 0.0),
-            torch.log1p(met_by_them),
-        ]
-        features = torch.empty(size, width, NUM_PAIR_FEATURES, dtype=torch.float32, device=device)
-        for j, column in enumerate(columns):
-            features[:, :, j] = column
-        return features
-
-
-class _SortedRows:
-    """The ids of each row of ``ids [R, H]`` (``mask``-ed slots left out), sorted, for counting a
-    row's slots that hold a given id by binary search. Ids are in ``[0, span)``."""
-
-    def __init__(self, ids: torch.Tensor, mask: torch.Tensor, span: int) -> None:
-        self.span = span + 1  # ``span`` marks a masked slot: no query matches it
-        rows = torch.arange(ids.shape[0], device=ids.device)[:, None]
-        sorted_ids, self.order = torch.where(mask, ids, span).sort(dim=1, stable=True)
-        self.keys = (rows * self.span + sorted_ids).reshape(-1)  # ascending: rows, then ids
-        self.width = ids.shape[1]
-
-    def find(
-        self, queries: torch.Tensor, rows: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[left, right)`` flat positions of the slots holding ``queries [B, C]`` in row ``b`` (or in
-        row ``rows[b, c]``, broadcast against ``queries``): ``right - left`` of them, the most recent
-        (lowest slot) at ``left`` since the sort is stable."""
-        if rows is None:
-            rows = torch.arange(queries.shape[0], device=queries.device)[:, None]
-        keys = rows * self.span + queries
-        return torch.searchsorted(self.keys, keys), torch.searchsorted(self.keys, keys, right=True)
-
-    def gather(self, values: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
-        """``values [R, H]`` of the slots at flat sorted positions ``at`` (clamped into range)."""
-        at = at.clamp(max=self.keys.shape[0] - 1)
-        row, col = at // self.width, at % self.width
-        return values[row, self.order[row, col]]
+        return ops.pair_features(
+            src,
+            t,
+            candidates,
+            inverse,
+            mine.nbr_nodes,
+            mine.nbr_times,
+            mine.mask,
+            theirs.nbr_nodes,
+            theirs.nbr_times,
+            theirs.mask,
+            check=False,
+        )
 
 
 def _unique(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,29 +117,3 @@ def _unique(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     position = torch.empty(present.shape[0], dtype=torch.int64, device=values.device)
     position[nodes] = torch.arange(nodes.shape[0], device=values.device)
     return nodes, position[values]
-
-
-def _log_time(dt: torch.Tensor) -> torch.Tensor:
-    """``log(1 + dt) / 16`` of time differences ``dt >= 0`` (negatives clamp to 0)."""
-    return torch.log1p(dt.clamp(min=0)) / _TIME_SCALE
-
-
-def _history_stats(
-    mask: torch.Tensor, nbr_t: torch.Tensor, first_seen: torch.Tensor, history: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Of recent-events rows ``mask``, ``nbr_t [R, H]`` (most recent first): ``ln(n)``, ``u / n`` (0 when
-    ``n = 0``), and the latest and oldest event times (meaningless when ``n = 0``), each ``[R]``."""
-    n = mask.sum(-1).double()
-    distinct = (first_seen > float("-inf")).sum(-1).double()
-    oldest = torch.where(mask, nbr_t, float("inf")).amin(-1)
-    return torch.log1p(n) / math.log1p(history), distinct / n.clamp(min=1), nbr_t[:, 0], oldest
-
-
-def _first_seen_times(nbr: torch.Tensor, nbr_t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``[R, H]`` times of the slots of ``nbr [R, H]`` (most recent first) that hold their partner's
-    latest event, ``-inf`` elsewhere: counting those after a time counts the distinct partners met
-    since."""
-    same = (nbr[:, :, None] == nbr[:, None, :]) & mask[:, None, :]  # [R, H, H]
-    earlier = torch.ones_like(same[0], dtype=torch.bool).tril(-1)  # [j, k]: k < j
-    first = mask & ~(same & earlier).any(-1)
-    return torch.where(first, nbr_t, float("-inf"))

@@ -4,6 +4,8 @@ sampler and the dense attention, without graph breaks. CUDA variants run where a
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -151,6 +153,55 @@ def test_opcheck_harmonic_encoding(device: str, requires_grad: bool) -> None:
     weight = torch.rand(4, generator=gen).to(device).requires_grad_(requires_grad)
     bias = torch.randn(4, generator=gen).to(device).requires_grad_(requires_grad)
     torch.library.opcheck(torch.ops.dgl_tgnn.harmonic_encoding.default, (dt, weight, bias))
+
+
+def pair_feature_args(device: str) -> tuple[torch.Tensor, ...]:
+    """``ops.pair_features``' ten tensors: 6 sources of the small graph with 9 candidates each
+    (repeated partners, empty histories and an unseen node among them), blocks of 7 recent events."""
+    g, gen = small_graph(), torch.Generator().manual_seed(5)
+    sampler = TemporalSampler(g, fanouts=[7], strategy="recent")
+    src = torch.tensor([0, 3, 7, 19, 5, 21])
+    t = torch.tensor([50.0, 120.0, 299.5, 10.0, 0.0, 80.0], dtype=torch.float64)
+    candidates = torch.randint(0, 22, (6, 9), generator=gen)
+    (mine,) = sampler.sample(src.clamp(max=19), t)
+    nodes, inverse = torch.unique(candidates, return_inverse=True)
+    (theirs,) = sampler.sample(nodes.clamp(max=19), torch.full((len(nodes),), 60.0, dtype=torch.float64))
+    blocks = (mine.nbr_nodes, mine.nbr_times, mine.mask, theirs.nbr_nodes, theirs.nbr_times, theirs.mask)
+    return tuple(x.to(device) for x in (src, t, candidates, inverse, *blocks))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_pair_features(device: str) -> None:
+    torch.library.opcheck(torch.ops.dgl_tgnn.pair_features.default, pair_feature_args(device))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_pair_features_on_a_gpu_equal_the_cpu_s() -> None:
+    """(The CPU kernel is checked against a brute-force count in tests/test_ranking.py.)"""
+    want = ops.pair_features(*pair_feature_args("cpu"))
+    got = ops.pair_features(*pair_feature_args("cuda"), check=False)
+    assert want.abs().sum() > 0
+    torch.testing.assert_close(got.cpu(), want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("position", "value", "message"),
+    [
+        (1, torch.zeros(6), "t must be a 1-D torch.float64 tensor on cpu, got torch.float32 (6,)"),
+        (3, torch.zeros(6, 8, dtype=torch.int64), "inverse must have the shape of candidates (6, 9)"),
+        (3, torch.full((6, 9), 99), "inverse must index the"),
+        (4, torch.zeros(6, 0, dtype=torch.int64), "times must have the shape of nbr"),
+    ],
+)
+def test_pair_features_refuses_bad_input_in_one_line(
+    position: int, value: torch.Tensor, message: str
+) -> None:
+    args = list(pair_feature_args("cpu"))
+    args[position] = value
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        ops.pair_features(*args)
+    assert "\n" not in str(error.value).strip()
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -352,6 +352,38 @@ torch.library.register_autograd(
     "dgl_tgnn::harmonic_encoding", _harmonic_backward, setup_context=_harmonic_setup_context
 )
 
+# ---- pair features
+
+
+def pair_features(
+    src: torch.Tensor,
+    t: torch.Tensor,
+    candidates: torch.Tensor,
+    inverse: torch.Tensor,
+    nbr: torch.Tensor,
+    times: torch.Tensor,
+    mask: torch.Tensor,
+    their_nbr: torch.Tensor,
+    their_times: torch.Tensor,
+    their_mask: torch.Tensor,
+    check: bool = True,
+) -> torch.Tensor:
+    """``[B, C, 18]`` float32 features (``dgl_tgnn.pair_features``' columns) of sources ``src [B]``
+    int64 at times ``t [B]`` float64 with ``candidates [B, C]`` int64, from the sources' blocks of
+    recent events (``nbr`` int64, ``times`` float64, ``mask`` bool, each ``[B, H]``, most recent
+    first) and the candidates' (``their_*``, ``[U, H']``; candidate ``(b, c)`` is row
+    ``inverse[b, c]``), all on one device. ``check``: verify ``inverse``'s range (read back from a
+    GPU)."""
+    return _ops.pair_features(
+        src, t, candidates, inverse, nbr, times, mask, their_nbr, their_times, their_mask, check
+    )
+
+
+@torch.library.register_fake("dgl_tgnn::pair_features")
+def _(src, t, candidates, inverse, nbr, times, mask, their_nbr, their_times, their_mask, check=True):
+    return times.new_empty(*candidates.shape, 18, dtype=torch.float32)
+
+
 __all__ = [
     "CUDA_ATTENTION_MAX_PARTS",
     "CUDA_ATTENTION_MAX_WEIGHTS",
@@ -361,6 +393,7 @@ __all__ = [
     "dropout_mask",
     "harmonic_encoding",
     "masked_attention",
+    "pair_features",
     "sample_cpu",
     "sample_cuda",
     "tcsr_append",
