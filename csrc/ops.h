@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/attention.h"
+#include "core/pair_features.h"
 #include "core/tcsr.h"
 
 namespace tgnn::ops {
@@ -78,10 +79,20 @@ void check_harmonic(const at::Tensor& dt, const at::Tensor& weight, const at::Te
 // Pair features (pair_features_ops.cpp): src int64 [B], t float64 [B], candidates and inverse int64
 // [B, C], the sources' block nbr int64, times float64, mask bool [B, H] and the candidates' block
 // [U, H'], all on one device, H and H' >= 1; with check, inverse's values in [0, U) (read back
-// from the device).
-void check_pair_features(const at::Tensor& src, const at::Tensor& t, const at::Tensor& candidates,
-                         const at::Tensor& inverse, const at::Tensor& nbr, const at::Tensor& times,
-                         const at::Tensor& mask, const at::Tensor& their_nbr, const at::Tensor& their_times,
-                         const at::Tensor& their_mask, bool check);
+// from the device). Returns them contiguous, with the two blocks' views.
+struct PairFeatureInputs {
+  at::Tensor src, t, candidates, inverse, nbr, times, mask, their_nbr, their_times, their_mask;
+  RecentBlock mine() const {
+    return {nbr.data_ptr<int64_t>(), times.data_ptr<double>(), mask.data_ptr<bool>(), nbr.size(1)};
+  }
+  RecentBlock theirs() const {
+    return {their_nbr.data_ptr<int64_t>(), their_times.data_ptr<double>(), their_mask.data_ptr<bool>(),
+            their_nbr.size(1)};
+  }
+};
+PairFeatureInputs pair_feature_inputs(const at::Tensor& src, const at::Tensor& t, const at::Tensor& candidates,
+                                      const at::Tensor& inverse, const at::Tensor& nbr, const at::Tensor& times,
+                                      const at::Tensor& mask, const at::Tensor& their_nbr,
+                                      const at::Tensor& their_times, const at::Tensor& their_mask, bool check);
 
 }  // namespace tgnn::ops

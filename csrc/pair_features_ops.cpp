@@ -25,10 +25,10 @@ void check_same_shape(const at::Tensor& x, const at::Tensor& like, const char* n
 
 }  // namespace
 
-void check_pair_features(const at::Tensor& src, const at::Tensor& t, const at::Tensor& candidates,
-                         const at::Tensor& inverse, const at::Tensor& nbr, const at::Tensor& times,
-                         const at::Tensor& mask, const at::Tensor& their_nbr, const at::Tensor& their_times,
-                         const at::Tensor& their_mask, bool check) {
+PairFeatureInputs pair_feature_inputs(const at::Tensor& src, const at::Tensor& t, const at::Tensor& candidates,
+                                      const at::Tensor& inverse, const at::Tensor& nbr, const at::Tensor& times,
+                                      const at::Tensor& mask, const at::Tensor& their_nbr,
+                                      const at::Tensor& their_times, const at::Tensor& their_mask, bool check) {
   const at::Device device = src.device();
   TORCH_CHECK_VALUE(src.is_cpu() || (kWithCuda && src.is_cuda()), "pair_features: tensors must be on ",
                     kWithCuda ? "the CPU or a GPU" : "the CPU", ", got ", device.str());
@@ -59,6 +59,9 @@ void check_pair_features(const at::Tensor& src, const at::Tensor& t, const at::T
     TORCH_CHECK_VALUE(lo >= 0 && hi < their_nbr.size(0), "pair_features: inverse must index the ",
                       num(their_nbr.size(0)), " rows of their_nbr, got values from ", num(lo), " to ", num(hi));
   }
+  return {src.contiguous(),       t.contiguous(),         candidates.contiguous(), inverse.contiguous(),
+          nbr.contiguous(),       times.contiguous(),     mask.contiguous(),       their_nbr.contiguous(),
+          their_times.contiguous(), their_mask.contiguous()};
 }
 
 }  // namespace tgnn::ops
@@ -71,15 +74,11 @@ at::Tensor pair_features(const at::Tensor& src, const at::Tensor& t, const at::T
                          const at::Tensor& inverse, const at::Tensor& nbr, const at::Tensor& times,
                          const at::Tensor& mask, const at::Tensor& their_nbr, const at::Tensor& their_times,
                          const at::Tensor& their_mask, bool check) {
-  tgnn::ops::check_pair_features(src, t, candidates, inverse, nbr, times, mask, their_nbr, their_times, their_mask,
-                                 check);
-  const at::Tensor s = src.contiguous(), at_ = t.contiguous(), c = candidates.contiguous(), inv = inverse.contiguous();
-  const at::Tensor n = nbr.contiguous(), tm = times.contiguous(), m = mask.contiguous();
-  const at::Tensor tn = their_nbr.contiguous(), tt = their_times.contiguous(), tmk = their_mask.contiguous();
-  const int64_t rows = s.size(0), width = c.size(1), their_rows = tn.size(0);
-  const tgnn::RecentBlock mine{n.data_ptr<int64_t>(), tm.data_ptr<double>(), m.data_ptr<bool>(), n.size(1)};
-  const tgnn::RecentBlock theirs{tn.data_ptr<int64_t>(), tt.data_ptr<double>(), tmk.data_ptr<bool>(), tn.size(1)};
-  const auto f64 = tm.options();
+  const tgnn::ops::PairFeatureInputs in = tgnn::ops::pair_feature_inputs(
+      src, t, candidates, inverse, nbr, times, mask, their_nbr, their_times, their_mask, check);
+  const int64_t rows = in.src.size(0), width = in.candidates.size(1), their_rows = in.their_nbr.size(0);
+  const tgnn::RecentBlock mine = in.mine(), theirs = in.theirs();
+  const auto f64 = in.times.options();
   at::Tensor first = at::empty({rows, mine.width}, f64), stats = at::empty({rows, tgnn::kRowStats}, f64);
   at::Tensor their_first = at::empty({their_rows, theirs.width}, f64);
   at::Tensor their_stats = at::empty({their_rows, tgnn::kRowStats}, f64);
@@ -93,9 +92,10 @@ at::Tensor pair_features(const at::Tensor& src, const at::Tensor& t, const at::T
     for (int64_t r = begin; r < end; ++r)
       tgnn::summarise_row(theirs, r, tfp + r * theirs.width, tsp + r * tgnn::kRowStats);
   });
-  at::Tensor out = at::empty({rows, width, tgnn::kNumPairFeatures}, tm.options().dtype(at::kFloat));
-  const int64_t *sv = s.data_ptr<int64_t>(), *cv = c.data_ptr<int64_t>(), *iv = inv.data_ptr<int64_t>();
-  const double* tv = at_.data_ptr<double>();
+  at::Tensor out = at::empty({rows, width, tgnn::kNumPairFeatures}, f64.dtype(at::kFloat));
+  const int64_t *sv = in.src.data_ptr<int64_t>(), *cv = in.candidates.data_ptr<int64_t>();
+  const int64_t* iv = in.inverse.data_ptr<int64_t>();
+  const double* tv = in.t.data_ptr<double>();
   float* op = out.data_ptr<float>();
   at::parallel_for(0, rows * width, 2048, [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {

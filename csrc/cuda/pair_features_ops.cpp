@@ -13,28 +13,24 @@ at::Tensor pair_features(const at::Tensor& src, const at::Tensor& t, const at::T
                          const at::Tensor& inverse, const at::Tensor& nbr, const at::Tensor& times,
                          const at::Tensor& mask, const at::Tensor& their_nbr, const at::Tensor& their_times,
                          const at::Tensor& their_mask, bool check) {
-  tgnn::ops::check_pair_features(src, t, candidates, inverse, nbr, times, mask, their_nbr, their_times, their_mask,
-                                 check);
+  const tgnn::ops::PairFeatureInputs in = tgnn::ops::pair_feature_inputs(
+      src, t, candidates, inverse, nbr, times, mask, their_nbr, their_times, their_mask, check);
   const c10::cuda::CUDAGuard guard(src.device());
-  const at::Tensor s = src.contiguous(), at_ = t.contiguous(), c = candidates.contiguous(), inv = inverse.contiguous();
-  const at::Tensor n = nbr.contiguous(), tm = times.contiguous(), m = mask.contiguous();
-  const at::Tensor tn = their_nbr.contiguous(), tt = their_times.contiguous(), tmk = their_mask.contiguous();
-  const int64_t rows = s.size(0), width = c.size(1), their_rows = tn.size(0);
-  const tgnn::RecentBlock mine{n.data_ptr<int64_t>(), tm.data_ptr<double>(), m.data_ptr<bool>(), n.size(1)};
-  const tgnn::RecentBlock theirs{tn.data_ptr<int64_t>(), tt.data_ptr<double>(), tmk.data_ptr<bool>(), tn.size(1)};
+  const int64_t rows = in.src.size(0), width = in.candidates.size(1), their_rows = in.their_nbr.size(0);
+  const tgnn::RecentBlock mine = in.mine(), theirs = in.theirs();
   // one scratch allocation for both blocks' summaries
   const int64_t sizes[4] = {rows * mine.width, rows * tgnn::kRowStats, their_rows * theirs.width,
                             their_rows * tgnn::kRowStats};
-  at::Tensor scratch = at::empty({sizes[0] + sizes[1] + sizes[2] + sizes[3]}, tm.options());
+  at::Tensor scratch = at::empty({sizes[0] + sizes[1] + sizes[2] + sizes[3]}, in.times.options());
   double* first = scratch.data_ptr<double>();
   double* stats = first + sizes[0];
   double* their_first = stats + sizes[1];
   double* their_stats = their_first + sizes[2];
-  at::Tensor out = at::empty({rows, width, tgnn::kNumPairFeatures}, tm.options().dtype(at::kFloat));
+  at::Tensor out = at::empty({rows, width, tgnn::kNumPairFeatures}, in.times.options().dtype(at::kFloat));
   const cudaError_t status = tgnn::cuda::launch_pair_features(
-      mine, theirs, rows, their_rows, width, s.data_ptr<int64_t>(), at_.data_ptr<double>(), c.data_ptr<int64_t>(),
-      inv.data_ptr<int64_t>(), first, stats, their_first, their_stats, out.data_ptr<float>(),
-      c10::cuda::getCurrentCUDAStream());
+      mine, theirs, rows, their_rows, width, in.src.data_ptr<int64_t>(), in.t.data_ptr<double>(),
+      in.candidates.data_ptr<int64_t>(), in.inverse.data_ptr<int64_t>(), first, stats, their_first, their_stats,
+      out.data_ptr<float>(), c10::cuda::getCurrentCUDAStream());
   TORCH_CHECK(status == cudaSuccess, "pair_features: kernel launch failed: ", cudaGetErrorString(status));
   return out;
 }
