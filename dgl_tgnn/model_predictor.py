@@ -421,15 +421,15 @@ class ModelPredictor(LinkPredictor):
             if self.pair_features is not None:
                 picked = self._with_partners(picked, src, t_ref, keys.position, exclude)
             valid = picked >= 0
-            picked = picked.masked_fill(~valid, 0)
-            nodes = keys.rows[picked]  # [B, S'] node rows (pads: the pool's first, masked below)
-            table, z_src, rows = self._embed_with(src, nodes[valid], t_ref)
-            index = torch.zeros_like(picked)
-            index[valid] = rows
-            logits = self.model.score_table(z_src, table, index)
+            # [B, S'] node rows; a pad holds its query's source, which is embedded anyway: the same
+            # distinct nodes as the valid ones alone, found without a boolean index (a GPU sync)
+            own = to_device(src, device)[:, None].expand_as(picked)
+            nodes = torch.where(valid, keys.rows[picked.clamp(min=0)], own)
+            table, z_src, index = self._embed_with(src, nodes.reshape(-1), t_ref)
+            logits = self.model.score_table(z_src, table, index.view_as(picked))
             logits = self._plus_pair_logits(logits, src, t, t_ref, nodes)
             logits = logits.float().masked_fill(~valid, float("-inf"))
-        return picked.masked_fill(~valid, -1), logits
+        return picked, logits
 
     @contextlib.contextmanager
     def _sampler_kept(self) -> Iterator[None]:
