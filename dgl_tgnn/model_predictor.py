@@ -393,17 +393,10 @@ class ModelPredictor(LinkPredictor):
 
         Returns ``[B, S']`` positions and float32 scores (``LinkPredictor.shortlist_scores``) on the
         model's device: node rows, their distinct nodes and the scores never visit the host."""
+        refusal = self.shortlist_refusal()
+        if refusal is not None:
+            raise ValueError(refusal)
         head = self.model.dot_head
-        if self.model.scores_pairs:
-            raise ValueError(
-                f"recommend: model {self.config.model.name} scores pairs itself (no embeddings to "
-                "shortlist by); recommend without a shortlist"
-            )
-        if self.config.model.decoder != "dot" and head is None:
-            raise ValueError(
-                "recommend: a shortlist needs a dot-product decoder (--decoder dot) "
-                "or a dot-product head (model.dot_head > 0)"
-            )
         t = t - self.origin
         size = src.shape[0]
         t_ref = t.min()
@@ -430,6 +423,19 @@ class ModelPredictor(LinkPredictor):
             logits = self._plus_pair_logits(logits, src, t, t_ref, nodes)
             logits = logits.float().masked_fill(~valid, float("-inf"))
         return picked, logits
+
+    def shortlist_refusal(self) -> str | None:
+        if self.model.scores_pairs:
+            return (
+                f"recommend: model {self.config.model.name} scores pairs itself (no embeddings to "
+                "shortlist by); recommend without a shortlist"
+            )
+        if self.config.model.decoder != "dot" and self.model.dot_head is None:
+            return (
+                "recommend: a shortlist needs a dot-product decoder (--decoder dot) "
+                "or a dot-product head (model.dot_head > 0)"
+            )
+        return None
 
     @contextlib.contextmanager
     def _sampler_kept(self) -> Iterator[None]:

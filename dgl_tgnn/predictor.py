@@ -240,7 +240,11 @@ class LinkPredictor(ABC):
         """``[B, S]`` pool positions of each query's shortlist (``-1`` pads) and their ``[B, S]`` float32
         scores (``-inf`` pads), ``seen`` (``[2, P]`` query, position) left out; both on the CPU or
         both on the model's device."""
-        raise ValueError(f"recommend: {type(self).__name__} has no dot-product shortlist (shortlist=None)")
+        raise ValueError(self.shortlist_refusal())
+
+    def shortlist_refusal(self) -> str | None:
+        """Why ``recommend(..., shortlist=S)`` cannot shortlist with this predictor, or None if it can."""
+        return f"recommend: {type(self).__name__} has no dot-product shortlist (shortlist=None)"
 
     def _pool(self, candidates: IdArray | None) -> torch.Tensor:
         """``[C]`` int64 rows of the candidates (default: the destination pool), in ascending id order."""

@@ -585,3 +585,25 @@ def test_cli_recommend_integer_ids_and_bad_observe_rows(runs, tmp_path):
     bad = CliRunner().invoke(main, args)
     assert bad.exit_code == 1 and "new.csv:2: src 'x' is not an integer id" in bad.output
     assert len(bad.output.strip().splitlines()) == 1, bad.output
+
+
+@pytest.mark.parametrize(
+    ("model", "flags", "message"),
+    [
+        ("tgn", ["--shortlist", "20"], "--shortlist: a shortlist needs a dot-product decoder"),
+        ("edgebank", ["--shortlist", "20"], "has no dot-product shortlist"),
+        ("dot", ["--shortlist", "5", "--k", "10"], "--shortlist (5) must be at least --k (10)"),
+    ],
+)
+def test_cli_recommend_refuses_a_shortlist_it_cannot_take_before_reading_a_query(
+    runs, tmp_path, model, flags, message
+):
+    """Told as a usage error of the flag, not as an error of the queries file's first row."""
+    queries = tmp_path / "q.csv"
+    queries.write_text("5,1e12\n")
+    out = tmp_path / "top.csv"
+    args = ["recommend", str(runs[model]), "--queries", str(queries), "--out", str(out), *flags]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "q.csv" not in result.output and "Traceback" not in result.output
+    assert not out.exists()
