@@ -510,7 +510,11 @@ def recommend(
         raise click.UsageError(f"--shortlist: {refusal.removeprefix('recommend: ')}")
     if observe_path is not None:
         src, dst, t, feat = read_events(observe_path, predictor.node_ids, predictor.edge_dim)
-        predictor.observe(src, dst, t, feat)
+        try:
+            predictor.observe(src, dst, t, feat)
+        except ValueError as err:  # (its rows are in time order: the first one is too early)
+            why = str(err).removeprefix("observe: ")
+            raise ValueError(f"{observe_path}: --observe takes events after the run's: {why}") from None
     ids, times, lines = read_queries(queries, predictor.node_ids)
     stream = open(out, "w") if out is not None else sys.stdout
     try:

@@ -607,3 +607,15 @@ def test_cli_recommend_refuses_a_shortlist_it_cannot_take_before_reading_a_query
     assert result.exit_code == 2, result.output
     assert message in result.output and "q.csv" not in result.output and "Traceback" not in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("model", ["edgebank", "tgn"])
+def test_cli_recommend_observe_before_the_run_s_events_names_the_file_in_one_line(runs, tmp_path, model):
+    queries, events = tmp_path / "q.csv", tmp_path / "old.csv"
+    queries.write_text("5,1e12\n")
+    events.write_text("src,dst,t\n5,7,1\n")
+    args = ["recommend", str(runs[model]), "--queries", str(queries), "--observe", str(events)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "old.csv: --observe takes events after the run's: events must come in time order" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
