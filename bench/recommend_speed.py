@@ -9,7 +9,9 @@ batches of ``--batch``); two-stage recall@k against exact; the first two-stage c
 embeds the pool's keys once: stage 1 reads them until the state changes). The baseline's throughput
 is skipped where its ``[B, C]`` scores would pass ``--baseline-bytes``; over pools above
 ``--exact-max-pool`` exact and baseline are not timed (each call embeds and scores the whole pool),
-and recall is measured on the first ``--recall-queries`` queries of the batch. With ``--run RUN_DIR``
+and recall is measured on the first ``--recall-queries`` queries of the batch. Then one two-stage query's
+calls: the torch operators it dispatches (views left out) and, on a GPU, the kernel launches and
+host synchronisations the torch profiler records (what bounds one query there). With ``--run RUN_DIR``
 (integer ids), that trained run instead, over its own destination pool, the queries its stream's
 sources (recall of a trained dot decoder or ``model.dot_head``).
 
@@ -29,6 +31,8 @@ import numpy as np
 import torch
 from machine import describe
 from record import add_results_dir, save_results
+from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from dgl_tgnn.config import default_config
 from dgl_tgnn.link import LinkModel
@@ -59,6 +63,41 @@ def make_predictor(pool: int, args: argparse.Namespace) -> ModelPredictor:
     )
     predictor.reset(float("inf"))
     return predictor
+
+
+_VIEWS = ("view", "expand", "slice", "select", "squeeze", "unsqueeze", "transpose", "permute", "alias")
+_VIEWS += ("detach", "as_strided", "_reshape_alias", "unbind", "split", "lift_fresh", "aten.t.")
+_LAUNCHES = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx"}
+_SYNCS = {"cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"}
+
+
+class _OperatorCount(TorchDispatchMode):
+    """Counts the torch operators dispatched within the scope, views left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        self.count += not any(view in str(func) for view in _VIEWS)
+        return func(*args, **(kwargs or {}))
+
+
+def calls_of(call: object, device: str) -> dict[str, float]:
+    """One ``call()``'s dispatched torch operators; on a GPU also its kernel launches and host
+    synchronisations (means over 3 calls, after the caller's warm-up ones)."""
+    with _OperatorCount() as ops:
+        call()
+    counts = {"torch_ops": float(ops.count)}
+    if device.startswith("cuda"):
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                call()
+            torch.cuda.synchronize()
+        names = [event.name for event in prof.events()]
+        counts["kernel_launches"] = sum(name in _LAUNCHES for name in names) / 3
+        counts["host_syncs"] = (sum(name in _SYNCS for name in names) - 1) / 3  # (less the last one)
+    return counts
 
 
 def timed(call: object, reps: int) -> list[float]:
@@ -125,6 +164,9 @@ def bench(p: LinkPredictor, sources: torch.Tensor, args: argparse.Namespace) -> 
         row = {"pool": pool, "method": name, "p50_ms": p50, "p99_ms": p99, "queries_per_s": rate[name]}
         extra = {"recall_at_k": recall, "recall_queries": len(checked), "first_call_ms": first_ms}
         rows.append(row | (extra if name == "two-stage" else {}))
+    calls = calls_of(lambda: methods["two-stage"](one), args.device)
+    print(f"# pool {pool}: one two-stage query: " + ", ".join(f"{k} {v:.0f}" for k, v in calls.items()))
+    rows[[row["method"] for row in rows].index("two-stage")].update(calls)
     if rate["baseline"] == rate["baseline"]:
         ratios = ", ".join(f"{name} {rate[name] / rate['baseline']:.2f}x" for name in ("exact", "two-stage"))
         print(f"# pool {pool}: queries/s against the baseline: {ratios}")
