@@ -502,10 +502,8 @@ def recommend(
     from dgl_tgnn.predictor import LinkPredictor
     from dgl_tgnn.recommend_io import read_events, read_queries, same_time_batches, write_recommendations
 
-    if shortlist is not None and shortlist < k:
-        raise click.UsageError(f"--shortlist ({shortlist}) must be at least --k ({k})")
     predictor = LinkPredictor.load(run_dir, device)
-    refusal = None if shortlist is None else predictor.shortlist_refusal()
+    refusal = None if shortlist is None else predictor.shortlist_refusal(shortlist, k)
     if refusal is not None:
         raise click.UsageError(f"--shortlist: {refusal.removeprefix('recommend: ')}")
     if observe_path is not None:

@@ -393,9 +393,9 @@ class ModelPredictor(LinkPredictor):
 
         Returns ``[B, S']`` positions and float32 scores (``LinkPredictor.shortlist_scores``) on the
         model's device: node rows, their distinct nodes and the scores never visit the host."""
-        refusal = self.shortlist_refusal()
-        if refusal is not None:
-            raise ValueError(refusal)
+        unsupported = self.shortlist_unsupported()
+        if unsupported is not None:
+            raise ValueError(unsupported)
         head = self.model.dot_head
         t = t - self.origin
         size = src.shape[0]
@@ -424,7 +424,7 @@ class ModelPredictor(LinkPredictor):
             logits = logits.float().masked_fill(~valid, float("-inf"))
         return picked, logits
 
-    def shortlist_refusal(self) -> str | None:
+    def shortlist_unsupported(self) -> str | None:
         if self.model.scores_pairs:
             return (
                 f"recommend: model {self.config.model.name} scores pairs itself (no embeddings to "

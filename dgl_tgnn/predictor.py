@@ -204,8 +204,9 @@ class LinkPredictor(ABC):
         if shortlist is None:
             best, best_pos = self._exact_top(src_rows, t, pool, k, seen)
         else:
-            if isinstance(shortlist, bool) or not isinstance(shortlist, int | np.integer) or shortlist < k:
-                raise ValueError(f"recommend: shortlist must be an int >= k ({k}); got {shortlist!r}")
+            refusal = self.shortlist_refusal(shortlist, k)
+            if refusal is not None:
+                raise ValueError(refusal)
             positions, scores = self.shortlist_scores(src_rows, t, pool, int(shortlist), seen)
             positions, order = positions.sort(dim=1)  # ties to the smaller id, as the exact path
             # sorted where they were scored: only the [B, k] top comes to the CPU
@@ -240,10 +241,16 @@ class LinkPredictor(ABC):
         """``[B, S]`` pool positions of each query's shortlist (``-1`` pads) and their ``[B, S]`` float32
         scores (``-inf`` pads), ``seen`` (``[2, P]`` query, position) left out; both on the CPU or
         both on the model's device."""
-        raise ValueError(self.shortlist_refusal())
+        raise ValueError(self.shortlist_unsupported())
 
-    def shortlist_refusal(self) -> str | None:
-        """Why ``recommend(..., shortlist=S)`` cannot shortlist with this predictor, or None if it can."""
+    def shortlist_refusal(self, shortlist: object, k: int) -> str | None:
+        """Why ``recommend(..., k=k, shortlist=shortlist)`` cannot shortlist, or None if it can."""
+        if isinstance(shortlist, bool) or not isinstance(shortlist, int | np.integer) or shortlist < k:
+            return f"recommend: shortlist must be an int >= k ({k}); got {shortlist!r}"
+        return self.shortlist_unsupported()
+
+    def shortlist_unsupported(self) -> str | None:
+        """Why this predictor's model has no dot-product shortlist, or None if it has one."""
         return f"recommend: {type(self).__name__} has no dot-product shortlist (shortlist=None)"
 
     def _pool(self, candidates: IdArray | None) -> torch.Tensor:

@@ -592,7 +592,7 @@ def test_cli_recommend_integer_ids_and_bad_observe_rows(runs, tmp_path):
     [
         ("tgn", ["--shortlist", "20"], "--shortlist: a shortlist needs a dot-product decoder"),
         ("edgebank", ["--shortlist", "20"], "has no dot-product shortlist"),
-        ("dot", ["--shortlist", "5", "--k", "10"], "--shortlist (5) must be at least --k (10)"),
+        ("dot", ["--shortlist", "5", "--k", "10"], "--shortlist: shortlist must be an int >= k (10); got 5"),
     ],
 )
 def test_cli_recommend_refuses_a_shortlist_it_cannot_take_before_reading_a_query(
