@@ -510,9 +510,8 @@ def recommend(
         src, dst, t, feat = read_events(observe_path, predictor.node_ids, predictor.edge_dim)
         try:
             predictor.observe(src, dst, t, feat)
-        except ValueError as err:  # (its rows are in time order: the first one is too early)
-            why = str(err).removeprefix("observe: ")
-            raise ValueError(f"{observe_path}: --observe takes events after the run's: {why}") from None
+        except ValueError as err:
+            raise ValueError(f"{observe_path}: {err}") from None
     ids, times, lines = read_queries(queries, predictor.node_ids)
     stream = open(out, "w") if out is not None else sys.stdout
     try:

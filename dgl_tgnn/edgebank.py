@@ -80,17 +80,15 @@ class EdgeBank(LinkPredictor):
         t: torch.Tensor,
         edge_feat: torch.Tensor | None = None,
     ) -> None:
-        src_rows, dst_rows = self._add_nodes(src, dst)
-        self._observe(src_rows, dst_rows, as_times(t, "t").cpu())
+        t = as_times(t, "t").cpu()
+        src_rows, dst_rows = self._add_nodes(src, dst, t, self.latest)
+        self._observe(src_rows, dst_rows, t)
 
     def _observe(self, src: torch.Tensor, dst: torch.Tensor, t: torch.Tensor) -> None:
-        """Events (rows) at ``t`` (``[n]`` float64), not before the latest observed event."""
+        """Events (rows) at ``t`` (``[n]`` float64), in time order, none before the latest observed
+        event (``observe`` checks new ones)."""
         if src.numel() == 0:
             return
-        if not src.shape == dst.shape == t.shape:
-            raise ValueError(f"observe: src, dst, t [n] expected; got {src.shape}, {dst.shape}, {t.shape}")
-        if float(t.min()) < self.latest or bool((t[1:] < t[:-1]).any()):
-            raise ValueError(f"observe: events must come in time order, not before {self.latest}")
         if self.window is None:
             self.window = self.window_ratio * float(t.max() - t.min())
         self.latest = float(t.max())

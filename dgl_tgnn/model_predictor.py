@@ -210,10 +210,7 @@ class ModelPredictor(LinkPredictor):
             if width:
                 raise ValueError(f"observe: this model uses edge features; pass edge_feat [n, {width}]")
             edge_feat = torch.zeros((t.shape[0], 0), dtype=torch.float32)
-        if t.numel() and (float(t[0]) < self.graph.max_time or bool((t[1:] < t[:-1]).any())):
-            latest = self.graph.max_time + self.origin
-            raise ValueError(f"observe: events must come in time order, not before {latest}")
-        src, dst = self._add_nodes(src, dst)
+        src, dst = self._add_nodes(src, dst, t, self.graph.max_time, self.origin)
         self._observe(src, dst, t, torch.as_tensor(edge_feat, dtype=torch.float32))
 
     def _observe(self, src: torch.Tensor, dst: torch.Tensor, t: torch.Tensor, feat: torch.Tensor) -> None:

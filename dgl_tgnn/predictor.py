@@ -126,13 +126,25 @@ class LinkPredictor(ABC):
         """Node rows: the run's, and those unknown ids added through ``observe``."""
         return self.node_ids.num_rows
 
-    def _add_nodes(self, src: IdArray, dst: IdArray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows of new events' endpoints, unknown ids added as new nodes (``grow``); the
-        destinations join the destination pool."""
-        if len(_id_array(src)) != len(_id_array(dst)):
-            raise ValueError(f"observe: src and dst of equal length expected; got {len(src)}, {len(dst)}")
+    def _add_nodes(
+        self, src: IdArray, dst: IdArray, t: torch.Tensor, latest: float, origin: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of new events' endpoints ``src``, ``dst`` at ``t`` ``[n]`` (float64, the predictor's
+        units), unknown ids added as new nodes (``grow``); the destinations join the destination pool.
+        First, before anything changes, ``observe``'s checks: one length, and times in order, none
+        before ``latest`` (the latest observed event's; ``origin`` added for the message)."""
+        src, dst = _id_array(src), _id_array(dst)
+        if not len(src) == len(dst) == t.numel():
+            raise ValueError(
+                f"observe: src, dst and t of one length expected; got {len(src)}, {len(dst)}, {t.numel()}"
+            )
+        if t.numel() and (float(t[0]) < latest or bool((t[1:] < t[:-1]).any())):
+            raise ValueError(
+                f"observe: events must come in time order, none before the latest observed one "
+                f"(t {latest + origin})"
+            )
         before = self.node_ids.num_rows
-        rows = self.node_ids.add(np.concatenate([_id_array(src), _id_array(dst)]), "observe")
+        rows = self.node_ids.add(np.concatenate([src, dst]), "observe")
         if self.node_ids.num_rows > before:
             self.grow(self.node_ids.num_rows)
         src_rows, dst_rows = rows[: len(rows) // 2], rows[len(rows) // 2 :]

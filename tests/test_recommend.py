@@ -617,5 +617,23 @@ def test_cli_recommend_observe_before_the_run_s_events_names_the_file_in_one_lin
     args = ["recommend", str(runs[model]), "--queries", str(queries), "--observe", str(events)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
-    assert "old.csv: --observe takes events after the run's: events must come in time order" in result.output
+    assert (
+        "old.csv: observe: events must come in time order, none before the latest observed one"
+        in result.output
+    )
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.mark.parametrize("model", ["edgebank", "tgn"])
+def test_a_refused_observe_changes_nothing(runs, model):
+    """Events out of order, or with a time per event missing, fail before their unknown ids become
+    nodes: the predictor scores as before."""
+    p = LinkPredictor.load(runs[model])
+    nodes, pool = p.num_nodes, p.recommend([5], 1e12, k=5)
+    for t in ([1.0, 2.0], [2e12], [2e12, 1.5e12]):  # before the run's events; one short; out of order
+        with pytest.raises(ValueError, match="observe: ") as error:
+            p.observe(np.array([5, 5]), np.array([10**7, 10**7 + 1]), np.array(t))
+        assert "\n" not in str(error.value)
+        assert p.num_nodes == nodes
+    again = p.recommend([5], 1e12, k=5)
+    assert again.nodes.tolist() == pool.nodes.tolist() and torch.equal(again.scores, pool.scores)
