@@ -37,7 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from dgl_tgnn.config import default_config
 from dgl_tgnn.link import LinkModel
 from dgl_tgnn.model_predictor import ModelPredictor
-from dgl_tgnn.predictor import LinkPredictor
+from dgl_tgnn.predictor import STAGES, LinkPredictor
 
 
 def make_predictor(pool: int, args: argparse.Namespace) -> ModelPredictor:
@@ -83,17 +83,23 @@ class _OperatorCount(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def calls_of(call: object, device: str) -> dict[str, float]:
-    """One ``call()``'s dispatched torch operators; on a GPU also its kernel launches and host
+def calls_of(call: object, device: str) -> dict[str, object]:
+    """One ``call()``'s dispatched torch operators and the host milliseconds of each of its steps
+    (``dgl_tgnn.predictor.STAGES``, profiler ranges); on a GPU also its kernel launches and host
     synchronisations (means over 3 calls, after the caller's warm-up ones)."""
     with _OperatorCount() as ops:
         call()
-    counts = {"torch_ops": float(ops.count)}
-    if device.startswith("cuda"):
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for _ in range(3):
-                call()
+    counts: dict[str, object] = {"torch_ops": float(ops.count)}
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * cuda
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            call()
+        if cuda:
             torch.cuda.synchronize()
+    host = {e.key: e.cpu_time_total / 3e3 for e in prof.key_averages() if e.key.startswith("recommend.")}
+    counts["host_ms_by_step"] = {name: host.get(f"recommend.{name}", 0.0) for name in STAGES}
+    if cuda:
         names = [event.name for event in prof.events()]
         counts["kernel_launches"] = sum(name in _LAUNCHES for name in names) / 3
         counts["host_syncs"] = (sum(name in _SYNCS for name in names) - 1) / 3  # (less the last one)
@@ -165,7 +171,10 @@ def bench(p: LinkPredictor, sources: torch.Tensor, args: argparse.Namespace) -> 
         extra = {"recall_at_k": recall, "recall_queries": len(checked), "first_call_ms": first_ms}
         rows.append(row | (extra if name == "two-stage" else {}))
     calls = calls_of(lambda: methods["two-stage"](one), args.device)
-    print(f"# pool {pool}: one two-stage query: " + ", ".join(f"{k} {v:.0f}" for k, v in calls.items()))
+    steps = calls["host_ms_by_step"]
+    counts = ", ".join(f"{k} {v:.0f}" for k, v in calls.items() if k != "host_ms_by_step")
+    print(f"# pool {pool}: one two-stage query: {counts}")
+    print(f"# pool {pool}: its host ms by step: " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
     rows[[row["method"] for row in rows].index("two-stage")].update(calls)
     if rate["baseline"] == rate["baseline"]:
         ratios = ", ".join(f"{name} {rate[name] / rate['baseline']:.2f}x" for name in ("exact", "two-stage"))

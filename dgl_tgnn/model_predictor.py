@@ -22,7 +22,7 @@ from dgl_tgnn.link import LinkModel
 from dgl_tgnn.neighbourhoods import Neighbourhoods, PairLogits
 from dgl_tgnn.node_ids import NodeIds
 from dgl_tgnn.pair_features import NUM_PAIR_FEATURES, PairFeatures
-from dgl_tgnn.predictor import LinkPredictor, exclusion_matrix
+from dgl_tgnn.predictor import LinkPredictor, exclusion_matrix, stage
 from dgl_tgnn.topk import topk_dot
 
 
@@ -398,27 +398,33 @@ class ModelPredictor(LinkPredictor):
         size = src.shape[0]
         t_ref = t.min()
         with self._evaluating():
-            self._memory_through(float(t_ref))
+            with stage("memory"):
+                self._memory_through(float(t_ref))
             with self._sampler_kept():
-                keys = self._pool_keys(pool, float(t_ref))
-                queries = self.embed(src, float(t_ref))
-            if head is not None and self.config.model.decoder != "dot":
-                queries = head.query(queries)
-            device = keys.keys.device
-            exclude = None if seen is None else exclusion_matrix(seen, size).to(device)
-            count = min(shortlist, pool.shape[0])
-            _, picked = topk_dot(queries.contiguous(), keys.keys, count, exclude)
-            if self.pair_features is not None:
-                picked = self._with_partners(picked, src, t_ref, keys.position, exclude)
-            valid = picked >= 0
-            # [B, S'] node rows; a pad holds its query's source, which is embedded anyway: the same
-            # distinct nodes as the valid ones alone, found without a boolean index (a GPU sync)
-            own = to_device(src, device)[:, None].expand_as(picked)
-            nodes = torch.where(valid, keys.rows[picked.clamp(min=0)], own)
-            table, z_src, index = self._embed_with(src, nodes.reshape(-1), t_ref)
-            logits = self.model.score_table(z_src, table, index.view_as(picked))
-            logits = self._plus_pair_logits(logits, src, t, t_ref, nodes)
-            logits = logits.float().masked_fill(~valid, float("-inf"))
+                with stage("keys"):
+                    keys = self._pool_keys(pool, float(t_ref))
+                with stage("queries"):
+                    queries = self.embed(src, float(t_ref))
+                    if head is not None and self.config.model.decoder != "dot":
+                        queries = head.query(queries)
+            with stage("retrieve"):
+                device = keys.keys.device
+                exclude = None if seen is None else exclusion_matrix(seen, size).to(device)
+                count = min(shortlist, pool.shape[0])
+                _, picked = topk_dot(queries.contiguous(), keys.keys, count, exclude)
+                if self.pair_features is not None:
+                    picked = self._with_partners(picked, src, t_ref, keys.position, exclude)
+            with stage("embed"):
+                valid = picked >= 0
+                # [B, S'] node rows; a pad holds its query's source, which is embedded anyway: the same
+                # distinct nodes as the valid ones alone, found without a boolean index (a GPU sync)
+                own = to_device(src, device)[:, None].expand_as(picked)
+                nodes = torch.where(valid, keys.rows[picked.clamp(min=0)], own)
+                table, z_src, index = self._embed_with(src, nodes.reshape(-1), t_ref)
+            with stage("score"):
+                logits = self.model.score_table(z_src, table, index.view_as(picked))
+                logits = self._plus_pair_logits(logits, src, t, t_ref, nodes)
+                logits = logits.float().masked_fill(~valid, float("-inf"))
         return picked, logits
 
     def shortlist_unsupported(self) -> str | None:
