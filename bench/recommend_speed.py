@@ -10,8 +10,10 @@ embeds the pool's keys once: stage 1 reads them until the state changes). The ba
 is skipped where its ``[B, C]`` scores would pass ``--baseline-bytes``; over pools above
 ``--exact-max-pool`` exact and baseline are not timed (each call embeds and scores the whole pool),
 and recall is measured on the first ``--recall-queries`` queries of the batch. Then one two-stage query's
-calls: the torch operators it dispatches (views left out) and, on a GPU, the kernel launches and
-host synchronisations the torch profiler records (what bounds one query there). With ``--run RUN_DIR``
+calls: the torch operators it dispatches (views left out), the host milliseconds of each of its
+steps (``dgl_tgnn.predictor.STAGES``; measured under the profiler, which adds its own cost) and, on
+a GPU, the kernel launches and host synchronisations the torch profiler records (what bounds one
+query there). With ``--run RUN_DIR``
 (integer ids), that trained run instead, over its own destination pool, the queries its stream's
 sources (recall of a trained dot decoder or ``model.dot_head``).
 
