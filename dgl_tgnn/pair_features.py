@@ -40,6 +40,7 @@ from __future__ import annotations
 import torch
 
 from dgl_tgnn import ops
+from dgl_tgnn.devices import to_device
 from dgl_tgnn.graph import TemporalGraph
 from dgl_tgnn.sampling import TemporalSampler
 
@@ -80,8 +81,9 @@ class PairFeatures:
         from the events strictly before ``t_ref`` (0-dim float64, ``<= t``), and the sources' events
         strictly before ``t`` with ``visible_batch``."""
         device = self.device
-        src, t, candidates = src.to(device), t.to(device, torch.float64), candidates.to(device)
-        t_ref = t_ref.to(device, torch.float64)
+        # (a CPU tensor reaches a GPU through a pinned copy: the host does not wait for the GPU)
+        src, candidates = to_device(src, device), to_device(candidates, device)
+        t, t_ref = to_device(t.double(), device), to_device(t_ref.double(), device)
         size, width = candidates.shape
         if size == 0 or width == 0:
             return torch.zeros(size, width, NUM_PAIR_FEATURES, device=device)
