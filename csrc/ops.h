@@ -79,9 +79,18 @@ void check_harmonic(const at::Tensor& dt, const at::Tensor& weight, const at::Te
 // Pair features (pair_features_ops.cpp): src int64 [B], t float64 [B], candidates and inverse int64
 // [B, C], the sources' block nbr int64, times float64, mask bool [B, H] and the candidates' block
 // [U, H'], all on one device, H and H' >= 1; with check, inverse's values in [0, U) (read back
-// from the device). Returns them contiguous, with the two blocks' views.
+// from the device). Returns them contiguous, with the two blocks' views and the kernels' buffers.
+struct PairFeatureScratch {
+  at::Tensor storage;   // one allocation on the inputs' device
+  double* first;        // [B, H]: see tgnn::summarise_row
+  double* stats;        // [B, kRowStats]
+  double* their_first;  // [U, H']
+  double* their_stats;  // [U, kRowStats]
+};
 struct PairFeatureInputs {
   at::Tensor src, t, candidates, inverse, nbr, times, mask, their_nbr, their_times, their_mask;
+  PairFeatureScratch scratch() const;  // the rows' summaries
+  at::Tensor output() const;           // [B, C, kNumPairFeatures] float32, uninitialised
   RecentBlock mine() const {
     return {nbr.data_ptr<int64_t>(), times.data_ptr<double>(), mask.data_ptr<bool>(), nbr.size(1)};
   }

@@ -64,6 +64,17 @@ PairFeatureInputs pair_feature_inputs(const at::Tensor& src, const at::Tensor& t
           their_times.contiguous(), their_mask.contiguous()};
 }
 
+PairFeatureScratch PairFeatureInputs::scratch() const {
+  const int64_t sizes[4] = {nbr.numel(), nbr.size(0) * kRowStats, their_nbr.numel(), their_nbr.size(0) * kRowStats};
+  at::Tensor storage = at::empty({sizes[0] + sizes[1] + sizes[2] + sizes[3]}, times.options());
+  double* first = storage.data_ptr<double>();
+  return {storage, first, first + sizes[0], first + sizes[0] + sizes[1], first + sizes[0] + sizes[1] + sizes[2]};
+}
+
+at::Tensor PairFeatureInputs::output() const {
+  return at::empty({candidates.size(0), candidates.size(1), kNumPairFeatures}, times.options().dtype(at::kFloat));
+}
+
 }  // namespace tgnn::ops
 
 namespace {
@@ -78,12 +89,8 @@ at::Tensor pair_features(const at::Tensor& src, const at::Tensor& t, const at::T
       src, t, candidates, inverse, nbr, times, mask, their_nbr, their_times, their_mask, check);
   const int64_t rows = in.src.size(0), width = in.candidates.size(1), their_rows = in.their_nbr.size(0);
   const tgnn::RecentBlock mine = in.mine(), theirs = in.theirs();
-  const auto f64 = in.times.options();
-  at::Tensor first = at::empty({rows, mine.width}, f64), stats = at::empty({rows, tgnn::kRowStats}, f64);
-  at::Tensor their_first = at::empty({their_rows, theirs.width}, f64);
-  at::Tensor their_stats = at::empty({their_rows, tgnn::kRowStats}, f64);
-  double *fp = first.data_ptr<double>(), *sp = stats.data_ptr<double>();
-  double *tfp = their_first.data_ptr<double>(), *tsp = their_stats.data_ptr<double>();
+  const tgnn::ops::PairFeatureScratch s = in.scratch();
+  double *fp = s.first, *sp = s.stats, *tfp = s.their_first, *tsp = s.their_stats;
   at::parallel_for(0, rows, 256, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r)
       tgnn::summarise_row(mine, r, fp + r * mine.width, sp + r * tgnn::kRowStats);
@@ -92,7 +99,7 @@ at::Tensor pair_features(const at::Tensor& src, const at::Tensor& t, const at::T
     for (int64_t r = begin; r < end; ++r)
       tgnn::summarise_row(theirs, r, tfp + r * theirs.width, tsp + r * tgnn::kRowStats);
   });
-  at::Tensor out = at::empty({rows, width, tgnn::kNumPairFeatures}, f64.dtype(at::kFloat));
+  at::Tensor out = in.output();
   const int64_t *sv = in.src.data_ptr<int64_t>(), *cv = in.candidates.data_ptr<int64_t>();
   const int64_t* iv = in.inverse.data_ptr<int64_t>();
   const double* tv = in.t.data_ptr<double>();

@@ -18,18 +18,11 @@ at::Tensor pair_features(const at::Tensor& src, const at::Tensor& t, const at::T
   const c10::cuda::CUDAGuard guard(src.device());
   const int64_t rows = in.src.size(0), width = in.candidates.size(1), their_rows = in.their_nbr.size(0);
   const tgnn::RecentBlock mine = in.mine(), theirs = in.theirs();
-  // one scratch allocation for both blocks' summaries
-  const int64_t sizes[4] = {rows * mine.width, rows * tgnn::kRowStats, their_rows * theirs.width,
-                            their_rows * tgnn::kRowStats};
-  at::Tensor scratch = at::empty({sizes[0] + sizes[1] + sizes[2] + sizes[3]}, in.times.options());
-  double* first = scratch.data_ptr<double>();
-  double* stats = first + sizes[0];
-  double* their_first = stats + sizes[1];
-  double* their_stats = their_first + sizes[2];
-  at::Tensor out = at::empty({rows, width, tgnn::kNumPairFeatures}, in.times.options().dtype(at::kFloat));
+  const tgnn::ops::PairFeatureScratch s = in.scratch();
+  at::Tensor out = in.output();
   const cudaError_t status = tgnn::cuda::launch_pair_features(
       mine, theirs, rows, their_rows, width, in.src.data_ptr<int64_t>(), in.t.data_ptr<double>(),
-      in.candidates.data_ptr<int64_t>(), in.inverse.data_ptr<int64_t>(), first, stats, their_first, their_stats,
+      in.candidates.data_ptr<int64_t>(), in.inverse.data_ptr<int64_t>(), s.first, s.stats, s.their_first, s.their_stats,
       out.data_ptr<float>(), c10::cuda::getCurrentCUDAStream());
   TORCH_CHECK(status == cudaSuccess, "pair_features: kernel launch failed: ", cudaGetErrorString(status));
   return out;
