@@ -79,16 +79,17 @@ TGNN_HOST_DEVICE inline void pair_features(const RecentBlock& mine, const double
     short10 += j < 10;
   }
   const bool has = count > 0;
+  // the ranks: distinct partners met since the pair last met (only for pairs that met; most did not)
   int64_t rank = 0, their_rank = 0, met = 0;
-  const double* first = mine_first + b * w;
-  for (int64_t j = 0; j < w; ++j) rank += first[j] > last;
   const int64_t* their_nbr = theirs.nbr + u * wc;
   const bool* their_mask = theirs.mask + u * wc;
-  const double* their_first_row = their_first + u * wc;
-  for (int64_t j = 0; j < wc; ++j) {
-    their_rank += their_first_row[j] > last;
-    met += their_mask[j] && their_nbr[j] == src;
+  if (has) {
+    const double* first = mine_first + b * w;
+    const double* their_first_row = their_first + u * wc;
+    for (int64_t j = 0; j < w; ++j) rank += first[j] > last;
+    for (int64_t j = 0; j < wc; ++j) their_rank += their_first_row[j] > last;
   }
+  for (int64_t j = 0; j < wc; ++j) met += their_mask[j] && their_nbr[j] == src;
   const double* s = mine_stats + b * kRowStats;
   const double* cs = their_stats + u * kRowStats;
   const bool active = s[4] > 0.0, c_active = cs[4] > 0.0;
